@@ -1,0 +1,81 @@
+"""The ``bbperf`` command: a thin argparse layer; each subcommand maps flags onto one library call."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bbperf.errors import BbperfError
+from bbperf.urls import mask_text
+
+# Each module defines ``register(subparsers)``; its parsers set ``func(args) -> int``.
+COMMAND_MODULES = ("db", "schema", "pool")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bbperf",
+        description="PostgreSQL performance workbench for the BookedBarber schema.",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL to work on instead of the embedded server (env: BBPERF_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--schema", metavar="NAME", help="bbperf's schema on the target (env: BBPERF_SCHEMA; default bbperf)"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bbperf.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BbperfError as exc:
+        if args.debug:
+            raise
+        print(f"bbperf: error: {mask_text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bbperf: interrupted", file=sys.stderr)
+        return 130
+
+
+def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Settings from the global flags (and environment)."""
+    from bbperf.config import load_settings
+
+    return load_settings(database_url=args.database_url, schema=args.schema)
+
+
+def engine_from(args: argparse.Namespace, environment: str = "development"):  # type: ignore[no-untyped-def]
+    """A checked engine on the target named by the global flags."""
+    from bbperf.target import connect
+
+    settings = settings_from(args)
+    # A CLI user waits for one line, not the pool's 10 s connect_timeout.
+    return connect(settings.database_url, environment, echo_pool=False, connect_timeout_s=5)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Rows as an aligned text table (what pandas would print, without the index)."""
+    if not rows:
+        print("(no rows)")
+        return
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False))

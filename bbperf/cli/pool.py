@@ -1,0 +1,23 @@
+"""``bbperf pool show --environment NAME``: the effective pool configuration, secret-free."""
+
+from __future__ import annotations
+
+import argparse
+
+from bbperf.cli import print_json, settings_from
+from bbperf.pools import ENVIRONMENTS, describe, pool_config
+from bbperf.target import resolve_url
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pool = sub.add_parser("pool", help="connection pool configurations")
+    psub = pool.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
+    show = psub.add_parser("show", help="print an environment's effective pool config as JSON")
+    show.add_argument("--environment", "-e", default="development", help=f"one of {', '.join(ENVIRONMENTS)}")
+    show.set_defaults(func=show_config)
+
+
+def show_config(args: argparse.Namespace) -> int:
+    config = pool_config(args.environment)
+    print_json(describe(config, resolve_url(settings_from(args))))
+    return 0

@@ -1,0 +1,45 @@
+"""``bbperf schema create | drop | status``: bbperf's own schema on the target."""
+
+from __future__ import annotations
+
+import argparse
+
+from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.schema import create_schema, drop_schema, schema_status
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sc = sub.add_parser("schema", help="create, drop or inspect bbperf's schema")
+    scsub = sc.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
+    scsub.add_parser("create", help="create the schema and its tables").set_defaults(func=create)
+    scsub.add_parser("drop", help="drop bbperf's schema (only if bbperf made it)").set_defaults(
+        func=drop
+    )
+    st = scsub.add_parser("status", help="tables, estimated rows and sizes")
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    st.set_defaults(func=status)
+
+
+def create(args: argparse.Namespace) -> int:
+    schema = settings_from(args).schema
+    st = create_schema(engine_from(args), schema)
+    print(f"schema {st.schema}: {len(st.tables)} tables")
+    return 0
+
+
+def drop(args: argparse.Namespace) -> int:
+    schema = settings_from(args).schema
+    print(f"dropped schema {schema}" if drop_schema(engine_from(args), schema) else f"schema {schema} does not exist")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    st = schema_status(engine_from(args), settings_from(args).schema)
+    if args.format == "json":
+        print_json(st.to_dict())
+        return 0
+    state = "missing" if not st.exists else ("bbperf" if st.owned else "NOT bbperf's")
+    print(f"schema {st.schema}: {state}")
+    if st.tables:
+        print_table(st.tables)
+    return 0 if st.exists else 1

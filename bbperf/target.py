@@ -1,0 +1,65 @@
+"""The database bbperf works on: the embedded server by default, any PostgreSQL URL when given."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bbperf.config import Settings, load_settings
+from bbperf.errors import ConnectionFailed, QueryError
+from bbperf.server import EmbeddedServer
+from bbperf.urls import mask_text, mask_url
+
+
+def resolve_url(settings: Settings | None = None, *, start: bool = True) -> str:
+    """The URL to use: ``settings.database_url`` or the embedded server's (started when needed)."""
+    settings = settings or load_settings()
+    if settings.database_url:
+        return settings.database_url
+    server = EmbeddedServer(settings.home, database=settings.database)
+    return server.start() if start else server.url()
+
+
+def connect(
+    database_url: str | None = None, environment: str = "development", **overrides: object
+) -> Engine:
+    """An engine on bbperf's target, checked with a real round trip (fails fast, one clear line)."""
+    from bbperf.pools import make_engine
+
+    settings = load_settings(database_url=database_url)
+    url = resolve_url(settings)
+    engine = make_engine(url, environment, schema=settings.schema, **overrides)
+    check_connection(engine)
+    return engine
+
+
+def check_connection(engine: Engine) -> str:
+    """Run ``SELECT version()``; translate driver failures into ``ConnectionFailed``."""
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT version()")).scalar_one())
+    except OperationalError as exc:
+        raise ConnectionFailed(describe_db_error(exc, engine)) from None
+
+
+def describe_db_error(exc: DBAPIError, engine: Engine | None = None) -> str:
+    """One line from a driver error: the server's first message line, passwords masked."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    where = f" ({mask_url(engine.url)})" if engine is not None else ""
+    if "password authentication failed" in first or "no password supplied" in first:
+        return f"authentication failed{where}: {mask_text(first)}"
+    if "timeout expired" in first or "could not connect" in first or "Connection refused" in first:
+        return f"cannot reach the database server{where}: {mask_text(first)}"
+    return f"{mask_text(first)}{where}"
+
+
+def query_error(exc: DBAPIError, sql: str | None = None) -> QueryError:
+    """A QueryError from a failed statement, naming the statement's first line."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    snippet = ""
+    if sql:
+        line = " ".join(sql.split())
+        snippet = f" in: {line[:80]}{'…' if len(line) > 80 else ''}"
+    return QueryError(f"{mask_text(first)}{snippet}")

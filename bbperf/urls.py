@@ -1,0 +1,70 @@
+"""Connection URLs: parse, pick the driver once, and mask passwords before anything is shown."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from bbperf.errors import ConfigError
+
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; bbperf's engines use psycopg2 everywhere.
+POSTGRES_DRIVER = "postgresql+psycopg2"
+_SUPPORTED = {"postgresql", "postgres", "sqlite"}
+
+
+def parse_url(url: str) -> URL:
+    """Parse a user's URL and normalise the PostgreSQL driver to psycopg2."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"malformed database URL {mask_text(url)!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend not in _SUPPORTED:
+        raise ConfigError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use postgresql://… or sqlite://…"
+        )
+    if backend in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername=POSTGRES_DRIVER)
+    if parsed.password == "":
+        parsed = parsed.set(password=None)
+    return parsed
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def is_unix_socket(url: URL) -> bool:
+    """True when libpq will connect over a Unix-domain socket (no host, or a host that is a path)."""
+    host = url.host or url.query.get("host")
+    if isinstance(host, tuple):
+        host = host[0]
+    return not host or str(host).startswith("/")
+
+
+def mask_url(url: URL | str) -> str:
+    """The URL as text with any password replaced by ``***``."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except (ArgumentError, ValueError):
+            return mask_text(url)
+    if url.password == "":
+        url = url.set(password=None)
+    text = url.render_as_string(hide_password=True)
+    query_pw = url.query.get("password")
+    if query_pw:
+        text = text.replace(f"password={query_pw}", "password=***")
+    return text
+
+
+_PW_IN_TEXT = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_PW_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
+
+
+def mask_text(text: str) -> str:
+    """Mask anything that looks like a password inside free text (error messages, logs)."""
+    text = _PW_IN_TEXT.sub(lambda m: f"{m.group(1)}***{m.group(3)}" if m.group(2) else m.group(0), text)
+    return _PW_PARAM.sub(r"\1***", text)
