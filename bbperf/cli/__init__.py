@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pkgutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 from bbperf.errors import BbperfError
 from bbperf.urls import mask_text
 
-# Each module defines ``register(subparsers)``; its parsers set ``func(args) -> int``.
-COMMAND_MODULES = ("db", "schema", "pool")
+
+def command_modules() -> list[str]:
+    """Every module in bbperf.cli defines ``register(subparsers)``; parsers set ``func(args) -> int``."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"bbperf.cli.{name}").register(sub)
     return parser
 
