@@ -8,13 +8,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bbperf.config import Settings, load_settings
 from bbperf.errors import ConnectionFailed, QueryError
 from bbperf.server import EmbeddedServer
-from bbperf.urls import mask_text, mask_url
+from bbperf.urls import mask_text, mask_url, parse_url
 
 
 def resolve_url(settings: Settings | None = None, *, start: bool = True) -> str:
     """The URL to use: ``settings.database_url`` or the embedded server's (started when needed)."""
     settings = settings or load_settings()
     if settings.database_url:
+        parse_url(settings.database_url)  # fail early, in one line, on a malformed URL
         return settings.database_url
     server = EmbeddedServer(settings.home, database=settings.database)
     return server.start() if start else server.url()
