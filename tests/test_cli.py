@@ -118,3 +118,12 @@ def test_every_command_has_help_and_is_in_readme() -> None:
             assert helps.get(word), f"`bbperf {path}`: {word!r} has no help text"
             sub = action.choices[word]
         assert f"bbperf {path}" in readme, f"`bbperf {path}` is not documented in README.md"
+
+
+def test_libpq_pgpassword_works_through_the_driver(pg15_cluster: pg15.Cluster) -> None:
+    url = f"postgresql://{pg15.USER}@127.0.0.1:{pg15_cluster.port}/bbperf"
+    proc = run_cli("--database-url", url, "schema", "status", env={"PGPASSWORD": pg15.PASSWORD})
+    assert proc.returncode in (0, 1), proc.stderr  # 1: schema not created yet; connected either way
+    assert "bbperf: error" not in proc.stderr
+    denied = run_cli("--database-url", url, "schema", "status", env={"PGPASSWORD": "nope"})
+    assert_one_line_error(denied, "authentication failed")
