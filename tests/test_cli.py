@@ -15,8 +15,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     import os
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bbperf", *args], capture_output=True, text=True,
-                          env=full_env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bbperf", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
@@ -43,12 +48,16 @@ def test_bad_url_is_one_line(url: str, fragment: str) -> None:
 
 
 def test_env_url_is_honoured(bbperf_home) -> None:  # type: ignore[no-untyped-def]
-    proc = run_cli("schema", "status", env={"BBPERF_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/db"})
+    proc = run_cli(
+        "schema", "status", env={"BBPERF_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/db"}
+    )
     assert_one_line_error(proc, "127.0.0.1:1")
 
 
 def test_wrong_password_is_authentication_error(pg15_cluster: pg15.Cluster) -> None:
-    proc = run_cli("--database-url", pg15_cluster.url_with_password("wrong-Pa55"), "schema", "status")
+    proc = run_cli(
+        "--database-url", pg15_cluster.url_with_password("wrong-Pa55"), "schema", "status"
+    )
     assert_one_line_error(proc, "authentication failed")
     assert "wrong-Pa55" not in proc.stderr
 
@@ -67,7 +76,10 @@ def test_right_password_works_and_is_masked(pg15_cluster: pg15.Cluster) -> None:
 def test_unknown_environment_in_process(capsys: pytest.CaptureFixture[str], bbperf_home) -> None:  # type: ignore[no-untyped-def]
     assert main(["pool", "show", "--environment", "qa"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "bbperf: error: unknown environment 'qa': choose one of development, staging, production"
+    assert (
+        err.strip()
+        == "bbperf: error: unknown environment 'qa': choose one of development, staging, production"
+    )
 
 
 def test_debug_shows_traceback() -> None:
@@ -76,7 +88,9 @@ def test_debug_shows_traceback() -> None:
     assert "Traceback" in proc.stderr
 
 
-def test_schema_commands_on_fresh_database(fresh_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_commands_on_fresh_database(
+    fresh_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--database-url", fresh_url, "schema", "status"]) == 1
     assert "missing" in capsys.readouterr().out
     assert main(["--database-url", fresh_url, "schema", "create"]) == 0

@@ -40,7 +40,12 @@ def test_production_keepalives_and_ssl_on_tcp() -> None:
     info = describe(pool_config("production"), TCP_URL)
     args = info["connect_args"]
     assert args["sslmode"] == "require"
-    assert (args["keepalives"], args["keepalives_idle"], args["keepalives_interval"], args["keepalives_count"]) == (1, 30, 10, 5)
+    assert (
+        args["keepalives"],
+        args["keepalives_idle"],
+        args["keepalives_interval"],
+        args["keepalives_count"],
+    ) == (1, 30, 10, 5)
     assert args["options"] == "-c statement_timeout=60000"
     assert args["connect_timeout"] == 10
     assert "pw" not in str(info)

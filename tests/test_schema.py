@@ -8,7 +8,14 @@ from sqlalchemy.exc import IntegrityError
 
 from bbperf.errors import ConfigError, SchemaError
 from bbperf.pools import make_engine
-from bbperf.schema import TABLE_ORDER, build_metadata, create_schema, drop_schema, require_schema, schema_status
+from bbperf.schema import (
+    TABLE_ORDER,
+    build_metadata,
+    create_schema,
+    drop_schema,
+    require_schema,
+    schema_status,
+)
 
 
 def test_create_status_drop_on_both_versions(any_server_url: str) -> None:
@@ -30,8 +37,11 @@ def test_create_status_drop_on_both_versions(any_server_url: str) -> None:
 
 def test_no_performance_indexes_only_keys(schema_engine) -> None:  # type: ignore[no-untyped-def]
     with schema_engine.connect() as conn:
-        names = set(conn.execute(text(
-            "select indexname from pg_indexes where schemaname = 'bbperf'")).scalars())
+        names = set(
+            conn.execute(
+                text("select indexname from pg_indexes where schemaname = 'bbperf'")
+            ).scalars()
+        )
     assert not any(n.startswith("idx_") for n in names)
     assert "users_email_key" in names and "appointments_pkey" in names
 
@@ -40,9 +50,14 @@ def test_no_performance_indexes_only_keys(schema_engine) -> None:  # type: ignor
     ("sql", "constraint"),
     [
         ("insert into users (email, name, role) values ('a@x', 'A', 'wizard')", "ck_users_role"),
-        ("insert into organizations (name, slug, billing_plan) values ('o', 'o', 'free')",
-         "ck_organizations_billing_plan"),
-        ("insert into services (name, category, base_price) values ('s', 'massage', 10)", "ck_services_category"),
+        (
+            "insert into organizations (name, slug, billing_plan) values ('o', 'o', 'free')",
+            "ck_organizations_billing_plan",
+        ),
+        (
+            "insert into services (name, category, base_price) values ('s', 'massage', 10)",
+            "ck_services_category",
+        ),
     ],
 )
 def test_check_constraints(schema_engine, sql: str, constraint: str) -> None:  # type: ignore[no-untyped-def]
@@ -52,10 +67,15 @@ def test_check_constraints(schema_engine, sql: str, constraint: str) -> None:  #
 
 def test_money_is_exact_numeric(schema_engine) -> None:  # type: ignore[no-untyped-def]
     with schema_engine.connect() as conn:
-        rows = conn.execute(text(
-            "select column_name, data_type, numeric_precision, numeric_scale from information_schema.columns "
-            "where table_schema = 'bbperf' and column_name in ('price', 'amount', 'base_price')")).all()
-    assert rows and all(r.data_type == "numeric" and (r.numeric_precision, r.numeric_scale) == (10, 2) for r in rows)
+        rows = conn.execute(
+            text(
+                "select column_name, data_type, numeric_precision, numeric_scale from information_schema.columns "
+                "where table_schema = 'bbperf' and column_name in ('price', 'amount', 'base_price')"
+            )
+        ).all()
+    assert rows and all(
+        r.data_type == "numeric" and (r.numeric_precision, r.numeric_scale) == (10, 2) for r in rows
+    )
 
 
 def test_refuses_foreign_schema(fresh_engine) -> None:  # type: ignore[no-untyped-def]

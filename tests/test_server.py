@@ -42,7 +42,10 @@ def test_second_start_from_another_process_reuses_server(bbperf_home: Path, serv
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "bbperf", "db", "start"],
-        capture_output=True, text=True, check=True, env={"BBPERF_HOME": str(bbperf_home), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"BBPERF_HOME": str(bbperf_home), "PATH": "/usr/bin:/bin"},
     )
     elapsed = time.perf_counter() - started
     assert "postgresql://postgres@/bbperf" in out.stdout

@@ -34,7 +34,10 @@ def test_mask_url_hides_password_everywhere() -> None:
 
 
 def test_mask_url_leaves_passwordless_url_alone() -> None:
-    assert mask_url("postgresql://postgres@/bbperf?host=/tmp/x") == "postgresql://postgres@/bbperf?host=%2Ftmp%2Fx"
+    assert (
+        mask_url("postgresql://postgres@/bbperf?host=/tmp/x")
+        == "postgresql://postgres@/bbperf?host=%2Ftmp%2Fx"
+    )
 
 
 def test_mask_text_in_free_text() -> None:

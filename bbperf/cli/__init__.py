@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="PostgreSQL URL to work on instead of the embedded server (env: BBPERF_DATABASE_URL)",
     )
     parser.add_argument(
-        "--schema", metavar="NAME", help="bbperf's schema on the target (env: BBPERF_SCHEMA; default bbperf)"
+        "--schema",
+        metavar="NAME",
+        help="bbperf's schema on the target (env: BBPERF_SCHEMA; default bbperf)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -54,14 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def settings_from(args: argparse.Namespace):
     """Settings from the global flags (and environment)."""
     from bbperf.config import load_settings
 
     return load_settings(database_url=args.database_url, schema=args.schema)
 
 
-def engine_from(args: argparse.Namespace, environment: str = "development"):  # type: ignore[no-untyped-def]
+def engine_from(args: argparse.Namespace, environment: str = "development"):
     """A checked engine on the target named by the global flags."""
     from bbperf.target import connect
 

@@ -10,7 +10,7 @@ from bbperf.target import resolve_url
 from bbperf.urls import mask_url
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="start, stop and inspect the embedded PostgreSQL server")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dbsub.add_parser("start", help="start (or reuse) the embedded server").set_defaults(func=start)

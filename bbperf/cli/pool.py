@@ -9,11 +9,13 @@ from bbperf.pools import ENVIRONMENTS, describe, pool_config
 from bbperf.target import resolve_url
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     pool = sub.add_parser("pool", help="connection pool configurations")
     psub = pool.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
     show = psub.add_parser("show", help="print an environment's effective pool config as JSON")
-    show.add_argument("--environment", "-e", default="development", help=f"one of {', '.join(ENVIRONMENTS)}")
+    show.add_argument(
+        "--environment", "-e", default="development", help=f"one of {', '.join(ENVIRONMENTS)}"
+    )
     show.set_defaults(func=show_config)
 
 

@@ -8,7 +8,7 @@ from bbperf.cli import engine_from, print_json, print_table, settings_from
 from bbperf.schema import create_schema, drop_schema, schema_status
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("schema", help="create, drop or inspect bbperf's schema")
     scsub = sc.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
     scsub.add_parser("create", help="create the schema and its tables").set_defaults(func=create)
@@ -29,7 +29,11 @@ def create(args: argparse.Namespace) -> int:
 
 def drop(args: argparse.Namespace) -> int:
     schema = settings_from(args).schema
-    print(f"dropped schema {schema}" if drop_schema(engine_from(args), schema) else f"schema {schema} does not exist")
+    print(
+        f"dropped schema {schema}"
+        if drop_schema(engine_from(args), schema)
+        else f"schema {schema} does not exist"
+    )
     return 0
 
 
