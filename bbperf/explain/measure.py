@@ -1,0 +1,149 @@
+"""Client-side latency of a statement: warm-up, many rounds, ``perf_counter_ns``, GC off in the loop.
+
+Each round is one autocommit round trip through the raw driver cursor (execute + fetchall), so the
+figure is the query's, not SQLAlchemy's: it matches ``pgbench -f`` with one client
+(``benchmarks/harness.py`` checks that). Interpret the cache state the Timing states:
+
+* **warm** (default): ``warmup`` untimed rounds first, on the same connection; shared buffers,
+  catalog caches and the OS page cache hold whatever the statement touches.
+* **cold**: every round opens a new connection (a new backend: empty catalog/relation caches, no
+  prepared state, nothing from ``SET``) and, where the server allows it (PostgreSQL 17+ with
+  pg_buffercache installed and a superuser), evicts every unpinned page from shared buffers with
+  ``pg_buffercache_evict``. The **operating system's page cache is kept** (dropping it needs root
+  on the database host), so "cold" reads come from RAM, not disk: this is PostgreSQL-cold, OS-warm.
+  No warm-up rounds are run in cold mode.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bbperf.explain.run import Params, clean_sql, explain_options
+from bbperf.explain.stats import Timing
+from bbperf.target import query_error
+
+_SERVER_EXPLAIN = explain_options(analyze=True, buffers=False, timing=False)
+
+
+def compile_sql(engine: Engine, sql: str, params: Params = None) -> tuple[str, dict[str, Any]]:
+    """SQLAlchemy ``:name`` style SQL and params turned into the driver's own paramstyle."""
+    compiled = text(sql).compile(dialect=engine.dialect)
+    values = compiled.construct_params(dict(params or {})) or {}
+    return compiled.string, dict(values)
+
+
+def measure(
+    engine: Engine,
+    sql: str,
+    params: Params = None,
+    *,
+    rounds: int = 30,
+    warmup: int = 5,
+    server_time: bool = False,
+    cold: bool = False,
+    label: str = "",
+) -> Timing:
+    """Time ``rounds`` executions of ``sql`` after ``warmup`` untimed ones; return a Timing in ms.
+
+    ``server_time`` also runs ``EXPLAIN (ANALYZE, TIMING OFF)`` after each timed round (untimed by
+    the client clock) and records the server's Execution Time. The statement runs as is in
+    autocommit: a data-modifying statement modifies data every round.
+    """
+    if rounds < 1 or warmup < 0:
+        raise ValueError("measure needs rounds >= 1 and warmup >= 0")
+    statement = clean_sql(sql)
+    driver_sql, values = compile_sql(engine, statement, params)
+    explain_sql, _ = compile_sql(engine, f"EXPLAIN ({_SERVER_EXPLAIN}) {statement}", params)
+    client: list[float] = []
+    server: list[float] = []
+    cache = "warm"
+    try:
+        if cold:
+            cache = "cold: new connection per round"
+            for _ in range(rounds):
+                with _autocommit(engine) as conn:
+                    if _evict_shared_buffers(conn):
+                        cache = "cold: new connection + shared buffers evicted per round (OS cache kept)"
+                    _rounds(conn, driver_sql, explain_sql, values, 1, 0, server_time, client, server)
+        else:
+            with _autocommit(engine) as conn:
+                _rounds(conn, driver_sql, explain_sql, values, rounds, warmup, server_time, client, server)
+    except DBAPIError as exc:
+        raise query_error(exc, statement) from None
+    return Timing(
+        samples_ms=tuple(client),
+        server_ms=tuple(server) if server_time else None,
+        label=label,
+        sql=statement,
+        warmup=0 if cold else warmup,
+        cache=cache,
+    )
+
+
+def _autocommit(engine: Engine) -> Connection:
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _rounds(
+    conn: Connection,
+    driver_sql: str,
+    explain_sql: str,
+    values: dict[str, Any],
+    rounds: int,
+    warmup: int,
+    server_time: bool,
+    client: list[float],
+    server: list[float],
+) -> None:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    args = values or None
+    try:
+        for _ in range(warmup):
+            cursor.execute(driver_sql, args)
+            if cursor.description is not None:
+                cursor.fetchall()
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(rounds):
+                start = time.perf_counter_ns()
+                cursor.execute(driver_sql, args)
+                if cursor.description is not None:
+                    cursor.fetchall()
+                client.append((time.perf_counter_ns() - start) / 1e6)
+                if server_time:
+                    cursor.execute(explain_sql, args)
+                    server.append(float(cursor.fetchone()[0][0]["Execution Time"]))
+        finally:
+            if was_enabled:
+                gc.enable()
+    finally:
+        cursor.close()
+
+
+def _evict_shared_buffers(conn: Connection) -> bool:
+    """Evict unpinned shared buffers when pg_buffercache_evict exists and we may call it."""
+    row = conn.execute(
+        text(
+            "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE p.proname = 'pg_buffercache_evict' LIMIT 1"
+        )
+    ).first()
+    if row is None:
+        return False
+    superuser = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+    if not superuser:
+        return False
+    schema = row[0].replace('"', '""')
+    conn.execute(
+        text(
+            f'SELECT count(*) FROM "{schema}".pg_buffercache b, '
+            f'LATERAL "{schema}".pg_buffercache_evict(b.bufferid) e WHERE b.relfilenode IS NOT NULL'
+        )
+    )
+    return True
