@@ -1,0 +1,160 @@
+"""``bbperf indexes validate | apply | drop | status | sql | alembic --set NAME|FILE.toml``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from bbperf.cli import engine_from, print_json, print_table, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ix = sub.add_parser("indexes", help="validate, apply, drop and export index sets")
+    ixsub = ix.add_subparsers(dest="indexes_command", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str, func, *, table: bool = True):  # type: ignore[no-untyped-def]
+        p = ixsub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--set",
+            dest="index_set",
+            default="seed",
+            metavar="NAME|FILE",
+            help="built-in set (seed, none) or a TOML file (default: seed)",
+        )
+        if table:
+            p.add_argument("--format", choices=("text", "json"), default="text")
+        p.set_defaults(func=func)
+        return p
+
+    action("validate", "check the set against the live schema (exit 1 if any index is skipped)",
+           validate)  # fmt: skip
+    ap = action("apply", "build the set's valid indexes; repair INVALID ones", apply)
+    ap.add_argument("--concurrently", action="store_true", help="CREATE INDEX CONCURRENTLY")
+    dr = action("drop", "drop the set's indexes (only inside bbperf's schema)", drop)
+    dr.add_argument("--concurrently", action="store_true", help="DROP INDEX CONCURRENTLY")
+    st = action("status", "exists, valid, size, scans and build time of the set's indexes", status)
+    st.add_argument("--all", action="store_true", help="every index in the schema, keys included")
+    for name, func, help_text in (
+        ("sql", sql, "print the set's DDL"),
+        ("alembic", alembic, "write an Alembic migration (upgrade and downgrade) for the set"),
+    ):
+        p = action(name, help_text, func, table=False)
+        p.add_argument("--concurrently", action="store_true", help="build CONCURRENTLY")
+        p.add_argument(
+            "--validate",
+            action="store_true",
+            help="check against the live schema and leave out indexes that would be skipped",
+        )
+    ixsub.choices["sql"].add_argument(
+        "--drop", action="store_true", help="print DROP INDEX statements instead"
+    )
+    al = ixsub.choices["alembic"]
+    al.add_argument(
+        "--target-schema", metavar="NAME", help="schema in the application (default: none)"
+    )
+    al.add_argument("--revision", metavar="ID", help="revision id (default: hash of the set)")
+    al.add_argument("--down-revision", metavar="ID", help="the revision this one follows")
+    al.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+
+def _set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bbperf.indexes import load_set
+
+    return load_set(args.index_set)
+
+
+def _show(frame: pd.DataFrame, args: argparse.Namespace) -> None:
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    if args.format == "json":
+        print_json(records)
+    else:
+        print_table(records)
+
+
+def _skips(args: argparse.Namespace, index_set) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    if not args.validate:
+        return {}
+    from bbperf.indexes import validate as run
+
+    report = run(engine_from(args), index_set, settings_from(args).schema)
+    skipped = report[report["action"] == "skip"]
+    return {r.index: f"{r.status}: {r.reason}" for r in skipped.itertuples()}
+
+
+def validate(args: argparse.Namespace) -> int:
+    from bbperf.indexes import validate as run
+
+    report = run(engine_from(args), _set(args), settings_from(args).schema)
+    _show(report, args)
+    return 1 if (report["action"] == "skip").any() else 0
+
+
+def apply(args: argparse.Namespace) -> int:
+    from bbperf.indexes import apply as run
+
+    result = run(
+        engine_from(args),
+        _set(args),
+        concurrently=args.concurrently,
+        schema=settings_from(args).schema,
+    )
+    _show(result, args)
+    return 1 if (result["result"] == "failed").any() else 0
+
+
+def drop(args: argparse.Namespace) -> int:
+    from bbperf.indexes import drop as run
+
+    result = run(
+        engine_from(args),
+        _set(args),
+        concurrently=args.concurrently,
+        schema=settings_from(args).schema,
+    )
+    _show(result, args)
+    return 1 if result["result"].isin(["failed", "refused"]).any() else 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from bbperf.indexes import status as run
+
+    index_set = None if args.all else _set(args)
+    _show(run(engine_from(args), index_set, schema=settings_from(args).schema), args)
+    return 0
+
+
+def sql(args: argparse.Namespace) -> int:
+    from bbperf.indexes.export import drop_sql
+    from bbperf.indexes.export import sql as render
+
+    index_set, schema = _set(args), settings_from(args).schema
+    if args.drop:
+        print(drop_sql(index_set, schema, concurrently=args.concurrently), end="")
+    else:
+        text = render(
+            index_set, schema, concurrently=args.concurrently, skip=_skips(args, index_set)
+        )
+        print(text, end="")
+    return 0
+
+
+def alembic(args: argparse.Namespace) -> int:
+    from bbperf.indexes import alembic as render
+
+    index_set = _set(args)
+    text = render(
+        index_set,
+        schema=args.target_schema,
+        revision=args.revision,
+        down_revision=args.down_revision,
+        concurrently=args.concurrently,
+        skip=_skips(args, index_set),
+    )
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
