@@ -1,0 +1,160 @@
+"""Health checks: the pure status logic, and real HTTP requests while the database goes and comes back."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from sqlalchemy import Engine, make_url
+
+from bbperf.health import combine, health_detailed, http_status, pool_check, system_check
+from bbperf.monitor import (
+    HealthCheck,
+    PoolSnapshot,
+    Snapshot,
+    SystemMetrics,
+    Thresholds,
+)
+from bbperf.pools import make_engine
+from bbperf.serve import HealthServer, make_server, serve_in_thread
+
+SYSTEM = SystemMetrics(
+    cpu_percent=10.0, memory_percent=20.0, open_files=1, threads=1, pid=1, rss_bytes=1
+)
+POOL = PoolSnapshot("QueuePool", "postgresql", 20, 40, 20, 0, 0, 20, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("statuses", "overall", "code"),
+    [
+        (["healthy", "healthy"], "healthy", 200),
+        (["healthy", "warning"], "warning", 200),
+        (["warning", "unhealthy", "healthy"], "unhealthy", 503),
+    ],
+)
+def test_overall_status_is_the_worst_check(statuses: list[str], overall: str, code: int) -> None:
+    checks = {f"c{i}": {"status": s} for i, s in enumerate(statuses)}
+    assert combine(checks) == overall
+    assert http_status({"status": overall}) == code
+
+
+def test_system_check_thresholds() -> None:
+    assert system_check(SYSTEM)["status"] == "healthy"
+    hot = SystemMetrics(90.0, 20.0, 1, 1, 1, 1)
+    assert system_check(hot)["status"] == "warning"
+    assert system_check(hot, Thresholds(cpu_percent=95))["status"] == "healthy"
+
+
+def test_pool_check_shape_and_database_error() -> None:
+    snap = Snapshot(taken_at="t", pool=POOL, system=SYSTEM, database_error="cannot reach it")
+    check = pool_check(snap, HealthCheck("healthy", [], []))
+    assert check["status"] == "unhealthy"
+    assert (check["pool_size"], check["checked_out"], check["overflow"]) == (20, 0, 0)
+    assert check["warnings"] == ["database metrics unavailable: cannot reach it"]
+    assert len(check["recommendations"]) == 1
+    assert set(check["database_metrics"]) == {
+        "total_connections",
+        "active_connections",
+        "idle_connections",
+        "cache_hit_ratio",
+    }
+
+
+def test_health_detailed_makes_a_real_round_trip(fresh_url: str) -> None:
+    engine = make_engine(fresh_url, "staging", echo_pool=False)
+    report = health_detailed(engine, cpu_interval_s=None)
+    engine.dispose()
+    assert set(report) == {"status", "timestamp", "checks"}
+    assert set(report["checks"]) == {"database", "system", "process", "connection_pool"}
+    database = report["checks"]["database"]
+    assert database["status"] == "healthy"
+    assert database["server_version"].startswith("18")
+    assert database["round_trip_ms"] > 0
+    pool = report["checks"]["connection_pool"]
+    assert pool["pool_size"] == 20
+    assert pool["database_metrics"]["total_connections"] >= 1
+    assert report["checks"]["process"]["pid"] > 0
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def served(fresh_url: str) -> Iterator[tuple[HealthServer, Engine]]:
+    engine = make_engine(fresh_url, echo_pool=False, connect_timeout_s=3)
+    server = make_server(engine, port=0)
+    serve_in_thread(server)
+    yield server, engine
+    server.shutdown()
+    server.server_close()
+    engine.dispose()
+
+
+def _admin_execute(fresh_url: str, sql: str) -> None:
+    conn = psycopg2.connect(str(make_url(fresh_url).set(database="postgres")))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)
+    conn.close()
+
+
+def test_http_database_goes_away_and_comes_back(
+    served: tuple[HealthServer, Engine], fresh_url: str
+) -> None:
+    server, _ = served
+    name = make_url(fresh_url).database
+    assert server.server_address[0] == "127.0.0.1"
+    code, body = get(server.url + "/api/v1/health/detailed")
+    assert code == 200 and body["checks"]["database"]["status"] == "healthy"
+
+    _admin_execute(fresh_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    _admin_execute(
+        fresh_url,
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    )
+    try:
+        for path in ("/api/v1/health/detailed", "/api/v1/health"):
+            code, body = get(server.url + path)
+            assert code == 503, body
+            assert body["status"] == "unhealthy"
+        assert "not currently accepting connections" in body["database"]["error"]
+    finally:
+        _admin_execute(fresh_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    code, body = get(server.url + "/api/v1/health/detailed")
+    assert code == 200, body
+    assert body["checks"]["database"]["status"] == "healthy"
+    assert body["checks"]["connection_pool"]["database_metrics"]["total_connections"] >= 1
+    code, body = get(server.url + "/api/v1/health")
+    assert (code, body["status"]) == (200, "healthy")
+
+
+def test_http_unknown_path_is_404(served: tuple[HealthServer, Engine]) -> None:
+    code, body = get(served[0].url + "/api/v2/nothing")
+    assert code == 404
+    assert "/api/v1/health" in body["routes"]
+
+
+def test_http_unreachable_server_is_503_and_keeps_serving() -> None:
+    engine = make_engine("postgresql://u:hunter2@127.0.0.1:1/x", echo_pool=False)
+    server = make_server(engine, port=0)
+    serve_in_thread(server)
+    try:
+        for _ in range(2):
+            code, body = get(server.url + "/api/v1/health/detailed")
+            assert code == 503
+            assert body["status"] == "unhealthy"
+            assert "hunter2" not in json.dumps(body)
+    finally:
+        server.shutdown()
+        server.server_close()
