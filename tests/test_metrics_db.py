@@ -12,6 +12,13 @@ from sqlalchemy import Engine, text
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics import fetch_raw, six_figure_metrics
 from bbperf.metrics.drift import drift
+from bbperf.metrics.variants import (
+    create_metrics_view,
+    fetch_from_view,
+    fetch_prepared,
+    plan_cache,
+    refresh_metrics_view,
+)
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -155,3 +162,27 @@ def test_pg_stat_statements_counts_round_trips(
     for _ in range(calls):
         fetch_raw(engine, ids["barber"], AS_OF, variant)
     assert _statement_calls(engine) - start == expected * calls
+
+
+def test_materialized_view_has_befores_meaning(hand_made: tuple[Engine, dict[str, int]]) -> None:
+    engine, ids = hand_made
+    assert create_metrics_view(engine, AS_OF) > 0
+    for user in ids.values():
+        assert fetch_from_view(engine, user, AS_OF) == fetch_raw(engine, user, AS_OF, "before")
+    assert refresh_metrics_view(engine, concurrently=True) > 0
+    with pytest.raises(DataError, match="holds as_of 2026-11-01"):
+        fetch_from_view(engine, ids["barber"], AS_OF + timedelta(days=1))
+
+
+def test_prepared_statement_matches_and_caches_plans(
+    hand_made: tuple[Engine, dict[str, int]],
+) -> None:
+    engine, ids = hand_made
+    expected = fetch_raw(engine, ids["barber"], AS_OF, "after_equivalent")
+    for _ in range(7):
+        assert fetch_prepared(engine, ids["barber"], AS_OF) == expected
+    assert fetch_prepared(engine, ids["barber"], AS_OF, "after") == fetch_raw(
+        engine, ids["barber"], AS_OF, "after")
+    with engine.connect() as conn:  # the pool hands back the one connection that prepared them
+        counts = {r["name"]: r["generic_plans"] + r["custom_plans"] for r in plan_cache(conn)}
+    assert counts == {"bbperf_six_figure_after_equivalent": 7, "bbperf_six_figure_after": 1}
