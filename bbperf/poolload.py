@@ -1,0 +1,414 @@
+"""Pool load benchmark: real threads issue a workload through each environment's pool.
+
+``pool_load`` records, per environment and concurrency, throughput, request latency p50/p95/p99,
+checkout wait, pool timeouts, server refusals, overflow used and server-side connections, plus the
+PoolMonitor's verdict mid-step. Running out of server connections is data (``server_refusals``),
+never a crash. ``pool_costs`` measures pre-ping (on vs off) and connection setup (NullPool vs
+pool); ``recommend_pool_size`` turns a throughput curve into a pool_size for this server.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import psutil
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import NullPool
+
+from bbperf.errors import ConfigError, DataError
+from bbperf.monitor import DatabaseMetrics, PoolMonitor, evaluate, percentile, read_database_metrics
+from bbperf.pools import engine_kwargs, make_engine, pool_config
+from bbperf.urls import mask_text, parse_url
+
+Workload = str | Callable[[Connection], object]
+WORKLOADS = {
+    "select1": "SELECT 1",
+    "sleep_5ms": "SELECT pg_sleep(0.005)",
+    "point_lookup": "indexed primary-key lookup of one random appointment",
+}
+_REFUSED = ("too many clients", "remaining connection slots", "too many connections for")
+_SAMPLE_EVERY_S = 0.05
+
+
+def validate(environments: Sequence[str], concurrency: Sequence[int], duration_s: float) -> None:
+    """Reject bad input before anything connects: unknown environments, levels ≤ 0, no duration."""
+    if not environments:
+        raise ConfigError("no environment given: name at least one of development, staging, ...")
+    for env in environments:
+        pool_config(env)
+    if not concurrency:
+        raise ConfigError("no concurrency level given: e.g. concurrency=[1, 4, 16, 64]")
+    for level in concurrency:
+        if isinstance(level, bool) or not isinstance(level, int) or level <= 0:
+            raise ConfigError(f"concurrency {level!r} is not a positive whole number of workers")
+    if not duration_s > 0:
+        raise ConfigError(f"duration_s {duration_s!r} must be a positive number of seconds")
+
+
+def resolve_workload(workload: Workload, engine: Engine) -> Callable[[Connection], object]:
+    """A callable ``f(conn)``: a built-in name (WORKLOADS), any SQL text, or your own callable."""
+    if callable(workload):
+        return workload
+    if workload == "point_lookup":
+        return _point_lookup(engine)
+    statement = text(WORKLOADS.get(workload, workload))
+    return lambda conn: conn.execute(statement).all()
+
+
+def _point_lookup(engine: Engine) -> Callable[[Connection], object]:
+    try:
+        with engine.connect() as conn:
+            low, high = conn.execute(text("SELECT min(id), max(id) FROM appointments")).one()
+    except DBAPIError:
+        low = high = None
+    if low is None:
+        raise DataError(
+            "workload point_lookup needs rows in bbperf's appointments table: load a dataset "
+            "first (bbperf data load), or use workload='select1'"
+        )
+    statement = text(
+        "SELECT id, barber_id, status, start_time, price FROM appointments WHERE id = :id"
+    )
+    rng = random.Random(0)
+    return lambda conn: conn.execute(statement, {"id": rng.randint(low, high)}).all()
+
+
+@dataclass
+class _Worker:
+    latencies_ms: list[float]
+    timeouts: int = 0
+    refusals: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+
+def _request(engine: Engine, run: Callable[[Connection], object], worker: _Worker) -> None:
+    start = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            run(conn)
+    except PoolTimeout:
+        worker.timeouts += 1
+    except (DBAPIError, SQLAlchemyError) as exc:
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if any(part in message for part in _REFUSED):
+            worker.refusals += 1
+        else:
+            worker.errors += 1
+        worker.first_error = worker.first_error or mask_text(message)
+        time.sleep(0.01)  # a refused connect returns at once; do not spin on it
+    else:
+        worker.latencies_ms.append((time.perf_counter() - start) * 1000)
+
+
+def _server_connections(conn: Connection, application_name: str) -> int:
+    sql = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app")
+    return int(conn.execute(sql, {"app": application_name}).scalar_one())
+
+
+def run_step(
+    url: str,
+    environment: str,
+    concurrency: int,
+    duration_s: float,
+    workload: Workload = "select1",
+    warmup: bool = True,
+    **pool_overrides: Any,
+) -> dict[str, Any]:
+    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool."""
+    config = pool_config(environment, echo_pool=False, **pool_overrides)
+    engine = make_engine(url, environment, echo_pool=False, **pool_overrides)
+    probe = make_engine(
+        url,
+        environment,
+        pool_size=1,
+        max_overflow=0,
+        echo_pool=False,
+        application_name="bbperf_poolload_probe",
+    )
+    row: dict[str, Any] = {
+        "environment": environment,
+        "concurrency": concurrency,
+        "pool_size": config.pool_size,
+        "max_overflow": config.max_overflow,
+        "pool_capacity": config.pool_size + config.max_overflow,
+        "pre_ping": config.pool_pre_ping,
+    }
+    try:
+        with probe.connect() as sampler:
+            before = read_database_metrics(sampler)
+            sampler.commit()
+            row.update(_preflight(before, config.pool_size + config.max_overflow, concurrency))
+            run = resolve_workload(workload, engine)
+            with PoolMonitor(engine) as monitor:
+                row.update(
+                    _drive(
+                        engine,
+                        monitor,
+                        sampler,
+                        run,
+                        concurrency,
+                        duration_s,
+                        warmup,
+                        config.application_name,
+                    )
+                )
+    except DBAPIError as exc:
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        row.update(status="unhealthy", notes=[f"step not run: {mask_text(message)}"])
+    finally:
+        engine.dispose()
+        probe.dispose()
+    return row
+
+
+def _preflight(db: DatabaseMetrics, capacity: int, concurrency: int) -> dict[str, Any]:
+    notes = []
+    if capacity > db.usable_connections:
+        notes.append(
+            f"pool capacity {capacity} exceeds the server's {db.usable_connections} "
+            "usable connections (max_connections minus the superuser reserve)"
+        )
+    needed = min(capacity, concurrency)
+    if needed > db.headroom:
+        notes.append(
+            f"step may open {needed} connections but only {db.headroom} are free: expect refusals"
+        )
+    return {"max_connections": db.max_connections, "headroom": db.headroom, "notes": notes}
+
+
+def _drive(
+    engine: Engine,
+    monitor: PoolMonitor,
+    sampler: Connection,
+    run: Callable[[Connection], object],
+    concurrency: int,
+    duration_s: float,
+    warmup: bool,
+    application_name: str,
+) -> dict[str, Any]:
+    workers = [_Worker([]) for _ in range(concurrency)]
+    state: dict[str, float] = {}
+
+    def start_clock() -> None:
+        monitor.reset()
+        state["start"] = time.perf_counter()
+        state["deadline"] = state["start"] + duration_s
+
+    barrier = threading.Barrier(concurrency + 1, action=start_clock)
+
+    def loop(worker: _Worker) -> None:
+        if warmup:
+            _request(engine, run, _Worker([]))
+        barrier.wait()
+        while time.perf_counter() < state["deadline"]:
+            _request(engine, run, worker)
+
+    threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    psutil.cpu_percent(interval=None)
+    peaks = {"checked_out": 0, "overflow": 0, "server": 0}
+    mid = None
+    while any(t.is_alive() for t in threads):
+        pool = monitor.pool_snapshot()
+        server = _server_connections(sampler, application_name)
+        sampler.commit()
+        peaks = {
+            "checked_out": max(peaks["checked_out"], pool.checked_out),
+            "overflow": max(peaks["overflow"], pool.overflow),
+            "server": max(peaks["server"], server),
+        }
+        if mid is None and time.perf_counter() >= state["start"] + duration_s / 2:
+            mid = monitor.snapshot(conn=sampler, cpu_interval_s=None)
+            sampler.commit()
+        time.sleep(_SAMPLE_EVERY_S)
+    elapsed = time.perf_counter() - state["start"]
+    for thread in threads:
+        thread.join()
+    final = monitor.pool_snapshot()
+    mid = mid or monitor.snapshot(conn=sampler, cpu_interval_s=None)
+    verdict = evaluate(mid)
+    lat = sorted(x for w in workers for x in w.latencies_ms)
+    waits = sorted(final.checkout_wait_ms)
+    errors = [w.first_error for w in workers if w.first_error]
+    return {
+        "duration_s": round(elapsed, 3),
+        "requests": len(lat),
+        "throughput_rps": len(lat) / elapsed,
+        "latency_p50_ms": percentile(lat, 50),
+        "latency_p95_ms": percentile(lat, 95),
+        "latency_p99_ms": percentile(lat, 99),
+        "checkout_wait_p50_ms": percentile(waits, 50),
+        "checkout_wait_p95_ms": percentile(waits, 95),
+        "checkout_wait_max_ms": waits[-1] if waits else None,
+        "pool_timeouts": sum(w.timeouts for w in workers),
+        "server_refusals": sum(w.refusals for w in workers),
+        "errors": sum(w.errors for w in workers),
+        "first_error": errors[0] if errors else None,
+        "overflow_used": peaks["overflow"],
+        "checked_out_peak": peaks["checked_out"],
+        "server_connections_peak": peaks["server"],
+        "connects": final.connects,
+        "status": verdict.status,
+        "warnings": verdict.warnings,
+        "recommendations": verdict.recommendations,
+    }
+
+
+def pool_load(
+    environments: Sequence[str] = ("development",),
+    concurrency: Sequence[int] = (1, 4, 16, 64),
+    duration_s: float = 2.0,
+    workload: Workload = "select1",
+    database_url: str | None = None,
+    warmup: bool = True,
+    **pool_overrides: Any,
+) -> pd.DataFrame:
+    """One row per (environment, concurrency): the load step's figures (see ``run_step``).
+
+    ``workload`` is a WORKLOADS name, SQL text or a callable ``f(conn)``; ``pool_overrides``
+    replace PoolConfig fields for every environment (``pool_timeout_s=1``, ``pool_pre_ping=False``).
+    Every step is run even when an earlier one ran out of connections.
+    """
+    validate(environments, concurrency, duration_s)
+    url = _target_url(database_url)
+    rows = [
+        run_step(url, env, level, duration_s, workload, warmup, **pool_overrides)
+        for env in environments
+        for level in concurrency
+    ]
+    return pd.DataFrame(rows)
+
+
+def _target_url(database_url: str | None) -> str:
+    from bbperf.config import load_settings
+    from bbperf.target import resolve_url
+
+    return resolve_url(load_settings(database_url=database_url))
+
+
+def _nullpool_engine(url: str, environment: str) -> Engine:
+    """No pool at all: every checkout opens (and every checkin closes) a server connection."""
+    from bbperf.config import load_settings
+
+    parsed = parse_url(url)
+    config = pool_config(environment)
+    kwargs = engine_kwargs(config, parsed, search_path=load_settings().schema)
+    return create_engine(parsed, poolclass=NullPool, connect_args=kwargs["connect_args"])
+
+
+def pool_costs(
+    rounds: int = 200, environment: str = "development", database_url: str | None = None
+) -> pd.DataFrame:
+    """Per-request cost of pre-ping (on vs off) and of connection setup (NullPool vs pool), in ms.
+
+    Each request is checkout + ``SELECT 1`` + checkin, timed on one thread; variants interleave
+    round by round so background load hits both alike. One row per variant with the median, IQR
+    and the raw samples.
+    """
+    if rounds <= 0:
+        raise ConfigError(f"rounds {rounds!r} must be a positive number")
+    url = _target_url(database_url)
+    engines = {
+        ("pre_ping", "on"): make_engine(url, environment, echo_pool=False, pool_pre_ping=True),
+        ("pre_ping", "off"): make_engine(url, environment, echo_pool=False, pool_pre_ping=False),
+        ("connection_setup", "NullPool"): _nullpool_engine(url, environment),
+        ("connection_setup", "QueuePool"): make_engine(url, environment, echo_pool=False),
+    }
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in engines}
+    select1 = text("SELECT 1")
+    try:
+        for engine in engines.values():  # warm-up: open the pooled connections
+            with engine.connect() as conn:
+                conn.execute(select1)
+        for _ in range(rounds):
+            for key, engine in engines.items():
+                start = time.perf_counter_ns()
+                with engine.connect() as conn:
+                    conn.execute(select1).scalar_one()
+                samples[key].append((time.perf_counter_ns() - start) / 1e6)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    rows = []
+    for (measure, variant), values in samples.items():
+        values.sort()
+        rows.append(
+            {
+                "measure": measure,
+                "variant": variant,
+                "rounds": rounds,
+                "median_ms": percentile(values, 50),
+                "iqr_ms": percentile(values, 75) - percentile(values, 25),  # type: ignore[operator]
+                "p95_ms": percentile(values, 95),
+                "samples_ms": values,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class PoolRecommendation:
+    """A pool_size / max_overflow for this server, with the evidence behind it."""
+
+    pool_size: int
+    max_overflow: int
+    knee_concurrency: int
+    peak_throughput_rps: float
+    formula_pool_size: int
+    reason: str
+
+
+def recommend_pool_size(
+    results: pd.DataFrame,
+    usable_connections: int,
+    processes: int = 1,
+    share_of_peak: float = 0.9,
+    cpu_count: int | None = None,
+) -> PoolRecommendation:
+    """The smallest concurrency reaching ``share_of_peak`` of the best throughput (pure).
+
+    Only clean steps count (no timeouts, refusals or errors, concurrency within pool capacity),
+    so concurrency equals busy server connections. max_overflow doubles that for bursts but keeps
+    ``processes`` × (pool_size + max_overflow) within the server's usable connections.
+    ``formula_pool_size`` is the classic cores × 2 + 1 cross-check.
+    """
+    clean = results[
+        (results["pool_timeouts"] == 0)
+        & (results["server_refusals"] == 0)
+        & (results["errors"] == 0)
+        & (results["concurrency"] <= results["pool_capacity"])
+        & (results["requests"] > 0)
+    ]
+    if clean.empty:
+        raise DataError("no clean load step to recommend from: lower concurrency or fix errors")
+    curve = clean.groupby("concurrency")["throughput_rps"].max().sort_index()
+    peak = float(curve.max())
+    knee = int(curve[curve >= share_of_peak * peak].index[0])
+    budget = max(usable_connections // max(processes, 1), 1)
+    pool_size = min(knee, budget)
+    max_overflow = max(min(2 * pool_size, budget - pool_size), 0)
+    formula = (cpu_count or os.cpu_count() or 1) * 2 + 1
+    rising = knee == int(curve.index.max())
+    reason = (
+        f"throughput reaches {share_of_peak:.0%} of its peak ({peak:.0f} req/s) at {knee} "
+        f"concurrent connections"
+        + (
+            "; it was still rising at the highest level measured, so measure higher concurrency"
+            if rising
+            else ""
+        )
+        + f"; {processes} process(es) share {usable_connections} usable server connections"
+    )
+    return PoolRecommendation(pool_size, max_overflow, knee, peak, formula, reason)
