@@ -112,3 +112,63 @@ def any_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     conn.close()
+
+
+# --- tiny dataset (issue #3): loaded once into a template database, cloned for tests that write ---
+
+TINY_TEMPLATE = "bbperf_tiny_tpl"
+TINY_AS_OF = "2026-11-01"
+
+
+@pytest.fixture(scope="session")
+def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A database on the embedded server holding profile tiny, scale 1, seed 42, as_of 2026-11-01.
+
+    Read-only by convention (it is the template ``tiny_copy_url`` clones); dropped at session end.
+    """
+    from bbperf.generate import generate
+    from bbperf.pools import make_engine
+    from bbperf.schema import create_schema
+
+    conn = _admin(server)
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{TINY_TEMPLATE}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{TINY_TEMPLATE}"')
+    url = str(server.url(TINY_TEMPLATE))
+    engine = make_engine(url, echo_pool=False)
+    create_schema(engine)
+    generate(engine, "tiny", 1.0, 42, TINY_AS_OF, progress=False)
+    engine.dispose()
+    yield url
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{TINY_TEMPLATE}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_url: str) -> Iterator[Engine]:
+    """A session engine on the tiny dataset (do not write through it: use ``tiny_copy_url``)."""
+    from bbperf.pools import make_engine
+
+    engine = make_engine(tiny_url, echo_pool=False)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def tiny_copy_url(server, tiny_url: str, tiny_engine: Engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A private copy of the tiny dataset (CREATE DATABASE … TEMPLATE), dropped afterwards."""
+    # A template must have no other sessions while it is copied.
+    tiny_engine.dispose()
+    name = f"t_tiny_{uuid.uuid4().hex[:10]}"
+    conn = _admin(server)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (TINY_TEMPLATE,),
+        )
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TINY_TEMPLATE}"')
+    yield str(server.url(name))
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()

@@ -1,0 +1,52 @@
+"""Order-independent table fingerprints computed in SQL: row count and a sum of row hashes.
+
+The row text is built from an explicit column list with TimeZone and DateStyle pinned, and hashed with
+md5 (stable across PostgreSQL versions, unlike the internal ``hashtext``), so the same rows give the
+same fingerprint on PostgreSQL 15 and 18 and in any physical order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+# The columns bbperf generates, in the order hashed: other tools may add columns without changing it.
+FINGERPRINT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "organizations": ("id", "name", "slug", "timezone", "chairs_count", "billing_plan", "is_active", "created_at"),
+    "users": ("id", "email", "name", "phone", "role", "unified_role", "is_active", "commission_rate", "created_at"),
+    "user_organizations": ("id", "user_id", "organization_id", "role", "is_primary", "created_at"),
+    "clients": (
+        "id", "first_name", "last_name", "email", "phone", "customer_type", "barber_id", "total_visits",
+        "total_spent", "last_visit_date", "created_at",
+    ),
+    "services": ("id", "name", "category", "base_price", "duration_minutes", "is_active", "barber_id"),
+    "appointments": (
+        "id", "user_id", "barber_id", "client_id", "service_id", "organization_id", "status", "start_time",
+        "duration_minutes", "price", "notes", "created_at",
+    ),
+    "payments": (
+        "id", "user_id", "appointment_id", "barber_id", "amount", "platform_fee", "barber_amount", "status",
+        "stripe_payment_intent_id", "created_at",
+    ),
+}
+
+
+def fingerprint_sql(schema: str, table: str) -> str:
+    columns = ", ".join(FINGERPRINT_COLUMNS[table])
+    # 15 hex digits = 60 bits: fits a bigint; the sum is numeric, so it cannot overflow.
+    return (
+        f"SELECT count(*) AS rows, coalesce(sum(('x' || left(md5(ROW({columns})::text), 15))::bit(60)::bigint), 0)"
+        f"::text AS checksum FROM \"{schema}\".\"{table}\""
+    )
+
+
+def fingerprints(conn: Connection, schema: str) -> dict[str, dict[str, Any]]:
+    """{table: {"rows": int, "checksum": str}} for every generated table, in load order."""
+    conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+    conn.execute(text("SET LOCAL DateStyle = 'ISO, YMD'"))
+    result: dict[str, dict[str, Any]] = {}
+    for table in FINGERPRINT_COLUMNS:
+        row = conn.execute(text(fingerprint_sql(schema, table))).one()
+        result[table] = {"rows": int(row.rows), "checksum": row.checksum}
+    return result

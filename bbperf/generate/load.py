@@ -1,0 +1,296 @@
+"""Generate a dataset and load it in one transaction: nothing half-loaded survives an interruption."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bbperf.errors import ConfigError, DataError
+from bbperf.generate import binary as b
+from bbperf.generate.bookings import ClientTally, bookings, clients, n_clients, week_count
+from bbperf.generate.cast import build_cast
+from bbperf.generate.fakes import build_pools
+from bbperf.generate.fingerprint import fingerprints
+from bbperf.generate.profile import Profile, load_profile
+from bbperf.schema import META_TABLE, TABLE_ORDER, create_schema, require_schema
+from bbperf.target import query_error
+
+DATASET_KEY = "dataset"
+# Random streams: one per purpose, and one per week of bookings, so any week is reproducible alone.
+_CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Provenance of a loaded dataset (what ``bbperf_meta`` holds under key ``dataset``)."""
+
+    profile: str
+    scale: float
+    seed: int
+    as_of: str
+    fingerprints: dict[str, dict[str, Any]]
+    bbperf_version: str
+    server_version: str
+    loaded_at: str
+    load_seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {t: int(fp["rows"]) for t, fp in self.fingerprints.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalize_as_of(as_of: str | date | datetime | None) -> date:
+    """The dataset's anchor day (UTC); None means today."""
+    if as_of is None:
+        return datetime.now(UTC).date()
+    if isinstance(as_of, datetime):
+        return as_of.astimezone(UTC).date() if as_of.tzinfo else as_of.date()
+    if isinstance(as_of, date):
+        return as_of
+    try:
+        return date.fromisoformat(str(as_of)[:10])
+    except ValueError:
+        raise ConfigError(f"as_of {as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def check_scale(scale: Any) -> float:
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ConfigError(f"scale {scale!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    return value
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer | str):
+        raise ConfigError(f"seed {seed!r} is not an integer")
+    try:
+        value = int(seed)
+    except ValueError:
+        raise ConfigError(f"seed {seed!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    return value
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, b.Fixed, int]]:
+    """(table, columns, rows) in load order; big tables arrive in many chunks."""
+    as_of_us = int(datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp()) * 1_000_000
+    pools = build_pools(seed)
+    cast = build_cast(profile, scale, _rng(seed, _CAST), pools, as_of_us)
+    for table in ("organizations", "users", "user_organizations", "services"):
+        columns, n = cast.tables[table]
+        yield table, columns, n  # type: ignore[misc]
+    tally = ClientTally.empty(n_clients(profile, cast))
+    next_appointment, next_payment = 1, 1
+    for week in range(week_count(profile)):
+        (appts, n_a), (pays, n_p) = bookings(
+            profile, cast, week, _rng(seed, _BOOKINGS, week), as_of_us, as_of.weekday(),
+            next_appointment, next_payment, tally, pools,
+        )
+        next_appointment += n_a
+        next_payment += n_p
+        yield "appointments", appts, n_a  # type: ignore[misc]
+        yield "payments", pays, n_p  # type: ignore[misc]
+    for columns, n in clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us):
+        yield "clients", columns, n  # type: ignore[misc]
+
+
+def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        text(
+            "SELECT c.conrelid::regclass::text AS tbl, c.conname, pg_get_constraintdef(c.oid) AS def "
+            "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = :s AND c.contype = 'f' AND c.conrelid::regclass::text = ANY(:t) "
+            "ORDER BY c.conname"
+        ),
+        {"s": schema, "t": [f"{schema}.{t}" for t in TABLE_ORDER] + list(TABLE_ORDER)},
+    )
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+def _copy(conn: Connection, schema: str, table: str, columns: dict, n: int) -> None:
+    order, payload = b.encode(columns, n)
+    names = ", ".join(order)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.copy_expert(f'COPY "{schema}".{table} ({names}) FROM STDIN (FORMAT binary)', io.BytesIO(payload))
+
+
+def generate(
+    engine: Engine,
+    profile: str = "tiny",
+    scale: float = 1.0,
+    seed: int = 42,
+    as_of: str | date | datetime | None = None,
+    *,
+    schema: str | None = None,
+    progress: bool = True,
+) -> DatasetInfo:
+    """Replace the dataset in ``schema`` with ``profile`` at ``scale`` from ``seed``, anchored on ``as_of``.
+
+    Everything happens in one transaction (TRUNCATE, COPY in chunks, foreign keys re-checked, sequences
+    set, fingerprints and provenance written); ANALYZE runs after the commit. Raises ConfigError /
+    ProfileError before touching the database, SchemaError when the schema is missing.
+    """
+    from bbperf import __version__
+
+    schema = schema or _schema_of(engine)
+    prof = load_profile(profile)
+    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
+    started = time.perf_counter()
+    bars = _Bars(progress)
+    try:
+        with engine.begin() as conn:
+            require_schema(conn, schema)
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
+            tables = ", ".join(f'"{schema}".{t}' for t in TABLE_ORDER)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+            fks = _foreign_keys(conn, schema)
+            for tbl, name, _ in fks:
+                conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+            for table, columns, n in _chunks(prof, scale, seed, day):
+                if n:
+                    _copy(conn, schema, table, columns, n)  # type: ignore[arg-type]
+                bars.update(table, n)
+            for tbl, name, definition in fks:
+                conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition}'))
+            for table in TABLE_ORDER:
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('\"{schema}\".{table}', 'id'), "
+                        f'coalesce(max(id), 0) + 1, false) FROM "{schema}".{table}'
+                    )
+                )
+            info = DatasetInfo(
+                profile=prof.name,
+                scale=scale,
+                seed=seed,
+                as_of=day.isoformat(),
+                fingerprints=fingerprints(conn, schema),
+                bbperf_version=__version__,
+                server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
+                loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                load_seconds=round(time.perf_counter() - started, 3),
+                versions=_library_versions(),
+            )
+            conn.execute(
+                text(
+                    f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+                ),
+                {"k": DATASET_KEY, "v": json.dumps(info.to_dict())},
+            )
+    except DBAPIError as exc:
+        raise query_error(exc) from None
+    finally:
+        bars.close()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in TABLE_ORDER:
+            conn.execute(text(f'ANALYZE "{schema}".{table}'))
+    return info
+
+
+def _library_versions() -> dict[str, str]:
+    import faker
+
+    return {"numpy": np.__version__, "faker": faker.VERSION}
+
+
+def _schema_of(engine: Engine) -> str:
+    from bbperf.config import load_settings
+
+    return load_settings().schema
+
+
+class _Bars:
+    """One tqdm bar per table, created when the table's first chunk arrives."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def update(self, table: str, n: int) -> None:
+        if not self.enabled:
+            return
+        if table not in self.bars:
+            from tqdm.auto import tqdm
+
+            self.bars[table] = tqdm(desc=table, unit=" rows", unit_scale=True, position=len(self.bars), leave=True)
+        self.bars[table].update(n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def dataset_info(engine: Engine, schema: str | None = None) -> dict[str, Any] | None:
+    """The provenance of the loaded dataset, or None when there is none (or no schema)."""
+    schema = schema or _schema_of(engine)
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{META_TABLE}'}).scalar() is None:
+            return None
+        value = conn.execute(
+            text(f'SELECT value FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": DATASET_KEY}
+        ).scalar()
+    return dict(value) if value else None
+
+
+def ensure_dataset(
+    engine: Engine,
+    profile: str,
+    scale: float,
+    seed: int,
+    as_of: str | date | datetime | None = None,
+    *,
+    schema: str | None = None,
+    progress: bool = False,
+) -> DatasetInfo:
+    """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
+    generated otherwise. Creates bbperf's schema when it is missing."""
+    schema = schema or _schema_of(engine)
+    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
+    load_profile(profile)
+    current = dataset_info(engine, schema)
+    wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
+    if current and all(current.get(k) == v for k, v in wanted.items()) and _counts_match(engine, schema, current):
+        return DatasetInfo(**{k: current[k] for k in DatasetInfo.__dataclass_fields__ if k in current})
+    if current is None:
+        create_schema(engine, schema)
+    return generate(engine, profile, scale, seed, day, schema=schema, progress=progress)
+
+
+def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
+    with engine.connect() as conn:
+        for table, fp in info.get("fingerprints", {}).items():
+            n = conn.execute(text(f'SELECT count(*) FROM "{schema}".{table}')).scalar_one()
+            if n != fp["rows"]:
+                return False
+    return True
+
+
+def require_dataset(engine: Engine, schema: str | None = None) -> dict[str, Any]:
+    """The loaded dataset's provenance; DataError when nothing was generated."""
+    info = dataset_info(engine, schema)
+    if info is None:
+        raise DataError("no dataset loaded: run `bbperf generate --profile tiny` (or default)")
+    return info
