@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -186,3 +187,33 @@ def test_prepared_statement_matches_and_caches_plans(
     with engine.connect() as conn:  # the pool hands back the one connection that prepared them
         counts = {r["name"]: r["generic_plans"] + r["custom_plans"] for r in plan_cache(conn)}
     assert counts == {"bbperf_six_figure_after_equivalent": 7, "bbperf_six_figure_after": 1}
+
+
+def _cli(engine: Engine, *argv: str) -> int:
+    from bbperf.cli import main
+
+    url = engine.url.render_as_string(hide_password=False)
+    return main(["--database-url", url, "metrics", "--as-of", "2026-11-01", *argv])
+
+
+def test_cli_prints_metrics_json(hand_made: tuple[Engine, dict[str, int]],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    engine, ids = hand_made
+    assert _cli(engine, "--user-id", str(ids["barber"]), "--variant", "before",
+                "--target", "120000") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["variant"] == "before"
+    assert data["current_performance"]["average_ticket"] == "54.00"
+    assert data["targets"]["monthly_revenue_target"] == "10000.00"
+    assert _cli(engine, "--user-id", str(ids["barber"]), "--drift") == 0
+    metrics = {d["metric"] for d in json.loads(capsys.readouterr().out)}
+    assert {"average_ticket", "visits_365d"} <= metrics
+
+
+@pytest.mark.parametrize("who", ["desk", "missing"])
+def test_cli_refuses_non_barbers_in_one_line(hand_made: tuple[Engine, dict[str, int]],
+                                             capsys: pytest.CaptureFixture[str], who: str) -> None:
+    engine, ids = hand_made
+    assert _cli(engine, "--user-id", str(ids.get(who, 999_999))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bbperf: error: user ") and err.count("\n") == 1

@@ -215,8 +215,14 @@ def fetch_raw(engine: Engine, user_id: int, as_of: datetime, variant: str = "aft
 
 def check_barber(engine: Engine, user_id: int) -> None:
     """DataError unless ``user_id`` is a user whose role is barber (or admin, as the original allowed)."""
-    with engine.connect() as conn:
-        role = conn.execute(text("SELECT role FROM users WHERE id = :id"), {"id": user_id}).scalar()
+    sql = "SELECT role FROM users WHERE id = :id"
+    try:
+        with engine.connect() as conn:
+            role = conn.execute(text(sql), {"id": user_id}).scalar()
+    except DBAPIError as exc:
+        from bbperf.target import query_error
+
+        raise query_error(exc, sql) from None
     if role is None:
         raise DataError(f"user {user_id} does not exist: pick a barber's id from the users table")
     if role not in BARBER_ROLES:
