@@ -6,7 +6,6 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from bbperf import maintenance as m
-from bbperf.schema import ensure_extensions
 
 
 def tables_frame(**overrides: object) -> pd.DataFrame:
@@ -58,7 +57,9 @@ def test_dead_tuples_unused_and_bloated_indexes_and_cache() -> None:
 
 
 def test_readers_see_the_database(schema_engine: Engine) -> None:
-    ensure_extensions(schema_engine)
+    with schema_engine.begin() as conn:
+        for ext in ("pgstattuple", "pg_stat_statements"):
+            conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA bbperf"))
     with schema_engine.begin() as conn:
         conn.execute(text("INSERT INTO organizations (name, slug) "
                           "SELECT 'shop ' || g, 'shop-' || g FROM generate_series(1, 200) g"))
