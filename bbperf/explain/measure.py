@@ -69,10 +69,22 @@ def measure(
                 with _autocommit(engine) as conn:
                     if _evict_shared_buffers(conn):
                         cache = "cold: new connection + shared buffers evicted per round (OS cache kept)"
-                    _rounds(conn, driver_sql, explain_sql, values, 1, 0, server_time, client, server)
+                    _rounds(
+                        conn, driver_sql, explain_sql, values, 1, 0, server_time, client, server
+                    )
         else:
             with _autocommit(engine) as conn:
-                _rounds(conn, driver_sql, explain_sql, values, rounds, warmup, server_time, client, server)
+                _rounds(
+                    conn,
+                    driver_sql,
+                    explain_sql,
+                    values,
+                    rounds,
+                    warmup,
+                    server_time,
+                    client,
+                    server,
+                )
     except DBAPIError as exc:
         raise query_error(exc, statement) from None
     return Timing(
@@ -136,7 +148,9 @@ def _evict_shared_buffers(conn: Connection) -> bool:
     ).first()
     if row is None:
         return False
-    superuser = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+    superuser = conn.execute(
+        text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    ).scalar()
     if not superuser:
         return False
     schema = row[0].replace('"', '""')

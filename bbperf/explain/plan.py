@@ -193,15 +193,16 @@ class Plan:
         """An indented tree: one line per node with self/inclusive time, rows, flags."""
         lines = []
         if self.analyzed:
-            lines.append(
-                f"planning {_ms(self.planning_ms)}  execution {_ms(self.execution_ms)}"
-            )
+            lines.append(f"planning {_ms(self.planning_ms)}  execution {_ms(self.execution_ms)}")
         for node in self.nodes():
             lines.append("  " * node.depth + ("-> " if node.depth else "") + _describe(node, self))
             for key, value in node.conditions.items():
                 lines.append("  " * node.depth + f"     {key}: {value}")
             if node.rows_removed_total:
-                lines.append("  " * node.depth + f"     rows removed by filter: {node.rows_removed_total:,.0f}")
+                lines.append(
+                    "  " * node.depth
+                    + f"     rows removed by filter: {node.rows_removed_total:,.0f}"
+                )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -214,7 +215,11 @@ class Plan:
         worst = {id(n) for n in self.worst_nodes(1)} if self.analyzed else set()
         for node in self.nodes():
             style = ' style="background:#fde2e2"' if id(node) in worst else ""
-            flag = f" ⚠ rows ×{node.estimate_factor:.0f} {node.estimate_direction}" if node.misestimated else ""
+            flag = (
+                f" ⚠ rows ×{node.estimate_factor:.0f} {node.estimate_direction}"
+                if node.misestimated
+                else ""
+            )
             pad = node.depth * 1.5
             cells.append(
                 f"<tr{style}><td style='text-align:left;padding-left:{pad}em'>{html.escape(node.label)}"
@@ -245,8 +250,7 @@ def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -
         raise ValueError("EXPLAIN JSON has no 'Plan' key")
     root = _node(data["Plan"], depth=0, counter=[0])
     _account(root, processes=1)
-    _charge_ctes(root)
-    _exclusive(root)
+    _exclusive(root, _cte_charges(root))
     return Plan(
         root=root,
         planning_ms=data.get("Planning Time"),
@@ -308,30 +312,36 @@ def _account(node: PlanNode, processes: int) -> None:
         _account(child, below)
 
 
-def _charge_ctes(root: PlanNode) -> None:
-    """Re-hang each CTE subplan under the CTE Scan(s) that read it (its work happens there)."""
-    ctes: dict[str, tuple[PlanNode, PlanNode]] = {}
+def _cte_charges(root: PlanNode) -> dict[int, list[PlanNode]]:
+    """For each node (by id), the CTE subplans whose time it carries instead of its listed parent.
+
+    A CTE subplan is listed as an InitPlan of an ancestor, but its rows are produced while the first
+    CTE Scan reads it; several scans of one CTE share that work and only the first is charged.
+    """
+    charges: dict[int, list[PlanNode]] = {}
     for parent in root.walk():
         for child in parent.children:
             name = child.subplan_name or ""
-            if child.parent_relationship == "InitPlan" and name.startswith("CTE "):
-                ctes[name[4:]] = (parent, child)
-    for name, (parent, cte) in ctes.items():
-        scans = [n for n in root.walk() if n.node_type == "CTE Scan" and n.cte_name == name]
-        if not scans:
-            continue
-        parent.children.remove(cte)
-        scans[0].children.append(cte)
-        # Several scans share one CTE: the first one is charged (the split is not reported).
+            if child.parent_relationship != "InitPlan" or not name.startswith("CTE "):
+                continue
+            scan = next(
+                (n for n in root.walk() if n.node_type == "CTE Scan" and n.cte_name == name[4:]),
+                None,
+            )
+            if scan is not None:
+                charges.setdefault(id(parent), []).append(child)
+                charges.setdefault(id(scan), []).append(child)
+    return charges
 
 
-def _exclusive(node: PlanNode) -> None:
+def _exclusive(node: PlanNode, charges: dict[int, list[PlanNode]]) -> None:
     for child in node.children:
-        _exclusive(child)
+        _exclusive(child, charges)
     if node.inclusive_ms is None:
         return
-    below = sum(child.inclusive_ms or 0.0 for child in node.children)
-    node.self_ms = node.inclusive_ms - below
+    listed = [c for c in node.children if c not in charges.get(id(node), [])]
+    carried = [c for c in charges.get(id(node), []) if c not in node.children]
+    node.self_ms = node.inclusive_ms - sum(c.inclusive_ms or 0.0 for c in listed + carried)
 
 
 def _self_cost(node: PlanNode) -> float:

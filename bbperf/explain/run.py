@@ -25,8 +25,9 @@ def clean_sql(sql: str) -> str:
     return sql.strip().rstrip(";").strip()
 
 
-def explain_options(*, analyze: bool = True, buffers: bool = True, timing: bool = True,
-                    verbose: bool = False) -> str:
+def explain_options(
+    *, analyze: bool = True, buffers: bool = True, timing: bool = True, verbose: bool = False
+) -> str:
     opts = [f"ANALYZE {str(analyze).upper()}", f"BUFFERS {str(buffers).upper()}"]
     if analyze:
         opts.append(f"TIMING {str(timing).upper()}")
@@ -76,7 +77,9 @@ def explain(
     options = explain_options(analyze=analyze, buffers=buffers, timing=timing, verbose=verbose)
     try:
         with rolled_back(engine_or_conn) as conn:
-            data = conn.execute(text(f"EXPLAIN ({options}) {statement}"), dict(params or {})).scalar_one()
+            data = conn.execute(
+                text(f"EXPLAIN ({options}) {statement}"), dict(params or {})
+            ).scalar_one()
     except DBAPIError as exc:
         raise query_error(exc, statement) from None
     return parse_plan(data, sql=statement)
