@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bbperf.cli import print_json, settings_from
+from bbperf.cli.health import register_pool_load
 from bbperf.pools import ENVIRONMENTS, describe, pool_config
 from bbperf.target import resolve_url
 
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--environment", "-e", default="development", help=f"one of {', '.join(ENVIRONMENTS)}"
     )
     show.set_defaults(func=show_config)
+    register_pool_load(psub)
 
 
 def show_config(args: argparse.Namespace) -> int:

@@ -1,0 +1,170 @@
+"""``bbperf health``, ``bbperf serve`` and ``bbperf pool load``: health checks and pools under load."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sqlalchemy import Engine
+
+from bbperf.cli import print_json, print_table, settings_from
+from bbperf.pools import ENVIRONMENTS
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    health = sub.add_parser(
+        "health", help="print the detailed health check as JSON (exit 1 when unhealthy)"
+    )
+    _environment(health)
+    health.add_argument(
+        "--basic", action="store_true", help="only the database round trip (/api/v1/health)"
+    )
+    health.set_defaults(func=show_health)
+
+    serve = sub.add_parser(
+        "serve", help="serve /api/v1/health and /api/v1/health/detailed over HTTP"
+    )
+    _environment(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.set_defaults(func=serve_health)
+
+
+def register_pool_load(psub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``load`` to ``bbperf pool`` (called from bbperf.cli.pool)."""
+    load = psub.add_parser(
+        "load", help="run concurrent workers through each environment's pool and print the figures"
+    )
+    load.add_argument(
+        "--environment",
+        "-e",
+        action="append",
+        help=f"one of {', '.join(ENVIRONMENTS)} (repeatable; default development)",
+    )
+    load.add_argument(
+        "--concurrency",
+        "-c",
+        default="1,4,16,64",
+        type=_levels,
+        help="comma-separated worker counts (default 1,4,16,64)",
+    )
+    load.add_argument("--duration", type=float, default=2.0, help="seconds per step (default 2)")
+    load.add_argument(
+        "--workload",
+        default="select1",
+        help="select1, sleep_5ms, point_lookup (needs a dataset) or any SQL text",
+    )
+    load.add_argument(
+        "--pool-timeout", type=float, help="override pool_timeout_s for every environment"
+    )
+    load.add_argument(
+        "--costs",
+        type=int,
+        metavar="ROUNDS",
+        help="also measure pre-ping and connection-setup cost over ROUNDS requests",
+    )
+    load.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    load.set_defaults(func=pool_load)
+
+
+def _environment(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--environment",
+        "-e",
+        default="development",
+        help=f"pool settings: one of {', '.join(ENVIRONMENTS)} (default development)",
+    )
+
+
+def _levels(value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a comma-separated list of integers"
+        ) from None
+
+
+def _health_engine(args: argparse.Namespace) -> Engine:
+    """An unchecked engine: reporting a database that is down is the point of these commands."""
+    from bbperf.pools import make_engine
+    from bbperf.target import resolve_url
+
+    settings = settings_from(args)
+    return make_engine(
+        resolve_url(settings),
+        args.environment,
+        schema=settings.schema,
+        echo_pool=False,
+        connect_timeout_s=5,
+    )
+
+
+def show_health(args: argparse.Namespace) -> int:
+    from bbperf.health import health_basic, health_detailed
+
+    engine = _health_engine(args)
+    report = health_basic(engine) if args.basic else health_detailed(engine)
+    engine.dispose()
+    print_json(report)
+    return 1 if report["status"] == "unhealthy" else 0
+
+
+def serve_health(args: argparse.Namespace) -> int:
+    from bbperf.serve import LOOPBACK, make_server
+
+    server = make_server(_health_engine(args), args.host, args.port)
+    if args.host != LOOPBACK:
+        print(f"warning: serving health details on {args.host}, not loopback", file=sys.stderr)
+    print(f"serving {server.url}/api/v1/health and /api/v1/health/detailed (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        server.engine.dispose()
+    return 0
+
+
+def pool_load(args: argparse.Namespace) -> int:
+    from bbperf.poolload import pool_costs
+    from bbperf.poolload import pool_load as run
+
+    overrides = {} if args.pool_timeout is None else {"pool_timeout_s": args.pool_timeout}
+    settings = settings_from(args)
+    frame = run(
+        environments=args.environment or ["development"],
+        concurrency=args.concurrency,
+        duration_s=args.duration,
+        workload=args.workload,
+        database_url=settings.database_url,
+        **overrides,
+    )
+    costs = pool_costs(args.costs, database_url=settings.database_url) if args.costs else None
+    if args.json:
+        out = {"load": frame.to_dict(orient="records")}
+        if costs is not None:
+            out["costs"] = costs.to_dict(orient="records")
+        print_json(out)
+        return 0
+    columns = [
+        "environment",
+        "concurrency",
+        "throughput_rps",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "checkout_wait_p95_ms",
+        "pool_timeouts",
+        "server_refusals",
+        "overflow_used",
+        "server_connections_peak",
+        "status",
+    ]
+    print_table(frame[columns].round(3).to_dict(orient="records"))
+    for row in frame.itertuples():
+        for line in [*row.notes, *row.warnings]:
+            print(f"{row.environment} c={row.concurrency}: {line}")
+    if costs is not None:
+        print()
+        print_table(costs.drop(columns="samples_ms").round(3).to_dict(orient="records"))
+    return 0
