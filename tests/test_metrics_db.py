@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics import fetch_raw, six_figure_metrics
 from bbperf.metrics.drift import drift
+from bbperf.metrics.queries import barber_ids
 from bbperf.metrics.variants import (
     create_metrics_view,
     fetch_from_view,
@@ -217,3 +218,29 @@ def test_cli_refuses_non_barbers_in_one_line(hand_made: tuple[Engine, dict[str, 
     assert _cli(engine, "--user-id", str(ids.get(who, 999_999))) == 2
     err = capsys.readouterr().err
     assert err.startswith("bbperf: error: user ") and err.count("\n") == 1
+
+
+def test_every_tiny_barber_agrees_with_before_and_drift_explains_after(
+    tiny_engine: Engine,
+) -> None:
+    barbers = barber_ids(tiny_engine)
+    assert len(barbers) >= 4
+    drifted: set[str] = set()
+    for user in barbers:
+        before = fetch_raw(tiny_engine, user, AS_OF, "before")
+        after = fetch_raw(tiny_engine, user, AS_OF, "after")
+        assert fetch_raw(tiny_engine, user, AS_OF, "after_equivalent") == before
+        found = drift(tiny_engine, user, AS_OF)
+        assert all(d.explained for d in found), [d for d in found if not d.explained]
+        differing = {k for k, v in before.values().items() if after.values()[k] != v}
+        assert differing == {d.metric for d in found} & set(before.values())
+        drifted |= differing
+    # the tiny data has walk-ins and only 60 days of history: both changed meanings show up
+    assert drifted == {"average_ticket", "visits_365d"}
+
+
+def test_default_as_of_is_the_datasets(tiny_engine: Engine) -> None:
+    user = barber_ids(tiny_engine)[0]
+    metrics = six_figure_metrics(tiny_engine, user)
+    assert metrics.raw.as_of == AS_OF
+    assert metrics.raw == fetch_raw(tiny_engine, user, AS_OF, "after")
