@@ -111,7 +111,10 @@ def _request(engine: Engine, run: Callable[[Connection], object], worker: _Worke
 
 
 def _server_connections(conn: Connection, application_name: str) -> int:
-    sql = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app")
+    sql = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = :app AND datname = current_database()"
+    )
     return int(conn.execute(sql, {"app": application_name}).scalar_one())
 
 
@@ -400,7 +403,7 @@ def recommend_pool_size(
     pool_size = min(knee, budget)
     max_overflow = max(min(2 * pool_size, budget - pool_size), 0)
     formula = (cpu_count or os.cpu_count() or 1) * 2 + 1
-    rising = knee == int(curve.index.max())
+    rising = int(curve.idxmax()) == int(curve.index.max())
     reason = (
         f"throughput reaches {share_of_peak:.0%} of its peak ({peak:.0f} req/s) at {knee} "
         f"concurrent connections"
