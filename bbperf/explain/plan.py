@@ -360,7 +360,7 @@ def _describe(node: PlanNode, plan: Plan) -> str:
             parts.append(f"⚠ estimate off ×{node.estimate_factor:.0f} ({node.estimate_direction})")
     else:
         parts.append(f"cost {node.total_cost:.2f} rows {_num(node.plan_rows)}")
-    if node.shared_hit_blocks is not None:
+    if node.shared_hit_blocks is not None and node.self_ms is not None:
         parts.append(f"buffers hit {node.shared_hit_blocks} read {node.shared_read_blocks}")
     return "  ".join(parts)
 

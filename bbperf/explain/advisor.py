@@ -1,0 +1,305 @@
+"""What-if index advisor: candidates from a query's plan, costed without keeping any index.
+
+Candidates are B-tree indexes of at most three columns per scanned relation, ordered as a B-tree wants
+them: equality columns first, then one range column, then a sort column. Each is costed by the
+planner alone: with HypoPG (when installed in the database) as a hypothetical index, otherwise by
+``CREATE INDEX`` inside a transaction, ``EXPLAIN`` without ANALYZE, and ``ROLLBACK`` — the index is
+really built (time and a SHARE lock on the table for the duration) and never committed.
+``verify`` then builds the best candidate for real (only in bbperf's schema), measures the query
+before and after, and drops it, so the predicted and the measured speedups stand side by side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bbperf.errors import BbperfError, SchemaError
+from bbperf.explain.diff import PlanDiff, diff
+from bbperf.explain.plan import Plan
+from bbperf.explain.querystats import extension_schema
+from bbperf.explain.run import Params, clean_sql, explain
+from bbperf.explain.stats import Comparison, compare
+from bbperf.target import query_error
+
+MAX_COLUMNS = 3
+_ATOM = re.compile(
+    r"(?:(?<=\()|(?<=\s)|^)\(*(?:\"?(\w+)\"?\.)?\"?([A-Za-z_]\w*)\"?\)?(?:::[\w ]+?(?:\[\])?)?"
+    r"\s+(=|<=|>=|<|>)\s"
+)
+_SCANS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Range Scan")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A B-tree index proposal on ``schema.table (columns)``."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+
+    def ddl(self, name: str) -> str:
+        cols = ", ".join(_quote(c) for c in self.columns)
+        return f"CREATE INDEX {_quote(name)} ON {_quote(self.schema)}.{_quote(self.table)} ({cols})"
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table} ({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
+class CandidateCost:
+    """Planner cost of the query without and with the candidate; ``used``: the plan picked it."""
+
+    candidate: Candidate
+    cost_before: float
+    cost_after: float
+    used: bool
+
+    @property
+    def predicted_speedup(self) -> float:
+        return self.cost_before / self.cost_after if self.cost_after else float("inf")
+
+
+@dataclass
+class Advice:
+    """Candidates of one query with their predicted costs, best first."""
+
+    sql: str
+    params: dict[str, Any]
+    base_cost: float
+    method: str
+    costs: list[CandidateCost] = field(default_factory=list)
+
+    @property
+    def best(self) -> CandidateCost | None:
+        useful = [c for c in self.costs if c.used and c.cost_after < c.cost_before]
+        return useful[0] if useful else None
+
+    def to_frame(self):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "index": str(c.candidate),
+                    "cost_before": c.cost_before,
+                    "cost_after": c.cost_after,
+                    "predicted_speedup": c.predicted_speedup,
+                    "used": c.used,
+                }
+                for c in self.costs
+            ],
+            columns=["index", "cost_before", "cost_after", "predicted_speedup", "used"],
+        )
+
+    def text(self) -> str:
+        if not self.costs:
+            return f"no candidate index (plan cost {self.base_cost:.2f})"
+        lines = [f"plan cost {self.base_cost:.2f} ({self.method})"]
+        for c in self.costs:
+            mark = "" if c.used else "  (not used by the planner)"
+            lines.append(
+                f"{c.candidate}: cost {c.cost_after:.2f}, ×{c.predicted_speedup:.2f}{mark}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class Verification:
+    """The best candidate built for real: predicted (planner cost) vs measured (client time)."""
+
+    candidate: Candidate
+    predicted_speedup: float
+    measured: Comparison
+    plan_diff: PlanDiff
+
+    def text(self) -> str:
+        return (
+            f"{self.candidate}: predicted ×{self.predicted_speedup:.2f}, measured {self.measured}\n"
+            f"{self.plan_diff.text()}"
+        )
+
+
+def column_roles(plan: Plan) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """(schema, table) → {"eq": [...], "range": [...], "sort": [...]} read off a VERBOSE plan."""
+    roles: dict[tuple[str, str], dict[str, list[str]]] = {}
+    aliases: dict[str, tuple[str, str]] = {}
+    for node in plan.nodes():
+        if node.node_type not in _SCANS or not node.relation:
+            continue
+        key = (node.schema or "public", node.relation)
+        aliases[node.alias or node.relation] = key
+        entry = roles.setdefault(key, {"eq": [], "range": [], "sort": []})
+        for condition in node.conditions.values():
+            for qualifier, column, op in _atoms(condition):
+                if qualifier in (None, node.alias, node.relation):
+                    _add(entry["eq" if op == "=" else "range"], column)
+    for node in plan.nodes():
+        for key_text in node.sort_key or []:
+            match = re.match(r"\(?(?:\"?(\w+)\"?\.)?\"?(\w+)\"?\)?(?:\s|$)", key_text)
+            if match and match.group(1) in aliases:
+                entry = roles[aliases[match.group(1)]]
+                _add(entry["sort"], match.group(2))
+    return roles
+
+
+def candidates(
+    roles: dict[str, list[str]],
+    table: tuple[str, str],
+    columns: set[str],
+    existing: list[tuple[str, ...]],
+) -> list[Candidate]:
+    """Index candidates for one table: composite (eq, range, sort), then single columns.
+
+    Columns that are not real columns of the table are dropped; a candidate that is a prefix of an
+    existing index is skipped (the index already serves it).
+    """
+    eq = [c for c in roles["eq"] if c in columns]
+    rng = [c for c in roles["range"] if c in columns and c not in eq]
+    srt = [c for c in roles["sort"] if c in columns and c not in eq and c not in rng]
+    shapes = [eq + rng[:1] + srt[:1], eq + srt[:1], eq, *([c] for c in eq + rng + srt)]
+    out: list[Candidate] = []
+    for shape in shapes:
+        cols = tuple(dict.fromkeys(shape))[:MAX_COLUMNS]
+        if not cols or any(ix[: len(cols)] == cols for ix in existing):
+            continue
+        cand = Candidate(table[0], table[1], cols)
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+def advise(engine: Engine, sql: str, params: Params = None, *, max_candidates: int = 8) -> Advice:
+    """Propose and cost candidate indexes for ``sql``; nothing is left behind in the database."""
+    statement = clean_sql(sql)
+    values = dict(params or {})
+    plan = explain(engine, statement, values, analyze=False, buffers=False, verbose=True)
+    try:
+        with engine.connect() as conn:
+            proposals: list[Candidate] = []
+            for table, roles in column_roles(plan).items():
+                cols, existing = _catalog(conn, table)
+                proposals += candidates(roles, table, cols, existing)
+            hypopg = extension_schema(conn, "hypopg")
+            conn.rollback()
+            costs = [
+                _cost(conn, cand, statement, values, plan.total_cost, hypopg)
+                for cand in proposals[:max_candidates]
+            ]
+    except DBAPIError as exc:
+        raise query_error(exc, statement) from None
+    costs.sort(key=lambda c: (not c.used, c.cost_after))
+    return Advice(statement, values, plan.total_cost, "hypopg" if hypopg else "transaction", costs)
+
+
+def verify(
+    engine: Engine, advice: Advice, *, schema: str | None = None, rounds: int = 30, warmup: int = 5
+) -> Verification:
+    """Build ``advice.best`` for real, measure before and after, drop it. Only in bbperf's schema."""
+    from bbperf.config import load_settings
+    from bbperf.explain.measure import measure
+
+    best = advice.best
+    if best is None:
+        raise BbperfError("no candidate index lowered the plan cost: nothing to verify")
+    schema = schema or load_settings().schema
+    cand = best.candidate
+    if cand.schema != schema:
+        raise SchemaError(
+            f"refusing to build an index on {cand.schema}.{cand.table}: verify only builds in "
+            f"bbperf's schema {schema!r}"
+        )
+    name = f"bbperf_verify_{cand.table}_{'_'.join(cand.columns)}"[:63]
+    before_plan = explain(engine, advice.sql, advice.params)
+    before = measure(
+        engine, advice.sql, advice.params, rounds=rounds, warmup=warmup, label="before"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(cand.ddl(name)))
+        after = measure(
+            engine, advice.sql, advice.params, rounds=rounds, warmup=warmup, label="after"
+        )
+        after_plan = explain(engine, advice.sql, advice.params)
+    except DBAPIError as exc:
+        raise query_error(exc, cand.ddl(name)) from None
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP INDEX IF EXISTS {_quote(cand.schema)}.{_quote(name)}"))
+    return Verification(
+        cand, best.predicted_speedup, compare(before, after), diff(before_plan, after_plan)
+    )
+
+
+def _cost(
+    conn: Connection,
+    cand: Candidate,
+    sql: str,
+    params: dict[str, Any],
+    base: float,
+    hypopg: str | None,
+) -> CandidateCost:
+    trans = conn.begin()
+    try:
+        if hypopg:
+            row = conn.execute(
+                text(f"SELECT indexname FROM {_quote(hypopg)}.hypopg_create_index(:ddl)"),
+                {"ddl": cand.ddl("hypo")},
+            ).one()
+            name = str(row[0])
+        else:
+            name = "bbperf_whatif"
+            conn.execute(text(cand.ddl(name)))
+        plan = explain(conn, sql, params, analyze=False, buffers=False)
+        if hypopg:
+            conn.execute(text(f"SELECT {_quote(hypopg)}.hypopg_reset()"))
+    finally:
+        trans.rollback()
+    used = any(n.index == name for n in plan.nodes())
+    return CandidateCost(cand, base, plan.total_cost, used)
+
+
+def _catalog(conn: Connection, table: tuple[str, str]) -> tuple[set[str], list[tuple[str, ...]]]:
+    """The table's column names and the column lists of its existing indexes."""
+    rel = f"{_quote(table[0])}.{_quote(table[1])}"
+    cols = (
+        conn.execute(
+            text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:rel AS regclass) "
+                "AND attnum > 0 AND NOT attisdropped"
+            ),
+            {"rel": rel},
+        )
+        .scalars()
+        .all()
+    )
+    indexes = (
+        conn.execute(
+            text(
+                "SELECT array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, pos) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.pos) "
+                "FROM pg_index i WHERE i.indrelid = CAST(:rel AS regclass)"
+            ),
+            {"rel": rel},
+        )
+        .scalars()
+        .all()
+    )
+    return set(cols), [tuple(ix) for ix in indexes]
+
+
+def _atoms(condition: str) -> list[tuple[str | None, str, str]]:
+    return [(m.group(1), m.group(2), m.group(3)) for m in _ATOM.finditer(condition)]
+
+
+def _add(target: list[str], column: str) -> None:
+    if column not in target:
+        target.append(column)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
