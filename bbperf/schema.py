@@ -296,8 +296,9 @@ def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str,
                 result[ext] = f"installed in {where}"
                 continue
             try:
-                with conn.begin():
-                    conn.execute(text(f'CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA "{schema}"'))
+                # The lookup above autobegan a transaction: CREATE runs in it and commits.
+                conn.execute(text(f'CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA "{schema}"'))
+                conn.commit()
                 result[ext] = f"created in {schema}"
             except Exception as exc:  # noqa: BLE001 - permission or availability, reported not raised
                 reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
