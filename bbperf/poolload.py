@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 import psutil
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
@@ -89,6 +89,7 @@ class _Worker:
     refusals: int = 0
     errors: int = 0
     first_error: str | None = None
+    finished_at: float = 0.0
 
 
 def _request(engine: Engine, run: Callable[[Connection], object], worker: _Worker) -> None:
@@ -110,12 +111,26 @@ def _request(engine: Engine, run: Callable[[Connection], object], worker: _Worke
         worker.latencies_ms.append((time.perf_counter() - start) * 1000)
 
 
-def _server_connections(conn: Connection, application_name: str) -> int:
-    sql = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE application_name = :app AND datname = current_database()"
-    )
-    return int(conn.execute(sql, {"app": application_name}).scalar_one())
+class _BackendPids:
+    """Server process ids of the connections one pool opened (so other clients are not counted)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+        event.listen(engine, "connect", self._on_connect)
+
+    def _on_connect(self, dbapi_conn: Any, record: Any) -> None:
+        with self._lock:
+            self._pids.add(dbapi_conn.info.backend_pid)
+
+    def alive(self, conn: Connection) -> int:
+        """How many of them the server still lists in pg_stat_activity."""
+        with self._lock:
+            pids = sorted(self._pids)
+        if not pids:
+            return 0
+        sql = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)")
+        return int(conn.execute(sql, {"pids": pids}).scalar_one())
 
 
 def run_step(
@@ -152,6 +167,7 @@ def run_step(
             sampler.commit()
             row.update(_preflight(before, config.pool_size + config.max_overflow, concurrency))
             run = resolve_workload(workload, engine)
+            backends = _BackendPids(engine)
             with PoolMonitor(engine) as monitor:
                 row.update(
                     _drive(
@@ -162,7 +178,7 @@ def run_step(
                         concurrency,
                         duration_s,
                         warmup,
-                        config.application_name,
+                        backends,
                     )
                 )
     except DBAPIError as exc:
@@ -197,7 +213,7 @@ def _drive(
     concurrency: int,
     duration_s: float,
     warmup: bool,
-    application_name: str,
+    backends: _BackendPids,
 ) -> dict[str, Any]:
     workers = [_Worker([]) for _ in range(concurrency)]
     state: dict[str, float] = {}
@@ -215,6 +231,7 @@ def _drive(
         barrier.wait()
         while time.perf_counter() < state["deadline"]:
             _request(engine, run, worker)
+        worker.finished_at = time.perf_counter()
 
     threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in workers]
     for thread in threads:
@@ -225,7 +242,7 @@ def _drive(
     mid = None
     while any(t.is_alive() for t in threads):
         pool = monitor.pool_snapshot()
-        server = _server_connections(sampler, application_name)
+        server = backends.alive(sampler)
         sampler.commit()
         peaks = {
             "checked_out": max(peaks["checked_out"], pool.checked_out),
@@ -236,9 +253,9 @@ def _drive(
             mid = monitor.snapshot(conn=sampler, cpu_interval_s=None)
             sampler.commit()
         time.sleep(_SAMPLE_EVERY_S)
-    elapsed = time.perf_counter() - state["start"]
     for thread in threads:
         thread.join()
+    elapsed = max(w.finished_at for w in workers) - state["start"]
     final = monitor.pool_snapshot()
     mid = mid or monitor.snapshot(conn=sampler, cpu_interval_s=None)
     verdict = evaluate(mid)

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, make_url, text
 
 from bbperf.errors import ConfigError, DataError
 from bbperf.poolload import pool_costs, pool_load, recommend_pool_size
+from bbperf.pools import make_engine
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,10 @@ def test_bad_input_is_rejected_before_connecting(kwargs: dict[str, Any], fragmen
 
 
 def test_short_load_records_every_figure(fresh_url: str) -> None:
-    frame = pool_load(["development"], [1, 4], duration_s=0.3, database_url=fresh_url)
+    bystander = make_engine(fresh_url, "development", echo_pool=False)
+    with bystander.connect():  # same application_name, other pool: must not be counted
+        frame = pool_load(["development"], [1, 4], duration_s=0.3, database_url=fresh_url)
+    bystander.dispose()
     assert list(frame["concurrency"]) == [1, 4]
     for row in frame.itertuples():
         assert row.requests > 0 and row.errors == 0 and row.pool_timeouts == 0
@@ -48,6 +52,7 @@ def test_short_load_records_every_figure(fresh_url: str) -> None:
         assert row.status in ("healthy", "warning", "unhealthy")
         assert len(row.warnings) == len(row.recommendations)
         assert row.notes == []
+    assert frame.iloc[0]["server_connections_peak"] == 1
 
 
 def test_pool_timeouts_are_counted_not_raised(fresh_url: str) -> None:
