@@ -64,7 +64,10 @@ def measure(
     cache = "warm"
     try:
         if cold:
-            cache = "cold: new connection per round"
+            cache = (
+                "cold: new connection per round; shared buffers and OS cache kept "
+                "(pg_buffercache_evict unavailable)"
+            )
             for _ in range(rounds):
                 with _autocommit(engine) as conn:
                     if _evict_shared_buffers(conn):
@@ -85,7 +88,7 @@ def measure(
                     client,
                     server,
                 )
-    except DBAPIError as exc:
+    except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
         raise query_error(exc, statement) from None
     return Timing(
         samples_ms=tuple(client),
