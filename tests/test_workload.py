@@ -93,3 +93,29 @@ def test_write_cost_leaves_data_and_indexes_as_they_were(tiny_copy_engine: Engin
     assert status(tiny_copy_engine, SEED)["exists"].sum() == 14
     built = build_costs(tiny_copy_engine, SEED)
     assert len(built) == 14 and (built["size_bytes"] > 0).all() and (built["build_ms"] > 0).all()
+
+
+def test_benchmark_measures_before_and_after_and_leaves_the_set_applied(
+    tiny_copy_engine: Engine,
+) -> None:
+    from bbperf.indexes import validate
+    from bbperf.indexes.benchmark import composite_queries, conclusion, run_benchmark
+
+    queries = catalogue(tiny_copy_engine, names=["barber_schedule", "payment_by_intent"])
+    assert composite_queries(SEED, queries) == ["barber_schedule"]
+    report = validate(tiny_copy_engine, SEED)
+    bench = run_benchmark(tiny_copy_engine, SEED, queries, rounds=3, warmup=1, advisor=True)
+    table = bench.table().set_index("query")
+    assert list(table.index) == ["barber_schedule", "payment_by_intent"]
+    assert table.loc["payment_by_intent", "indexes_used"] == "idx_payments_stripe_payment_intent"
+    assert table.loc["payment_by_intent", "plan_change"].startswith("payments: Seq Scan →")
+    assert (table["server_before_ms"] > 0).all() and (table["server_after_ms"] > 0).all()
+    predicted = bench.predictions().set_index("query")
+    assert predicted.loc["payment_by_intent", "advisor_candidate"].endswith(
+        "payments (stripe_payment_intent_id)"
+    )
+    assert status(tiny_copy_engine, SEED)["exists"].sum() == 14
+    cost = insert_cost(tiny_copy_engine, SEED, rows=100, rounds=1)
+    text_ = conclusion(bench, report, cost)
+    assert "idx_users_email (duplicate); idx_users_primary_org (unknown column)" in text_
+    assert "14 of 16 indexes built" in text_
