@@ -222,3 +222,34 @@ def scale_sweep(engine: Engine, profile: str, scales: Sequence[float], seed: int
                              warmup=3, server_rounds=server_rounds)
         frames.append(table.assign(scale=scale, appointments=info.rows["appointments"], **costs))
     return pd.concat(frames, ignore_index=True)
+
+
+def conclusion(speed: pd.DataFrame, drift_summary: list[dict[str, Any]], barbers: int,
+               target_ms: float = 1.0) -> str:
+    """The notebook's verdict in sentences, computed from its speed table (one index state) and
+    drift summary: after's server time against ``target_ms``, the end-to-end speedup and its
+    significance, and what the rewrite changed."""
+    lines = []
+    for label in ("busiest", "median"):
+        rows = speed[speed["barber"] == label].set_index("variant")
+        if rows.empty or "after" not in rows.index:
+            continue
+        after = rows.loc["after"]
+        verdict = "within" if after["server_exec_ms"] <= target_ms else "over"
+        sig = "significant" if after.get("significant") else "not significant"
+        lines.append(
+            f"{label} barber (user {after['user_id']}, {after['appointments_30d']} appointments in "
+            f"30 days): after runs in {after['server_exec_ms']:.3f} ms on the server ({verdict} the "
+            f"{target_ms:g} ms target) against {rows.loc['before', 'server_exec_ms']:.3f} ms for "
+            f"before's four statements; end to end ×{after['speedup']:.2f} faster (95 % CI "
+            f"×{after['ci_low']:.2f}–×{after['ci_high']:.2f}, {sig})."
+        )
+    raw = [d for d in drift_summary if d["metric"] in ("average_ticket", "visits_365d")]
+    if raw:
+        changed = "; ".join(f"{d['metric']} differs for {d['barbers_drifting']} of {barbers} "
+                            f"barbers ({d['explained']} explained)" for d in raw)
+        lines.append(f"The rewrite is not a pure speed-up: {changed}. after_equivalent keeps "
+                     "before's meaning in one statement.")
+    else:
+        lines.append(f"No barber of {barbers} shows drift between before and after here.")
+    return "\n".join(lines)
