@@ -5,19 +5,29 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from queue import Full, Queue
 from typing import Any
 
 import numpy as np
+import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError, DataError
+from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.generate import binary as b
-from bbperf.generate.bookings import ClientTally, bookings, clients, n_clients, week_count
+from bbperf.generate.bookings import (
+    CLIENT_CHUNK_ROWS,
+    ClientTally,
+    bookings,
+    clients,
+    n_clients,
+    week_count,
+)
 from bbperf.generate.cast import build_cast
 from bbperf.generate.fakes import build_pools
 from bbperf.generate.fingerprint import fingerprints
@@ -26,6 +36,8 @@ from bbperf.schema import META_TABLE, TABLE_ORDER, create_schema, require_schema
 from bbperf.target import query_error
 
 DATASET_KEY = "dataset"
+COPY_BUFFER_BYTES = 1 << 20
+Columns = dict[str, b.Fixed | b.Var]
 # Random streams: one per purpose, and one per week of bookings, so any week is reproducible alone.
 _CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
 
@@ -93,27 +105,64 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 
-def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, b.Fixed, int]]:
-    """(table, columns, rows) in load order; big tables arrive in many chunks."""
+def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, Columns, int, bool]]:
+    """(table, columns, rows, last chunk of the table?) in load order; big tables come in many chunks."""
     as_of_us = int(datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp()) * 1_000_000
     pools = build_pools(seed)
     cast = build_cast(profile, scale, _rng(seed, _CAST), pools, as_of_us)
     for table in ("organizations", "users", "user_organizations", "services"):
         columns, n = cast.tables[table]
-        yield table, columns, n  # type: ignore[misc]
+        yield table, columns, n, True
     tally = ClientTally.empty(n_clients(profile, cast))
     next_appointment, next_payment = 1, 1
-    for week in range(week_count(profile)):
+    weeks = week_count(profile)
+    for week in range(weeks):
         (appts, n_a), (pays, n_p) = bookings(
             profile, cast, week, _rng(seed, _BOOKINGS, week), as_of_us, as_of.weekday(),
             next_appointment, next_payment, tally, pools,
         )
         next_appointment += n_a
         next_payment += n_p
-        yield "appointments", appts, n_a  # type: ignore[misc]
-        yield "payments", pays, n_p  # type: ignore[misc]
-    for columns, n in clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us):
-        yield "clients", columns, n  # type: ignore[misc]
+        yield "appointments", appts, n_a, week == weeks - 1
+        yield "payments", pays, n_p, week == weeks - 1
+    chunks = -(-n_clients(profile, cast) // CLIENT_CHUNK_ROWS)
+    for i, (columns, n) in enumerate(clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us)):
+        yield "clients", columns, n, i == chunks - 1
+
+
+def _payloads(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, str, int, bool]]:
+    """(table, COPY column list, payload, rows, last) encoded in a background thread, two chunks ahead,
+    so generation on one core overlaps the server's COPY on the other."""
+    done = object()
+    queue: Queue[Any] = Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for table, columns, n, last in _chunks(profile, scale, seed, as_of):
+                order, payload = b.encode(columns, n)
+                while not stop.is_set():
+                    try:
+                        queue.put((table, ", ".join(order), payload, n, last), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            queue.put(exc)
+
+    worker = threading.Thread(target=produce, name="bbperf-generate", daemon=True)
+    worker.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
@@ -129,11 +178,12 @@ def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
     return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
-def _copy(conn: Connection, schema: str, table: str, columns: dict, n: int) -> None:
-    order, payload = b.encode(columns, n)
-    names = ", ".join(order)
+def _copy(conn: Connection, schema: str, table: str, columns: str, payload: bytes) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.copy_expert(f'COPY "{schema}".{table} ({names}) FROM STDIN (FORMAT binary)', io.BytesIO(payload))
+    # FREEZE: the table was truncated in this transaction, so rows can be written frozen (no hint-bit
+    # rewrite on first read, no anti-wraparound vacuum later).
+    sql = f'COPY "{schema}".{table} ({columns}) FROM STDIN (FORMAT binary, FREEZE)'
+    cursor.copy_expert(sql, io.BytesIO(payload), size=COPY_BUFFER_BYTES)
 
 
 def generate(
@@ -152,61 +202,77 @@ def generate(
     set, fingerprints and provenance written); ANALYZE runs after the commit. Raises ConfigError /
     ProfileError before touching the database, SchemaError when the schema is missing.
     """
-    from bbperf import __version__
 
     schema = schema or _schema_of(engine)
     prof = load_profile(profile)
     scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
     started = time.perf_counter()
     bars = _Bars(progress)
+    first_error: list[BaseException] = []
     try:
         with engine.begin() as conn:
-            require_schema(conn, schema)
-            conn.execute(text("SET LOCAL statement_timeout = 0"))
-            tables = ", ".join(f'"{schema}".{t}' for t in TABLE_ORDER)
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
-            fks = _foreign_keys(conn, schema)
-            for tbl, name, _ in fks:
-                conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
-            for table, columns, n in _chunks(prof, scale, seed, day):
-                if n:
-                    _copy(conn, schema, table, columns, n)  # type: ignore[arg-type]
-                bars.update(table, n)
-            for tbl, name, definition in fks:
-                conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition}'))
-            for table in TABLE_ORDER:
-                conn.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('\"{schema}\".{table}', 'id'), "
-                        f'coalesce(max(id), 0) + 1, false) FROM "{schema}".{table}'
-                    )
-                )
-            info = DatasetInfo(
-                profile=prof.name,
-                scale=scale,
-                seed=seed,
-                as_of=day.isoformat(),
-                fingerprints=fingerprints(conn, schema),
-                bbperf_version=__version__,
-                server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
-                loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                load_seconds=round(time.perf_counter() - started, 3),
-                versions=_library_versions(),
-            )
-            conn.execute(
-                text(
-                    f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
-                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-                ),
-                {"k": DATASET_KEY, "v": json.dumps(info.to_dict())},
-            )
-    except DBAPIError as exc:
-        raise query_error(exc) from None
+            try:
+                info = _load(conn, schema, prof, scale, seed, day, bars, started)
+            except (DBAPIError, psycopg2.Error) as exc:
+                first_error.append(exc)  # the rollback that follows may fail with a vaguer error
+                raise
+    except (DBAPIError, psycopg2.Error) as exc:
+        cause = query_error(first_error[0] if first_error else exc)  # type: ignore[arg-type]
+        raise QueryError(f"load failed and was rolled back, nothing changed: {cause}") from None
     finally:
         bars.close()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in TABLE_ORDER:
             conn.execute(text(f'ANALYZE "{schema}".{table}'))
+    return info
+
+
+def _load(
+    conn: Connection, schema: str, prof: Profile, scale: float, seed: int, day: date, bars: _Bars,
+    started: float,
+) -> DatasetInfo:
+    """Everything inside the load transaction: truncate, COPY, constraints, sequences, provenance."""
+    from bbperf import __version__
+
+    require_schema(conn, schema)
+    conn.execute(text("SET LOCAL statement_timeout = 0"))
+    tables = ", ".join(f'"{schema}".{t}' for t in TABLE_ORDER)
+    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+    fks = _foreign_keys(conn, schema)
+    for tbl, name, _ in fks:
+        conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+    for table, columns, payload, n, last in _payloads(prof, scale, seed, day):
+        if n:
+            _copy(conn, schema, table, columns, payload)
+        bars.update(table, n, last)
+    for tbl, name, definition in fks:
+        conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition}'))
+    for table in TABLE_ORDER:
+        conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('\"{schema}\".{table}', 'id'), "
+                f'coalesce(max(id), 0) + 1, false) FROM "{schema}".{table}'
+            )
+        )
+    info = DatasetInfo(
+        profile=prof.name,
+        scale=scale,
+        seed=seed,
+        as_of=day.isoformat(),
+        fingerprints=fingerprints(conn, schema),
+        bbperf_version=__version__,
+        server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_seconds=round(time.perf_counter() - started, 3),
+        versions=_library_versions(),
+    )
+    conn.execute(
+        text(
+            f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        ),
+        {"k": DATASET_KEY, "v": json.dumps(info.to_dict())},
+    )
     return info
 
 
@@ -229,14 +295,16 @@ class _Bars:
         self.enabled = enabled
         self.bars: dict[str, Any] = {}
 
-    def update(self, table: str, n: int) -> None:
+    def update(self, table: str, n: int, last: bool) -> None:
         if not self.enabled:
             return
         if table not in self.bars:
             from tqdm.auto import tqdm
 
-            self.bars[table] = tqdm(desc=table, unit=" rows", unit_scale=True, position=len(self.bars), leave=True)
+            self.bars[table] = tqdm(desc=f"{table:>18}", unit=" rows", unit_scale=True, leave=True)
         self.bars[table].update(n)
+        if last:
+            self.bars.pop(table).close()
 
     def close(self) -> None:
         for bar in self.bars.values():
