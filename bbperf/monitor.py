@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psutil
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 Status = Literal["healthy", "warning", "unhealthy"]
 _RANK: dict[Status, int] = {"healthy": 0, "warning": 1, "unhealthy": 2}
@@ -318,7 +319,7 @@ class PoolMonitor:
         self._depth = threading.local()
         self._waits_ms: list[float] = []
         self._counts = {"checkouts": 0, "connects": 0, "invalidations": 0, "recycles": 0}
-        self._listeners = {
+        self._listeners: dict[str, Callable[..., None]] = {
             "connect": self._on_connect,
             "checkout": self._on_checkout,
             "invalidate": self._on_invalidate,
@@ -348,7 +349,7 @@ class PoolMonitor:
             self._waits_ms.clear()
             self._counts = dict.fromkeys(self._counts, 0)
 
-    def _timed_do_get(self):  # type: ignore[no-untyped-def]
+    def _timed_do_get(self) -> ConnectionPoolEntry:
         # QueuePool._do_get retries by calling itself: time only the outermost call.
         if getattr(self._depth, "busy", False):
             return self._do_get()
@@ -386,20 +387,22 @@ class PoolMonitor:
     def pool_snapshot(self) -> PoolSnapshot:
         """The pool's current state and the counters (no database round trip)."""
         pool = self.engine.pool
-        queue = isinstance(pool, QueuePool)
-        size = pool.size() if queue else 1
-        checked_in = pool.checkedin() if queue else 0
-        checked_out = pool.checkedout() if queue else 0
+        # Other pools (SQLite's StaticPool) hold one connection and keep no counts.
+        size, max_overflow, checked_in, checked_out, overflow = 1, 0, 0, 0, 0
+        if isinstance(pool, QueuePool):
+            size, max_overflow = pool.size(), pool._max_overflow
+            checked_in, checked_out = pool.checkedin(), pool.checkedout()
+            overflow = max(pool.overflow(), 0)
         with self._lock:
             waits, counts = list(self._waits_ms), dict(self._counts)
         return PoolSnapshot(
             pool_type=type(pool).__name__,
             dialect=self.engine.dialect.name,
             pool_size=size,
-            max_overflow=pool._max_overflow if queue else 0,
+            max_overflow=max_overflow,
             checked_in=checked_in,
             checked_out=checked_out,
-            overflow=max(pool.overflow(), 0) if queue else 0,
+            overflow=overflow,
             total=checked_in + checked_out,
             checkout_wait_ms=waits,
             **counts,

@@ -158,3 +158,14 @@ def test_http_unreachable_server_is_503_and_keeps_serving() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_cli_health_exit_codes(fresh_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bbperf.cli import main
+
+    assert main(["--database-url", fresh_url, "health", "--basic"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "healthy"
+    assert main(["--database-url", "postgresql://u:hunter2@127.0.0.1:1/x", "health"]) == 1
+    out = capsys.readouterr().out
+    assert json.loads(out)["status"] == "unhealthy"
+    assert "hunter2" not in out

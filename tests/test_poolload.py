@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -193,3 +194,28 @@ def test_recommendation_ignores_dirty_steps() -> None:
     assert rec.knee_concurrency == 4
     with pytest.raises(DataError):
         recommend_pool_size(dirty, usable_connections=97)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["-c", "0,4"], "concurrency 0 is not"), (["-e", "qa"], "unknown environment 'qa'")],
+)
+def test_cli_bad_input_is_one_line(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bbperf.cli import main
+
+    assert main(["--database-url", "postgresql://u@127.0.0.1:1/x", "pool", "load", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bbperf: error: ") and fragment in err[0]
+
+
+def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bbperf.cli import main
+
+    code = main(
+        ["--database-url", fresh_url, "pool", "load", "-c", "2", "--duration", "0.2", "--json"]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["environment"], r["concurrency"]) for r in out["load"]] == [("development", 2)]

@@ -11,7 +11,7 @@ from bbperf.cli import print_json, print_table, settings_from
 from bbperf.pools import ENVIRONMENTS
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     health = sub.add_parser(
         "health", help="print the detailed health check as JSON (exit 1 when unhealthy)"
     )
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.set_defaults(func=serve_health)
 
 
-def register_pool_load(psub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_pool_load(psub: argparse._SubParsersAction) -> None:
     """Add ``load`` to ``bbperf pool`` (called from bbperf.cli.pool)."""
     load = psub.add_parser(
         "load", help="run concurrent workers through each environment's pool and print the figures"
@@ -141,7 +141,8 @@ def pool_load(args: argparse.Namespace) -> int:
     )
     costs = pool_costs(args.costs, database_url=settings.database_url) if args.costs else None
     if args.json:
-        out = {"load": frame.to_dict(orient="records")}
+        # NaN is not JSON: steps that served nothing have no percentiles.
+        out = {"load": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")}
         if costs is not None:
             out["costs"] = costs.to_dict(orient="records")
         print_json(out)
