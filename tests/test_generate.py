@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg2
 import pytest
 from sqlalchemy import Engine, text
@@ -130,3 +132,93 @@ def test_schema_missing_is_one_line_and_writes_nothing(fresh_engine: Engine) -> 
     with pytest.raises(SchemaError, match="does not exist: run `bbperf schema create`"):
         generate(fresh_engine, "tiny", progress=False)
     assert dataset_info(fresh_engine) is None
+
+
+def test_default_profile_has_the_specified_shape(schema_engine: Engine) -> None:
+    info = generate(schema_engine, "default", 0.05, 42, "2026-11-01", progress=False)
+    assert info.rows["users"] > 16 and info.rows["appointments"] > 40_000
+    with schema_engine.connect() as conn:
+        q = lambda sql: conn.execute(text(sql)).one()  # noqa: E731
+        past = q(
+            "SELECT avg((status = 'completed')::int) AS completed, avg((status IN ('cancelled', 'no_show'))::int) AS lost,"
+            " bool_and(status IN ('completed', 'cancelled', 'no_show')) AS past_only"
+            " FROM bbperf.appointments WHERE start_time < '2026-11-01'"
+        )
+        assert 0.90 < past.completed < 0.96 and 0.04 < past.lost < 0.10 and past.past_only
+        assert q("SELECT bool_and(status IN ('pending', 'confirmed')) FROM bbperf.appointments "
+                 "WHERE start_time >= '2026-11-01'")[0]
+        day = q(
+            "SELECT avg(n) AS per_day, min(n) AS lo, max(n) AS hi FROM (SELECT count(*) AS n FROM bbperf.appointments"
+            " GROUP BY barber_id, (start_time AT TIME ZONE 'UTC')::date) d"
+        )
+        assert 10 < day.per_day < 12 and day.lo >= 8 and day.hi <= 14
+        days = q(
+            "SELECT count(DISTINCT (barber_id, (start_time AT TIME ZONE 'UTC')::date))::float"
+            " / count(DISTINCT barber_id) / (395 / 30.44) FROM bbperf.appointments"
+        )[0]
+        assert 20 < days < 24
+        loyalty = q(
+            "SELECT sum(v) FILTER (WHERE r < 0.1) / sum(v)::float FROM (SELECT total_visits AS v,"
+            " percent_rank() OVER (PARTITION BY barber_id ORDER BY total_visits DESC) AS r FROM bbperf.clients) c"
+        )[0]
+        assert loyalty > 0.5  # the top tenth of each barber's clients make most visits (Zipf)
+        staff = q("SELECT avg((user_id <> barber_id)::int) FROM bbperf.appointments")[0]
+        assert 0.10 < staff < 0.20
+        paid = q(
+            "SELECT avg((p.id IS NOT NULL)::int) AS share, bool_and(p.stripe_payment_intent_id ~ '^pi_[A-Za-z0-9]{24}$')"
+            " AS ids, bool_and(p.created_at > a.start_time) AS after FROM bbperf.appointments a"
+            " LEFT JOIN bbperf.payments p ON p.appointment_id = a.id WHERE a.status = 'completed'"
+        )
+        assert 0.88 < paid.share < 0.96 and paid.ids and paid.after
+        assert q("SELECT count(*) FROM bbperf.payments WHERE amount <> platform_fee + barber_amount")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scale", "0"], "scale must be a positive finite number"),
+        (["--scale", "nan"], "scale must be a positive finite number"),
+        (["--seed", "4.2"], "seed '4.2' is not an integer"),
+        (["--profile", "nope"], "unknown profile 'nope'"),
+        (["--as-of", "yesterday"], "is not an ISO date"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tiny_copy_url: str, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bbperf.cli import main
+
+    engine = make_engine(tiny_copy_url, echo_pool=False)
+    before = dataset_info(engine)
+    assert main(["--database-url", tiny_copy_url, "generate", "--profile", "tiny", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bbperf: error: ") and message in err
+    assert dataset_info(engine) == before
+    engine.dispose()
+
+
+def test_cli_malformed_profile_and_missing_schema(
+    fresh_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bbperf.cli import main
+
+    bad = tmp_path / "mine.toml"
+    bad.write_text("description = 3\n")
+    assert main(["--database-url", fresh_url, "generate", "--profile", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert main(["--database-url", fresh_url, "generate", "--profile", "tiny", "--no-progress"]) == 2
+    assert "run `bbperf schema create`" in capsys.readouterr().err
+
+
+def test_cli_data_status(tiny_url: str, fresh_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from bbperf.cli import main
+
+    assert main(["--database-url", tiny_url, "data", "status", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fingerprints"]["appointments"]["rows"] > 1000
+    assert main(["--database-url", tiny_url, "data", "status"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("profile tiny, scale 1, seed 42, as of 2026-11-01") and "appointments" in out
+    assert main(["--database-url", fresh_url, "data", "status"]) == 1
+    assert "no dataset loaded" in capsys.readouterr().out
