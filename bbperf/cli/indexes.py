@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from bbperf.cli import engine_from, print_json, print_table, settings_from
 
+if TYPE_CHECKING:
+    from bbperf.indexes import IndexSet
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+Command = Callable[[argparse.Namespace], int]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     ix = sub.add_parser("indexes", help="validate, apply, drop and export index sets")
     ixsub = ix.add_subparsers(dest="indexes_command", metavar="ACTION", required=True)
 
-    def action(name: str, help_text: str, func, *, table: bool = True):  # type: ignore[no-untyped-def]
+    def action(
+        name: str, help_text: str, func: Command, *, table: bool = True
+    ) -> argparse.ArgumentParser:
         p = ixsub.add_parser(name, help=help_text, description=help_text)
         p.add_argument(
             "--set",
@@ -59,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     al.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
-def _set(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _set(args: argparse.Namespace) -> IndexSet:
     from bbperf.indexes import load_set
 
     return load_set(args.index_set)
@@ -73,7 +82,7 @@ def _show(frame: pd.DataFrame, args: argparse.Namespace) -> None:
         print_table(records)
 
 
-def _skips(args: argparse.Namespace, index_set) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
     if not args.validate:
         return {}
     from bbperf.indexes import validate as run

@@ -60,9 +60,9 @@ class IndexDef:
             raise IndexSetError(
                 f"index {self.name}: method {self.method!r} is not one of {', '.join(METHODS)}"
             )
-        for col in self.columns:
-            if col.order not in ORDERS:
-                raise IndexSetError(f"index {self.name}: order {col.order!r} is not ASC or DESC")
+        for column in self.columns:
+            if column.order not in ORDERS:
+                raise IndexSetError(f"index {self.name}: order {column.order!r} is not ASC or DESC")
         if self.method != "btree" and (
             self.include or any(c.order == "DESC" for c in self.columns)
         ):
