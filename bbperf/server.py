@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,7 @@ class EmbeddedServer:
             return self.url()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            self._attach()
+            self._attach_patiently()
             if not self.initialized:
                 self._initialize()
         except ServerError:
@@ -101,6 +102,27 @@ class EmbeddedServer:
                 f"see {self.pgdata / 'log'}"
             ) from exc
         return self.url()
+
+    def _attach_patiently(self, attempts: int = 3, ready_timeout_s: float = 30.0) -> None:
+        """Attach, tolerating the wheel's fixed 10 s pg_ctl timeout on a loaded machine: a server
+        still starting when pg_ctl gives up is waited for, a failed start is retried."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._attach()
+                return
+            except (OSError, subprocess.SubprocessError, AssertionError):
+                if self._wait_ready(ready_timeout_s):
+                    return
+                if attempt == attempts:
+                    raise
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._postmaster() is not None:
+                return True
+            time.sleep(0.2)
+        return False
 
     def _attach(self) -> None:
         # PostgresServer (not get_server, which caches one handle per process) so that a restart
@@ -127,7 +149,7 @@ class EmbeddedServer:
         finally:
             conn.close()
         self.stop()
-        self._attach()
+        self._attach_patiently()
         conn = psycopg2.connect(self.url())
         conn.autocommit = True
         try:
