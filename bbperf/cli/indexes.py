@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from bbperf.cli import engine_from, print_json, print_table, settings_from
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bbperf.indexes import IndexSet
 
 Command = Callable[[argparse.Namespace], int]
