@@ -15,6 +15,7 @@ from bbperf.generate.profile import Profile
 from bbperf.schema import APPOINTMENT_STATUSES, CUSTOMER_TYPES, PAYMENT_STATUSES
 
 WEEK_DAYS = 7
+BARBER_BLOCK = 1024
 CLIENT_CHUNK_ROWS = 100_000
 MINUTE_US = 60 * 1_000_000
 DAYS_PER_MONTH = 30.44
@@ -58,17 +59,25 @@ def n_clients(profile: Profile, cast: Cast) -> int:
     return cast.n_barbers * profile.clients["per_barber"]
 
 
+def block_count(cast: Cast) -> int:
+    return -(-cast.n_barbers // BARBER_BLOCK)
+
+
 def week_count(profile: Profile) -> int:
     days = profile.calendar["past_days"] + profile.calendar["future_days"]
     return -(-days // WEEK_DAYS)
 
 
 def bookings(
-    profile: Profile, cast: Cast, week: int, rng: np.random.Generator, as_of_us: int, as_of_weekday: int,
+    profile: Profile, cast: Cast, week: int, block: int, rng: np.random.Generator, as_of_us: int,
+    as_of_weekday: int,
     first_appointment_id: int, first_payment_id: int, tally: ClientTally, pools: Pools,
 ) -> tuple[Chunk, Chunk]:
-    """Appointments and payments of one week (``week`` counts from the start of the history)."""
-    cal, nb = profile.calendar, cast.n_barbers
+    """Appointments and payments of one week (counted from the start of the history) for one block of
+    BARBER_BLOCK barbers: chunks stay the same size however large the scale."""
+    cal = profile.calendar
+    first_barber = block * BARBER_BLOCK
+    nb = min(BARBER_BLOCK, cast.n_barbers - first_barber)
     first_day = -cal["past_days"] + week * WEEK_DAYS
     days = np.arange(first_day, min(first_day + WEEK_DAYS, cal["future_days"]))
     weekday = (as_of_weekday + days) % 7
@@ -76,9 +85,9 @@ def bookings(
     p_work = np.minimum(1.0, per_week * np.array(cal["weekday_weights"]))[weekday]
     works = rng.random((nb, len(days))) < p_work[None, :]
     lo, hi = cal["appointments_per_day"]
-    per_day = np.rint(rng.integers(lo, hi + 1, size=(nb, len(days))) * cast.barber_activity[:, None])
+    per_day = np.rint(rng.integers(lo, hi + 1, size=(nb, len(days))) * cast.barber_activity[first_barber : first_barber + nb, None])
     per_day = (per_day * works).astype(np.int64).ravel()
-    barber = np.repeat(np.repeat(np.arange(nb), len(days)), per_day)
+    barber = np.repeat(np.repeat(np.arange(first_barber, first_barber + nb), len(days)), per_day)
     day = np.repeat(np.tile(days, nb), per_day)
     n = len(barber)
 

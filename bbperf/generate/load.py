@@ -23,6 +23,7 @@ from bbperf.generate import binary as b
 from bbperf.generate.bookings import (
     CLIENT_CHUNK_ROWS,
     ClientTally,
+    block_count,
     bookings,
     clients,
     n_clients,
@@ -116,16 +117,18 @@ def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[
         yield table, columns, n, True
     tally = ClientTally.empty(n_clients(profile, cast))
     next_appointment, next_payment = 1, 1
-    weeks = week_count(profile)
+    weeks, blocks = week_count(profile), block_count(cast)
     for week in range(weeks):
-        (appts, n_a), (pays, n_p) = bookings(
-            profile, cast, week, _rng(seed, _BOOKINGS, week), as_of_us, as_of.weekday(),
-            next_appointment, next_payment, tally, pools,
-        )
-        next_appointment += n_a
-        next_payment += n_p
-        yield "appointments", appts, n_a, week == weeks - 1
-        yield "payments", pays, n_p, week == weeks - 1
+        for block in range(blocks):
+            (appts, n_a), (pays, n_p) = bookings(
+                profile, cast, week, block, _rng(seed, _BOOKINGS, week, block), as_of_us, as_of.weekday(),
+                next_appointment, next_payment, tally, pools,
+            )
+            next_appointment += n_a
+            next_payment += n_p
+            last = week == weeks - 1 and block == blocks - 1
+            yield "appointments", appts, n_a, last
+            yield "payments", pays, n_p, last
     chunks = -(-n_clients(profile, cast) // CLIENT_CHUNK_ROWS)
     for i, (columns, n) in enumerate(clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us)):
         yield "clients", columns, n, i == chunks - 1
