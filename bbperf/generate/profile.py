@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,20 @@ from typing import Any
 from bbperf.errors import ProfileError
 from bbperf.schema import PAYMENT_STATUSES, SERVICE_CATEGORIES
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "data_generators"
+
+def _profile_dir() -> Path:
+    """``$BBPERF_PROFILE_DIR``, else the clone's ``data_generators/`` (editable install), else the copy
+    a regular install puts under ``<prefix>/share/bbperf/data_generators``."""
+    env = os.environ.get("BBPERF_PROFILE_DIR")
+    if env:
+        return Path(env)
+    source = Path(__file__).resolve().parents[2] / "data_generators"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "bbperf" / "data_generators"
+
+
+PROFILE_DIR = _profile_dir()
 
 # Expected shape of a profile: section -> key -> kind. Kinds: "count" (int >= 1), "rate" (float >= 0),
 # "share" (0..1), "int_range" ([lo, hi] ints, 1 <= lo <= hi), "range" ([lo, hi] floats, 0 < lo <= hi),
@@ -42,14 +57,24 @@ _SPEC: dict[str, dict[str, str]] = {
         "email_share": "share",
     },
     "booking": {"staff_booked_share": "share", "notes_share": "share"},
-    "payments": {"completed_share": "share", "delay_minutes_mean": "rate", "platform_fee_rate": "share"},
+    "payments": {
+        "completed_share": "share",
+        "delay_minutes_mean": "rate",
+        "platform_fee_rate": "share",
+    },
 }
 _SHARE_TABLES = {
     "status.past": ("completed", "cancelled", "no_show"),
     "status.future": ("pending", "confirmed"),
     "payments.status": PAYMENT_STATUSES,
 }
-_SERVICE_KEYS = {"name": "text", "category": "text", "price": "rate", "duration_minutes": "count", "weight": "rate"}
+_SERVICE_KEYS = {
+    "name": "text",
+    "category": "text",
+    "price": "rate",
+    "duration_minutes": "count",
+    "weight": "rate",
+}
 _TOLERANCE = 1e-6
 
 
@@ -137,7 +162,9 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         "status.future": status.get("future"),
         "payments.status": data["payments"].get("status"),
     }
-    parsed_shares = {key: _check_shares(value, _SHARE_TABLES[key], key, fail) for key, value in shares.items()}
+    parsed_shares = {
+        key: _check_shares(value, _SHARE_TABLES[key], key, fail) for key, value in shares.items()
+    }
     services = _check_services(data.get("services"), fail)
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -183,7 +210,9 @@ def _check(value: Any, kind: str, key: str, fail: Any) -> Any:
         if not isinstance(value, list) or len(value) != 2:
             raise fail(key, f"expected [low, high], got {value!r}")
         low, high = (_number(v, key, fail) for v in value)
-        if kind == "int_range" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if kind == "int_range" and not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
             raise fail(key, f"expected integers, got {value!r}")
         if low > high or low <= 0:
             raise fail(key, f"expected 0 < low <= high, got {value!r}")
@@ -234,4 +263,3 @@ def _check_services(entries: Any, fail: Any) -> tuple[Service, ...]:
     if abs(total - 1) > _TOLERANCE:
         raise fail("services.weight", f"service weights must sum to 1, they sum to {total:.6g}")
     return tuple(services)
-
