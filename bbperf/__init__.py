@@ -1,27 +1,80 @@
-"""bbperf: a PostgreSQL performance workbench for the BookedBarber schema."""
+"""bbperf: a PostgreSQL performance workbench for the BookedBarber schema.
 
-from bbperf.config import Settings, load_settings
-from bbperf.errors import BbperfError
-from bbperf.pools import PoolConfig, make_engine, pool_config
-from bbperf.schema import build_metadata, create_schema, drop_schema, schema_status
-from bbperf.server import EmbeddedServer
-from bbperf.target import connect, resolve_url
+The public API is re-exported here and imported on first use, so ``import bbperf`` (and every CLI
+command) stays fast: pandas, numpy and scipy load only when an analysis needs them. ``generate`` and
+``explain`` are subpackages (``from bbperf.explain import explain``), so they are not re-exported as
+functions: a submodule import would shadow them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BbperfError",
-    "EmbeddedServer",
-    "PoolConfig",
-    "Settings",
-    "__version__",
-    "build_metadata",
-    "connect",
-    "create_schema",
-    "drop_schema",
-    "load_settings",
-    "make_engine",
-    "pool_config",
-    "resolve_url",
-    "schema_status",
-]
+_EXPORTS = {
+    # foundation
+    "BbperfError": "bbperf.errors",
+    "Settings": "bbperf.config",
+    "load_settings": "bbperf.config",
+    "EmbeddedServer": "bbperf.server",
+    "PoolConfig": "bbperf.pools",
+    "make_engine": "bbperf.pools",
+    "pool_config": "bbperf.pools",
+    "connect": "bbperf.target",
+    "resolve_url": "bbperf.target",
+    "build_metadata": "bbperf.schema",
+    "create_schema": "bbperf.schema",
+    "drop_schema": "bbperf.schema",
+    "schema_status": "bbperf.schema",
+    "Results": "bbperf.results",
+    # data
+    "ensure_dataset": "bbperf.generate",
+    "dataset_info": "bbperf.generate",
+    "DatasetInfo": "bbperf.generate",
+    "load_profile": "bbperf.generate",
+    # EXPLAIN and statistics
+    "measure": "bbperf.explain",
+    "compare": "bbperf.explain",
+    "diff": "bbperf.explain",
+    "advise": "bbperf.explain",
+    "verify": "bbperf.explain",
+    "slow_queries": "bbperf.explain",
+    "missing_index_hints": "bbperf.explain",
+    "measure_query_time": "bbperf.explain",
+    "load_ipython_extension": "bbperf.explain.magics",
+    # indexes and workloads
+    "IndexSet": "bbperf.indexes",
+    "IndexDef": "bbperf.indexes",
+    "load_set": "bbperf.indexes",
+    # the CTE rewrite
+    "six_figure_metrics": "bbperf.metrics",
+    "derive": "bbperf.metrics",
+    "RawMetrics": "bbperf.metrics",
+    "SixFigureMetrics": "bbperf.metrics",
+    "drift": "bbperf.metrics.drift",
+    # pools under load and health
+    "PoolMonitor": "bbperf.monitor",
+    "Thresholds": "bbperf.monitor",
+    "health_detailed": "bbperf.health",
+    "make_server": "bbperf.serve",
+    "pool_load": "bbperf.poolload",
+    "pool_costs": "bbperf.poolload",
+    "recommend_pool_size": "bbperf.poolload",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bbperf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
