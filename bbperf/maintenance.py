@@ -121,21 +121,6 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
         ORDER BY s.total_exec_time DESC LIMIT :limit""", limit=limit)
 
 
-def missing_index_hints(engine: Engine, schema: str = "bbperf", min_seq_scans: int = 100,
-                        min_seq_rows: int = 10_000, max_index_share: float = 0.5) -> pd.DataFrame:
-    """The original's heuristic: > ``min_seq_scans`` sequential scans reading > ``min_seq_rows`` rows,
-    with index scans under ``max_index_share`` of all scans."""
-    return _frame(engine, """
-        SELECT relname AS table_name, seq_scan, seq_tup_read, coalesce(idx_scan, 0) AS idx_scan,
-               round(coalesce(idx_scan, 0)::numeric / nullif(seq_scan + coalesce(idx_scan, 0), 0), 3)
-                 AS index_share
-        FROM pg_stat_user_tables
-        WHERE schemaname = :schema AND seq_scan > :scans AND seq_tup_read > :rows
-          AND coalesce(idx_scan, 0) < :share * (seq_scan + coalesce(idx_scan, 0))
-        ORDER BY seq_tup_read DESC""", schema=schema, scans=min_seq_scans, rows=min_seq_rows,
-                  share=max_index_share)
-
-
 def recommendations(
     tables: pd.DataFrame,
     indexes: pd.DataFrame,

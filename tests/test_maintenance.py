@@ -83,9 +83,6 @@ def test_readers_see_the_database(schema_engine: Engine) -> None:
     assert set(cache["table_name"]) >= {"organizations", "appointments"}
     ratio = m.overall_hit_ratio(cache)
     assert ratio is not None and 0 < ratio <= 1
-    assert m.missing_index_hints(schema_engine).empty  # 200 rows: far below the heuristic's floor
-    hints = m.missing_index_hints(schema_engine, min_seq_scans=0, min_seq_rows=0, max_index_share=1.01)
-    assert "organizations" in set(hints["table_name"])
     top = m.top_statements(schema_engine, limit=5)
     assert len(top) == 5 and list(top.columns) == ["calls", "total_ms", "mean_ms", "rows", "query"]
 
