@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bbperf.cli import engine_from, print_json, print_table, settings_from
-from bbperf.generate import available_profiles, dataset_info, generate
+from bbperf.generate.profile import available_profiles
 from bbperf.schema import TABLE_ORDER
 
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from bbperf.generate.load import check_scale, check_seed, normalize_as_of
+    from bbperf.generate.load import check_scale, check_seed, generate, normalize_as_of
     from bbperf.generate.profile import load_profile
 
     # Validate every input before connecting, so bad input never touches the database.
@@ -58,6 +58,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    from bbperf.generate import dataset_info
+
     info = dataset_info(engine_from(args), settings_from(args).schema)
     if args.format == "json":
         print_json(info)

@@ -1,21 +1,30 @@
-"""Seeded, vectorized data generation for the BookedBarber schema, loaded by binary COPY."""
+"""Seeded, vectorized data generation for the BookedBarber schema, loaded by binary COPY.
 
-from bbperf.generate.load import (
-    DatasetInfo,
-    dataset_info,
-    ensure_dataset,
-    generate,
-    require_dataset,
-)
-from bbperf.generate.profile import Profile, available_profiles, load_profile
+Names load on first use: the CLI lists profiles without paying for numpy.
+"""
 
-__all__ = [
-    "DatasetInfo",
-    "Profile",
-    "available_profiles",
-    "dataset_info",
-    "ensure_dataset",
-    "generate",
-    "load_profile",
-    "require_dataset",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetInfo": "bbperf.generate.load",
+    "dataset_info": "bbperf.generate.load",
+    "ensure_dataset": "bbperf.generate.load",
+    "generate": "bbperf.generate.load",
+    "require_dataset": "bbperf.generate.load",
+    "Profile": "bbperf.generate.profile",
+    "available_profiles": "bbperf.generate.profile",
+    "load_profile": "bbperf.generate.profile",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bbperf.generate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
