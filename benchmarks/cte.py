@@ -39,56 +39,84 @@ def _ci(row: pd.Series) -> str:
     if row["variant"] == "before" or pd.isna(row.get("speedup")):
         return "baseline"
     sig = "significant" if row["significant"] else "not significant"
-    return (f"x{row['speedup']:.2f} (95% CI x{row['ci_low']:.2f}-x{row['ci_high']:.2f}, "
-            f"p={row['p_value']:.2g}, {sig})")
+    return (
+        f"x{row['speedup']:.2f} (95% CI x{row['ci_low']:.2f}-x{row['ci_high']:.2f}, "
+        f"p={row['p_value']:.2g}, {sig})"
+    )
 
 
 def print_speed(speed: pd.DataFrame) -> None:
     """One block per barber: server ms, end-to-end median ± IQR, speedup over before."""
     for label, rows in speed.groupby("barber", sort=False):
         first = rows.iloc[0]
-        print(f"\n{label} barber: user {first['user_id']}, "
-              f"{first['appointments_30d']} completed appointments in 30 days")
-        print(f"  {'variant':<17} {'server ms':>10} {'plan ms':>8} {'e2e median ms':>14} "
-              f"{'IQR ms':>8}  speedup vs before (end to end)")
+        print(
+            f"\n{label} barber: user {first['user_id']}, "
+            f"{first['appointments_30d']} completed appointments in 30 days"
+        )
+        print(
+            f"  {'variant':<17} {'server ms':>10} {'plan ms':>8} {'e2e median ms':>14} "
+            f"{'IQR ms':>8}  speedup vs before (end to end)"
+        )
         for _, row in rows.iterrows():
-            print(f"  {row['variant']:<17} {row['server_exec_ms']:>10.3f} "
-                  f"{row['server_plan_ms']:>8.3f} {row['client_ms']:>14.3f} "
-                  f"{row['client_iqr_ms']:>8.3f}  {_ci(row)}")
+            print(
+                f"  {row['variant']:<17} {row['server_exec_ms']:>10.3f} "
+                f"{row['server_plan_ms']:>8.3f} {row['client_ms']:>14.3f} "
+                f"{row['client_iqr_ms']:>8.3f}  {_ci(row)}"
+            )
 
 
 def worst_nodes(engine: Any, user_id: int, when: Any, n: int = 5) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS, TIMING) of ``after`` and its ``n`` nodes with the most self time."""
     plan = explain(engine, CTE_SQL["after"], window_params(user_id, when))
-    nodes = [{"node": node.label, "self_ms": node.self_ms, "inclusive_ms": node.inclusive_ms,
-              "rows": node.actual_rows, "est_rows": node.plan_rows, "loops": node.loops,
-              "shared_hit": node.shared_hit_blocks, "shared_read": node.shared_read_blocks}
-             for node in plan.worst_nodes(n)]
-    return {"planning_ms": plan.planning_ms, "execution_ms": plan.execution_ms,
-            "total_ms": plan.total_ms, "nodes": nodes}
+    nodes = [
+        {
+            "node": node.label,
+            "self_ms": node.self_ms,
+            "inclusive_ms": node.inclusive_ms,
+            "rows": node.actual_rows,
+            "est_rows": node.plan_rows,
+            "loops": node.loops,
+            "shared_hit": node.shared_hit_blocks,
+            "shared_read": node.shared_read_blocks,
+        }
+        for node in plan.worst_nodes(n)
+    ]
+    return {
+        "planning_ms": plan.planning_ms,
+        "execution_ms": plan.execution_ms,
+        "total_ms": plan.total_ms,
+        "nodes": nodes,
+    }
 
 
 def print_worst(worst: dict[str, Any], user_id: int) -> None:
-    print(f"\nwhere after's time goes, busiest barber (user {user_id}), EXPLAIN (ANALYZE, BUFFERS, "
-          f"TIMING ON) — timing adds overhead: execution {worst['execution_ms']:.3f} ms, "
-          f"planning {worst['planning_ms']:.3f} ms")
+    print(
+        f"\nwhere after's time goes, busiest barber (user {user_id}), EXPLAIN (ANALYZE, BUFFERS, "
+        f"TIMING ON) — timing adds overhead: execution {worst['execution_ms']:.3f} ms, "
+        f"planning {worst['planning_ms']:.3f} ms"
+    )
     for node in worst["nodes"]:
         share = node["self_ms"] / worst["total_ms"] if worst["total_ms"] else math.nan
-        print(f"  {node['self_ms']:>8.3f} ms self ({share:>4.0%})  incl {node['inclusive_ms']:>8.3f} ms  "
-              f"rows {node['rows']:>8,.0f} (est {node['est_rows']:,.0f})  loops {node['loops']}  "
-              f"hit {node['shared_hit']} read {node['shared_read']}  {node['node']}")
+        print(
+            f"  {node['self_ms']:>8.3f} ms self ({share:>4.0%})  incl {node['inclusive_ms']:>8.3f} ms  "
+            f"rows {node['rows']:>8,.0f} (est {node['est_rows']:,.0f})  loops {node['loops']}  "
+            f"hit {node['shared_hit']} read {node['shared_read']}  {node['node']}"
+        )
 
 
 def target_verdict(speed: pd.DataFrame) -> tuple[bool, str]:
     """The issue's target: after's server time ≤ 1 ms for a typical (median) barber, and end to
     end significantly faster than before."""
     after = speed[(speed["barber"] == "median") & (speed["variant"] == "after")].iloc[0]
-    holds = bool(after["server_exec_ms"] <= TARGET_MS and after["significant"]
-                 and after["speedup"] > 1)
+    holds = bool(
+        after["server_exec_ms"] <= TARGET_MS and after["significant"] and after["speedup"] > 1
+    )
     word = "HOLDS" if holds else "DOES NOT HOLD"
-    return holds, (f"target (after server time <= {TARGET_MS:g} ms for the median barber, end to end "
-                   f"significantly faster than before): {word} — server {after['server_exec_ms']:.3f} ms, "
-                   f"end to end x{after['speedup']:.2f}")
+    return holds, (
+        f"target (after server time <= {TARGET_MS:g} ms for the median barber, end to end "
+        f"significantly faster than before): {word} — server {after['server_exec_ms']:.3f} ms, "
+        f"end to end x{after['speedup']:.2f}"
+    )
 
 
 def main() -> None:
@@ -110,20 +138,27 @@ def main() -> None:
     bench.set_indexes(engine, args.index_set)
     with engine.connect() as conn:
         version = conn.execute(text("SHOW server_version")).scalar()
-    print(f"dataset: profile {args.profile}, scale {args.scale:g}, seed {args.seed}, as_of "
-          f"{when:%Y-%m-%d}; {info.rows['appointments']:,} appointments, "
-          f"{info.rows['payments']:,} payments; indexes: {args.index_set}; PostgreSQL {version}")
+    print(
+        f"dataset: profile {args.profile}, scale {args.scale:g}, seed {args.seed}, as_of "
+        f"{when:%Y-%m-%d}; {info.rows['appointments']:,} appointments, "
+        f"{info.rows['payments']:,} payments; indexes: {args.index_set}; PostgreSQL {version}"
+    )
     try:
         costs = bench.view_costs(engine, when)
         picks = bench.pick_barbers(engine, when, 2, args.seed)
-        speed, _ = bench.benchmark(engine, when, picks, rounds=args.rounds, warmup=5,
-                                   server_rounds=args.server_rounds)
-        print(f"server: median Execution Time of {args.server_rounds} EXPLAIN (ANALYZE, TIMING OFF) "
-              f"rounds; end to end: {args.rounds} interleaved calls (pool checkout, round trips, "
-              "Python aggregation)")
+        speed, _ = bench.benchmark(
+            engine, when, picks, rounds=args.rounds, warmup=5, server_rounds=args.server_rounds
+        )
+        print(
+            f"server: median Execution Time of {args.server_rounds} EXPLAIN (ANALYZE, TIMING OFF) "
+            f"rounds; end to end: {args.rounds} interleaved calls (pool checkout, round trips, "
+            "Python aggregation)"
+        )
         print_speed(speed)
-        print(f"\nmaterialized view: build {costs['view_build_ms']:.0f} ms, refresh "
-              f"{costs['view_refresh_ms']:.0f} ms (median of 3) — the price of its reads")
+        print(
+            f"\nmaterialized view: build {costs['view_build_ms']:.0f} ms, refresh "
+            f"{costs['view_refresh_ms']:.0f} ms (median of 3) — the price of its reads"
+        )
         busiest = picks[0]
         worst = worst_nodes(engine, busiest.user_id, when)
         print_worst(worst, busiest.user_id)
@@ -135,13 +170,23 @@ def main() -> None:
     print(verdict)
     if args.json:
         figures = {
-            "dataset": {"profile": args.profile, "scale": args.scale, "seed": args.seed,
-                        "as_of": args.as_of, "rows": info.rows, "index_set": args.index_set,
-                        "server_version": version},
-            "rounds": args.rounds, "server_rounds": args.server_rounds,
-            "speed": json.loads(speed.to_json(orient="records")), "view": costs,
-            "after_worst_nodes_busiest": worst, "drift": drift,
-            "target_ms": TARGET_MS, "target_holds": holds,
+            "dataset": {
+                "profile": args.profile,
+                "scale": args.scale,
+                "seed": args.seed,
+                "as_of": args.as_of,
+                "rows": info.rows,
+                "index_set": args.index_set,
+                "server_version": version,
+            },
+            "rounds": args.rounds,
+            "server_rounds": args.server_rounds,
+            "speed": json.loads(speed.to_json(orient="records")),
+            "view": costs,
+            "after_worst_nodes_busiest": worst,
+            "drift": drift,
+            "target_ms": TARGET_MS,
+            "target_holds": holds,
         }
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
         print(f"figures written to {args.json}")
