@@ -115,6 +115,15 @@ def test_provenance_warnings_name_what_differs() -> None:
     assert compare_results(doc(fig("a", 1.0)), doc(fig("a", 1.0))).warnings == []
 
 
+def test_notebook_parameters_that_differ_are_named() -> None:
+    old, new = doc(fig("a", 1.0)), doc(fig("a", 1.0))
+    old["notebooks"] = {"01": {"results": [{"parameters": {"profile": "tiny", "scale": 1.0}}]}}
+    new["notebooks"] = {"01": {"results": [{"parameters": {"profile": "default", "scale": 1.0}}]}}
+    assert compare_results(old, new).warnings == [
+        "01 ran with different parameters: {'profile': 'tiny', 'scale': 1.0} (old) vs "
+        "{'profile': 'default', 'scale': 1.0} (new)"]
+
+
 def test_threshold_only_verdicts_are_flagged() -> None:
     result = compare_results(doc(fig("a", 1.0)), doc(fig("a", 2.0)))
     assert len(result.regressions) == 1

@@ -176,7 +176,19 @@ def provenance_warnings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if settings_a.get(name) != settings_b.get(name):
             warnings.append(f"server setting {name} differs: {settings_a.get(name)} (old) vs "
                             f"{settings_b.get(name)} (new)")
+    for name in sorted(set(_run_parameters(old)) & set(_run_parameters(new))):
+        a, b = _run_parameters(old)[name], _run_parameters(new)[name]
+        if a != b:
+            warnings.append(f"{name} ran with different parameters: {a} (old) vs {b} (new)")
     return warnings
+
+
+def _run_parameters(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each notebook's recorded parameters (what its Results were saved with)."""
+    return {
+        name: {k: v for r in nb.get("results", []) for k, v in (r.get("parameters") or {}).items()}
+        for name, nb in (document.get("notebooks") or {}).items()
+    }
 
 
 def compare_results(old: dict[str, Any] | str | Path, new: dict[str, Any] | str | Path,

@@ -75,7 +75,7 @@ def _provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
                     f"{(machine.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
         ("parameters", ", ".join(f"{k}={v}" for k, v in (prov.get("parameters") or {}).items())
                        or "notebook defaults"),
-        ("dataset", ", ".join(f"{k}={dataset[k]}" for k in ("profile", "scale", "seed", "as_of")
+        ("dataset at the end", ", ".join(f"{k}={dataset[k]}" for k in ("profile", "scale", "seed", "as_of")
                               if k in dataset) or "none recorded"),
         ("started / finished", f"{prov.get('started_at', '')} / {prov.get('finished_at', '')}"),
     ]
@@ -87,7 +87,9 @@ def render_index(document: dict[str, Any]) -> str:
     for name, nb in document["notebooks"].items():
         link = f'<a href="{escape(nb["html"])}">{escape(name)}</a>' if nb["html"] else escape(name)
         status = "ok" if nb["status"] == "ok" else '<b class="failed">FAILED</b>'
-        nb_rows.append([link, status, f"{nb['duration_s']:.1f}", escape(nb["error"] or ""),
+        recorded = {k: v for r in nb["results"] for k, v in (r.get("parameters") or {}).items()}
+        shown = ", ".join(f"{k}={v}" for k, v in recorded.items())
+        nb_rows.append([link, status, f"{nb['duration_s']:.1f}", escape(shown), escape(nb["error"] or ""),
                         f'<a href="{escape(nb["ipynb"])}">ipynb</a>'])
     headline = [f for f in document["figures"] if f.get("headline")]
     fig_rows = [[escape(f["notebook"]), escape(f["name"]), escape(format_value(f["value"])),
@@ -107,7 +109,7 @@ th {{ background: #f3f3f3; }} .failed {{ color: #b00; }}
 <p>{verdict}; figures for machines in <a href="results.json">results.json</a>
 (compare two runs with <code>bbperf compare OLD/results.json NEW/results.json</code>).</p>
 <h2>Notebooks</h2>
-{_table(["notebook", "status", "seconds", "error", "executed"], nb_rows)}
+{_table(["notebook", "status", "seconds", "ran with", "error", "executed"], nb_rows)}
 <h2>Headline figures</h2>
 {_table(["notebook", "figure", "value", "unit", "better", "what"], fig_rows)
  if fig_rows else "<p>No headline figures recorded.</p>"}
