@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
 # Small everything: each notebook receives only the names its parameters cell declares.
-TINY = {"profile": "tiny", "scale": 1.0, "seed": 42, "as_of": "2026-11-01", "rounds": 5, "warmup": 1}
+TINY = {"profile": "tiny", "scale": 1.0, "seed": 42, "as_of": "2026-11-01", "rounds": 5, "warmup": 1,
+        "concurrency": [1, 4], "duration_s": 0.25}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.pg15, pytest.mark.notebook]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_NOTEBOOKS = Path(__file__).parent / "data" / "notebooks"
-TINY = {"as_of": "2026-11-01", "rounds": 3, "warmup": 1}
+# One pool environment: production's sslmode=require cannot reach a server without TLS.
+TINY = {"as_of": "2026-11-01", "rounds": 3, "warmup": 1, "environments": ["development"],
+        "concurrency": [1, 4], "duration_s": 0.25}
 
 
 @pytest.fixture(scope="module")
