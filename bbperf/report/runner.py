@@ -157,6 +157,8 @@ def execute_notebook(
             papermill.execute_notebook(
                 str(source), str(run.ipynb), parameters=params, kernel_name=kernel_name,
                 progress_bar=False, cwd=str(source.parent), execution_timeout=cell_timeout_s,
+                # The kernel warns on stderr that its local TCP transport is unencrypted: noise here.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook must not stop the others
         run.error = describe_error(exc)
