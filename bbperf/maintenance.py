@@ -26,34 +26,46 @@ def _frame(engine: Engine, sql: str, **params: object) -> pd.DataFrame:
 
 def index_usage(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
     """One row per index: scans, tuples read, size, whether it backs a constraint, whether unused."""
-    df = _frame(engine, """
+    df = _frame(
+        engine,
+        """
         SELECT s.relname AS table_name, s.indexrelname AS index_name, s.idx_scan AS scans,
                s.idx_tup_read AS tuples_read, pg_relation_size(s.indexrelid) AS size_bytes,
                (i.indisunique OR i.indisprimary) AS enforces_constraint,
                pg_get_indexdef(s.indexrelid) AS definition
         FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
-        WHERE s.schemaname = :schema ORDER BY s.relname, s.indexrelname""", schema=schema)
+        WHERE s.schemaname = :schema ORDER BY s.relname, s.indexrelname""",
+        schema=schema,
+    )
     df["unused"] = (df["scans"] == 0) & ~df["enforces_constraint"].astype(bool)
     return df
 
 
 def table_stats(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
     """Live and dead tuples, changes since ANALYZE, last (auto)analyze and (auto)vacuum per table."""
-    return _frame(engine, """
+    return _frame(
+        engine,
+        """
         SELECT relname AS table_name, n_live_tup AS live_tuples, n_dead_tup AS dead_tuples,
                n_mod_since_analyze AS modified_since_analyze, seq_scan, idx_scan,
                greatest(last_analyze, last_autoanalyze) AS last_analyzed,
                greatest(last_vacuum, last_autovacuum) AS last_vacuumed,
                pg_total_relation_size(relid) AS total_bytes
-        FROM pg_stat_user_tables WHERE schemaname = :schema ORDER BY relname""", schema=schema)
+        FROM pg_stat_user_tables WHERE schemaname = :schema ORDER BY relname""",
+        schema=schema,
+    )
 
 
 def extension_schema(engine: Engine, name: str) -> str | None:
     """The schema an extension is installed in, or None when it is not installed in this database."""
     with engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-            "WHERE e.extname = :name"), {"name": name}).scalar()
+        return conn.execute(
+            text(
+                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                "WHERE e.extname = :name"
+            ),
+            {"name": name},
+        ).scalar()
 
 
 @dataclass(frozen=True)
@@ -70,13 +82,19 @@ def bloat(engine: Engine, schema: str = "bbperf") -> Bloat:
     ext = extension_schema(engine, "pgstattuple")
     if ext is None:
         return Bloat(pd.DataFrame(), pd.DataFrame(), available=False)
-    tables = _frame(engine, f"""
+    tables = _frame(
+        engine,
+        f"""
         SELECT c.relname AS table_name, t.table_len AS size_bytes, t.dead_tuple_percent,
                t.free_percent, t.tuple_count AS tuples
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
              LATERAL "{ext}".pgstattuple(c.oid) t
-        WHERE n.nspname = :schema AND c.relkind = 'r' ORDER BY c.relname""", schema=schema)
-    indexes = _frame(engine, f"""
+        WHERE n.nspname = :schema AND c.relkind = 'r' ORDER BY c.relname""",
+        schema=schema,
+    )
+    indexes = _frame(
+        engine,
+        f"""
         SELECT t.relname AS table_name, c.relname AS index_name, s.index_size AS size_bytes,
                s.avg_leaf_density, s.leaf_fragmentation
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -84,16 +102,21 @@ def bloat(engine: Engine, schema: str = "bbperf") -> Bloat:
              JOIN pg_am am ON am.oid = c.relam,
              LATERAL "{ext}".pgstatindex(c.oid) s
         WHERE n.nspname = :schema AND am.amname = 'btree' ORDER BY t.relname, c.relname""",
-                     schema=schema)
+        schema=schema,
+    )
     return Bloat(tables, indexes, available=True)
 
 
 def cache_hits(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
     """Per table: heap and index blocks found in shared buffers versus read, and the hit ratios."""
-    df = _frame(engine, """
+    df = _frame(
+        engine,
+        """
         SELECT relname AS table_name, heap_blks_hit, heap_blks_read,
                coalesce(idx_blks_hit, 0) AS idx_blks_hit, coalesce(idx_blks_read, 0) AS idx_blks_read
-        FROM pg_statio_user_tables WHERE schemaname = :schema ORDER BY relname""", schema=schema)
+        FROM pg_statio_user_tables WHERE schemaname = :schema ORDER BY relname""",
+        schema=schema,
+    )
     for kind in ("heap", "idx"):
         hit, read = df[f"{kind}_blks_hit"].astype(float), df[f"{kind}_blks_read"].astype(float)
         df[f"{kind}_hit_ratio"] = (hit / (hit + read)).where(hit + read > 0)
@@ -103,7 +126,9 @@ def cache_hits(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
 def overall_hit_ratio(cache: pd.DataFrame) -> float | None:
     """Heap + index blocks hit over all blocks touched, across tables (pure)."""
     hit = float(cache["heap_blks_hit"].sum() + cache["idx_blks_hit"].sum()) if len(cache) else 0.0
-    read = float(cache["heap_blks_read"].sum() + cache["idx_blks_read"].sum()) if len(cache) else 0.0
+    read = (
+        float(cache["heap_blks_read"].sum() + cache["idx_blks_read"].sum()) if len(cache) else 0.0
+    )
     return hit / (hit + read) if hit + read else None
 
 
@@ -112,13 +137,17 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
     ext = extension_schema(engine, "pg_stat_statements")
     if ext is None:
         return pd.DataFrame()
-    return _frame(engine, f"""
+    return _frame(
+        engine,
+        f"""
         SELECT s.calls, round(s.total_exec_time::numeric, 2) AS total_ms,
                round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows,
                left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120) AS query
         FROM "{ext}".pg_stat_statements s
         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-        ORDER BY s.total_exec_time DESC LIMIT :limit""", limit=limit)
+        ORDER BY s.total_exec_time DESC LIMIT :limit""",
+        limit=limit,
+    )
 
 
 def recommendations(
@@ -137,24 +166,56 @@ def recommendations(
         if pd.isna(t.last_analyzed) and live + changed > 0:
             rows.append(_rec("analyze", target, "never analyzed", f"ANALYZE {target};"))
         elif changed > STALE_MODIFIED_SHARE * max(live, 1):
-            rows.append(_rec("analyze", target, f"{changed:,} rows changed since the last ANALYZE "
-                             f"({changed / max(live, 1):.0%} of {live:,})", f"ANALYZE {target};"))
+            rows.append(
+                _rec(
+                    "analyze",
+                    target,
+                    f"{changed:,} rows changed since the last ANALYZE "
+                    f"({changed / max(live, 1):.0%} of {live:,})",
+                    f"ANALYZE {target};",
+                )
+            )
         dead = int(t.dead_tuples or 0)
         if dead and dead / (live + dead) > DEAD_TUPLE_SHARE:
-            rows.append(_rec("vacuum", target, f"{dead:,} dead tuples ({dead / (live + dead):.0%})",
-                             f"VACUUM (ANALYZE) {target};"))
+            rows.append(
+                _rec(
+                    "vacuum",
+                    target,
+                    f"{dead:,} dead tuples ({dead / (live + dead):.0%})",
+                    f"VACUUM (ANALYZE) {target};",
+                )
+            )
     for i in indexes[indexes["unused"]].itertuples() if len(indexes) else ():
-        rows.append(_rec("drop index", f"{schema}.{i.index_name}",
-                         f"never scanned since statistics were reset; {int(i.size_bytes):,} bytes",
-                         f"DROP INDEX CONCURRENTLY {schema}.{i.index_name};"))
+        rows.append(
+            _rec(
+                "drop index",
+                f"{schema}.{i.index_name}",
+                f"never scanned since statistics were reset; {int(i.size_bytes):,} bytes",
+                f"DROP INDEX CONCURRENTLY {schema}.{i.index_name};",
+            )
+        )
     for b in index_bloat.itertuples() if index_bloat is not None and len(index_bloat) else ():
-        if int(b.size_bytes) >= MIN_BLOAT_BYTES and float(b.avg_leaf_density) < LEAF_DENSITY_MIN_PCT:
-            rows.append(_rec("reindex", f"{schema}.{b.index_name}",
-                             f"leaf density {float(b.avg_leaf_density):.0f}% of {int(b.size_bytes):,} bytes",
-                             f"REINDEX INDEX CONCURRENTLY {schema}.{b.index_name};"))
+        if (
+            int(b.size_bytes) >= MIN_BLOAT_BYTES
+            and float(b.avg_leaf_density) < LEAF_DENSITY_MIN_PCT
+        ):
+            rows.append(
+                _rec(
+                    "reindex",
+                    f"{schema}.{b.index_name}",
+                    f"leaf density {float(b.avg_leaf_density):.0f}% of {int(b.size_bytes):,} bytes",
+                    f"REINDEX INDEX CONCURRENTLY {schema}.{b.index_name};",
+                )
+            )
     if hit_ratio is not None and hit_ratio < CACHE_HIT_MIN:
-        rows.append(_rec("tune memory", "shared_buffers", f"cache hit ratio {hit_ratio:.1%} is under "
-                         f"{CACHE_HIT_MIN:.0%}", "-- raise shared_buffers or reduce the working set"))
+        rows.append(
+            _rec(
+                "tune memory",
+                "shared_buffers",
+                f"cache hit ratio {hit_ratio:.1%} is under {CACHE_HIT_MIN:.0%}",
+                "-- raise shared_buffers or reduce the working set",
+            )
+        )
     return pd.DataFrame(rows, columns=["action", "target", "reason", "sql"])
 
 

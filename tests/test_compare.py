@@ -13,16 +13,33 @@ from bbperf.errors import ConfigError
 from bbperf.report.compare import compare_results, figure_change, parse_threshold, relative_change
 
 
-def fig(name: str, value: Any, better: str | None = "lower", samples: list[float] | None = None,
-        unit: str = "ms") -> dict[str, Any]:
-    return {"notebook": "nb", "name": name, "value": value, "unit": unit, "better": better,
-            "samples": samples, "headline": True, "description": ""}
-
-
-def doc(*figures: dict[str, Any], server: int = 180001, scale: float = 0.01,
-        cpus: int = 2) -> dict[str, Any]:
+def fig(
+    name: str,
+    value: Any,
+    better: str | None = "lower",
+    samples: list[float] | None = None,
+    unit: str = "ms",
+) -> dict[str, Any]:
     return {
-        "format": 1, "run_id": "r", "ok": True, "notebooks": {},
+        "notebook": "nb",
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "better": better,
+        "samples": samples,
+        "headline": True,
+        "description": "",
+    }
+
+
+def doc(
+    *figures: dict[str, Any], server: int = 180001, scale: float = 0.01, cpus: int = 2
+) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "run_id": "r",
+        "ok": True,
+        "notebooks": {},
         "provenance": {
             "postgresql": {"server_version_num": server, "settings": {"work_mem": "4MB"}},
             "machine": {"node": "m", "platform": "Linux", "cpu_count": cpus, "memory_bytes": 1},
@@ -33,8 +50,10 @@ def doc(*figures: dict[str, Any], server: int = 180001, scale: float = 0.01,
     }
 
 
-@pytest.mark.parametrize(("text", "expected"), [("10%", 0.10), ("0.1", 0.10), ("10", 0.10),
-                                                  ("2.5%", 0.025), (0.2, 0.2), ("0", 0.0)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("10%", 0.10), ("0.1", 0.10), ("10", 0.10), ("2.5%", 0.025), (0.2, 0.2), ("0", 0.0)],
+)
 def test_parse_threshold(text: str | float, expected: float) -> None:
     assert parse_threshold(text) == pytest.approx(expected)
 
@@ -64,8 +83,9 @@ def test_relative_change() -> None:
         (None, 100, 105, "unchanged"),
     ],
 )
-def test_verdict_without_samples_rests_on_threshold(better: str | None, old: float, new: float,
-                                                    verdict: str) -> None:
+def test_verdict_without_samples_rests_on_threshold(
+    better: str | None, old: float, new: float, verdict: str
+) -> None:
     change = figure_change("nb", fig("x", old, better), fig("x", new, better), 0.10)
     assert change.verdict == verdict
     assert change.significant is None
@@ -80,7 +100,9 @@ def test_non_numeric_figures_compare_by_equality() -> None:
 
 
 def test_new_and_removed_figures() -> None:
-    result = compare_results(doc(fig("a", 1.0), fig("gone", 2.0)), doc(fig("a", 1.0), fig("added", 3.0)))
+    result = compare_results(
+        doc(fig("a", 1.0), fig("gone", 2.0)), doc(fig("a", 1.0), fig("added", 3.0))
+    )
     verdicts = {c.figure: c.verdict for c in result.changes}
     assert verdicts == {"a": "unchanged", "gone": "removed", "added": "new"}
     assert not result.regressions
@@ -107,7 +129,9 @@ def test_clear_slowdown_with_samples_is_a_regression() -> None:
 
 
 def test_provenance_warnings_name_what_differs() -> None:
-    result = compare_results(doc(fig("a", 1.0)), doc(fig("a", 1.0), server=150010, scale=0.1, cpus=8))
+    result = compare_results(
+        doc(fig("a", 1.0)), doc(fig("a", 1.0), server=150010, scale=0.1, cpus=8)
+    )
     text = "\n".join(result.warnings)
     assert "PostgreSQL version differs: 180001 (old) vs 150010 (new)" in text
     assert "dataset scale differs" in text
@@ -121,7 +145,8 @@ def test_notebook_parameters_that_differ_are_named() -> None:
     new["notebooks"] = {"01": {"results": [{"parameters": {"profile": "default", "scale": 1.0}}]}}
     assert compare_results(old, new).warnings == [
         "01 ran with different parameters: {'profile': 'tiny', 'scale': 1.0} (old) vs "
-        "{'profile': 'default', 'scale': 1.0} (new)"]
+        "{'profile': 'default', 'scale': 1.0} (new)"
+    ]
 
 
 def test_threshold_only_verdicts_are_flagged() -> None:
@@ -146,7 +171,9 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["compare", str(tmp_path / "old"), str(base)]) == 0  # a directory works too
 
 
-def test_cli_rejects_missing_or_foreign_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_missing_or_foreign_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
     assert main(["compare", str(tmp_path / "nope.json"), str(other)]) == 2

@@ -9,15 +9,29 @@ from bbperf import maintenance as m
 
 
 def tables_frame(**overrides: object) -> pd.DataFrame:
-    row = {"table_name": "appointments", "live_tuples": 1000, "dead_tuples": 0,
-           "modified_since_analyze": 0, "last_analyzed": pd.Timestamp("2026-11-01", tz="UTC")}
+    row = {
+        "table_name": "appointments",
+        "live_tuples": 1000,
+        "dead_tuples": 0,
+        "modified_since_analyze": 0,
+        "last_analyzed": pd.Timestamp("2026-11-01", tz="UTC"),
+    }
     row.update(overrides)
     return pd.DataFrame([row])
 
 
 def indexes_frame(scans: int, constraint: bool) -> pd.DataFrame:
-    df = pd.DataFrame([{"table_name": "appointments", "index_name": "idx_a", "scans": scans,
-                        "size_bytes": 16384, "enforces_constraint": constraint}])
+    df = pd.DataFrame(
+        [
+            {
+                "table_name": "appointments",
+                "index_name": "idx_a",
+                "scans": scans,
+                "size_bytes": 16384,
+                "enforces_constraint": constraint,
+            }
+        ]
+    )
     df["unused"] = (df["scans"] == 0) & ~df["enforces_constraint"]
     return df
 
@@ -28,28 +42,40 @@ def test_healthy_tables_need_nothing() -> None:
 
 def test_stale_and_never_analyzed_tables_get_analyze() -> None:
     stale = m.recommendations(tables_frame(modified_since_analyze=101), indexes_frame(1, False))
-    assert stale.to_dict("records") == [{
-        "action": "analyze", "target": "bbperf.appointments",
-        "reason": "101 rows changed since the last ANALYZE (10% of 1,000)",
-        "sql": "ANALYZE bbperf.appointments;"}]
-    assert m.recommendations(tables_frame(modified_since_analyze=100), indexes_frame(1, False)).empty
+    assert stale.to_dict("records") == [
+        {
+            "action": "analyze",
+            "target": "bbperf.appointments",
+            "reason": "101 rows changed since the last ANALYZE (10% of 1,000)",
+            "sql": "ANALYZE bbperf.appointments;",
+        }
+    ]
+    assert m.recommendations(
+        tables_frame(modified_since_analyze=100), indexes_frame(1, False)
+    ).empty
     never = m.recommendations(tables_frame(last_analyzed=None), indexes_frame(1, False))
     assert never["reason"].tolist() == ["never analyzed"]
-    empty = m.recommendations(tables_frame(last_analyzed=None, live_tuples=0), indexes_frame(1, False))
+    empty = m.recommendations(
+        tables_frame(last_analyzed=None, live_tuples=0), indexes_frame(1, False)
+    )
     assert empty.empty
 
 
 def test_dead_tuples_unused_and_bloated_indexes_and_cache() -> None:
-    bloated = pd.DataFrame([
-        {"index_name": "idx_big", "size_bytes": 4 << 20, "avg_leaf_density": 31.0},
-        {"index_name": "idx_small", "size_bytes": 8192, "avg_leaf_density": 10.0},
-        {"index_name": "idx_dense", "size_bytes": 4 << 20, "avg_leaf_density": 90.0},
-    ])
+    bloated = pd.DataFrame(
+        [
+            {"index_name": "idx_big", "size_bytes": 4 << 20, "avg_leaf_density": 31.0},
+            {"index_name": "idx_small", "size_bytes": 8192, "avg_leaf_density": 10.0},
+            {"index_name": "idx_dense", "size_bytes": 4 << 20, "avg_leaf_density": 90.0},
+        ]
+    )
     recs = m.recommendations(tables_frame(dead_tuples=500), indexes_frame(0, False), bloated, 0.85)
     assert recs["action"].tolist() == ["vacuum", "drop index", "reindex", "tune memory"]
-    assert recs["sql"].tolist()[:3] == ["VACUUM (ANALYZE) bbperf.appointments;",
-                                        "DROP INDEX CONCURRENTLY bbperf.idx_a;",
-                                        "REINDEX INDEX CONCURRENTLY bbperf.idx_big;"]
+    assert recs["sql"].tolist()[:3] == [
+        "VACUUM (ANALYZE) bbperf.appointments;",
+        "DROP INDEX CONCURRENTLY bbperf.idx_a;",
+        "REINDEX INDEX CONCURRENTLY bbperf.idx_big;",
+    ]
     assert recs["reason"].iloc[0] == "500 dead tuples (33%)"
     assert recs["reason"].iloc[3] == "cache hit ratio 85.0% is under 90%"
     # A never-scanned index that enforces a constraint is not a candidate to drop.
@@ -60,8 +86,12 @@ def test_readers_see_the_database(schema_engine: Engine) -> None:
     # create_schema installs the bench extensions into bbperf's schema.
     assert m.extension_schema(schema_engine, "pgstattuple") == "bbperf"
     with schema_engine.begin() as conn:
-        conn.execute(text("INSERT INTO organizations (name, slug) "
-                          "SELECT 'shop ' || g, 'shop-' || g FROM generate_series(1, 200) g"))
+        conn.execute(
+            text(
+                "INSERT INTO organizations (name, slug) "
+                "SELECT 'shop ' || g, 'shop-' || g FROM generate_series(1, 200) g"
+            )
+        )
         conn.execute(text("DELETE FROM organizations WHERE id % 2 = 0"))
         conn.execute(text("SELECT count(*) FROM organizations WHERE slug = 'shop-1'"))
     with schema_engine.connect() as conn:

@@ -23,8 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
 # Small everything: each notebook receives only the names its parameters cell declares.
-TINY = {"profile": "tiny", "scale": 1.0, "seed": 42, "as_of": "2026-11-01", "rounds": 5, "warmup": 1,
-        "concurrency": [1, 4], "duration_s": 0.25}
+TINY = {
+    "profile": "tiny",
+    "scale": 1.0,
+    "seed": 42,
+    "as_of": "2026-11-01",
+    "rounds": 5,
+    "warmup": 1,
+    "concurrency": [1, 4],
+    "duration_s": 0.25,
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +70,14 @@ def rerun_url(new_database: Callable[[], str]) -> str:
 @pytest.fixture(scope="module")
 def executed(notebook_url: str, tmp_path_factory: pytest.TempPathFactory) -> Report:
     out = tmp_path_factory.mktemp("notebooks") / "tiny"
-    return run_report(notebooks_dir=NOTEBOOKS, out=out, parameters=TINY, database_url=notebook_url,
-                      progress=False, cell_timeout_s=300)
+    return run_report(
+        notebooks_dir=NOTEBOOKS,
+        out=out,
+        parameters=TINY,
+        database_url=notebook_url,
+        progress=False,
+        cell_timeout_s=300,
+    )
 
 
 def nbval(paths: list[Path], database_url: str) -> subprocess.CompletedProcess[str]:
@@ -73,10 +87,27 @@ def nbval(paths: list[Path], database_url: str) -> subprocess.CompletedProcess[s
     """
     env = {**os.environ, "BBPERF_DATABASE_URL": database_url}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", "--nbval-sanitize-with", str(SANITIZE),
-         "--nbval-cell-timeout", "300", "-p", "no:cacheprovider", "-q",
-         "--rootdir", str(paths[0].parent), *map(str, paths)],
-        capture_output=True, text=True, env=env, cwd=paths[0].parent, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            "--nbval-cell-timeout",
+            "300",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(paths[0].parent),
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=paths[0].parent,
+        timeout=600,
     )
     result.stdout = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
     return result
@@ -95,13 +126,17 @@ def test_stable_outputs_match_under_nbval(executed: Report, rerun_url: str) -> N
     assert " passed" in result.stdout
 
 
-def test_a_changed_stable_output_fails_nbval(executed: Report, rerun_url: str,
-                                              tmp_path: Path) -> None:
+def test_a_changed_stable_output_fails_nbval(
+    executed: Report, rerun_url: str, tmp_path: Path
+) -> None:
     """Edit the row counts the maintenance notebook printed: nbval must notice."""
     run = next(r for r in executed.runs if r.name == "04_health_maintenance")
     nb = nbformat.read(str(run.ipynb), as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "code" and "dataset.rows" in c.source
-                and "pd.Series" in c.source)
+    cell = next(
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and "dataset.rows" in c.source and "pd.Series" in c.source
+    )
     assert "nbval-ignore-output" not in cell.metadata.get("tags", [])
     data = cell.outputs[0]["data"]
     assert "appointments" in data["text/plain"]

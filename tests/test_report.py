@@ -25,8 +25,14 @@ NOTEBOOKS = Path(__file__).parent / "data" / "notebooks"
 def report(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Report:
     """Both test notebooks: one records figures, one fails on purpose."""
     out = tmp_path_factory.mktemp("report") / "run-1"
-    return run_report(notebooks_dir=NOTEBOOKS, out=out, seed=7, profile="tiny",
-                      parameters={"rounds": 4}, progress=False)
+    return run_report(
+        notebooks_dir=NOTEBOOKS,
+        out=out,
+        seed=7,
+        profile="tiny",
+        parameters={"rounds": 4},
+        progress=False,
+    )
 
 
 def test_failure_is_marked_and_others_still_run(report: Report) -> None:
@@ -58,8 +64,12 @@ def test_results_json_has_figures_status_and_provenance(report: Report) -> None:
     assert len(figures["select_1_median_ms"]["samples"]) == 4
     prov = document["provenance"]
     assert prov["postgresql"]["server_version_num"] >= 180000
-    assert set(prov["postgresql"]["settings"]) >= {"shared_buffers", "work_mem", "jit",
-                                                   "max_parallel_workers_per_gather"}
+    assert set(prov["postgresql"]["settings"]) >= {
+        "shared_buffers",
+        "work_mem",
+        "jit",
+        "max_parallel_workers_per_gather",
+    }
     assert prov["machine"]["cpu_count"] >= 1 and prov["machine"]["memory_bytes"] > 0
     assert len(prov["bbperf"]["git"]["commit"]) == 40
     assert prov["parameters"] == {"profile": "tiny", "seed": 7, "rounds": 4}
@@ -83,13 +93,18 @@ def test_code_hidden_or_collapsible(report: Report, tmp_path: Path) -> None:
     folded = render_html(good.ipynb, tmp_path / "fold.html", "collapse").read_text()
     assert "perf_counter" in shown and "perf_counter" not in hidden
     assert "profile=tiny" in hidden  # outputs stay
-    code_cells = [c for c in nbformat.read(str(good.ipynb), as_version=4).cells if c.cell_type == "code"]
+    code_cells = [
+        c for c in nbformat.read(str(good.ipynb), as_version=4).cells if c.cell_type == "code"
+    ]
     assert folded.count('<details class="bbperf-code">') == len(code_cells) == 5  # with papermill's
 
 
 def test_discover_by_name_or_prefix() -> None:
     assert [p.stem for p in discover_notebooks(NOTEBOOKS)] == ["fails", "ok_figures"]
-    assert [p.stem for p in discover_notebooks(NOTEBOOKS, ["ok", "fails.ipynb"])] == ["ok_figures", "fails"]
+    assert [p.stem for p in discover_notebooks(NOTEBOOKS, ["ok", "fails.ipynb"])] == [
+        "ok_figures",
+        "fails",
+    ]
     with pytest.raises(ConfigError, match="matches no notebook"):
         discover_notebooks(NOTEBOOKS, ["nope"])
     with pytest.raises(ConfigError, match="does not exist"):
@@ -98,7 +113,10 @@ def test_discover_by_name_or_prefix() -> None:
 
 def test_applicable_parameters_skip_undeclared_and_none() -> None:
     params = {"profile": "tiny", "seed": None, "rounds": 3, "unknown": 1}
-    assert applicable_parameters(NOTEBOOKS / "ok_figures.ipynb", params) == {"profile": "tiny", "rounds": 3}
+    assert applicable_parameters(NOTEBOOKS / "ok_figures.ipynb", params) == {
+        "profile": "tiny",
+        "rounds": 3,
+    }
 
 
 @pytest.mark.parametrize("name", ["database_url", "DSN", "pg_password", "api_secret"])
@@ -107,8 +125,18 @@ def test_connection_settings_are_never_parameters(name: str) -> None:
         check_parameter_names({name: "x"})
 
 
-def test_cli_report_exit_codes(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    common = ["report", "--notebooks-dir", str(NOTEBOOKS), "-p", "rounds=3", "--no-progress", "--hide-code"]
+def test_cli_report_exit_codes(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [
+        "report",
+        "--notebooks-dir",
+        str(NOTEBOOKS),
+        "-p",
+        "rounds=3",
+        "--no-progress",
+        "--hide-code",
+    ]
     assert main([*common, "--notebooks", "ok", "--out", str(tmp_path / "a")]) == 0
     assert "1/1 notebooks ok" in capsys.readouterr().out
     assert main([*common, "--notebooks", "fails", "--out", str(tmp_path / "b")]) == 1

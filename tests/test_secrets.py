@@ -20,8 +20,14 @@ pytestmark = [pytest.mark.pg15, pytest.mark.notebook]
 ROOT = Path(__file__).resolve().parent.parent
 TEST_NOTEBOOKS = Path(__file__).parent / "data" / "notebooks"
 # One pool environment: production's sslmode=require cannot reach a server without TLS.
-TINY = {"as_of": "2026-11-01", "rounds": 3, "warmup": 1, "environments": ["development"],
-        "concurrency": [1, 4], "duration_s": 0.25}
+TINY = {
+    "as_of": "2026-11-01",
+    "rounds": 3,
+    "warmup": 1,
+    "environments": ["development"],
+    "concurrency": [1, 4],
+    "duration_s": 0.25,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,15 @@ def files_containing(directory: Path, secret: str) -> list[Path]:
 def test_report_outputs_hold_no_password(secret_url: str, tmp_path: Path) -> None:
     assert pg15.PASSWORD in secret_url
     out = tmp_path / "all"
-    report = run_report(notebooks_dir=ROOT / "notebooks", out=out, profile="tiny", seed=42,
-                        parameters=TINY, database_url=secret_url, progress=False)
+    report = run_report(
+        notebooks_dir=ROOT / "notebooks",
+        out=out,
+        profile="tiny",
+        seed=42,
+        parameters=TINY,
+        database_url=secret_url,
+        progress=False,
+    )
     assert report.ok, [(r.name, r.error) for r in report.failures]
     assert report.leaks == []
     written = sorted(p.suffix for p in out.rglob("*") if p.is_file())
@@ -70,8 +83,19 @@ def test_cli_report_with_a_failing_notebook_prints_no_password(
     secret_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cli"
-    code = main(["--database-url", secret_url, "report", "--notebooks-dir", str(TEST_NOTEBOOKS),
-                 "--out", str(out), "-p", "rounds=3"])
+    code = main(
+        [
+            "--database-url",
+            secret_url,
+            "report",
+            "--notebooks-dir",
+            str(TEST_NOTEBOOKS),
+            "--out",
+            str(out),
+            "-p",
+            "rounds=3",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 1  # the deliberate failure
     assert "FAILED fails" in printed.err
@@ -83,12 +107,18 @@ def test_a_leaked_password_is_caught_and_redacted(secret_url: str, tmp_path: Pat
     """Defence in depth: a notebook that prints the URL makes the report fail and is redacted."""
     leaky = tmp_path / "nb"
     leaky.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import os\nprint(os.environ['BBPERF_DATABASE_URL'])")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("import os\nprint(os.environ['BBPERF_DATABASE_URL'])")]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, str(leaky / "leaky.ipynb"))
-    report = run_report(notebooks_dir=leaky, out=tmp_path / "out", database_url=secret_url,
-                        progress=False)
+    report = run_report(
+        notebooks_dir=leaky, out=tmp_path / "out", database_url=secret_url, progress=False
+    )
     assert not report.ok
     assert {p.name for p in report.leaks} == {"leaky.ipynb", "leaky.html"}
     assert files_containing(tmp_path / "out", pg15.PASSWORD) == []

@@ -8,36 +8,67 @@ import sys
 from bbperf.cli import print_json, print_table
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser(
-        "report", help="run the notebooks with papermill into an HTML report with results.json",
+        "report",
+        help="run the notebooks with papermill into an HTML report with results.json",
         description="Run every notebook (or those named) with the given parameters, render each to "
-                    "HTML, and write index.html and results.json. Exits 1 when a notebook fails.",
+        "HTML, and write index.html and results.json. Exits 1 when a notebook fails.",
     )
     rp.add_argument("--profile", help="dataset profile passed to notebooks that declare `profile`")
-    rp.add_argument("--scale", type=float, help="scale factor passed to notebooks that declare `scale`")
+    rp.add_argument(
+        "--scale", type=float, help="scale factor passed to notebooks that declare `scale`"
+    )
     rp.add_argument("--seed", type=int, help="seed passed to notebooks that declare `seed`")
-    rp.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
-                    help="any other notebook parameter (repeatable; never a database URL)")
-    rp.add_argument("--notebooks", nargs="+", metavar="NAME",
-                    help="notebooks to run, by name or prefix (default: all)")
-    rp.add_argument("--notebooks-dir", default="notebooks", help="where the notebooks are (default: notebooks)")
+    rp.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other notebook parameter (repeatable; never a database URL)",
+    )
+    rp.add_argument(
+        "--notebooks",
+        nargs="+",
+        metavar="NAME",
+        help="notebooks to run, by name or prefix (default: all)",
+    )
+    rp.add_argument(
+        "--notebooks-dir", default="notebooks", help="where the notebooks are (default: notebooks)"
+    )
     rp.add_argument("--out", metavar="DIR", help="report directory (default: reports/<run-id>)")
     code = rp.add_mutually_exclusive_group()
-    code.add_argument("--hide-code", action="store_const", dest="code", const="hide",
-                      help="leave code cells out of the HTML pages")
-    code.add_argument("--collapse-code", action="store_const", dest="code", const="collapse",
-                      help="fold code cells in the HTML pages")
-    rp.add_argument("--cell-timeout", type=float, default=600, metavar="SECONDS",
-                    help="limit on one cell's run time (default 600)")
+    code.add_argument(
+        "--hide-code",
+        action="store_const",
+        dest="code",
+        const="hide",
+        help="leave code cells out of the HTML pages",
+    )
+    code.add_argument(
+        "--collapse-code",
+        action="store_const",
+        dest="code",
+        const="collapse",
+        help="fold code cells in the HTML pages",
+    )
+    rp.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=600,
+        metavar="SECONDS",
+        help="limit on one cell's run time (default 600)",
+    )
     rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     rp.set_defaults(func=report, code="show")
 
     cp = sub.add_parser(
-        "compare", help="compare two reports' figures; exit 1 on a significant regression",
+        "compare",
+        help="compare two reports' figures; exit 1 on a significant regression",
         description="Print each figure's change between two results.json files. A regression is a move "
-                    "in the worse direction beyond the threshold that is also significant (when both "
-                    "figures have samples). Exits 1 when there is one.",
+        "in the worse direction beyond the threshold that is also significant (when both "
+        "figures have samples). Exits 1 when there is one.",
     )
     cp.add_argument("old", help="the baseline report's results.json (or its directory)")
     cp.add_argument("new", help="the new report's results.json (or its directory)")
@@ -66,11 +97,18 @@ def report(args: argparse.Namespace) -> int:
     from bbperf.report import run_report
 
     result = run_report(
-        notebooks_dir=args.notebooks_dir, notebooks=args.notebooks, out=args.out,
-        profile=args.profile, scale=args.scale, seed=args.seed,
+        notebooks_dir=args.notebooks_dir,
+        notebooks=args.notebooks,
+        out=args.out,
+        profile=args.profile,
+        scale=args.scale,
+        seed=args.seed,
         parameters=dict(parse_param(p) for p in args.param),
-        database_url=args.database_url, schema=args.schema, code=args.code,
-        progress=not args.no_progress, cell_timeout_s=args.cell_timeout,
+        database_url=args.database_url,
+        schema=args.schema,
+        code=args.code,
+        progress=not args.no_progress,
+        cell_timeout_s=args.cell_timeout,
     )
     for run in result.failures:
         print(f"FAILED {run.name}: {run.error}", file=sys.stderr)
@@ -86,15 +124,28 @@ def compare(args: argparse.Namespace) -> int:
 
     comparison = compare_results(args.old, args.new, parse_threshold(args.threshold))
     if args.format == "json":
-        print_json({"threshold": comparison.threshold, "warnings": comparison.warnings,
-                    "changes": comparison.rows(),
-                    "regressions": len(comparison.regressions)})
+        print_json(
+            {
+                "threshold": comparison.threshold,
+                "warnings": comparison.warnings,
+                "changes": comparison.rows(),
+                "regressions": len(comparison.regressions),
+            }
+        )
     else:
         rows = [
-            {"notebook": c.notebook, "figure": c.figure, "old": c.old, "new": c.new, "unit": c.unit,
-             "change": "" if c.change_pct is None else f"{c.change_pct:+.1f}%",
-             "verdict": c.verdict, "how": c.method}
-            for c in comparison.changes if args.all or c.verdict != "unchanged"
+            {
+                "notebook": c.notebook,
+                "figure": c.figure,
+                "old": c.old,
+                "new": c.new,
+                "unit": c.unit,
+                "change": "" if c.change_pct is None else f"{c.change_pct:+.1f}%",
+                "verdict": c.verdict,
+                "how": c.method,
+            }
+            for c in comparison.changes
+            if args.all or c.verdict != "unchanged"
         ]
         print_table(rows)
         for warning in comparison.warnings:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from bbperf.config import Settings, load_settings
 from bbperf.errors import BbperfError
 from bbperf.report import secrets
@@ -47,7 +49,7 @@ def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def _connect_for_provenance(database_url: str | None):  # type: ignore[no-untyped-def]
+def _connect_for_provenance(database_url: str | None) -> Engine | None:
     """An engine on the report's target, or None when it cannot be reached (the notebooks will say why)."""
     from bbperf.target import connect
 
@@ -89,10 +91,19 @@ def run_report(
     started_at = now_utc()
     engine = _connect_for_provenance(settings.database_url)
     try:
-        runs = run_notebooks(sources, out_dir, params, environment=kernel_environment(settings), code=code,
-                             progress=progress, cell_timeout_s=cell_timeout_s)
+        runs = run_notebooks(
+            sources,
+            out_dir,
+            params,
+            environment=kernel_environment(settings),
+            code=code,
+            progress=progress,
+            cell_timeout_s=cell_timeout_s,
+        )
         provenance = collect_provenance(
-            engine, schema=settings.schema, started_at=started_at,
+            engine,
+            schema=settings.schema,
+            started_at=started_at,
             parameters={k: v for k, v in params.items() if v is not None},
         )
     finally:
@@ -120,7 +131,9 @@ def write_log(path: Path, runs: Sequence[NotebookRun]) -> Path:
     for run in runs:
         figures = sum(len(r.get("figures", {})) for r in run.results)
         status = "ok" if run.ok else "FAILED"
-        lines.append(f"{run.name}\t{status}\t{run.duration_s:.1f}s\t{figures} figures"
-                     f"{chr(9) + run.error if run.error else ''}")
+        lines.append(
+            f"{run.name}\t{status}\t{run.duration_s:.1f}s\t{figures} figures"
+            f"{chr(9) + run.error if run.error else ''}"
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -7,9 +7,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from bbperf.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Verdict = Literal["regression", "noise", "improvement", "unchanged", "changed", "new", "removed"]
 _MIN_SAMPLES = 3
@@ -46,7 +49,7 @@ class Comparison:
     def rows(self) -> list[dict[str, Any]]:
         return [asdict(c) for c in self.changes]
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.rows())
@@ -62,7 +65,9 @@ def parse_threshold(value: str | float) -> float:
     if text.endswith("%") or number > 1:
         number /= 100
     if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"threshold {value!r} must be a finite, non-negative fraction or percentage")
+        raise ConfigError(
+            f"threshold {value!r} must be a finite, non-negative fraction or percentage"
+        )
     return number
 
 
@@ -82,7 +87,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -103,25 +108,47 @@ def significance(old_samples: Sequence[float], new_samples: Sequence[float]) -> 
     return bool(result.significant), detail
 
 
-def figure_change(notebook: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
-                  threshold: float) -> FigureChange:
+def figure_change(
+    notebook: str, old: dict[str, Any] | None, new: dict[str, Any] | None, threshold: float
+) -> FigureChange:
     """Classify one figure: regression only when worse beyond ``threshold`` and significant."""
     ref = new or old or {}
-    base = {"notebook": notebook, "figure": ref.get("name", ""), "unit": ref.get("unit") or "",
-            "better": ref.get("better"), "old": (old or {}).get("value"), "new": (new or {}).get("value")}
+    base = {
+        "notebook": notebook,
+        "figure": ref.get("name", ""),
+        "unit": ref.get("unit") or "",
+        "better": ref.get("better"),
+        "old": (old or {}).get("value"),
+        "new": (new or {}).get("value"),
+    }
     if old is None or new is None:
-        return FigureChange(**base, change_pct=None, significant=None, method="",
-                            verdict="new" if old is None else "removed")
+        return FigureChange(
+            **base,
+            change_pct=None,
+            significant=None,
+            method="",
+            verdict="new" if old is None else "removed",
+        )
     a, b = old.get("value"), new.get("value")
     if not (_is_number(a) and _is_number(b)):
-        return FigureChange(**base, change_pct=None, significant=None, method="equality",
-                            verdict="unchanged" if a == b else "changed")
+        return FigureChange(
+            **base,
+            change_pct=None,
+            significant=None,
+            method="equality",
+            verdict="unchanged" if a == b else "changed",
+        )
     rel = relative_change(float(a), float(b))
     better = new.get("better") or old.get("better")
     beyond = abs(rel) > threshold
     if better not in ("lower", "higher"):
-        return FigureChange(**base, change_pct=rel * 100, significant=None, method="threshold",
-                            verdict="changed" if beyond else "unchanged")
+        return FigureChange(
+            **base,
+            change_pct=rel * 100,
+            significant=None,
+            method="threshold",
+            verdict="changed" if beyond else "unchanged",
+        )
     worse = rel > 0 if better == "lower" else rel < 0
     old_s, new_s = old.get("samples") or [], new.get("samples") or []
     significant: bool | None = None
@@ -135,8 +162,9 @@ def figure_change(notebook: str, old: dict[str, Any] | None, new: dict[str, Any]
         verdict = "noise"
     else:
         verdict = "regression" if worse else "improvement"
-    return FigureChange(**base, change_pct=rel * 100, significant=significant, method=method,
-                        verdict=verdict)
+    return FigureChange(
+        **base, change_pct=rel * 100, significant=significant, method=method, verdict=verdict
+    )
 
 
 def _figures_by_key(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -169,13 +197,17 @@ def provenance_warnings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for label, path in _PROVENANCE_CHECKS:
         a, b = _get(old, *path), _get(new, *path)
         if a != b:
-            warnings.append(f"{label} differs: {a} (old) vs {b} (new); figures may not be comparable")
+            warnings.append(
+                f"{label} differs: {a} (old) vs {b} (new); figures may not be comparable"
+            )
     settings_a = _get(old, "postgresql", "settings") or {}
     settings_b = _get(new, "postgresql", "settings") or {}
     for name in sorted(set(settings_a) | set(settings_b)):
         if settings_a.get(name) != settings_b.get(name):
-            warnings.append(f"server setting {name} differs: {settings_a.get(name)} (old) vs "
-                            f"{settings_b.get(name)} (new)")
+            warnings.append(
+                f"server setting {name} differs: {settings_a.get(name)} (old) vs "
+                f"{settings_b.get(name)} (new)"
+            )
     for name in sorted(set(_run_parameters(old)) & set(_run_parameters(new))):
         a, b = _run_parameters(old)[name], _run_parameters(new)[name]
         if a != b:
@@ -191,8 +223,9 @@ def _run_parameters(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def compare_results(old: dict[str, Any] | str | Path, new: dict[str, Any] | str | Path,
-                    threshold: float = 0.10) -> Comparison:
+def compare_results(
+    old: dict[str, Any] | str | Path, new: dict[str, Any] | str | Path, threshold: float = 0.10
+) -> Comparison:
     """Compare two results.json documents (or paths); ``threshold`` is a fraction (0.10 = 10 %).
 
     A figure regresses when it moved in its worse direction by more than ``threshold`` and the move is
@@ -205,7 +238,9 @@ def compare_results(old: dict[str, Any] | str | Path, new: dict[str, Any] | str 
     keys = list(old_figs) + [k for k in new_figs if k not in old_figs]
     changes = [figure_change(k[0], old_figs.get(k), new_figs.get(k), threshold) for k in keys]
     warnings = provenance_warnings(old_doc, new_doc)
-    if any(c.method.startswith("threshold only") and c.verdict in ("regression", "improvement")
-           for c in changes):
+    if any(
+        c.method.startswith("threshold only") and c.verdict in ("regression", "improvement")
+        for c in changes
+    ):
         warnings.append("some figures have no samples: their verdict rests on the threshold alone")
     return Comparison(changes, warnings, threshold)

@@ -39,13 +39,18 @@ def git_commit(directory: Path | None = None) -> dict[str, Any] | None:
     where = Path(directory) if directory else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         if commit.returncode != 0:
             return None
         status = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -110,7 +115,9 @@ def _as_dict(info: Any) -> dict[str, Any]:
         return dict(to_dict())
     from dataclasses import asdict, is_dataclass
 
-    return asdict(info) if is_dataclass(info) else {"value": str(info)}
+    return (
+        asdict(info) if is_dataclass(info) and not isinstance(info, type) else {"value": str(info)}
+    )
 
 
 def collect_provenance(
@@ -140,7 +147,9 @@ def collect_provenance(
             dataset = dataset_fingerprint(engine, schema)
         except DBAPIError as exc:
             orig = getattr(exc, "orig", None) or exc
-            server = {"error": mask_text(str(orig).strip().splitlines()[0] if str(orig).strip() else "")}
+            server = {
+                "error": mask_text(str(orig).strip().splitlines()[0] if str(orig).strip() else "")
+            }
     return {
         "bbperf": {"version": __version__, "git": git_commit()},
         "target": target,

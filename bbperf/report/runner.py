@@ -54,8 +54,10 @@ def discover_notebooks(directory: str | Path, names: Sequence[str] | None = None
     """
     folder = Path(directory)
     if not folder.is_dir():
-        raise ConfigError(f"notebook directory {folder} does not exist: run from the repository root "
-                          "or pass --notebooks-dir")
+        raise ConfigError(
+            f"notebook directory {folder} does not exist: run from the repository root "
+            "or pass --notebooks-dir"
+        )
     found = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
     if not names:
         if not found:
@@ -64,7 +66,9 @@ def discover_notebooks(directory: str | Path, names: Sequence[str] | None = None
     chosen: list[Path] = []
     for name in names:
         stem = Path(name).name.removesuffix(".ipynb")
-        matches = [p for p in found if p.stem == stem] or [p for p in found if p.stem.startswith(stem)]
+        matches = [p for p in found if p.stem == stem] or [
+            p for p in found if p.stem.startswith(stem)
+        ]
         if len(matches) != 1:
             known = ", ".join(p.stem for p in found) or "none"
             what = "matches no" if not matches else "matches more than one"
@@ -148,15 +152,25 @@ def execute_notebook(
     import papermill
 
     params = applicable_parameters(source, parameters)
-    run = NotebookRun(name=source.stem, source=source, ipynb=out_dir / source.name, parameters=params)
+    run = NotebookRun(
+        name=source.stem, source=source, ipynb=out_dir / source.name, parameters=params
+    )
     results_dir = out_dir / "results" / source.stem
-    kernel_env: dict[str, str | None] = {**(environment or {}), RESULTS_DIR_ENV: str(results_dir.resolve())}
+    kernel_env: dict[str, str | None] = {
+        **(environment or {}),
+        RESULTS_DIR_ENV: str(results_dir.resolve()),
+    }
     start = time.perf_counter()
     try:
         with kernel_environment(kernel_env):
             papermill.execute_notebook(
-                str(source), str(run.ipynb), parameters=params, kernel_name=kernel_name,
-                progress_bar=False, cwd=str(source.parent), execution_timeout=cell_timeout_s,
+                str(source),
+                str(run.ipynb),
+                parameters=params,
+                kernel_name=kernel_name,
+                progress_bar=False,
+                cwd=str(source.parent),
+                execution_timeout=cell_timeout_s,
                 # The kernel warns on stderr that its local TCP transport is unencrypted: noise here.
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
@@ -179,8 +193,9 @@ def render_html(ipynb: Path, html: Path, code: CodeDisplay = "show") -> Path:
             template_file="bbperf_collapse.html.j2",
         )
     else:
-        exporter = HTMLExporter(template_name="lab", exclude_input=code == "hide",
-                                exclude_input_prompt=code == "hide")
+        exporter = HTMLExporter(
+            template_name="lab", exclude_input=code == "hide", exclude_input_prompt=code == "hide"
+        )
     body, _ = exporter.from_notebook_node(nbformat.read(str(ipynb), as_version=4))
     html.write_text(body, encoding="utf-8")
     return html
@@ -206,8 +221,14 @@ def run_notebooks(
     bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress)
     for source in bar:
         bar.set_postfix_str(source.stem)
-        run = execute_notebook(source, out_dir, parameters, environment=environment,
-                               kernel_name=kernel_name, cell_timeout_s=cell_timeout_s)
+        run = execute_notebook(
+            source,
+            out_dir,
+            parameters,
+            environment=environment,
+            kernel_name=kernel_name,
+            cell_timeout_s=cell_timeout_s,
+        )
         if run.ipynb.exists():
             try:
                 run.html = render_html(run.ipynb, run.ipynb.with_suffix(".html"), code)

@@ -28,8 +28,7 @@ def find_leaks(directory: Path, secrets: list[str]) -> list[Path]:
         return []
     needles = [s.encode() for s in secrets]
     return sorted(
-        p for p in directory.rglob("*")
-        if p.is_file() and any(n in p.read_bytes() for n in needles)
+        p for p in directory.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)
     )
 
 
