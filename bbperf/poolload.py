@@ -183,7 +183,14 @@ def run_step(
                 )
     except DBAPIError as exc:
         message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        row.update(status="unhealthy", notes=[f"step not run: {mask_text(message)}"])
+        # A step that cannot connect is data, with the same columns as a step that ran.
+        row.update(
+            status="unhealthy",
+            notes=[f"step not run: {mask_text(message)}"],
+            warnings=["the pool could not open a connection"],
+            recommendations=["check the URL, credentials and sslmode for this environment"],
+            requests=0,
+        )
     finally:
         engine.dispose()
         probe.dispose()

@@ -219,3 +219,17 @@ def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFi
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert [(r["environment"], r["concurrency"]) for r in out["load"]] == [("development", 2)]
+
+
+def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(pg15_cluster) -> None:  # type: ignore[no-untyped-def]
+    # production requires TLS; the PostgreSQL 15 fixture speaks plain TCP, so every connect fails.
+    load = pool_load(["development", "production"], [2], 0.1, "select1", database_url=pg15_cluster.url)
+    prod = load[load.environment == "production"].iloc[0]
+    assert prod.status == "unhealthy"
+    assert prod.requests == 0
+    assert prod.warnings == ["the pool could not open a connection"]
+    assert "SSL" in prod.notes[0]
+    dev = load[load.environment == "development"].iloc[0]
+    assert dev.requests > 0 and isinstance(dev.warnings, list)
+    for row in load.itertuples():  # what notebook 03 does with every row
+        assert len(list(zip(row.warnings, row.recommendations, strict=True))) == len(row.warnings)
