@@ -1,83 +1,179 @@
 """Does ``bbperf.explain.measure`` time the query, not the stack? Compare it with ``pgbench -f``.
 
-The same indexed point query runs through ``measure`` and through pgbench (from the embedded server's
-bin directory, one client, the same transaction count, per-transaction latency log), alternating
-``--repeats`` times so drift hits both alike. Prints both medians and their ratio (target 0.9–1.15).
+The same statement runs through ``measure`` and through pgbench (from the embedded server's bin
+directory, one client, the same transaction count, per-transaction latency log), alternating
+``--repeats`` times so drift hits both alike. The parameters reach pgbench as variables: integers
+by ``\\set`` in the script, other values (timestamps) by ``-D`` since ``\\set`` holds only numbers;
+pgbench's simple protocol then sends the same statement text that psycopg2 sends (checked).
 
-    python benchmarks/harness.py [--transactions 3000] [--repeats 3] [--rows 100000]
+Queries (``--query``):
 
-Works on bbperf's target (embedded server or BBPERF_DATABASE_URL); creates and drops one scratch
-table ``harness_points`` in bbperf's schema.
+* ``barber_schedule`` (default) or any other ``bbperf.workload`` query: parameters drawn from a
+  generated dataset (``--scale``, default 0.2; busiest barber), with the seed indexes that serve the
+  query applied (for the schedule: idx_appointments_barber_status_start).
+* ``point``: a primary-key lookup on a scratch table ``harness_points`` (created and dropped).
+
+Prints both medians, their ratio (target 0.9–1.15) and where the gap goes: psycopg2's client work
+per call, timed apart on the same loop (interpolating the parameters into the text; turning the
+received rows into Python objects, which pgbench never does), and the fixed round-trip part
+(``SELECT 1`` timed both ways).
+
+    python benchmarks/harness.py [--query barber_schedule|<workload query>|point] [--scale 0.2]
+        [--transactions 1000] [--repeats 10] [--rows 100000]
+
+Works on bbperf's target (embedded server or BBPERF_DATABASE_URL).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import re
 import statistics
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import make_url, text
+from sqlalchemy import Engine, make_url, text
 
-from bbperf.config import load_settings
-from bbperf.explain.measure import measure
+from bbperf.config import Settings, load_settings
+from bbperf.explain import explain, measure
+from bbperf.explain.measure import compile_sql
+from bbperf.generate import ensure_dataset
+from bbperf.indexes import SEED, IndexSet, apply
 from bbperf.server import EmbeddedServer
 from bbperf.target import connect, resolve_url
+from bbperf.workload import QUERY_NAMES, catalogue
 
 TABLE = "harness_points"
+_VARIABLE = re.compile(r"(?<!:):(\w+)")
 
 
-def pgbench_latencies_ms(url: str, sql: str, transactions: int, workdir: Path) -> list[float]:
-    """Per-transaction latencies (ms) of ``sql`` run by pgbench with one client."""
-    parsed = make_url(url)
-    env = dict(os.environ)
-    if parsed.password:
-        env["PGPASSWORD"] = str(parsed.password)
-    conninfo = parsed.set(drivername="postgresql", password=None).render_as_string(
-        hide_password=False
-    )
-    script = workdir / "query.sql"
-    script.write_text(sql + ";\n")
-    pgbench = EmbeddedServer(load_settings().home).bin_dir() / "pgbench"
-    prefix = workdir / f"log{len(list(workdir.iterdir()))}"
-    subprocess.run(
-        [
-            str(pgbench),
-            "-n",
-            "-c",
-            "1",
-            "-t",
-            str(transactions),
-            "-f",
-            str(script),
-            "-l",
-            f"--log-prefix={prefix}",
-            conninfo,
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-        cwd=workdir,
-    )
-    latencies: list[float] = []
-    for log in workdir.glob(f"{prefix.name}.*"):
-        for line in log.read_text().splitlines():
-            latencies.append(int(line.split()[2]) / 1000.0)  # field 3: latency in µs
-    return latencies
+class Pgbench:
+    """pgbench on bbperf's target with the measuring session's search_path and statement_timeout."""
+
+    def __init__(self, settings: Settings, url: str, engine: Engine, workdir: Path) -> None:
+        parsed = make_url(url)
+        self.program = EmbeddedServer(settings.home).bin_dir() / "pgbench"
+        self.workdir = workdir
+        self.env = dict(os.environ)
+        if parsed.password:
+            self.env["PGPASSWORD"] = str(parsed.password)
+        with engine.connect() as conn:
+            search_path = conn.execute(text("SHOW search_path")).scalar()
+            timeout = conn.execute(text("SHOW statement_timeout")).scalar()
+        self.env["PGOPTIONS"] = (
+            f"-c search_path={search_path.replace(' ', '')} -c statement_timeout={timeout}"
+        )
+        query = dict(parsed.query)
+        host = query.pop("host", None) or parsed.host  # the embedded server: its socket directory
+        self.connection: list[str] = []
+        for flag, value in (("-h", host), ("-p", parsed.port), ("-U", parsed.username)):
+            if value:
+                self.connection += [flag, str(value)]
+        # Whatever else the URL says (sslmode, ...) goes along as a conninfo in the dbname slot.
+        conninfo = [f"dbname={parsed.database}"] + [f"{k}={v}" for k, v in query.items()]
+        self.connection.append(" ".join(conninfo))
+        self.runs = 0
+
+    def latencies_ms(self, script: str, defines: dict[str, str], transactions: int) -> list[float]:
+        """Per-transaction latencies (ms) of ``script`` run with one client."""
+        self.runs += 1
+        path = self.workdir / f"script{self.runs}.sql"
+        path.write_text(script)
+        prefix = self.workdir / f"log{self.runs}"
+        command = [str(self.program), "-n", "-c", "1", "-t", str(transactions), "-f", str(path)]
+        for name, value in defines.items():
+            command += ["-D", f"{name}={value}"]
+        command += ["-l", f"--log-prefix={prefix}", *self.connection]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=self.env, cwd=self.workdir
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"pgbench failed: {done.stderr.strip()}")
+        latencies = []
+        for log in self.workdir.glob(f"{prefix.name}.*"):
+            for line in log.read_text().splitlines():
+                latencies.append(int(line.split()[2]) / 1000.0)  # field 3: latency in µs
+        return latencies
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transactions", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+def pgbench_script(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The ``-f`` script (``\\set`` for integers) and ``-D`` definitions for the other parameters.
 
-    settings = load_settings()
-    engine = connect(echo_pool=False)
-    url = resolve_url(settings)
+    Fails when pgbench would send other text than psycopg2 does for the same values."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        literals = {k: cursor.mogrify("%s", (v,)).decode() for k, v in params.items()}
+        driver_sql, values = compile_sql(engine, sql, params)
+        sent_by_psycopg2 = cursor.mogrify(driver_sql, values or None).decode()
+    finally:
+        raw.close()
+    sent_by_pgbench = _VARIABLE.sub(lambda m: literals[m.group(1)], sql)
+    if sent_by_pgbench != sent_by_psycopg2:
+        raise SystemExit(f"statement texts differ:\n{sent_by_pgbench}\n{sent_by_psycopg2}")
+    integers = {k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)}
+    script = "".join(f"\\set {k} {v}\n" for k, v in integers.items()) + sql + ";\n"
+    return script, {k: literals[k] for k in params if k not in integers}
+
+
+def driver_split_ms(
+    engine: Engine, sql: str, params: dict[str, Any], rounds: int
+) -> tuple[float, float]:
+    """Medians (ms) of psycopg2's client work in one call of ``measure``'s loop: interpolating the
+    parameters (``mogrify``, which ``execute`` does too) and ``fetchall`` (received rows to Python)."""
+    driver_sql, values = compile_sql(engine, sql, params)
+    raw = engine.raw_connection()
+    raw.autocommit = True
+    interpolations, fetches = [], []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        cursor = raw.cursor()
+        for i in range(rounds + 200):
+            start = time.perf_counter_ns()
+            cursor.mogrify(driver_sql, values or None)
+            interpolated = time.perf_counter_ns()
+            cursor.execute(driver_sql, values or None)
+            received = time.perf_counter_ns()
+            cursor.fetchall()
+            if i >= 200:
+                interpolations.append((interpolated - start) / 1e6)
+                fetches.append((time.perf_counter_ns() - received) / 1e6)
+    finally:
+        if was_enabled:
+            gc.enable()
+        raw.autocommit = False
+        raw.close()
+    return statistics.median(interpolations), statistics.median(fetches)
+
+
+def workload_query(
+    engine: Engine, settings: Settings, args: argparse.Namespace
+) -> tuple[str, dict[str, Any], Callable[[], None]]:
+    """Workload query ``args.query`` on the dataset for ``args``, with the seed indexes that
+    serve it applied (for barber_schedule: idx_appointments_barber_status_start)."""
+    info = ensure_dataset(engine, args.profile, args.scale, args.seed, args.as_of)
+    serving = tuple(i for i in SEED.indexes if args.query in i.serves)
+    built = apply(engine, IndexSet("harness", serving, f"the seed indexes serving {args.query}"),
+                  schema=settings.schema)  # fmt: skip
+    query = catalogue(engine, names=[args.query], barber=args.barber, as_of=args.as_of)[0]
+    indexes = ", ".join(f"{r.index} ({r.result})" for r in built.itertuples()) or "none"
+    print(f"dataset: profile {args.profile}, scale {args.scale:g}, seed {args.seed}; "
+          f"{info.rows['appointments']:,} appointments; seed indexes serving {args.query}: "
+          f"{indexes}")  # fmt: skip
+    return query.sql, query.params, lambda: None
+
+
+def point_query(
+    engine: Engine, settings: Settings, args: argparse.Namespace
+) -> tuple[str, dict[str, Any], Callable[[], None]]:
+    """A primary-key lookup on a scratch table of ``args.rows`` rows (dropped by the callback)."""
     qualified = f'"{settings.schema}".{TABLE}'
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{settings.schema}"'))
@@ -88,27 +184,114 @@ def main() -> None:
             {"n": args.rows},
         )
         conn.execute(text(f"ANALYZE {qualified}"))
-    sql = f"SELECT v FROM {qualified} WHERE id = {args.rows // 2}"
-    ours: list[float] = []
-    theirs: list[float] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            pgbench_latencies_ms(url, sql, 200, workdir)  # warm-up, discarded
-            for _ in range(args.repeats):
-                ours += measure(engine, sql, rounds=args.transactions, warmup=200).samples_ms
-                theirs += pgbench_latencies_ms(url, sql, args.transactions, workdir)
-    finally:
+
+    def cleanup() -> None:
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE IF EXISTS {qualified}"))
+
+    return f"SELECT v FROM {qualified} WHERE id = :id", {"id": args.rows // 2}, cleanup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--query",
+        choices=(*QUERY_NAMES, "point"),
+        default="barber_schedule",
+        help="a bbperf.workload query on generated data, or point (scratch table)",
+    )
+    parser.add_argument("--transactions", type=int, default=1000, help="per repeat")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--scale", type=float, default=0.2, help="workload: dataset scale")
+    parser.add_argument("--profile", default="default", help="workload: dataset profile")
+    parser.add_argument("--seed", type=int, default=42, help="workload: dataset seed")
+    parser.add_argument("--as-of", default="2026-11-01", help="workload: dataset as_of")
+    parser.add_argument(
+        "--barber",
+        choices=("busy", "quiet"),
+        default="busy",
+        help="workload: busiest or quietest barber",
+    )
+    parser.add_argument("--rows", type=int, default=100_000, help="point: scratch table rows")
+    args = parser.parse_args()
+
+    settings = load_settings()
+    engine = connect(echo_pool=False)
+    build = point_query if args.query == "point" else workload_query
+    sql, params, cleanup = build(engine, settings, args)
+    ours: dict[str, list[list[float]]] = {"query": [], "select1": []}
+    theirs: dict[str, list[list[float]]] = {"query": [], "select1": []}
+    splits: list[tuple[float, float]] = []
+    try:
+        script, defines = pgbench_script(engine, sql, params)
+        plan = explain(engine, sql, params, buffers=False)
+        rows = int(plan.root.actual_rows or 0)
+        scans = "; ".join(n.label for n in plan.nodes() if n.relation)
+        print(f"query ({rows} rows, server {plan.execution_ms:.3f} ms, {scans}):\n  {sql}\n"
+              f"  params {params}")  # fmt: skip
+        print("pgbench script:\n  " + script.strip().replace("\n", "\n  ")
+              + "".join(f"\n  -D {k}={v}" for k, v in defines.items()))  # fmt: skip
+        statements = {"query": (sql, params, script, defines),
+                      "select1": ("SELECT 1", {}, "SELECT 1;\n", {})}  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            pgbench = Pgbench(settings, resolve_url(settings), engine, Path(tmp))
+            for name, (stmt, values, pg_script, pg_defines) in statements.items():
+                pgbench.latencies_ms(pg_script, pg_defines, 200)  # warm-up, discarded
+                for _ in range(args.repeats):
+                    # A new backend per repeat on both sides: which core the backend lands on
+                    # moves a round trip between ~16 and ~50 µs on this 2-core machine.
+                    engine.dispose()
+                    timing = measure(engine, stmt, values, rounds=args.transactions, warmup=200)
+                    ours[name].append(list(timing.samples_ms))
+                    theirs[name].append(
+                        pgbench.latencies_ms(pg_script, pg_defines, args.transactions)
+                    )
+                    if name == "query":
+                        splits.append(driver_split_ms(engine, sql, params, args.transactions))
+    finally:
+        cleanup()
         engine.dispose()
-    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+    report(ours, theirs, splits, rows)
+
+
+def report(
+    by_repeat_ours: dict[str, list[list[float]]],
+    by_repeat_theirs: dict[str, list[list[float]]],
+    splits: list[tuple[float, float]],
+    rows: int,
+) -> None:
+    """Both medians, their ratio against the target, and where the difference goes."""
+    for side, runs in (
+        ("measure", by_repeat_ours["query"]),
+        ("pgbench", by_repeat_theirs["query"]),
+    ):
+        print(f"{side} median per repeat (ms): "
+              + " ".join(f"{statistics.median(r):.3f}" for r in runs))  # fmt: skip
+    ours = {k: [v for run in runs for v in run] for k, runs in by_repeat_ours.items()}
+    theirs = {k: [v for run in runs for v in run] for k, runs in by_repeat_theirs.items()}
+    m_ours, m_theirs = statistics.median(ours["query"]), statistics.median(theirs["query"])
     ratio = m_ours / m_theirs
     verdict = "within" if 0.9 <= ratio <= 1.15 else "OUTSIDE"
-    print(f"query: {sql}")
-    print(f"measure  median {m_ours:.4f} ms over {len(ours)} runs")
-    print(f"pgbench  median {m_theirs:.4f} ms over {len(theirs)} transactions (1 client)")
+    interpolate_ms = statistics.median(i for i, _ in splits)
+    fetch_ms = statistics.median(f for _, f in splits)
+    s1_ours, s1_theirs = statistics.median(ours["select1"]), statistics.median(theirs["select1"])
+    client_ms = interpolate_ms + fetch_ms
+    print(f"measure  median {m_ours:.4f} ms over {len(ours['query'])} runs")
+    print(f"pgbench  median {m_theirs:.4f} ms over {len(theirs['query'])} transactions (1 client)")
     print(f"ratio measure/pgbench {ratio:.3f} ({verdict} target 0.9–1.15)")
+    print(f"gap {(m_ours - m_theirs) * 1000:.1f} µs per call, of which psycopg2's client work "
+          f"{client_ms * 1000:.1f} µs: parameter interpolation {interpolate_ms * 1000:.1f} µs + "
+          f"turning {rows} rows into Python objects {fetch_ms * 1000:.1f} µs")  # fmt: skip
+    print(f"fixed round trip (SELECT 1): measure {s1_ours * 1000:.1f} µs, pgbench "
+          f"{s1_theirs * 1000:.1f} µs, difference {(s1_ours - s1_theirs) * 1000:.1f} µs")  # fmt: skip
+    print(f"ratio without psycopg2's client work {(m_ours - client_ms) / m_theirs:.3f}")
+    zeros = {k: sum(1 for v in theirs[k] if v == 0) for k in theirs}
+    if any(zeros.values()):
+        print(
+            f"note: pgbench logged 0 µs for {zeros['query']} query and {zeros['select1']} "
+            "SELECT 1 transactions (seen here for statements answered within microseconds; "
+            "apparently its lazily read clock), which pulls its median down"
+        )
 
 
 if __name__ == "__main__":
