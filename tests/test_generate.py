@@ -16,7 +16,12 @@ from bbperf.schema import TABLE_ORDER
 def test_tiny_fixture_holds_the_tiny_dataset(tiny_engine: Engine) -> None:
     info = dataset_info(tiny_engine)
     assert info is not None
-    assert (info["profile"], info["scale"], info["seed"], info["as_of"]) == ("tiny", 1.0, 42, "2026-11-01")
+    assert (info["profile"], info["scale"], info["seed"], info["as_of"]) == (
+        "tiny",
+        1.0,
+        42,
+        "2026-11-01",
+    )
     assert set(info["fingerprints"]) == set(TABLE_ORDER)
     assert 1000 < info["fingerprints"]["appointments"]["rows"] < 10_000
 
@@ -53,7 +58,9 @@ def _stored_vs_recomputed(engine: Engine) -> tuple[dict, dict]:  # type: ignore[
         return dataset_info(engine)["fingerprints"], fingerprints(conn, "bbperf")  # type: ignore[index]
 
 
-def test_fingerprints_equal_on_postgresql_15_and_18(any_server_url: str, tiny_engine: Engine) -> None:
+def test_fingerprints_equal_on_postgresql_15_and_18(
+    any_server_url: str, tiny_engine: Engine
+) -> None:
     from bbperf.schema import create_schema
 
     engine = make_engine(any_server_url, echo_pool=False)
@@ -63,16 +70,29 @@ def test_fingerprints_equal_on_postgresql_15_and_18(any_server_url: str, tiny_en
     engine.dispose()
 
 
-def test_cli_in_another_process_reproduces_the_fingerprints(tiny_copy_url: str, tiny_engine: Engine) -> None:
+def test_cli_in_another_process_reproduces_the_fingerprints(
+    tiny_copy_url: str, tiny_engine: Engine
+) -> None:
     import subprocess
     import sys
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     generate(engine, "tiny", 1.0, 7, "2026-11-01", progress=False)
-    args = ["generate", "--profile", "tiny", "--seed", "42", "--as-of", "2026-11-01", "--no-progress"]
+    args = [
+        "generate",
+        "--profile",
+        "tiny",
+        "--seed",
+        "42",
+        "--as-of",
+        "2026-11-01",
+        "--no-progress",
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "bbperf", "--database-url", tiny_copy_url, *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert dataset_info(engine)["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
@@ -118,8 +138,12 @@ def test_interrupted_load_leaves_tables_unchanged_and_rerun_converges(tiny_copy_
     stored, recomputed = _stored_vs_recomputed(engine)
     assert stored == recomputed
     with engine.connect() as conn:
-        fks = conn.execute(text("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
-                                "AND connamespace = 'bbperf'::regnamespace")).scalar_one()
+        fks = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                "AND connamespace = 'bbperf'::regnamespace"
+            )
+        ).scalar_one()
     assert fks == 12
     rerun = generate(engine, "tiny", 1.0, 42, "2026-11-01", progress=False)
     assert rerun.fingerprints == before["fingerprints"]  # type: ignore[index]
@@ -145,8 +169,10 @@ def test_default_profile_has_the_specified_shape(schema_engine: Engine) -> None:
             " FROM bbperf.appointments WHERE start_time < '2026-11-01'"
         )
         assert 0.90 < past.completed < 0.96 and 0.04 < past.lost < 0.10 and past.past_only
-        assert q("SELECT bool_and(status IN ('pending', 'confirmed')) FROM bbperf.appointments "
-                 "WHERE start_time >= '2026-11-01'")[0]
+        assert q(
+            "SELECT bool_and(status IN ('pending', 'confirmed')) FROM bbperf.appointments "
+            "WHERE start_time >= '2026-11-01'"
+        )[0]
         day = q(
             "SELECT avg(n) AS per_day, min(n) AS lo, max(n) AS hi FROM (SELECT count(*) AS n FROM bbperf.appointments"
             " GROUP BY barber_id, (start_time AT TIME ZONE 'UTC')::date) d"
@@ -170,7 +196,12 @@ def test_default_profile_has_the_specified_shape(schema_engine: Engine) -> None:
             " LEFT JOIN bbperf.payments p ON p.appointment_id = a.id WHERE a.status = 'completed'"
         )
         assert 0.88 < paid.share < 0.96 and paid.ids and paid.after
-        assert q("SELECT count(*) FROM bbperf.payments WHERE amount <> platform_fee + barber_amount")[0] == 0
+        assert (
+            q("SELECT count(*) FROM bbperf.payments WHERE amount <> platform_fee + barber_amount")[
+                0
+            ]
+            == 0
+        )
 
 
 @pytest.mark.parametrize(
@@ -206,7 +237,9 @@ def test_cli_malformed_profile_and_missing_schema(
     bad.write_text("description = 3\n")
     assert main(["--database-url", fresh_url, "generate", "--profile", str(bad)]) == 2
     assert str(bad) in capsys.readouterr().err
-    assert main(["--database-url", fresh_url, "generate", "--profile", "tiny", "--no-progress"]) == 2
+    assert (
+        main(["--database-url", fresh_url, "generate", "--profile", "tiny", "--no-progress"]) == 2
+    )
     assert "run `bbperf schema create`" in capsys.readouterr().err
 
 
@@ -219,6 +252,8 @@ def test_cli_data_status(tiny_url: str, fresh_url: str, capsys: pytest.CaptureFi
     assert json.loads(capsys.readouterr().out)["fingerprints"]["appointments"]["rows"] > 1000
     assert main(["--database-url", tiny_url, "data", "status"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("profile tiny, scale 1, seed 42, as of 2026-11-01") and "appointments" in out
+    assert (
+        out.startswith("profile tiny, scale 1, seed 42, as of 2026-11-01") and "appointments" in out
+    )
     assert main(["--database-url", fresh_url, "data", "status"]) == 1
     assert "no dataset loaded" in capsys.readouterr().out

@@ -28,19 +28,47 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 def _insert(conn: Any, table: str, **values: Any) -> int:
     cols = ", ".join(values)
     binds = ", ".join(f":{k}" for k in values)
-    return int(conn.execute(text(f"INSERT INTO {table} ({cols}) VALUES ({binds}) RETURNING id"),
-                            values).scalar_one())
+    return int(
+        conn.execute(
+            text(f"INSERT INTO {table} ({cols}) VALUES ({binds}) RETURNING id"), values
+        ).scalar_one()
+    )
 
 
-def _visit(conn: Any, user: int, barber: int, client: int | None, days_ago: float, status: str,
-           minutes: int, paid: str | None, payment_status: str = "completed") -> None:
+def _visit(
+    conn: Any,
+    user: int,
+    barber: int,
+    client: int | None,
+    days_ago: float,
+    status: str,
+    minutes: int,
+    paid: str | None,
+    payment_status: str = "completed",
+) -> None:
     start = AS_OF - timedelta(days=days_ago)
-    appt = _insert(conn, "appointments", user_id=user, barber_id=barber, client_id=client,
-                   status=status, start_time=start, duration_minutes=minutes,
-                   price=Decimal(paid or "30"))
+    appt = _insert(
+        conn,
+        "appointments",
+        user_id=user,
+        barber_id=barber,
+        client_id=client,
+        status=status,
+        start_time=start,
+        duration_minutes=minutes,
+        price=Decimal(paid or "30"),
+    )
     if paid is not None:
-        _insert(conn, "payments", user_id=user, appointment_id=appt, barber_id=barber,
-                amount=Decimal(paid), status=payment_status, created_at=start + timedelta(hours=1))
+        _insert(
+            conn,
+            "payments",
+            user_id=user,
+            appointment_id=appt,
+            barber_id=barber,
+            amount=Decimal(paid),
+            status=payment_status,
+            created_at=start + timedelta(hours=1),
+        )
 
 
 @pytest.fixture
@@ -48,8 +76,9 @@ def hand_made(schema_engine: Engine) -> tuple[Engine, dict[str, int]]:
     """One barber whose answers are known by construction, a receptionist, an idle barber."""
     with schema_engine.begin() as conn:
         barber = _insert(conn, "users", email="b@x", name="B", role="barber", unified_role="barber")
-        desk = _insert(conn, "users", email="r@x", name="R", role="user",
-                       unified_role="receptionist")
+        desk = _insert(
+            conn, "users", email="r@x", name="R", role="user", unified_role="receptionist"
+        )
         idle = _insert(conn, "users", email="i@x", name="I", role="barber", unified_role="barber")
         c1 = _insert(conn, "clients", first_name="A", last_name="A", barber_id=barber)
         c2 = _insert(conn, "clients", first_name="C", last_name="C", barber_id=barber)
@@ -100,8 +129,13 @@ def test_drift_names_and_explains_each_difference(
     assert found["average_visits_per_client"].reason == "follows from visits_365d"
     assert found["recommended_average_ticket"].after == Decimal("65.00")
     assert set(found) == {
-        "average_ticket", "visits_365d", "average_visits_per_client", "clients_needed_per_month",
-        "current_clients_per_month", "additional_clients_needed", "recommended_average_ticket",
+        "average_ticket",
+        "visits_365d",
+        "average_visits_per_client",
+        "clients_needed_per_month",
+        "current_clients_per_month",
+        "additional_clients_needed",
+        "recommended_average_ticket",
         "daily_clients_target",
     }
     assert all(d.explained for d in found.values())
@@ -112,8 +146,9 @@ def test_idle_barber_gets_zeros_in_every_variant(
     hand_made: tuple[Engine, dict[str, int]],
 ) -> None:
     engine, ids = hand_made
-    results = {v: fetch_raw(engine, ids["idle"], AS_OF, v)
-               for v in ("before", "after", "after_equivalent")}
+    results = {
+        v: fetch_raw(engine, ids["idle"], AS_OF, v) for v in ("before", "after", "after_equivalent")
+    }
     assert results["before"] == results["after"] == results["after_equivalent"]
     assert results["before"].average_ticket == 0
     assert results["before"].visits_365d == 0
@@ -146,11 +181,15 @@ def _ensure_pg_stat_statements(engine: Engine) -> None:
 def _statement_calls(engine: Engine) -> int:
     """Top-level statements that read appointments in this database, per pg_stat_statements."""
     with engine.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements "
-            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND toplevel AND query ILIKE '%appointments%' AND query NOT ILIKE '%pg_stat%'"
-        )).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements "
+                    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND toplevel AND query ILIKE '%appointments%' AND query NOT ILIKE '%pg_stat%'"
+                )
+            ).scalar_one()
+        )
 
 
 @pytest.mark.parametrize(("variant", "expected"), [("before", 4), ("after", 1)])
@@ -184,7 +223,8 @@ def test_prepared_statement_matches_and_caches_plans(
     for _ in range(7):
         assert fetch_prepared(engine, ids["barber"], AS_OF) == expected
     assert fetch_prepared(engine, ids["barber"], AS_OF, "after") == fetch_raw(
-        engine, ids["barber"], AS_OF, "after")
+        engine, ids["barber"], AS_OF, "after"
+    )
     with engine.connect() as conn:  # the pool hands back the one connection that prepared them
         counts = {r["name"]: r["generic_plans"] + r["custom_plans"] for r in plan_cache(conn)}
     assert counts == {"bbperf_six_figure_after_equivalent": 7, "bbperf_six_figure_after": 1}
@@ -197,11 +237,14 @@ def _cli(engine: Engine, *argv: str) -> int:
     return main(["--database-url", url, "metrics", "--as-of", "2026-11-01", *argv])
 
 
-def test_cli_prints_metrics_json(hand_made: tuple[Engine, dict[str, int]],
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_metrics_json(
+    hand_made: tuple[Engine, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
     engine, ids = hand_made
-    assert _cli(engine, "--user-id", str(ids["barber"]), "--variant", "before",
-                "--target", "120000") == 0
+    assert (
+        _cli(engine, "--user-id", str(ids["barber"]), "--variant", "before", "--target", "120000")
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["variant"] == "before"
     assert data["current_performance"]["average_ticket"] == "54.00"
@@ -212,8 +255,9 @@ def test_cli_prints_metrics_json(hand_made: tuple[Engine, dict[str, int]],
 
 
 @pytest.mark.parametrize("who", ["desk", "missing"])
-def test_cli_refuses_non_barbers_in_one_line(hand_made: tuple[Engine, dict[str, int]],
-                                             capsys: pytest.CaptureFixture[str], who: str) -> None:
+def test_cli_refuses_non_barbers_in_one_line(
+    hand_made: tuple[Engine, dict[str, int]], capsys: pytest.CaptureFixture[str], who: str
+) -> None:
     engine, ids = hand_made
     assert _cli(engine, "--user-id", str(ids.get(who, 999_999))) == 2
     err = capsys.readouterr().err
@@ -253,7 +297,9 @@ def test_bench_times_each_variant_and_concludes(hand_made: tuple[Engine, dict[st
     engine, ids = hand_made
     picks = bench.pick_barbers(engine, AS_OF, sampled=3)
     assert [(p.label, p.user_id, p.appointments_30d) for p in picks] == [
-        ("busiest", ids["barber"], 4), ("median", ids["idle"], 0)]
+        ("busiest", ids["barber"], 4),
+        ("median", ids["idle"], 0),
+    ]
     before = bench.server_timing(engine, "before", ids["barber"], AS_OF, rounds=3, warmup=0)
     assert before.extra["statements"] == 4 and len(before.samples_ms) == 3
     create_metrics_view(engine, AS_OF)

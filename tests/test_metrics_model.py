@@ -77,7 +77,12 @@ def test_no_data_gives_zeros_and_every_low_rule() -> None:
     assert m.average_visits_per_client == 0
     assert m.clients_needed_per_month == 0
     assert m.recommended_price_increase_pct == 0
-    assert [a.category for a in m.action_items] == ["pricing", "marketing", "upselling", "retention"]
+    assert [a.category for a in m.action_items] == [
+        "pricing",
+        "marketing",
+        "upselling",
+        "retention",
+    ]
     assert [a.priority for a in m.action_items] == ["high", "high", "high", "medium"]
 
 
@@ -92,8 +97,13 @@ def test_no_data_gives_zeros_and_every_low_rule() -> None:
 def test_action_item_thresholds(
     minutes: int, ticket: str, clients: int, visits: int, expected: list[str]
 ) -> None:
-    raw = replace(BASE, booked_minutes_30d=minutes, average_ticket=Decimal(ticket),
-                  clients_365d=clients, visits_365d=visits)
+    raw = replace(
+        BASE,
+        booked_minutes_30d=minutes,
+        average_ticket=Decimal(ticket),
+        clients_365d=clients,
+        visits_365d=visits,
+    )
     assert [a.category for a in derive(raw).action_items] == expected
 
 
@@ -110,8 +120,14 @@ def test_to_dict_is_json_with_exact_money() -> None:
 def test_values_and_derived_name_every_figure() -> None:
     m = derive(BASE)
     assert set(BASE.values()) == {
-        "revenue_30d", "payments_30d", "unique_clients_30d", "average_ticket",
-        "completed_appointments_30d", "booked_minutes_30d", "clients_365d", "visits_365d",
+        "revenue_30d",
+        "payments_30d",
+        "unique_clients_30d",
+        "average_ticket",
+        "completed_appointments_30d",
+        "booked_minutes_30d",
+        "clients_365d",
+        "visits_365d",
     }
     assert m.derived()["action_items"] == ("marketing",)
     assert "raw" not in m.derived()

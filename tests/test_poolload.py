@@ -223,7 +223,9 @@ def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFi
 
 def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(pg15_cluster) -> None:  # type: ignore[no-untyped-def]
     # production requires TLS; the PostgreSQL 15 fixture speaks plain TCP, so every connect fails.
-    load = pool_load(["development", "production"], [2], 0.1, "select1", database_url=pg15_cluster.url)
+    load = pool_load(
+        ["development", "production"], [2], 0.1, "select1", database_url=pg15_cluster.url
+    )
     prod = load[load.environment == "production"].iloc[0]
     assert prod.status == "unhealthy"
     assert prod.requests == 0

@@ -80,9 +80,15 @@ def test_round_trip_of_the_test_writer(tmp_path: Path) -> None:
         (lambda d: d["status"]["past"].update(completed=0.5), "status.past"),
         (lambda d: d["status"]["future"].update(postponed=0.1), "status.future.postponed"),
         (lambda d: d["payments"]["status"].update(failed=-0.02), "payments.status.failed"),
-        (lambda d: d["calendar"].update(weekday_weights=[0.5, 0.5, 0.5, 0, 0, 0, 0]), "calendar.weekday_weights"),
+        (
+            lambda d: d["calendar"].update(weekday_weights=[0.5, 0.5, 0.5, 0, 0, 0, 0]),
+            "calendar.weekday_weights",
+        ),
         (lambda d: d["calendar"].update(weekday_weights=[0.5, 0.5]), "calendar.weekday_weights"),
-        (lambda d: d["calendar"].update(appointments_per_day=[14, 8]), "calendar.appointments_per_day"),
+        (
+            lambda d: d["calendar"].update(appointments_per_day=[14, 8]),
+            "calendar.appointments_per_day",
+        ),
         (lambda d: d["services"][0].update(category="massage"), "services[0].category"),
         (lambda d: d["services"][1].update(weight=0.9), "services.weight"),
         (lambda d: d.pop("clients"), "clients"),

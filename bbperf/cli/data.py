@@ -17,16 +17,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         + ", ".join(available_profiles())
         + "; or a path to a .toml profile).",
     )
-    gen.add_argument("--profile", default="default", help="profile name or .toml path (default: default)")
+    gen.add_argument(
+        "--profile", default="default", help="profile name or .toml path (default: default)"
+    )
     gen.add_argument("--scale", default="1", help="scale factor; 1 is about a million appointments")
-    gen.add_argument("--seed", default="42", help="random seed, a non-negative integer (default 42)")
-    gen.add_argument("--as-of", metavar="YYYY-MM-DD", help="anchor day of the data (default: today, UTC)")
+    gen.add_argument(
+        "--seed", default="42", help="random seed, a non-negative integer (default 42)"
+    )
+    gen.add_argument(
+        "--as-of", metavar="YYYY-MM-DD", help="anchor day of the data (default: today, UTC)"
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bars")
     gen.set_defaults(func=run_generate)
 
     data = sub.add_parser("data", help="inspect the loaded dataset")
     datasub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    st = datasub.add_parser("status", help="profile, scale, seed, as-of, row counts and fingerprints")
+    st = datasub.add_parser(
+        "status", help="profile, scale, seed, as-of, row counts and fingerprints"
+    )
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=status)
 

@@ -29,14 +29,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "as_of unless --as-of is given.",
     )
     p.add_argument("--user-id", type=int, required=True, help="the barber's users.id")
-    p.add_argument("--variant", choices=VARIANTS, default="after",
-                   help="which SQL computes the figures (default: after, the CTE rewrite)")
-    p.add_argument("--target", default=str(DEFAULT_TARGET),
-                   help="annual income target in dollars (default: 100000)")
-    p.add_argument("--as-of", metavar="YYYY-MM-DD",
-                   help="end of the 30/365-day windows (default: the dataset's as_of)")
-    p.add_argument("--drift", action="store_true",
-                   help="print the metrics that differ between before and after, with reasons")
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="after",
+        help="which SQL computes the figures (default: after, the CTE rewrite)",
+    )
+    p.add_argument(
+        "--target",
+        default=str(DEFAULT_TARGET),
+        help="annual income target in dollars (default: 100000)",
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="end of the 30/365-day windows (default: the dataset's as_of)",
+    )
+    p.add_argument(
+        "--drift",
+        action="store_true",
+        help="print the metrics that differ between before and after, with reasons",
+    )
     p.set_defaults(func=run)
 
 

@@ -160,4 +160,6 @@ def _scatter(out: np.ndarray, pos: np.ndarray, column: Var) -> None:
     first = np.zeros(len(length), dtype=np.int64)
     np.cumsum(length[:-1], out=first[1:])
     within = np.arange(total, dtype=np.int64) - np.repeat(first, length)
-    out[np.repeat(pos[valid] + 4, length) + within] = column.buf[np.repeat(column.off[valid], length) + within]
+    out[np.repeat(pos[valid] + 4, length) + within] = column.buf[
+        np.repeat(column.off[valid], length) + within
+    ]

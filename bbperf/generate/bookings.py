@@ -21,7 +21,9 @@ MINUTE_US = 60 * 1_000_000
 DAYS_PER_MONTH = 30.44
 VIP_VISITS = 12
 AT_RISK_DAYS = 90
-_STRIPE_ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
+_STRIPE_ALPHABET = np.frombuffer(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8
+)
 _STATUS = b.TextPool.of(APPOINTMENT_STATUSES)
 _PAYMENT_STATUS = b.TextPool.of(PAYMENT_STATUSES)
 _CUSTOMER_TYPE = b.TextPool.of(CUSTOMER_TYPES)
@@ -45,12 +47,16 @@ class ClientTally:
     @classmethod
     def empty(cls, n: int) -> ClientTally:
         big = np.iinfo(np.int64).max
-        return cls(np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, big), np.full(n, -1, np.int64))
+        return cls(
+            np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, big), np.full(n, -1, np.int64)
+        )
 
     def add(self, client_index: np.ndarray, price_cents: np.ndarray, start_us: np.ndarray) -> None:
         n = len(self.visits)
         self.visits += np.bincount(client_index, minlength=n)
-        self.spent_cents += np.bincount(client_index, weights=price_cents, minlength=n).astype(np.int64)
+        self.spent_cents += np.bincount(client_index, weights=price_cents, minlength=n).astype(
+            np.int64
+        )
         np.minimum.at(self.first_us, client_index, start_us)
         np.maximum.at(self.last_us, client_index, start_us)
 
@@ -69,9 +75,17 @@ def week_count(profile: Profile) -> int:
 
 
 def bookings(
-    profile: Profile, cast: Cast, week: int, block: int, rng: np.random.Generator, as_of_us: int,
+    profile: Profile,
+    cast: Cast,
+    week: int,
+    block: int,
+    rng: np.random.Generator,
+    as_of_us: int,
     as_of_weekday: int,
-    first_appointment_id: int, first_payment_id: int, tally: ClientTally, pools: Pools,
+    first_appointment_id: int,
+    first_payment_id: int,
+    tally: ClientTally,
+    pools: Pools,
 ) -> tuple[Chunk, Chunk]:
     """Appointments and payments of one week (counted from the start of the history) for one block of
     BARBER_BLOCK barbers: chunks stay the same size however large the scale."""
@@ -85,13 +99,18 @@ def bookings(
     p_work = np.minimum(1.0, per_week * np.array(cal["weekday_weights"]))[weekday]
     works = rng.random((nb, len(days))) < p_work[None, :]
     lo, hi = cal["appointments_per_day"]
-    per_day = np.rint(rng.integers(lo, hi + 1, size=(nb, len(days))) * cast.barber_activity[first_barber : first_barber + nb, None])
+    per_day = np.rint(
+        rng.integers(lo, hi + 1, size=(nb, len(days)))
+        * cast.barber_activity[first_barber : first_barber + nb, None]
+    )
     per_day = (per_day * works).astype(np.int64).ravel()
     barber = np.repeat(np.repeat(np.arange(first_barber, first_barber + nb), len(days)), per_day)
     day = np.repeat(np.tile(days, nb), per_day)
     n = len(barber)
 
-    hours = cal["opening_hour"] + rng.choice(len(cal["hour_weights"]), size=n, p=cal["hour_weights"])
+    hours = cal["opening_hour"] + rng.choice(
+        len(cal["hour_weights"]), size=n, p=cal["hour_weights"]
+    )
     start = as_of_us + day * DAY_US + (hours * 60 + rng.integers(0, 4, size=n) * 15) * MINUTE_US
     order = np.lexsort((barber, start))
     barber, day, start = barber[order], day[order], start[order]
@@ -110,14 +129,18 @@ def bookings(
     past = day < 0
     past_codes, past_p = _codes(APPOINTMENT_STATUSES, profile.past_status)
     future_codes, future_p = _codes(APPOINTMENT_STATUSES, profile.future_status)
-    status = np.where(past, rng.choice(past_codes, size=n, p=past_p), rng.choice(future_codes, size=n, p=future_p))
+    status = np.where(
+        past, rng.choice(past_codes, size=n, p=past_p), rng.choice(future_codes, size=n, p=future_p)
+    )
 
     shop = cast.barber_shop[barber]
     staff = rng.random(n) < profile.booking["staff_booked_share"]
     receptionist = cast.receptionist_user[shop]
     desk = np.where((receptionist > 0) & (rng.random(n) < 0.5), receptionist, cast.owner_user[shop])
     user = np.where(staff, desk, barber + 1)
-    lead = (rng.exponential(cal["lead_time_days_mean"], size=n) * DAY_US).astype(np.int64) + 60 * MINUTE_US
+    lead = (rng.exponential(cal["lead_time_days_mean"], size=n) * DAY_US).astype(
+        np.int64
+    ) + 60 * MINUTE_US
     created = np.minimum(start - lead, as_of_us - rng.integers(1, 24 * 60, size=n) * MINUTE_US)
     has_note = rng.random(n) < profile.booking["notes_share"]
 
@@ -140,20 +163,44 @@ def bookings(
         "notes": b.pooled(pools.notes, rng.integers(0, len(pools.notes), size=n), ~has_note),
     }
     paid = np.flatnonzero(completed & (rng.random(n) < profile.payments["completed_share"]))
-    return (appointments, n), (_payments(profile, rng, paid, ids, user, barber, price, start, duration,
-                                         as_of_us, first_payment_id), len(paid))
+    return (appointments, n), (
+        _payments(
+            profile,
+            rng,
+            paid,
+            ids,
+            user,
+            barber,
+            price,
+            start,
+            duration,
+            as_of_us,
+            first_payment_id,
+        ),
+        len(paid),
+    )
 
 
 def _payments(
-    profile: Profile, rng: np.random.Generator, paid: np.ndarray, ids: np.ndarray, user: np.ndarray,
-    barber: np.ndarray, price: np.ndarray, start: np.ndarray, duration: np.ndarray, as_of_us: int,
+    profile: Profile,
+    rng: np.random.Generator,
+    paid: np.ndarray,
+    ids: np.ndarray,
+    user: np.ndarray,
+    barber: np.ndarray,
+    price: np.ndarray,
+    start: np.ndarray,
+    duration: np.ndarray,
+    as_of_us: int,
     first_id: int,
 ) -> dict[str, b.Fixed | b.Var]:
     m = len(paid)
     codes, p = _codes(PAYMENT_STATUSES, profile.payment_status)
     amount = price[paid]
     fee = np.rint(amount * profile.payments["platform_fee_rate"]).astype(np.int64)
-    delay = (rng.exponential(profile.payments["delay_minutes_mean"], size=m) * MINUTE_US).astype(np.int64)
+    delay = (rng.exponential(profile.payments["delay_minutes_mean"], size=m) * MINUTE_US).astype(
+        np.int64
+    )
     created = np.minimum(start[paid] + duration[paid] * MINUTE_US + delay, as_of_us - 1)
     stripe = np.empty((m, 27), dtype=np.uint8)
     stripe[:, :3] = np.frombuffer(b"pi_", np.uint8)
@@ -173,7 +220,12 @@ def _payments(
 
 
 def clients(
-    profile: Profile, cast: Cast, tally: ClientTally, rng: np.random.Generator, pools: Pools, as_of_us: int,
+    profile: Profile,
+    cast: Cast,
+    tally: ClientTally,
+    rng: np.random.Generator,
+    pools: Pools,
+    as_of_us: int,
 ) -> Iterator[Chunk]:
     """Client rows in id order, in chunks of CLIENT_CHUNK_ROWS; visit totals come from ``tally``."""
     total = len(tally.visits)
@@ -183,10 +235,14 @@ def clients(
         n = len(idx)
         visits, last = tally.visits[idx], tally.last_us[idx]
         never = visits == 0
-        joined = np.where(never, as_of_us - rng.integers(0, history_us, size=n), tally.first_us[idx])
+        joined = np.where(
+            never, as_of_us - rng.integers(0, history_us, size=n), tally.first_us[idx]
+        )
         joined = joined - (rng.exponential(30, size=n) * DAY_US).astype(np.int64)
         kind = np.select(
-            [visits <= 1, last < as_of_us - AT_RISK_DAYS * DAY_US, visits >= VIP_VISITS], [0, 3, 2], 1
+            [visits <= 1, last < as_of_us - AT_RISK_DAYS * DAY_US, visits >= VIP_VISITS],
+            [0, 3, 2],
+            1,
         )
         first = rng.integers(0, len(pools.first_names), size=n)
         surname = rng.integers(0, len(pools.last_names), size=n)
@@ -194,19 +250,24 @@ def clients(
         no_email = rng.random(n) >= profile.clients["email_share"]
         emails = [
             f"{pools.first_names[f]}.{pools.last_names[s]}.{i + 1}@{pools.domains[d]}".lower()
-            for f, s, d, i in zip(first.tolist(), surname.tolist(), domain.tolist(), idx.tolist(), strict=True)
+            for f, s, d, i in zip(
+                first.tolist(), surname.tolist(), domain.tolist(), idx.tolist(), strict=True
+            )
         ]
         first_pool, last_pool = b.TextPool.of(pools.first_names), b.TextPool.of(pools.last_names)
-        yield {
-            "id": b.int4(idx + 1),
-            "barber_id": b.int4(idx // profile.clients["per_barber"] + 1),
-            "total_visits": b.int4(visits),
-            "total_spent": b.numeric(tally.spent_cents[idx], 2),
-            "created_at": b.timestamptz(joined),
-            "first_name": b.pooled(first_pool, first),
-            "last_name": b.pooled(last_pool, surname),
-            "email": b.pooled(b.TextPool.of(emails), np.arange(n), no_email),
-            "phone": b.pooled(pools.phones, rng.integers(0, len(pools.phones), size=n)),
-            "customer_type": b.pooled(_CUSTOMER_TYPE, kind),
-            "last_visit_date": b.nullable(b.timestamptz(last), never),
-        }, n
+        yield (
+            {
+                "id": b.int4(idx + 1),
+                "barber_id": b.int4(idx // profile.clients["per_barber"] + 1),
+                "total_visits": b.int4(visits),
+                "total_spent": b.numeric(tally.spent_cents[idx], 2),
+                "created_at": b.timestamptz(joined),
+                "first_name": b.pooled(first_pool, first),
+                "last_name": b.pooled(last_pool, surname),
+                "email": b.pooled(b.TextPool.of(emails), np.arange(n), no_email),
+                "phone": b.pooled(pools.phones, rng.integers(0, len(pools.phones), size=n)),
+                "customer_type": b.pooled(_CUSTOMER_TYPE, kind),
+                "last_visit_date": b.nullable(b.timestamptz(last), never),
+            },
+            n,
+        )

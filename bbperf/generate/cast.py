@@ -48,7 +48,9 @@ def _text(values: list[str]) -> b.Var:
     return b.pooled(b.TextPool.of(values), np.arange(len(values)))
 
 
-def build_cast(profile: Profile, scale: float, rng: np.random.Generator, pools: Pools, as_of_us: int) -> Cast:
+def build_cast(
+    profile: Profile, scale: float, rng: np.random.Generator, pools: Pools, as_of_us: int
+) -> Cast:
     """Shops, users, memberships and services for ``scale``; rows are in id order."""
     nb = n_barbers(profile, scale)
     shops = profile.shops
@@ -69,17 +71,27 @@ def build_cast(profile: Profile, scale: float, rng: np.random.Generator, pools: 
     history_start = as_of_us - profile.calendar["past_days"] * DAY_US
     cast.tables["organizations"] = _organizations(rng, pools, sizes, history_start)
     cast.tables["users"] = _users(rng, pools, cast, sizes, history_start)
-    cast.tables["user_organizations"] = _memberships(rng, cast, n_shops, shops["second_shop_share"], history_start)
+    cast.tables["user_organizations"] = _memberships(
+        rng, cast, n_shops, shops["second_shop_share"], history_start
+    )
     cast.tables["services"] = _services(profile, cast)
     return cast
 
 
-def _organizations(rng: np.random.Generator, pools: Pools, sizes: np.ndarray, before_us: int) -> Chunk:
+def _organizations(
+    rng: np.random.Generator, pools: Pools, sizes: np.ndarray, before_us: int
+) -> Chunk:
     n = len(sizes)
     last = rng.integers(0, len(pools.last_names), size=n)
     suffix = rng.integers(0, len(SHOP_SUFFIXES), size=n)
-    names = [f"{pools.last_names[i]} {SHOP_SUFFIXES[j]}" for i, j in zip(last.tolist(), suffix.tolist(), strict=True)]
-    slugs = [f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{k + 1}" for k, name in enumerate(names)]
+    names = [
+        f"{pools.last_names[i]} {SHOP_SUFFIXES[j]}"
+        for i, j in zip(last.tolist(), suffix.tolist(), strict=True)
+    ]
+    slugs = [
+        f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{k + 1}"
+        for k, name in enumerate(names)
+    ]
     plan = np.select([sizes == 1, sizes <= 4, sizes <= 9], [0, 1, 2], 3)
     return {
         "id": b.int4(np.arange(1, n + 1)),
@@ -89,11 +101,15 @@ def _organizations(rng: np.random.Generator, pools: Pools, sizes: np.ndarray, be
         "name": _text(names),
         "slug": _text(slugs),
         "timezone": b.pooled(pools.timezones, rng.integers(0, len(pools.timezones), size=n)),
-        "billing_plan": b.pooled(b.TextPool.of(("individual", "studio", "salon", "enterprise")), plan),
+        "billing_plan": b.pooled(
+            b.TextPool.of(("individual", "studio", "salon", "enterprise")), plan
+        ),
     }, n
 
 
-def _users(rng: np.random.Generator, pools: Pools, cast: Cast, sizes: np.ndarray, before_us: int) -> Chunk:
+def _users(
+    rng: np.random.Generator, pools: Pools, cast: Cast, sizes: np.ndarray, before_us: int
+) -> Chunk:
     nb, n_shops = cast.n_barbers, len(sizes)
     n_rec = int((cast.receptionist_user > 0).sum())
     n = nb + n_shops + n_rec
@@ -103,7 +119,9 @@ def _users(rng: np.random.Generator, pools: Pools, cast: Cast, sizes: np.ndarray
     last = rng.integers(0, len(pools.last_names), size=n)
     domain = rng.integers(0, len(pools.domains), size=n)
     names, emails = [], []
-    for k, (f, ln, d) in enumerate(zip(first.tolist(), last.tolist(), domain.tolist(), strict=True)):
+    for k, (f, ln, d) in enumerate(
+        zip(first.tolist(), last.tolist(), domain.tolist(), strict=True)
+    ):
         fn, lnn = pools.first_names[f], pools.last_names[ln]
         names.append(f"{fn} {lnn}")
         emails.append(f"{fn}.{lnn}{k + 1}@{pools.domains[d]}".lower())
@@ -133,7 +151,9 @@ def _memberships(
     primary = np.ones(len(user), dtype=np.uint8)
     second = np.flatnonzero(rng.random(nb) < second_share) if n_shops > 1 else np.array([], int)
     # any shop but the primary one
-    other = (cast.barber_shop[second] + rng.integers(1, max(n_shops, 2), size=len(second))) % n_shops
+    other = (
+        cast.barber_shop[second] + rng.integers(1, max(n_shops, 2), size=len(second))
+    ) % n_shops
     user = np.concatenate([user, second + 1])
     shop = np.concatenate([shop, other])
     role = np.concatenate([role, np.full(len(second), 2)])
@@ -146,7 +166,9 @@ def _memberships(
         "organization_id": b.int4(shop[order] + 1),
         "is_primary": b.boolean(primary[order]),
         "created_at": b.timestamptz(before_us - rng.integers(1, 700, size=n) * DAY_US),
-        "role": b.pooled(b.TextPool.of(("owner", "manager", "barber", "receptionist", "viewer")), role[order]),
+        "role": b.pooled(
+            b.TextPool.of(("owner", "manager", "barber", "receptionist", "viewer")), role[order]
+        ),
     }, n
 
 

@@ -10,8 +10,23 @@ import numpy as np
 from bbperf.generate.binary import TextPool
 
 POOL_SIZE = 1000
-TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Phoenix")
-SHOP_SUFFIXES = ("Barbers", "Barber Shop", "Cuts", "Grooming", "Barber Co.", "Fades", "Studio", "Salon")
+TIMEZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Phoenix",
+)
+SHOP_SUFFIXES = (
+    "Barbers",
+    "Barber Shop",
+    "Cuts",
+    "Grooming",
+    "Barber Co.",
+    "Fades",
+    "Studio",
+    "Salon",
+)
 NOTES = (
     "Prefers scissors over clippers",
     "Running 10 minutes late",
@@ -49,4 +64,6 @@ def build_pools(seed: int, size: int = POOL_SIZE) -> Pools:
     area = rng.integers(201, 990, size=size)
     line = rng.integers(0, 10_000, size=size)
     phones = [f"+1-{a}-555-{n:04d}" for a, n in zip(area.tolist(), line.tolist(), strict=True)]
-    return Pools(first, last, domains, TextPool.of(phones), TextPool.of(NOTES), TextPool.of(TIMEZONES))
+    return Pools(
+        first, last, domains, TextPool.of(phones), TextPool.of(NOTES), TextPool.of(TIMEZONES)
+    )

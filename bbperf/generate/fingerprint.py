@@ -13,21 +13,75 @@ from sqlalchemy import Connection, text
 
 # The columns bbperf generates, in the order hashed: other tools may add columns without changing it.
 FINGERPRINT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "organizations": ("id", "name", "slug", "timezone", "chairs_count", "billing_plan", "is_active", "created_at"),
-    "users": ("id", "email", "name", "phone", "role", "unified_role", "is_active", "commission_rate", "created_at"),
+    "organizations": (
+        "id",
+        "name",
+        "slug",
+        "timezone",
+        "chairs_count",
+        "billing_plan",
+        "is_active",
+        "created_at",
+    ),
+    "users": (
+        "id",
+        "email",
+        "name",
+        "phone",
+        "role",
+        "unified_role",
+        "is_active",
+        "commission_rate",
+        "created_at",
+    ),
     "user_organizations": ("id", "user_id", "organization_id", "role", "is_primary", "created_at"),
     "clients": (
-        "id", "first_name", "last_name", "email", "phone", "customer_type", "barber_id", "total_visits",
-        "total_spent", "last_visit_date", "created_at",
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "customer_type",
+        "barber_id",
+        "total_visits",
+        "total_spent",
+        "last_visit_date",
+        "created_at",
     ),
-    "services": ("id", "name", "category", "base_price", "duration_minutes", "is_active", "barber_id"),
+    "services": (
+        "id",
+        "name",
+        "category",
+        "base_price",
+        "duration_minutes",
+        "is_active",
+        "barber_id",
+    ),
     "appointments": (
-        "id", "user_id", "barber_id", "client_id", "service_id", "organization_id", "status", "start_time",
-        "duration_minutes", "price", "notes", "created_at",
+        "id",
+        "user_id",
+        "barber_id",
+        "client_id",
+        "service_id",
+        "organization_id",
+        "status",
+        "start_time",
+        "duration_minutes",
+        "price",
+        "notes",
+        "created_at",
     ),
     "payments": (
-        "id", "user_id", "appointment_id", "barber_id", "amount", "platform_fee", "barber_amount", "status",
-        "stripe_payment_intent_id", "created_at",
+        "id",
+        "user_id",
+        "appointment_id",
+        "barber_id",
+        "amount",
+        "platform_fee",
+        "barber_amount",
+        "status",
+        "stripe_payment_intent_id",
+        "created_at",
     ),
 }
 
@@ -37,7 +91,7 @@ def fingerprint_sql(schema: str, table: str) -> str:
     # 15 hex digits = 60 bits: fits a bigint; the sum is numeric, so it cannot overflow.
     return (
         f"SELECT count(*) AS rows, coalesce(sum(('x' || left(md5(ROW({columns})::text), 15))::bit(60)::bigint), 0)"
-        f"::text AS checksum FROM \"{schema}\".\"{table}\""
+        f'::text AS checksum FROM "{schema}"."{table}"'
     )
 
 

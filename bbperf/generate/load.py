@@ -107,7 +107,9 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 
-def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, Columns, int, bool]]:
+def _chunks(
+    profile: Profile, scale: float, seed: int, as_of: date
+) -> Iterator[tuple[str, Columns, int, bool]]:
     """(table, columns, rows, last chunk of the table?) in load order; big tables come in many chunks."""
     as_of_us = int(datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC).timestamp()) * 1_000_000
     pools = build_pools(seed)
@@ -121,8 +123,17 @@ def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[
     for week in range(weeks):
         for block in range(blocks):
             (appts, n_a), (pays, n_p) = bookings(
-                profile, cast, week, block, _rng(seed, _BOOKINGS, week, block), as_of_us, as_of.weekday(),
-                next_appointment, next_payment, tally, pools,
+                profile,
+                cast,
+                week,
+                block,
+                _rng(seed, _BOOKINGS, week, block),
+                as_of_us,
+                as_of.weekday(),
+                next_appointment,
+                next_payment,
+                tally,
+                pools,
             )
             next_appointment += n_a
             next_payment += n_p
@@ -130,11 +141,15 @@ def _chunks(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[
             yield "appointments", appts, n_a, last
             yield "payments", pays, n_p, last
     chunks = -(-n_clients(profile, cast) // CLIENT_CHUNK_ROWS)
-    for i, (columns, n) in enumerate(clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us)):
+    for i, (columns, n) in enumerate(
+        clients(profile, cast, tally, _rng(seed, _CLIENTS), pools, as_of_us)
+    ):
         yield "clients", columns, n, i == chunks - 1
 
 
-def _payloads(profile: Profile, scale: float, seed: int, as_of: date) -> Iterator[tuple[str, str, int, bool]]:
+def _payloads(
+    profile: Profile, scale: float, seed: int, as_of: date
+) -> Iterator[tuple[str, str, int, bool]]:
     """(table, COPY column list, payload, rows, last) encoded in a background thread, two chunks ahead,
     so generation on one core overlaps the server's COPY on the other."""
     done = object()
@@ -232,7 +247,13 @@ def generate(
 
 
 def _load(
-    conn: Connection, schema: str, prof: Profile, scale: float, seed: int, day: date, bars: _Bars,
+    conn: Connection,
+    schema: str,
+    prof: Profile,
+    scale: float,
+    seed: int,
+    day: date,
+    bars: _Bars,
     started: float,
 ) -> DatasetInfo:
     """Everything inside the load transaction: truncate, COPY, constraints, sequences, provenance."""
@@ -326,7 +347,10 @@ def dataset_info(engine: Engine, schema: str | None = None) -> dict[str, Any] | 
     """The provenance of the loaded dataset, or None when there is none (or no schema)."""
     schema = schema or _schema_of(engine)
     with engine.connect() as conn:
-        if conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{META_TABLE}'}).scalar() is None:
+        if (
+            conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{META_TABLE}'}).scalar()
+            is None
+        ):
             return None
         value = conn.execute(
             text(f'SELECT value FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": DATASET_KEY}
@@ -351,8 +375,14 @@ def ensure_dataset(
     load_profile(profile)
     current = dataset_info(engine, schema)
     wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
-    if current and all(current.get(k) == v for k, v in wanted.items()) and _counts_match(engine, schema, current):
-        return DatasetInfo(**{k: current[k] for k in DatasetInfo.__dataclass_fields__ if k in current})
+    if (
+        current
+        and all(current.get(k) == v for k, v in wanted.items())
+        and _counts_match(engine, schema, current)
+    ):
+        return DatasetInfo(
+            **{k: current[k] for k in DatasetInfo.__dataclass_fields__ if k in current}
+        )
     if current is None:
         create_schema(engine, schema)
     return generate(engine, profile, scale, seed, day, schema=schema, progress=progress)

@@ -64,13 +64,16 @@ class BarberPick:
     appointments_30d: int
 
 
-def pick_barbers(engine: Engine, as_of: datetime, sampled: int = 2, seed: int = 0) -> list[BarberPick]:
+def pick_barbers(
+    engine: Engine, as_of: datetime, sampled: int = 2, seed: int = 0
+) -> list[BarberPick]:
     """The busiest and the median barber by completed appointments in the 30-day window, then
     ``sampled − 2`` more drawn at random (seeded)."""
     params = {**window_params(0, as_of), "ids": barber_ids(engine)}
     with engine.connect() as conn:
-        load = [(int(r.user_id), int(r.appointments_30d))
-                for r in conn.execute(text(_LOAD_SQL), params)]
+        load = [
+            (int(r.user_id), int(r.appointments_30d)) for r in conn.execute(text(_LOAD_SQL), params)
+        ]
     if not load:
         return []
     picks = [BarberPick("busiest", *load[0])]
@@ -93,8 +96,9 @@ def server_statements(conn: Connection, variant: str) -> list[str]:
     return [CTE_SQL[variant]]
 
 
-def server_timing(engine: Engine, variant: str, user_id: int, as_of: datetime,
-                  rounds: int = 10, warmup: int = 2) -> Timing:
+def server_timing(
+    engine: Engine, variant: str, user_id: int, as_of: datetime, rounds: int = 10, warmup: int = 2
+) -> Timing:
     """Execution Time (ms) of one call's statements, summed, per round, from
     ``EXPLAIN (ANALYZE, TIMING OFF)``; median planning time in ``extra['planning_ms']``.
 
@@ -112,13 +116,24 @@ def server_timing(engine: Engine, variant: str, user_id: int, as_of: datetime,
                 executions.append(sum(p.execution_ms or 0.0 for p in plans))
                 planning.append(sum(p.planning_ms or 0.0 for p in plans))
         conn.rollback()
-    return Timing(samples_ms=tuple(executions), label=f"{variant} server", sql=";\n".join(sqls),
-                  warmup=warmup, extra={"planning_ms": statistics.median(planning),
-                                        "statements": len(sqls)})
+    return Timing(
+        samples_ms=tuple(executions),
+        label=f"{variant} server",
+        sql=";\n".join(sqls),
+        warmup=warmup,
+        extra={"planning_ms": statistics.median(planning), "statements": len(sqls)},
+    )
 
 
-def client_timings(engine: Engine, variants: Sequence[str], user_id: int, as_of: datetime,
-                   rounds: int = 30, warmup: int = 5, seed: int = 0) -> dict[str, Timing]:
+def client_timings(
+    engine: Engine,
+    variants: Sequence[str],
+    user_id: int,
+    as_of: datetime,
+    rounds: int = 30,
+    warmup: int = 5,
+    seed: int = 0,
+) -> dict[str, Timing]:
     """End-to-end time (ms) of one call per variant, ``rounds`` times, interleaved in a shuffled
     order each round after ``warmup`` untimed rounds (which also PREPARE on the pooled connection);
     GC is off while timing."""
@@ -140,35 +155,55 @@ def client_timings(engine: Engine, variants: Sequence[str], user_id: int, as_of:
     finally:
         if was_enabled:
             gc.enable()
-    return {v: Timing(samples_ms=tuple(s), label=f"{v} end-to-end", warmup=warmup)
-            for v, s in samples.items()}
+    return {
+        v: Timing(samples_ms=tuple(s), label=f"{v} end-to-end", warmup=warmup)
+        for v, s in samples.items()
+    }
 
 
-def speed_rows(barber: BarberPick, server: dict[str, Timing], client: dict[str, Timing],
-               baseline: str = "before") -> list[dict[str, Any]]:
+def speed_rows(
+    barber: BarberPick,
+    server: dict[str, Timing],
+    client: dict[str, Timing],
+    baseline: str = "before",
+) -> list[dict[str, Any]]:
     """One row per variant: server and client medians, and the client speedup over ``baseline``
     with its 95 % bootstrap CI and Mann–Whitney significance."""
     rows = []
     for variant, timing in client.items():
         summary = timing.summary
         row: dict[str, Any] = {
-            "barber": barber.label, "user_id": barber.user_id,
-            "appointments_30d": barber.appointments_30d, "variant": variant,
+            "barber": barber.label,
+            "user_id": barber.user_id,
+            "appointments_30d": barber.appointments_30d,
+            "variant": variant,
             "server_exec_ms": server[variant].median_ms if variant in server else None,
             "server_plan_ms": server[variant].extra["planning_ms"] if variant in server else None,
-            "client_ms": summary.median, "client_iqr_ms": summary.iqr,
+            "client_ms": summary.median,
+            "client_iqr_ms": summary.iqr,
         }
         if variant != baseline and baseline in client:
             cmp = compare(client[baseline], timing)
-            row.update(speedup=cmp.speedup, ci_low=cmp.ci_low, ci_high=cmp.ci_high,
-                       p_value=cmp.p_value, significant=cmp.significant)
+            row.update(
+                speedup=cmp.speedup,
+                ci_low=cmp.ci_low,
+                ci_high=cmp.ci_high,
+                p_value=cmp.p_value,
+                significant=cmp.significant,
+            )
         rows.append(row)
     return rows
 
 
-def benchmark(engine: Engine, as_of: datetime, picks: Iterable[BarberPick],
-              variants: Sequence[str] = BENCH_VARIANTS, rounds: int = 30, warmup: int = 5,
-              server_rounds: int = 10) -> tuple[pd.DataFrame, dict[tuple[str, str], Timing]]:
+def benchmark(
+    engine: Engine,
+    as_of: datetime,
+    picks: Iterable[BarberPick],
+    variants: Sequence[str] = BENCH_VARIANTS,
+    rounds: int = 30,
+    warmup: int = 5,
+    server_rounds: int = 10,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Timing]]:
     """Server and client timings of every variant for each picked barber.
 
     Returns the speed table and the client Timings by (barber label, variant) for figures.
@@ -177,8 +212,12 @@ def benchmark(engine: Engine, as_of: datetime, picks: Iterable[BarberPick],
     rows: list[dict[str, Any]] = []
     timings: dict[tuple[str, str], Timing] = {}
     for pick in picks:
-        server = {v: server_timing(engine, v, pick.user_id, as_of, server_rounds,
-                                   warmup=7 if v == "prepared" else 2) for v in variants}
+        server = {
+            v: server_timing(
+                engine, v, pick.user_id, as_of, server_rounds, warmup=7 if v == "prepared" else 2
+            )
+            for v in variants
+        }
         client = client_timings(engine, variants, pick.user_id, as_of, rounds, warmup)
         rows += speed_rows(pick, server, client)
         timings.update({(pick.label, v): t for v, t in client.items()})
@@ -204,9 +243,17 @@ def set_indexes(engine: Engine, index_set: str, schema: str | None = None) -> No
         apply_set(engine, load_set(index_set), schema=schema)
 
 
-def scale_sweep(engine: Engine, profile: str, scales: Sequence[float], seed: int, as_of: datetime,
-                index_set: str = "seed", variants: Sequence[str] = BENCH_VARIANTS,
-                rounds: int = 10, server_rounds: int = 5) -> pd.DataFrame:
+def scale_sweep(
+    engine: Engine,
+    profile: str,
+    scales: Sequence[float],
+    seed: int,
+    as_of: datetime,
+    index_set: str = "seed",
+    variants: Sequence[str] = BENCH_VARIANTS,
+    rounds: int = 10,
+    server_rounds: int = 5,
+) -> pd.DataFrame:
     """For each scale: load the dataset (reused when already there), set the indexes, build the
     view, and time every variant for the busiest and median barber. One row per
     (scale, barber, variant) with the view's refresh cost; the database ends at the last scale."""
@@ -218,14 +265,22 @@ def scale_sweep(engine: Engine, profile: str, scales: Sequence[float], seed: int
         info = ensure_dataset(engine, profile, scale, seed, as_of.date())
         set_indexes(engine, index_set)
         costs = view_costs(engine, as_of, refreshes=1)
-        table, _ = benchmark(engine, as_of, pick_barbers(engine, as_of, 2), variants, rounds,
-                             warmup=3, server_rounds=server_rounds)
+        table, _ = benchmark(
+            engine,
+            as_of,
+            pick_barbers(engine, as_of, 2),
+            variants,
+            rounds,
+            warmup=3,
+            server_rounds=server_rounds,
+        )
         frames.append(table.assign(scale=scale, appointments=info.rows["appointments"], **costs))
     return pd.concat(frames, ignore_index=True)
 
 
-def conclusion(speed: pd.DataFrame, drift_summary: list[dict[str, Any]], barbers: int,
-               target_ms: float = 1.0) -> str:
+def conclusion(
+    speed: pd.DataFrame, drift_summary: list[dict[str, Any]], barbers: int, target_ms: float = 1.0
+) -> str:
     """The notebook's verdict in sentences, computed from its speed table (one index state) and
     drift summary: after's server time against ``target_ms``, the end-to-end speedup and its
     significance, and what the rewrite changed."""
@@ -246,10 +301,15 @@ def conclusion(speed: pd.DataFrame, drift_summary: list[dict[str, Any]], barbers
         )
     raw = [d for d in drift_summary if d["metric"] in ("average_ticket", "visits_365d")]
     if raw:
-        changed = "; ".join(f"{d['metric']} differs for {d['barbers_drifting']} of {barbers} "
-                            f"barbers ({d['explained']} explained)" for d in raw)
-        lines.append(f"The rewrite is not a pure speed-up: {changed}. after_equivalent keeps "
-                     "before's meaning in one statement.")
+        changed = "; ".join(
+            f"{d['metric']} differs for {d['barbers_drifting']} of {barbers} "
+            f"barbers ({d['explained']} explained)"
+            for d in raw
+        )
+        lines.append(
+            f"The rewrite is not a pure speed-up: {changed}. after_equivalent keeps "
+            "before's meaning in one statement."
+        )
     else:
         lines.append(f"No barber of {barbers} shows drift between before and after here.")
     return "\n".join(lines)

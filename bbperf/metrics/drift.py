@@ -20,9 +20,9 @@ from bbperf.metrics.queries import check_variant, fetch_raw, resolve_as_of, wind
 
 RAW_REASONS = {
     "average_ticket": "after averages completed payments of the last 30 days only; before "
-                      "averaged every completed payment up to as_of",
+    "averaged every completed payment up to as_of",
     "visits_365d": "after counts completed appointments without a client (client_id IS NULL); "
-                   "before joined appointments to clients, so counted only visits with a client",
+    "before joined appointments to clients, so counted only visits with a client",
 }
 
 # Which raw figures each derived figure is computed from (see model.derive).
@@ -41,8 +41,9 @@ DERIVED_INPUTS: dict[str, frozenset[str]] = {
     "daily_revenue_target": frozenset(),
     "daily_clients_target": frozenset({"average_ticket"}),
     "on_track": frozenset({"revenue_30d"}),
-    "action_items": frozenset({"revenue_30d", "average_ticket", "booked_minutes_30d",
-                               "visits_365d", "clients_365d"}),
+    "action_items": frozenset(
+        {"revenue_30d", "average_ticket", "booked_minutes_30d", "visits_365d", "clients_365d"}
+    ),
 }
 
 CLIENTLESS_VISITS_SQL = """
@@ -69,8 +70,9 @@ class Drift:
         return asdict(self)
 
 
-def _explain_raw(metric: str, before: SixFigureMetrics, after: SixFigureMetrics,
-                 clientless_visits: int) -> tuple[str, bool, str]:
+def _explain_raw(
+    metric: str, before: SixFigureMetrics, after: SixFigureMetrics, clientless_visits: int
+) -> tuple[str, bool, str]:
     a = after.raw
     if metric == "average_ticket":
         thirty_day = a.revenue_30d / a.payments_30d if a.payments_30d else Decimal(0)
@@ -78,7 +80,9 @@ def _explain_raw(metric: str, before: SixFigureMetrics, after: SixFigureMetrics,
         return RAW_REASONS[metric], abs(a.average_ticket - thirty_day) < _TOLERANCE, evidence
     if metric == "visits_365d":
         extra = a.visits_365d - before.raw.visits_365d
-        evidence = f"{extra} extra visits; {clientless_visits} completed appointments without a client"
+        evidence = (
+            f"{extra} extra visits; {clientless_visits} completed appointments without a client"
+        )
         return RAW_REASONS[metric], extra == clientless_visits, evidence
     return "unexplained: before and after should agree on this figure", False, ""
 
@@ -106,8 +110,11 @@ def compare_metrics(
         if b_value == a_derived[metric]:
             continue
         causes = sorted(DERIVED_INPUTS[metric] & drifted)
-        reason = (f"follows from {', '.join(causes)}" if causes
-                  else "unexplained: none of its inputs drifted")
+        reason = (
+            f"follows from {', '.join(causes)}"
+            if causes
+            else "unexplained: none of its inputs drifted"
+        )
         out.append(Drift(user, metric, b_value, a_derived[metric], reason, bool(causes)))
     return out
 
@@ -128,8 +135,9 @@ def drift(
     before = derive(fetch_raw(engine, user_id, when, baseline), target_annual)
     after = derive(fetch_raw(engine, user_id, when, candidate), target_annual)
     with engine.connect() as conn:
-        clientless = int(conn.execute(text(CLIENTLESS_VISITS_SQL),
-                                      window_params(user_id, when)).scalar_one())
+        clientless = int(
+            conn.execute(text(CLIENTLESS_VISITS_SQL), window_params(user_id, when)).scalar_one()
+        )
     return compare_metrics(before, after, clientless)
 
 
@@ -143,18 +151,27 @@ def drift_rows(
 ) -> list[dict[str, Any]]:
     """``drift`` for several barbers, flattened to rows (one per differing metric) for a table."""
     when = resolve_as_of(engine, as_of)
-    return [d.to_dict() for user in user_ids
-            for d in drift(engine, user, when, target_annual, baseline, candidate)]
+    return [
+        d.to_dict()
+        for user in user_ids
+        for d in drift(engine, user, when, target_annual, baseline, candidate)
+    ]
 
 
 def drift_summary(rows: list[dict[str, Any]], barbers: int) -> list[dict[str, Any]]:
     """Per metric: how many of ``barbers`` drift, how many of those are explained, and why."""
     by_metric: dict[str, dict[str, Any]] = {}
     for row in rows:
-        entry = by_metric.setdefault(row["metric"], {
-            "metric": row["metric"], "barbers_drifting": 0, "explained": 0,
-            "barbers_sampled": barbers, "reasons": set(),
-        })
+        entry = by_metric.setdefault(
+            row["metric"],
+            {
+                "metric": row["metric"],
+                "barbers_drifting": 0,
+                "explained": 0,
+                "barbers_sampled": barbers,
+                "reasons": set(),
+            },
+        )
         entry["reasons"].add(row["reason"])
         entry["barbers_drifting"] += 1
         entry["explained"] += int(row["explained"])

@@ -39,8 +39,11 @@ class RawMetrics:
 
     def values(self) -> dict[str, Any]:
         """The compared figures (everything but identity and window)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("user_id", "as_of")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("user_id", "as_of")
+        }
 
 
 @dataclass(frozen=True)
@@ -147,21 +150,47 @@ def action_items(
     average ticket < $40, fewer than 1.5 visits per client."""
     items: list[ActionItem] = []
     if revenue_30d < monthly_target * Decimal("0.5"):
-        items.append(ActionItem("high", "pricing", "Review and optimize service pricing",
-                                "Immediate revenue increase"))
+        items.append(
+            ActionItem(
+                "high",
+                "pricing",
+                "Review and optimize service pricing",
+                "Immediate revenue increase",
+            )
+        )
     if utilization_pct < 60:
-        items.append(ActionItem("high", "marketing",
-                                "Increase marketing efforts to attract new clients",
-                                "Fill empty appointment slots"))
+        items.append(
+            ActionItem(
+                "high",
+                "marketing",
+                "Increase marketing efforts to attract new clients",
+                "Fill empty appointment slots",
+            )
+        )
     if average_ticket < 40:
-        items.append(ActionItem("high", "upselling", "Implement service packages and add-ons",
-                                "Increase average transaction value"))
+        items.append(
+            ActionItem(
+                "high",
+                "upselling",
+                "Implement service packages and add-ons",
+                "Increase average transaction value",
+            )
+        )
     if average_visits < Decimal("1.5"):
-        items.append(ActionItem("medium", "retention", "Create client loyalty program",
-                                "Increase visit frequency"))
+        items.append(
+            ActionItem(
+                "medium", "retention", "Create client loyalty program", "Increase visit frequency"
+            )
+        )
     if utilization_pct > 90:
-        items.append(ActionItem("medium", "efficiency", "Optimize appointment scheduling",
-                                "Reduce downtime between clients"))
+        items.append(
+            ActionItem(
+                "medium",
+                "efficiency",
+                "Optimize appointment scheduling",
+                "Reduce downtime between clients",
+            )
+        )
     return tuple(items)
 
 

@@ -120,8 +120,10 @@ def resolve_as_of(engine: Engine, as_of: str | date | datetime | None = None) ->
 
     info = dataset_info(engine)
     if info is None:
-        raise DataError("no dataset is loaded, so there is no as_of: run `bbperf data generate` "
-                        "or pass as_of explicitly")
+        raise DataError(
+            "no dataset is loaded, so there is no as_of: run `bbperf data generate` "
+            "or pass as_of explicitly"
+        )
     return parse_as_of(info["as_of"])
 
 
@@ -226,15 +228,19 @@ def check_barber(engine: Engine, user_id: int) -> None:
     if role is None:
         raise DataError(f"user {user_id} does not exist: pick a barber's id from the users table")
     if role not in BARBER_ROLES:
-        raise DataError(f"user {user_id} is not a barber (role {role!r}): the six-figure metrics "
-                        f"need a user whose role is {' or '.join(BARBER_ROLES)}")
+        raise DataError(
+            f"user {user_id} is not a barber (role {role!r}): the six-figure metrics "
+            f"need a user whose role is {' or '.join(BARBER_ROLES)}"
+        )
 
 
 def barber_ids(engine: Engine) -> list[int]:
     """Every user the metrics accept (role barber or admin), by id."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id FROM users WHERE role = ANY(:roles) ORDER BY id"),
-                            {"roles": list(BARBER_ROLES)})
+        rows = conn.execute(
+            text("SELECT id FROM users WHERE role = ANY(:roles) ORDER BY id"),
+            {"roles": list(BARBER_ROLES)},
+        )
         return [int(r[0]) for r in rows]
 
 

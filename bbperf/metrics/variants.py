@@ -24,8 +24,12 @@ from bbperf.metrics.queries import CTE_SQL, check_variant, raw_from_cte_row, win
 VIEW_NAME = "six_figure_metrics_mv"
 PREPARED_PREFIX = "bbperf_six_figure_"
 # Order of the PREPARE parameters ($1..$4) and their types.
-PREPARED_PARAMS = (("user_id", "integer"), ("as_of", "timestamptz"),
-                   ("since_30d", "timestamptz"), ("since_365d", "timestamptz"))
+PREPARED_PARAMS = (
+    ("user_id", "integer"),
+    ("as_of", "timestamptz"),
+    ("since_30d", "timestamptz"),
+    ("since_365d", "timestamptz"),
+)
 
 _VIEW_SQL = """
 CREATE MATERIALIZED VIEW {view} AS
@@ -85,8 +89,9 @@ def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = No
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def refresh_metrics_view(engine: Engine, schema: str | None = None,
-                         concurrently: bool = False) -> float:
+def refresh_metrics_view(
+    engine: Engine, schema: str | None = None, concurrently: bool = False
+) -> float:
     """``REFRESH MATERIALIZED VIEW`` (optionally CONCURRENTLY); returns the time it took in ms."""
     how = "CONCURRENTLY " if concurrently else ""
     start = time.perf_counter_ns()
@@ -112,8 +117,10 @@ def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics
     if row is None:
         raise DataError(f"user {user_id} is not in {VIEW_NAME}: refresh the view")
     if row.as_of != as_of:
-        raise DataError(f"{VIEW_NAME} holds as_of {row.as_of.isoformat()}, not "
-                        f"{as_of.isoformat()}: call create_metrics_view(engine, as_of)")
+        raise DataError(
+            f"{VIEW_NAME} holds as_of {row.as_of.isoformat()}, not "
+            f"{as_of.isoformat()}: call create_metrics_view(engine, as_of)"
+        )
     return raw_from_cte_row(row, params)
 
 
@@ -146,8 +153,9 @@ def ensure_prepared(conn: Connection, variant: str = "after_equivalent") -> str:
     return name
 
 
-def fetch_prepared(engine: Engine, user_id: int, as_of: datetime,
-                   variant: str = "after_equivalent") -> RawMetrics:
+def fetch_prepared(
+    engine: Engine, user_id: int, as_of: datetime, variant: str = "after_equivalent"
+) -> RawMetrics:
     """One call through a pooled session: PREPARE if this connection has not yet, then EXECUTE."""
     params = window_params(user_id, as_of)
     with Session(engine) as session:
@@ -158,7 +166,11 @@ def fetch_prepared(engine: Engine, user_id: int, as_of: datetime,
 
 def plan_cache(conn: Connection) -> list[dict[str, Any]]:
     """This connection's prepared statements with how many generic and custom plans each used."""
-    rows = conn.execute(text(
-        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
-        "WHERE name LIKE :p ORDER BY name"), {"p": PREPARED_PREFIX + "%"}).mappings()
+    rows = conn.execute(
+        text(
+            "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE name LIKE :p ORDER BY name"
+        ),
+        {"p": PREPARED_PREFIX + "%"},
+    ).mappings()
     return [dict(r) for r in rows]
