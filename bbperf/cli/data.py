@@ -9,7 +9,7 @@ from bbperf.generate.profile import available_profiles
 from bbperf.schema import TABLE_ORDER
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser(
         "generate",
         help="replace the dataset with a seeded, generated one",

@@ -10,7 +10,7 @@ from bbperf.cli import engine_from, print_json
 from bbperf.errors import ConfigError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "explain", help="EXPLAIN ANALYZE a statement: self time per node, estimates"
     )

@@ -21,7 +21,7 @@ def _money(value: str) -> Decimal:
     return amount
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "metrics",
         help="six-figure barber metrics for one barber (before / after / after_equivalent SQL)",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +25,9 @@ from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
 from bbperf.target import query_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_COLUMNS = 3
 _ATOM = re.compile(
@@ -79,7 +82,7 @@ class Advice:
         useful = [c for c in self.costs if c.used and c.cost_after < c.cost_before]
         return useful[0] if useful else None
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(

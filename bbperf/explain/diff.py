@@ -5,8 +5,12 @@ from __future__ import annotations
 import html
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bbperf.explain.plan import Plan, PlanNode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OTHER = "(joins, sorts, aggregates)"
 
@@ -53,7 +57,7 @@ class PlanDiff:
             return None
         return self.before_ms / self.after_ms
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         """Time per relation before and after (DataFrame indexed by relation)."""
         import pandas as pd
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.errors import QueryError
 from bbperf.explain.run import Params, clean_sql, explain_options
 from bbperf.explain.stats import Timing
 from bbperf.target import query_error
@@ -89,7 +90,7 @@ def measure(
                     server,
                 )
     except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
-        raise query_error(exc, statement) from None
+        raise cursor_error(exc, statement) from None
     return Timing(
         samples_ms=tuple(client),
         server_ms=tuple(server) if server_time else None,
@@ -98,6 +99,11 @@ def measure(
         warmup=0 if cold else warmup,
         cache=cache,
     )
+
+
+def cursor_error(exc: BaseException, sql: str) -> QueryError:
+    """A QueryError for a failure on a raw driver cursor, whose errors SQLAlchemy does not wrap."""
+    return query_error(exc if isinstance(exc, DBAPIError) else DBAPIError(sql, None, exc), sql)
 
 
 def _autocommit(engine: Engine) -> Connection:
@@ -133,7 +139,8 @@ def _rounds(
                 client.append((time.perf_counter_ns() - start) / 1e6)
                 if server_time:
                     cursor.execute(explain_sql, args)
-                    server.append(float(cursor.fetchone()[0][0]["Execution Time"]))
+                    (row,) = cursor.fetchall()
+                    server.append(float(row[0][0]["Execution Time"]))
         finally:
             if was_enabled:
                 gc.enable()

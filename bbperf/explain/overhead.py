@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.explain.measure import compile_sql
+from bbperf.explain.measure import compile_sql, cursor_error
 from bbperf.explain.run import Params, clean_sql, explain_options
 from bbperf.explain.stats import Timing, summarize
-from bbperf.target import query_error
 
 VARIANTS = ("plain", "analyze_timing_off", "analyze_timing_on")
 
@@ -84,7 +83,7 @@ def explain_overhead(
                         samples[variant].append((time.perf_counter_ns() - start) / 1e6)
             cursor.close()
     except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
-        raise query_error(exc, statement) from None
+        raise cursor_error(exc, statement) from None
     summarize(samples["plain"])  # fails loudly on an empty run
     return Overhead(
         {k: Timing(tuple(v), label=k, sql=statement, warmup=warmup) for k, v in samples.items()}

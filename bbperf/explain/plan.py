@@ -18,7 +18,10 @@ import html
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MISESTIMATE_FACTOR = 10.0
 _CONDITION_KEYS = ("Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "Filter")
@@ -153,7 +156,7 @@ class Plan:
     def relations(self) -> set[str]:
         return {n.relation for n in self.nodes() if n.relation}
 
-    def to_frame(self):  # type: ignore[no-untyped-def]
+    def to_frame(self) -> pd.DataFrame:
         """One row per node (pandas DataFrame), in EXPLAIN's order."""
         import pandas as pd
 
@@ -240,22 +243,22 @@ class Plan:
 
 def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -> Plan:
     """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element."""
-    if isinstance(data, str):
-        data = json.loads(data)
-    if isinstance(data, list):
-        if len(data) != 1 or not isinstance(data[0], dict):
+    parsed: Any = json.loads(data) if isinstance(data, str) else data
+    if isinstance(parsed, list):
+        if len(parsed) != 1 or not isinstance(parsed[0], dict):
             raise ValueError("EXPLAIN JSON must be a list holding one object with a 'Plan' key")
-        data = data[0]
-    if "Plan" not in data:
+        parsed = parsed[0]
+    if "Plan" not in parsed:
         raise ValueError("EXPLAIN JSON has no 'Plan' key")
-    root = _node(data["Plan"], depth=0, counter=[0])
+    doc: dict[str, Any] = parsed
+    root = _node(doc["Plan"], depth=0, counter=[0])
     _account(root, processes=1)
     _exclusive(root, _cte_charges(root))
     return Plan(
         root=root,
-        planning_ms=data.get("Planning Time"),
-        execution_ms=data.get("Execution Time"),
-        raw=[data],
+        planning_ms=doc.get("Planning Time"),
+        execution_ms=doc.get("Execution Time"),
+        raw=[doc],
         sql=sql,
     )
 

@@ -11,13 +11,16 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import QueryError
 from bbperf.target import query_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("bbperf.queries")
@@ -82,7 +85,7 @@ def _statements_schema(conn: Connection) -> str:
 
 def slow_queries(
     engine: Engine, *, min_mean_ms: float = 1000.0, limit: int = 20, text_chars: int = 200
-):  # type: ignore[no-untyped-def]
+) -> pd.DataFrame:
     """Statements of the current database with mean time above ``min_mean_ms``, slowest first.
 
     Columns: query (first ``text_chars`` characters), calls, total_ms, mean_ms, stddev_ms, rows.
@@ -126,7 +129,7 @@ def missing_index_hints(
     min_seq_rows: int = 10_000,
     max_index_share: float = 0.5,
     schema: str | None = None,
-):  # type: ignore[no-untyped-def]
+) -> pd.DataFrame:
     """Tables read mostly by sequential scans (the original heuristic): more than ``min_seq_scans``
     seq scans, more than ``min_seq_rows`` rows read by them, index scans under ``max_index_share``
     of all scans. ``schema`` limits the search (default: every user schema)."""

@@ -163,8 +163,8 @@ def _values(data: Timing | Sequence[float]) -> np.ndarray:
 
 
 def bootstrap_ratio_ci(
-    before: Sequence[float],
-    after: Sequence[float],
+    before: Sequence[float] | np.ndarray,
+    after: Sequence[float] | np.ndarray,
     *,
     confidence: float = 0.95,
     n_boot: int = 5000,

@@ -128,11 +128,11 @@ def encode(columns: dict[str, Fixed | Var], n: int) -> tuple[list[str], bytes]:
             block[f"c{i}{suffix}"] = values
     width = block.dtype.itemsize
     sizes = [4 + np.maximum(c.length, 0) for c in var.values()]
-    row_size = width + (np.sum(sizes, axis=0) if sizes else 0)
+    row_size = width + np.sum(sizes, axis=0) if sizes else np.full(n, width, dtype=np.int64)
     row_off = np.zeros(n, dtype=np.int64)
     if n:
-        np.cumsum(row_size[:-1] if sizes else np.full(n - 1, width), out=row_off[1:])
-    body = int(row_off[-1] + (row_size[-1] if sizes else width)) if n else 0
+        np.cumsum(row_size[:-1], out=row_off[1:])
+    body = int(row_off[-1] + row_size[-1]) if n else 0
     out = np.empty(len(HEADER) + body + len(TRAILER), dtype=np.uint8)
     out[: len(HEADER)] = np.frombuffer(HEADER, dtype=np.uint8)
     out[len(out) - len(TRAILER) :] = np.frombuffer(TRAILER, dtype=np.uint8)
@@ -143,8 +143,8 @@ def encode(columns: dict[str, Fixed | Var], n: int) -> tuple[list[str], bytes]:
     else:
         out[start[:, None] + np.arange(width)] = raw
     pos = start + width
-    for column, size in zip(var.values(), sizes, strict=True):
-        _scatter(out, pos, column)
+    for text_column, size in zip(var.values(), sizes, strict=True):
+        _scatter(out, pos, text_column)
         pos = pos + size
     return [*fixed, *var], out.tobytes()
 

@@ -148,7 +148,7 @@ def bookings(
     visit = completed & ~walk_in
     tally.add(client[visit], price[visit], start[visit])
     ids = first_appointment_id + np.arange(n)
-    appointments = {
+    appointments: dict[str, b.Fixed | b.Var] = {
         "id": b.int4(ids),
         "user_id": b.int4(user),
         "barber_id": b.int4(barber + 1),

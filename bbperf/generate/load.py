@@ -149,7 +149,7 @@ def _chunks(
 
 def _payloads(
     profile: Profile, scale: float, seed: int, as_of: date
-) -> Iterator[tuple[str, str, int, bool]]:
+) -> Iterator[tuple[str, str, bytes, int, bool]]:
     """(table, COPY column list, payload, rows, last) encoded in a background thread, two chunks ahead,
     so generation on one core overlaps the server's COPY on the other."""
     done = object()

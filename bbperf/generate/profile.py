@@ -104,7 +104,7 @@ class Profile:
 
     def __getattr__(self, section: str) -> dict[str, Any]:
         try:
-            return self.__dict__["sections"][section]  # type: ignore[no-any-return]
+            return self.__dict__["sections"][section]
         except KeyError:
             raise AttributeError(section) from None
 
@@ -197,9 +197,9 @@ def _check(value: Any, kind: str, key: str, fail: Any) -> Any:
     if kind in ("count", "hour"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail(key, f"expected an integer, got {value!r}")
-        low, high = (1, 10**9) if kind == "count" else (0, 23)
-        if not low <= value <= high:
-            raise fail(key, f"must be between {low} and {high}, got {value}")
+        least, most = (1, 10**9) if kind == "count" else (0, 23)
+        if not least <= value <= most:
+            raise fail(key, f"must be between {least} and {most}, got {value}")
         return value
     if kind in ("rate", "share"):
         number = _number(value, key, fail)
