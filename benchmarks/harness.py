@@ -13,10 +13,11 @@ Queries (``--query``):
   query applied (for the schedule: idx_appointments_barber_status_start).
 * ``point``: a primary-key lookup on a scratch table ``harness_points`` (created and dropped).
 
-Prints both medians, their ratio (target 0.9–1.15) and where the gap goes: psycopg2's client work
-per call, timed apart on the same loop (interpolating the parameters into the text; turning the
-received rows into Python objects, which pgbench never does), and the fixed round-trip part
-(``SELECT 1`` timed both ways).
+``measure`` also runs on the rendered statement text (no parameters: psycopg2 sends the same
+bytes without its parameter path). Prints the medians, the ratios to pgbench (target 0.9–1.15) and
+where the gap goes: psycopg2's parameter path, turning the received rows into Python objects
+(which pgbench never does), the fixed round trip (``SELECT 1`` timed both ways). Every side runs on
+a new backend each repeat, in turn, so drift and CPU placement hit all alike.
 
     python benchmarks/harness.py [--query barber_schedule|<workload query>|point] [--scale 0.2]
         [--transactions 1000] [--repeats 10] [--rows 100000]
@@ -102,10 +103,11 @@ class Pgbench:
         return latencies
 
 
-def pgbench_script(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The ``-f`` script (``\\set`` for integers) and ``-D`` definitions for the other parameters.
-
-    Fails when pgbench would send other text than psycopg2 does for the same values."""
+def pgbench_script(
+    engine: Engine, sql: str, params: dict[str, Any]
+) -> tuple[str, dict[str, str], str]:
+    """The ``-f`` script (``\\set`` for integers), ``-D`` definitions for the other parameters, and
+    the statement text both send. Fails when pgbench would send other text than psycopg2."""
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
@@ -119,38 +121,31 @@ def pgbench_script(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[st
         raise SystemExit(f"statement texts differ:\n{sent_by_pgbench}\n{sent_by_psycopg2}")
     integers = {k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)}
     script = "".join(f"\\set {k} {v}\n" for k, v in integers.items()) + sql + ";\n"
-    return script, {k: literals[k] for k in params if k not in integers}
+    return script, {k: literals[k] for k in params if k not in integers}, sent_by_psycopg2
 
 
-def driver_split_ms(
-    engine: Engine, sql: str, params: dict[str, Any], rounds: int
-) -> tuple[float, float]:
-    """Medians (ms) of psycopg2's client work in one call of ``measure``'s loop: interpolating the
-    parameters (``mogrify``, which ``execute`` does too) and ``fetchall`` (received rows to Python)."""
-    driver_sql, values = compile_sql(engine, sql, params)
+def fetch_ms(engine: Engine, sql: str, rounds: int) -> float:
+    """Median (ms) of psycopg2's ``fetchall`` alone: turning the received rows into Python objects,
+    work ``measure`` times and pgbench never does."""
     raw = engine.raw_connection()
     raw.autocommit = True
-    interpolations, fetches = [], []
+    fetches = []
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         cursor = raw.cursor()
         for i in range(rounds + 200):
+            cursor.execute(sql)
             start = time.perf_counter_ns()
-            cursor.mogrify(driver_sql, values or None)
-            interpolated = time.perf_counter_ns()
-            cursor.execute(driver_sql, values or None)
-            received = time.perf_counter_ns()
             cursor.fetchall()
             if i >= 200:
-                interpolations.append((interpolated - start) / 1e6)
-                fetches.append((time.perf_counter_ns() - received) / 1e6)
+                fetches.append((time.perf_counter_ns() - start) / 1e6)
     finally:
         if was_enabled:
             gc.enable()
         raw.autocommit = False
         raw.close()
-    return statistics.median(interpolations), statistics.median(fetches)
+    return statistics.median(fetches)
 
 
 def workload_query(
@@ -219,11 +214,9 @@ def main() -> None:
     engine = connect(echo_pool=False)
     build = point_query if args.query == "point" else workload_query
     sql, params, cleanup = build(engine, settings, args)
-    ours: dict[str, list[list[float]]] = {"query": [], "select1": []}
-    theirs: dict[str, list[list[float]]] = {"query": [], "select1": []}
-    splits: list[tuple[float, float]] = []
+    runs: dict[str, list[list[float]]] = {side: [] for side in SIDES}
     try:
-        script, defines = pgbench_script(engine, sql, params)
+        script, defines, rendered = pgbench_script(engine, sql, params)
         plan = explain(engine, sql, params, buffers=False)
         rows = int(plan.root.actual_rows or 0)
         scans = "; ".join(n.label for n in plan.nodes() if n.relation)
@@ -231,66 +224,65 @@ def main() -> None:
               f"  params {params}")  # fmt: skip
         print("pgbench script:\n  " + script.strip().replace("\n", "\n  ")
               + "".join(f"\n  -D {k}={v}" for k, v in defines.items()))  # fmt: skip
-        statements = {"query": (sql, params, script, defines),
-                      "select1": ("SELECT 1", {}, "SELECT 1;\n", {})}  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             pgbench = Pgbench(settings, resolve_url(settings), engine, Path(tmp))
-            for name, (stmt, values, pg_script, pg_defines) in statements.items():
-                pgbench.latencies_ms(pg_script, pg_defines, 200)  # warm-up, discarded
-                for _ in range(args.repeats):
-                    # A new backend per repeat on both sides: which core the backend lands on
-                    # moves a round trip between ~16 and ~50 µs on this 2-core machine.
+            timed = {
+                "measure": lambda: measure(
+                    engine, sql, params, rounds=args.transactions, warmup=200
+                ),
+                "measure on rendered text": lambda: measure(
+                    engine, rendered, rounds=args.transactions, warmup=200
+                ),
+                "pgbench": lambda: pgbench.latencies_ms(script, defines, args.transactions),
+                "SELECT 1 measure": lambda: measure(
+                    engine, "SELECT 1", rounds=args.transactions, warmup=200
+                ),
+                "SELECT 1 pgbench": lambda: pgbench.latencies_ms(
+                    "SELECT 1;\n", {}, args.transactions
+                ),
+            }
+            pgbench.latencies_ms(script, defines, 200)  # warm-up, discarded
+            for _ in range(args.repeats):
+                # A new backend per repeat on every side: which core a backend lands on moves a
+                # round trip between ~16 and ~50 µs on this 2-core machine.
+                for side, run in timed.items():
                     engine.dispose()
-                    timing = measure(engine, stmt, values, rounds=args.transactions, warmup=200)
-                    ours[name].append(list(timing.samples_ms))
-                    theirs[name].append(
-                        pgbench.latencies_ms(pg_script, pg_defines, args.transactions)
-                    )
-                    if name == "query":
-                        splits.append(driver_split_ms(engine, sql, params, args.transactions))
+                    samples = run()
+                    runs[side].append(list(getattr(samples, "samples_ms", samples)))
+            conversion_ms = fetch_ms(engine, rendered, args.transactions)
     finally:
         cleanup()
         engine.dispose()
-    report(ours, theirs, splits, rows)
+    report(runs, conversion_ms, rows)
 
 
-def report(
-    by_repeat_ours: dict[str, list[list[float]]],
-    by_repeat_theirs: dict[str, list[list[float]]],
-    splits: list[tuple[float, float]],
-    rows: int,
-) -> None:
-    """Both medians, their ratio against the target, and where the difference goes."""
-    for side, runs in (
-        ("measure", by_repeat_ours["query"]),
-        ("pgbench", by_repeat_theirs["query"]),
-    ):
-        print(f"{side} median per repeat (ms): "
-              + " ".join(f"{statistics.median(r):.3f}" for r in runs))  # fmt: skip
-    ours = {k: [v for run in runs for v in run] for k, runs in by_repeat_ours.items()}
-    theirs = {k: [v for run in runs for v in run] for k, runs in by_repeat_theirs.items()}
-    m_ours, m_theirs = statistics.median(ours["query"]), statistics.median(theirs["query"])
-    ratio = m_ours / m_theirs
-    verdict = "within" if 0.9 <= ratio <= 1.15 else "OUTSIDE"
-    interpolate_ms = statistics.median(i for i, _ in splits)
-    fetch_ms = statistics.median(f for _, f in splits)
-    s1_ours, s1_theirs = statistics.median(ours["select1"]), statistics.median(theirs["select1"])
-    client_ms = interpolate_ms + fetch_ms
-    print(f"measure  median {m_ours:.4f} ms over {len(ours['query'])} runs")
-    print(f"pgbench  median {m_theirs:.4f} ms over {len(theirs['query'])} transactions (1 client)")
-    print(f"ratio measure/pgbench {ratio:.3f} ({verdict} target 0.9–1.15)")
-    print(f"gap {(m_ours - m_theirs) * 1000:.1f} µs per call, of which psycopg2's client work "
-          f"{client_ms * 1000:.1f} µs: parameter interpolation {interpolate_ms * 1000:.1f} µs + "
-          f"turning {rows} rows into Python objects {fetch_ms * 1000:.1f} µs")  # fmt: skip
-    print(f"fixed round trip (SELECT 1): measure {s1_ours * 1000:.1f} µs, pgbench "
-          f"{s1_theirs * 1000:.1f} µs, difference {(s1_ours - s1_theirs) * 1000:.1f} µs")  # fmt: skip
-    print(f"ratio without psycopg2's client work {(m_ours - client_ms) / m_theirs:.3f}")
-    zeros = {k: sum(1 for v in theirs[k] if v == 0) for k in theirs}
-    if any(zeros.values()):
+SIDES = ("measure", "measure on rendered text", "pgbench", "SELECT 1 measure", "SELECT 1 pgbench")
+
+
+def report(runs: dict[str, list[list[float]]], conversion_ms: float, rows: int) -> None:
+    """Medians per side, measure/pgbench ratios against the target, and where the gap goes."""
+    median = {side: statistics.median(v for run in runs[side] for v in run) for side in SIDES}
+    for side in SIDES:
+        per_repeat = " ".join(f"{statistics.median(run):.3f}" for run in runs[side])
+        print(f"{side:>24} median {median[side]:.4f} ms  (per repeat: {per_repeat})")
+    pgbench = median["pgbench"]
+    for side in ("measure", "measure on rendered text"):
+        ratio = median[side] / pgbench
+        verdict = "within" if 0.9 <= ratio <= 1.15 else "OUTSIDE"
+        print(f"ratio {side}/pgbench {ratio:.3f} ({verdict} target 0.9–1.15)")
+    gap = median["measure"] - pgbench
+    params_path = median["measure"] - median["measure on rendered text"]
+    print(f"gap {gap * 1000:.1f} µs per call: psycopg2's parameter path (measure with params − on "
+          f"the rendered text) {params_path * 1000:.1f} µs; turning {rows} rows into Python "
+          f"objects {conversion_ms * 1000:.1f} µs; rest {(gap - params_path - conversion_ms) * 1000:.1f} µs")  # fmt: skip
+    fixed = median["SELECT 1 measure"] - median["SELECT 1 pgbench"]
+    print(f"fixed round trip (SELECT 1): measure − pgbench {fixed * 1000:.1f} µs")
+    zeros = sum(1 for run in runs["SELECT 1 pgbench"] for v in run if v == 0)
+    zeros_query = sum(1 for run in runs["pgbench"] for v in run if v == 0)
+    if zeros or zeros_query:
         print(
-            f"note: pgbench logged 0 µs for {zeros['query']} query and {zeros['select1']} "
-            "SELECT 1 transactions (seen here for statements answered within microseconds; "
-            "apparently its lazily read clock), which pulls its median down"
+            f"note: pgbench logged 0 µs for {zeros_query} query and {zeros} SELECT 1 transactions "
+            "(seen here for statements answered within microseconds), which pulls its median down"
         )
 
 
