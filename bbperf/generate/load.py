@@ -236,7 +236,11 @@ def generate(
                 first_error.append(exc)  # the rollback that follows may fail with a vaguer error
                 raise
     except (DBAPIError, psycopg2.Error) as exc:
-        cause = query_error(first_error[0] if first_error else exc)  # type: ignore[arg-type]
+        failed = first_error[0] if first_error else exc
+        # psycopg2's own errors (raw COPY cursor) are not wrapped by SQLAlchemy: wrap for query_error
+        cause = query_error(
+            failed if isinstance(failed, DBAPIError) else DBAPIError(None, None, failed)
+        )
         raise QueryError(f"load failed and was rolled back, nothing changed: {cause}") from None
     finally:
         bars.close()
