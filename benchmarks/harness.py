@@ -51,6 +51,7 @@ from bbperf.target import connect, resolve_url
 from bbperf.workload import QUERY_NAMES, catalogue
 
 TABLE = "harness_points"
+SIDES = ("measure", "measure on rendered text", "pgbench", "SELECT 1 measure", "SELECT 1 pgbench")
 _VARIABLE = re.compile(r"(?<!:):(\w+)")
 
 
@@ -226,20 +227,17 @@ def main() -> None:
               + "".join(f"\n  -D {k}={v}" for k, v in defines.items()))  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             pgbench = Pgbench(settings, resolve_url(settings), engine, Path(tmp))
-            timed = {
-                "measure": lambda: measure(
-                    engine, sql, params, rounds=args.transactions, warmup=200
-                ),
-                "measure on rendered text": lambda: measure(
-                    engine, rendered, rounds=args.transactions, warmup=200
-                ),
-                "pgbench": lambda: pgbench.latencies_ms(script, defines, args.transactions),
-                "SELECT 1 measure": lambda: measure(
-                    engine, "SELECT 1", rounds=args.transactions, warmup=200
-                ),
-                "SELECT 1 pgbench": lambda: pgbench.latencies_ms(
-                    "SELECT 1;\n", {}, args.transactions
-                ),
+            n = args.transactions
+
+            def ours(statement: str, values: dict[str, Any]) -> list[float]:
+                return list(measure(engine, statement, values, rounds=n, warmup=200).samples_ms)
+
+            timed: dict[str, Callable[[], list[float]]] = {
+                "measure": lambda: ours(sql, params),
+                "measure on rendered text": lambda: ours(rendered, {}),
+                "pgbench": lambda: pgbench.latencies_ms(script, defines, n),
+                "SELECT 1 measure": lambda: ours("SELECT 1", {}),
+                "SELECT 1 pgbench": lambda: pgbench.latencies_ms("SELECT 1;\n", {}, n),
             }
             pgbench.latencies_ms(script, defines, 200)  # warm-up, discarded
             for _ in range(args.repeats):
@@ -247,16 +245,12 @@ def main() -> None:
                 # round trip between ~16 and ~50 µs on this 2-core machine.
                 for side, run in timed.items():
                     engine.dispose()
-                    samples = run()
-                    runs[side].append(list(getattr(samples, "samples_ms", samples)))
+                    runs[side].append(run())
             conversion_ms = fetch_ms(engine, rendered, args.transactions)
     finally:
         cleanup()
         engine.dispose()
     report(runs, conversion_ms, rows)
-
-
-SIDES = ("measure", "measure on rendered text", "pgbench", "SELECT 1 measure", "SELECT 1 pgbench")
 
 
 def report(runs: dict[str, list[list[float]]], conversion_ms: float, rows: int) -> None:
