@@ -107,13 +107,14 @@ def print_worst(worst: dict[str, Any], user_id: int) -> None:
 def target_verdict(speed: pd.DataFrame) -> tuple[bool, str]:
     """The issue's target: after's server time ≤ 1 ms for a typical (median) barber, and end to
     end significantly faster than before."""
-    after = speed[(speed["barber"] == "median") & (speed["variant"] == "after")].iloc[0]
+    typical = "median" if (speed["barber"] == "median").any() else "busiest"  # one-barber data
+    after = speed[(speed["barber"] == typical) & (speed["variant"] == "after")].iloc[0]
     holds = bool(
         after["server_exec_ms"] <= TARGET_MS and after["significant"] and after["speedup"] > 1
     )
     word = "HOLDS" if holds else "DOES NOT HOLD"
     return holds, (
-        f"target (after server time <= {TARGET_MS:g} ms for the median barber, end to end "
+        f"target (after server time <= {TARGET_MS:g} ms for the {typical} barber, end to end "
         f"significantly faster than before): {word} — server {after['server_exec_ms']:.3f} ms, "
         f"end to end x{after['speedup']:.2f}"
     )
