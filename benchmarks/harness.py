@@ -14,7 +14,8 @@ Queries (``--query``):
 * ``point``: a primary-key lookup on a scratch table ``harness_points`` (created and dropped).
 
 ``measure`` also runs on the rendered statement text (no parameters: psycopg2 sends the same
-bytes without its parameter path). Prints the medians, the ratios to pgbench (target 0.9–1.15) and
+bytes without its parameter path), and with ``wire_only=True`` (parameters rendered once, only
+``execute`` timed, rows converted outside the timed span: the query, not the Python stack). Prints the medians, the ratios to pgbench (target 0.9–1.15) and
 where the gap goes: psycopg2's parameter path, turning the received rows into Python objects
 (which pgbench never does), the fixed round trip (``SELECT 1`` timed both ways). Every side runs on
 a new backend each repeat, in turn, so drift and CPU placement hit all alike.
@@ -51,7 +52,14 @@ from bbperf.target import connect, resolve_url
 from bbperf.workload import QUERY_NAMES, catalogue
 
 TABLE = "harness_points"
-SIDES = ("measure", "measure on rendered text", "pgbench", "SELECT 1 measure", "SELECT 1 pgbench")
+SIDES = (
+    "measure",
+    "measure on rendered text",
+    "measure wire_only",
+    "pgbench",
+    "SELECT 1 measure",
+    "SELECT 1 pgbench",
+)
 _VARIABLE = re.compile(r"(?<!:):(\w+)")
 
 
@@ -229,12 +237,14 @@ def main() -> None:
             pgbench = Pgbench(settings, resolve_url(settings), engine, Path(tmp))
             n = args.transactions
 
-            def ours(statement: str, values: dict[str, Any]) -> list[float]:
-                return list(measure(engine, statement, values, rounds=n, warmup=200).samples_ms)
+            def ours(statement: str, values: dict[str, Any], wire: bool = False) -> list[float]:
+                timing = measure(engine, statement, values, rounds=n, warmup=200, wire_only=wire)
+                return list(timing.samples_ms)
 
             timed: dict[str, Callable[[], list[float]]] = {
                 "measure": lambda: ours(sql, params),
                 "measure on rendered text": lambda: ours(rendered, {}),
+                "measure wire_only": lambda: ours(sql, params, wire=True),
                 "pgbench": lambda: pgbench.latencies_ms(script, defines, n),
                 "SELECT 1 measure": lambda: ours("SELECT 1", {}),
                 "SELECT 1 pgbench": lambda: pgbench.latencies_ms("SELECT 1;\n", {}, n),
@@ -260,7 +270,7 @@ def report(runs: dict[str, list[list[float]]], conversion_ms: float, rows: int) 
         per_repeat = " ".join(f"{statistics.median(run):.3f}" for run in runs[side])
         print(f"{side:>24} median {median[side]:.4f} ms  (per repeat: {per_repeat})")
     pgbench = median["pgbench"]
-    for side in ("measure", "measure on rendered text"):
+    for side in ("measure", "measure on rendered text", "measure wire_only"):
         ratio = median[side] / pgbench
         verdict = "within" if 0.9 <= ratio <= 1.15 else "OUTSIDE"
         print(f"ratio {side}/pgbench {ratio:.3f} ({verdict} target 0.9–1.15)")

@@ -199,3 +199,20 @@ def test_magics(visits: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch)
     timing = shell.run_cell_magic("bench", "--rounds 4 --warmup 1", "SELECT 1")
     assert timing.rounds == 4
     magics.default_engine().dispose()
+
+
+def test_measure_wire_only_sends_the_rendered_statement_every_round(fresh_engine: Engine) -> None:
+    with fresh_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE marks (v text, at int)"))
+    timing = measure(
+        fresh_engine,
+        "INSERT INTO marks VALUES (:v, :at) RETURNING v",
+        {"v": "it's", "at": 7},
+        rounds=4,
+        warmup=1,
+        wire_only=True,
+    )
+    assert timing.rounds == 4 and all(s > 0 for s in timing.samples_ms)
+    with fresh_engine.connect() as conn:
+        rows = conn.execute(text("SELECT v, at, count(*) FROM marks GROUP BY 1, 2")).all()
+    assert rows == [("it's", 7, 5)]
