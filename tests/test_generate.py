@@ -43,6 +43,34 @@ def test_same_seed_gives_same_fingerprints_and_another_seed_differs(tiny_copy_ur
     engine.dispose()
 
 
+def test_reload_rebuilds_applied_indexes_and_keeps_the_data_identical(tiny_copy_url: str) -> None:
+    engine = make_engine(tiny_copy_url, echo_pool=False)
+    before = dataset_info(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text("CREATE INDEX ix_appt_barber ON bbperf.appointments (barber_id, start_time)")
+        )
+        conn.execute(
+            text("CREATE INDEX ix_pay_user ON bbperf.payments (user_id) WHERE status = 'completed'")
+        )
+    definitions = (
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'bbperf' ORDER BY 1"
+    )
+    with engine.connect() as conn:
+        expected = conn.execute(text(definitions)).all()
+    again = generate(engine, "tiny", 1.0, 42, "2026-11-01", progress=False)
+    with engine.connect() as conn:
+        assert conn.execute(text(definitions)).all() == expected
+        valid = conn.execute(
+            text(
+                "SELECT bool_and(indisvalid) FROM pg_index WHERE indexrelid IN ('bbperf.ix_appt_barber'::regclass, 'bbperf.ix_pay_user'::regclass)"
+            )
+        ).scalar()
+    assert valid is True
+    assert before is not None and again.fingerprints == before["fingerprints"]
+    engine.dispose()
+
+
 def test_ensure_dataset_reuses_matching_data(tiny_copy_url: str) -> None:
     engine = make_engine(tiny_copy_url, echo_pool=False)
     loaded_at = dataset_info(engine)["loaded_at"]  # type: ignore[index]
