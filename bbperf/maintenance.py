@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from bbperf.schema import extension_schema as schema_extension_schema
+
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
 DEAD_TUPLE_SHARE = 0.20  # VACUUM when dead tuples exceed this share of live + dead
 LEAF_DENSITY_MIN_PCT = 50.0  # a b-tree whose leaves are emptier than this is worth a REINDEX
@@ -59,13 +61,7 @@ def table_stats(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
 def extension_schema(engine: Engine, name: str) -> str | None:
     """The schema an extension is installed in, or None when it is not installed in this database."""
     with engine.connect() as conn:
-        return conn.execute(
-            text(
-                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-                "WHERE e.extname = :name"
-            ),
-            {"name": name},
-        ).scalar()
+        return schema_extension_schema(conn, name)
 
 
 @dataclass(frozen=True)

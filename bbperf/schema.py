@@ -276,6 +276,17 @@ def create_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> SchemaStatus:
     return schema_status(engine, schema)
 
 
+def extension_schema(conn: Connection, name: str) -> str | None:
+    """The schema extension ``name`` is installed in, or None when this database lacks it."""
+    return conn.execute(
+        text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = :name"
+        ),
+        {"name": name},
+    ).scalar()
+
+
 def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str, str]:
     """Install missing bench extensions into bbperf's schema where the server allows it.
 
@@ -285,13 +296,7 @@ def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str,
     result: dict[str, str] = {}
     for ext in BENCH_EXTENSIONS:
         with engine.connect() as conn:
-            where = conn.execute(
-                text(
-                    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-                    "ON n.oid = e.extnamespace WHERE e.extname = :e"
-                ),
-                {"e": ext},
-            ).scalar()
+            where = extension_schema(conn, ext)
             if where:
                 result[ext] = f"installed in {where}"
                 continue

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import QueryError
+from bbperf.schema import extension_schema
 from bbperf.target import query_error
 
 if TYPE_CHECKING:
@@ -60,17 +61,6 @@ def measure_query_time(
         return wrapper  # type: ignore[return-value]
 
     return decorate(func) if func is not None else decorate
-
-
-def extension_schema(conn: Connection, name: str) -> str | None:
-    """The schema an extension is installed in, or None when it is not installed here."""
-    return conn.execute(
-        text(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-            "WHERE e.extname = :name"
-        ),
-        {"name": name},
-    ).scalar()
 
 
 def _statements_schema(conn: Connection) -> str:
