@@ -122,7 +122,7 @@ def pgbench_script(
         cursor = raw.cursor()
         literals = {k: cursor.mogrify("%s", (v,)).decode() for k, v in params.items()}
         driver_sql, values = compile_sql(engine, sql, params)
-        sent_by_psycopg2 = cursor.mogrify(driver_sql, values or None).decode()
+        sent_by_psycopg2 = cursor.mogrify(driver_sql, values).decode()
     finally:
         raw.close()
     sent_by_pgbench = _VARIABLE.sub(lambda m: literals[m.group(1)], sql)

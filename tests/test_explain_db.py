@@ -216,3 +216,12 @@ def test_measure_wire_only_sends_the_rendered_statement_every_round(fresh_engine
     with fresh_engine.connect() as conn:
         rows = conn.execute(text("SELECT v, at, count(*) FROM marks GROUP BY 1, 2")).all()
     assert rows == [("it's", 7, 5)]
+
+
+def test_percent_sign_in_sql_without_parameters(fresh_engine: Engine) -> None:
+    from bbperf.explain import explain_overhead
+
+    sql = "SELECT g % 7 AS k, count(*) FROM generate_series(1, 100) g GROUP BY 1"
+    assert measure(fresh_engine, sql, rounds=2, warmup=0).rounds == 2
+    assert measure(fresh_engine, sql, rounds=2, warmup=0, wire_only=True).rounds == 2
+    assert explain_overhead(fresh_engine, sql, rounds=2, warmup=0).timing_on_pct > -100

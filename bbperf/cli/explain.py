@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format", choices=("text", "json"), default="text", help="output (default text)"
     )
     ex.add_argument("--no-analyze", action="store_true", help="plan only; do not execute")
+    ex.add_argument(
+        "--overhead",
+        type=int,
+        metavar="ROUNDS",
+        help="also time plain vs EXPLAIN ANALYZE TIMING OFF vs ON over ROUNDS interleaved rounds",
+    )
     ex.set_defaults(func=run_explain)
 
     ad = sub.add_parser("advise", help="propose and cost candidate indexes for a statement")
@@ -51,9 +57,16 @@ def parse_params(value: str | None) -> dict[str, Any]:
 def run_explain(args: argparse.Namespace) -> int:
     from bbperf.explain.run import explain
 
-    plan = explain(
-        engine_from(args), args.sql, parse_params(args.params), analyze=not args.no_analyze
-    )
+    engine = engine_from(args)
+    params = parse_params(args.params)
+    if args.overhead is not None and args.overhead < 1:
+        raise ConfigError(f"--overhead needs a positive number of rounds, got {args.overhead}")
+    plan = explain(engine, args.sql, params, analyze=not args.no_analyze)
+    overhead = None
+    if args.overhead:
+        from bbperf.explain.overhead import explain_overhead
+
+        overhead = explain_overhead(engine, args.sql, params, rounds=args.overhead)
     if args.format == "json":
         print_json(
             {
@@ -61,10 +74,13 @@ def run_explain(args: argparse.Namespace) -> int:
                 "execution_ms": plan.execution_ms,
                 "nodes": plan.to_frame().reset_index().to_dict(orient="records"),
                 "plan": plan.raw,
+                "overhead": overhead.to_dict() if overhead else None,
             }
         )
     else:
         print(plan.text())
+        if overhead:
+            print(f"EXPLAIN ANALYZE overhead: {overhead}")
     return 0
 
 

@@ -140,9 +140,11 @@ def _rounds(
     wire_only: bool = False,
 ) -> None:
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    args = values or None
+    # Always pass the mapping, even empty: the compiled SQL escapes % as %%, which psycopg2 only
+    # unescapes when it formats parameters.
+    args = values
     timed_sql, timed_args = driver_sql, args
-    if wire_only and args:
+    if wire_only:
         timed_sql, timed_args = cursor.mogrify(driver_sql, args).decode(), None
     try:
         for _ in range(warmup):

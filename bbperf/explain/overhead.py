@@ -77,7 +77,7 @@ def explain_overhead(
                 for variant in VARIANTS:
                     driver_sql, values = compiled[variant]
                     start = time.perf_counter_ns()
-                    cursor.execute(driver_sql, values or None)
+                    cursor.execute(driver_sql, values)  # always a mapping: % is escaped
                     cursor.fetchall()
                     if i >= warmup:
                         samples[variant].append((time.perf_counter_ns() - start) / 1e6)
