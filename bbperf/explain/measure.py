@@ -143,7 +143,8 @@ def _rounds(
     # Always pass the mapping, even empty: the compiled SQL escapes % as %%, which psycopg2 only
     # unescapes when it formats parameters.
     args = values
-    timed_sql, timed_args = driver_sql, args
+    timed_sql: str = driver_sql
+    timed_args: dict[str, Any] | None = args
     if wire_only:
         timed_sql, timed_args = cursor.mogrify(driver_sql, args).decode(), None
     try:
