@@ -141,3 +141,12 @@ def test_libpq_pgpassword_works_through_the_driver(pg15_cluster: pg15.Cluster) -
     assert "bbperf: error" not in proc.stderr
     denied = run_cli("--database-url", url, "schema", "status", env={"PGPASSWORD": "nope"})
     assert_one_line_error(denied, "authentication failed")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from bbperf import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bbperf {__version__}"

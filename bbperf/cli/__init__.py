@@ -20,6 +20,12 @@ def command_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
+def _version() -> str:
+    from bbperf import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bbperf",
@@ -36,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bbperf's schema on the target (env: BBPERF_SCHEMA; default bbperf)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"bbperf {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in command_modules():
         importlib.import_module(f"bbperf.cli.{name}").register(sub)
