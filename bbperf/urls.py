@@ -70,3 +70,18 @@ def mask_text(text: str) -> str:
         lambda m: f"{m.group(1)}***{m.group(3)}" if m.group(2) else m.group(0), text
     )
     return _PW_PARAM.sub(r"\1***", text)
+
+
+def describe_target(url: URL | str) -> str:
+    """Where a URL points, for provenance: ``host:port/database`` or ``unix-socket/database``.
+
+    Carries no user name, password or query options, so it can be written into any report.
+    """
+    parsed = parse_url(url) if isinstance(url, str) else url
+    if is_sqlite(parsed):
+        return f"sqlite/{parsed.database or ':memory:'}"
+    database = parsed.database or ""
+    if is_unix_socket(parsed):
+        return f"unix-socket/{database}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.host}{port}/{database}"

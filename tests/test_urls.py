@@ -56,3 +56,17 @@ def test_mask_text_in_free_text() -> None:
 )
 def test_unix_socket_detection(url: str, socket: bool) -> None:
     assert is_unix_socket(parse_url(url)) is socket
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("postgresql://app:s3cret@db.example.com:6432/bb?sslmode=require", "db.example.com:6432/bb"),
+        ("postgresql://postgres@/bbperf?host=/tmp/x", "unix-socket/bbperf"),
+        ("sqlite://", "sqlite/:memory:"),
+    ],
+)
+def test_describe_target_holds_no_credentials(url: str, described: str) -> None:
+    from bbperf.urls import describe_target
+
+    assert describe_target(url) == described

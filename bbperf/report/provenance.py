@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.urls import mask_text, mask_url
+from bbperf.urls import describe_target, mask_text
 
 # Settings that change plans or timings enough that two reports differing in them are not like for like.
 KEY_SETTINGS = (
@@ -130,8 +130,8 @@ def collect_provenance(
 ) -> dict[str, Any]:
     """Everything a reader needs to judge whether two reports are comparable.
 
-    ``engine`` may be None (no database reachable): the server section then says so. The target URL is
-    recorded masked; no password ever enters provenance.
+    ``engine`` may be None (no database reachable): the server section then says so. The target is
+    recorded as ``host:port/database`` (no user, password or options).
     """
     from bbperf import __version__
 
@@ -141,7 +141,7 @@ def collect_provenance(
     if engine is None:
         server = {"error": "no database connection"}
     else:
-        target = mask_url(engine.url)
+        target = describe_target(engine.url)
         try:
             server = server_info(engine)
             dataset = dataset_fingerprint(engine, schema)
