@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error, unwrapping a SQLAlchemy DBAPIError to the driver's own message
+    (PostgreSQL puts the cause on line one and the DETAIL/HINT/context after it)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
 class BbperfError(Exception):
     """Base class: the CLI prints ``bbperf: error: <message>`` and exits 2."""
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bbperf.errors import ConfigError, DataError
+from bbperf.errors import ConfigError, DataError, first_line
 from bbperf.monitor import DatabaseMetrics, PoolMonitor, evaluate, percentile, read_database_metrics
 from bbperf.poolcosts import PoolRecommendation, pool_costs, recommend_pool_size
 from bbperf.pools import make_engine, pool_config
@@ -111,7 +111,7 @@ def _request(engine: Engine, run: Callable[[Connection], object], worker: _Worke
     except PoolTimeout:
         worker.timeouts += 1
     except (DBAPIError, SQLAlchemyError) as exc:
-        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        message = first_line(exc)
         if any(part in message for part in _REFUSED):
             worker.refusals += 1
         else:
@@ -193,7 +193,7 @@ def run_step(
                     )
                 )
     except DBAPIError as exc:
-        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        message = first_line(exc)
         # A step that cannot connect is data, with the same columns as a step that ran.
         row.update(
             status="unhealthy",

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from bbperf.config import DEFAULT_SCHEMA, validate_identifier
-from bbperf.errors import SchemaError
+from bbperf.errors import SchemaError, first_line
 
 SCHEMA_MARKER = "managed by bbperf"
 BENCH_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "pg_buffercache")
@@ -306,8 +306,7 @@ def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str,
                 conn.commit()
                 result[ext] = f"created in {schema}"
             except Exception as exc:  # noqa: BLE001 - permission or availability, reported not raised
-                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                result[ext] = f"unavailable: {reason}"
+                result[ext] = f"unavailable: {first_line(exc)}"
     return result
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bbperf.config import Settings, load_settings
-from bbperf.errors import ConnectionFailed, QueryError
+from bbperf.errors import ConnectionFailed, QueryError, first_line
 from bbperf.server import EmbeddedServer
 from bbperf.urls import mask_text, mask_url, parse_url
 
@@ -45,8 +45,7 @@ def check_connection(engine: Engine) -> str:
 
 def describe_db_error(exc: DBAPIError, engine: Engine | None = None) -> str:
     """One line from a driver error: the server's first message line, passwords masked."""
-    orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    first = first_line(exc)
     where = f" ({mask_url(engine.url)})" if engine is not None else ""
     if "password authentication failed" in first or "no password supplied" in first:
         return f"authentication failed{where}: {mask_text(first)}"
@@ -57,8 +56,7 @@ def describe_db_error(exc: DBAPIError, engine: Engine | None = None) -> str:
 
 def query_error(exc: DBAPIError, sql: str | None = None) -> QueryError:
     """A QueryError from a failed statement, naming the statement's first line."""
-    orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    first = first_line(exc)
     snippet = ""
     if sql:
         line = " ".join(sql.split())

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import DEFAULT_SCHEMA
+from bbperf.errors import first_line
 from bbperf.indexes.catalog import read_catalog
 from bbperf.indexes.model import IndexDef, IndexSet
 from bbperf.indexes.validate import validate
@@ -27,10 +28,6 @@ STATUS_COLUMNS = [
 def _autocommit(engine: Engine) -> Connection:
     # CREATE/DROP INDEX CONCURRENTLY refuse to run inside a transaction block.
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0]
 
 
 def _size(conn: Connection, schema: str, name: str) -> int:
@@ -110,7 +107,7 @@ def apply(
                             conn, index, schema, concurrently, check.action == "repair"
                         )
                     except DBAPIError as exc:
-                        row.update(result="failed", reason=_first_line(exc))
+                        row.update(result="failed", reason=first_line(exc))
                     else:
                         size = _size(conn, schema, index.name)
                         row.update(result="repaired" if check.action == "repair" else "created",
@@ -161,7 +158,7 @@ def drop(
                     conn.execute(text(index.drop_sql(schema, concurrently=concurrently)))
                     row["result"] = "dropped"
                 except DBAPIError as exc:
-                    row.update(result="failed", reason=_first_line(exc))
+                    row.update(result="failed", reason=first_line(exc))
             rows.append(row)
         if any(r["result"] == "dropped" for r in rows):
             builds = recorded_builds(conn, schema)

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import DEFAULT_SCHEMA
+from bbperf.errors import first_line
 from bbperf.indexes.catalog import Catalog, ExistingIndex, read_catalog
 from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet
 from bbperf.schema import require_schema
@@ -179,7 +180,7 @@ def predicate_errors(conn: Connection, index_set: IndexSet, catalog: Catalog) ->
                     )
                 )
         except DBAPIError as exc:
-            errors[index.name] = str(exc.orig).strip().splitlines()[0]
+            errors[index.name] = first_line(exc)
     return errors
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.errors import first_line
 from bbperf.urls import describe_target, mask_text
 
 # Settings that change plans or timings enough that two reports differing in them are not like for like.
@@ -146,10 +147,7 @@ def collect_provenance(
             server = server_info(engine)
             dataset = dataset_fingerprint(engine, schema)
         except DBAPIError as exc:
-            orig = getattr(exc, "orig", None) or exc
-            server = {
-                "error": mask_text(str(orig).strip().splitlines()[0] if str(orig).strip() else "")
-            }
+            server = {"error": mask_text(first_line(exc))}
     return {
         "bbperf": {"version": __version__, "git": git_commit()},
         "target": target,
