@@ -11,23 +11,14 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from bbperf.config import load_settings
 from bbperf.errors import ConfigError, DataError
 from bbperf.monitor import percentile
-from bbperf.pools import engine_kwargs, make_engine, pool_config
+from bbperf.pools import make_engine
 from bbperf.target import resolve_url
-from bbperf.urls import parse_url
-
-
-def _nullpool_engine(url: str, environment: str) -> Engine:
-    """No pool at all: every checkout opens (and every checkin closes) a server connection."""
-    parsed = parse_url(url)
-    config = pool_config(environment)
-    kwargs = engine_kwargs(config, parsed, search_path=load_settings().schema)
-    return create_engine(parsed, poolclass=NullPool, connect_args=kwargs["connect_args"])
 
 
 def pool_costs(
@@ -45,7 +36,7 @@ def pool_costs(
     engines = {
         ("pre_ping", "on"): make_engine(url, environment, echo_pool=False, pool_pre_ping=True),
         ("pre_ping", "off"): make_engine(url, environment, echo_pool=False, pool_pre_ping=False),
-        ("connection_setup", "NullPool"): _nullpool_engine(url, environment),
+        ("connection_setup", "NullPool"): make_engine(url, environment, poolclass=NullPool),
         ("connection_setup", "QueuePool"): make_engine(url, environment, echo_pool=False),
     }
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in engines}

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from bbperf.errors import ConfigError
 from bbperf.urls import is_sqlite, is_unix_socket, mask_url, parse_url
@@ -140,12 +140,14 @@ def make_engine(
     environment: str = "development",
     *,
     schema: str | None = None,
+    poolclass: type[Pool] | None = None,
     **overrides: Any,
 ) -> Engine:
     """An engine for ``url`` (default: bbperf's target) with ``environment``'s pool settings.
 
     ``overrides`` replace PoolConfig fields (``pool_size=5``, ``pool_pre_ping=False``, ...).
     ``schema`` is put first on the search_path (default: bbperf's schema for its own target).
+    ``poolclass`` (e.g. NullPool) replaces the environment's pool; only its connection settings stay.
     """
     config = pool_config(environment, **overrides)
     if url is None:
@@ -158,6 +160,8 @@ def make_engine(
 
         schema = load_settings().schema
     kwargs = engine_kwargs(config, parsed, search_path=schema)
+    if poolclass is not None:
+        kwargs = {"poolclass": poolclass, "connect_args": kwargs["connect_args"]}
     return create_engine(parsed, **kwargs)
 
 

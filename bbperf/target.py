@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -22,7 +24,7 @@ def resolve_url(settings: Settings | None = None, *, start: bool = True) -> str:
 
 
 def connect(
-    database_url: str | None = None, environment: str = "development", **overrides: object
+    database_url: str | None = None, environment: str = "development", **overrides: Any
 ) -> Engine:
     """An engine on bbperf's target, checked with a real round trip (fails fast, one clear line)."""
     from bbperf.pools import make_engine
