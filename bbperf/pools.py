@@ -162,7 +162,11 @@ def make_engine(
     kwargs = engine_kwargs(config, parsed, search_path=schema)
     if poolclass is not None:
         kwargs = {"poolclass": poolclass, "connect_args": kwargs["connect_args"]}
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if schema is not None:
+        # The engine carries its schema: library code reads it with bbperf.target.schema_of.
+        engine.update_execution_options(bbperf_schema=schema)
+    return engine
 
 
 def describe(config: PoolConfig, url: URL | str | None = None) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bbperf.config import Settings, load_settings
+from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
 from bbperf.errors import ConnectionFailed, QueryError, first_line
 from bbperf.server import EmbeddedServer
 from bbperf.urls import mask_text, mask_url, parse_url
@@ -34,6 +34,12 @@ def connect(
     engine = make_engine(url, environment, schema=settings.schema, **overrides)
     check_connection(engine)
     return engine
+
+
+def schema_of(engine: Engine | Connection) -> str:
+    """The schema bbperf owns on ``engine``'s target: the one it was connected with."""
+    schema = engine.get_execution_options().get("bbperf_schema")
+    return str(schema) if schema else DEFAULT_SCHEMA
 
 
 def check_connection(engine: Engine) -> str:
