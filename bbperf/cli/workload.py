@@ -1,0 +1,75 @@
+"""``bbperf workload capture | sample | replay | advise | show``: a target's own workload, from
+pg_stat_statements to index advice, read-only outside bbperf's schema."""
+
+from __future__ import annotations
+
+import argparse
+
+from bbperf.cli import engine_from, print_json, settings_from
+from bbperf.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    wl = sub.add_parser(
+        "workload",
+        help="capture a workload from pg_stat_statements, sample values, replay it, advise indexes",
+    )
+    wsub = wl.add_subparsers(dest="workload_command", metavar="ACTION", required=True)
+
+    cap = wsub.add_parser(
+        "capture", help="write the top statements of pg_stat_statements as a workload file"
+    )
+    cap.add_argument("--top", type=int, default=20, help="how many statements (default 20)")
+    cap.add_argument(
+        "--min-calls", type=int, default=1, help="leave out statements called fewer times (default 1)"
+    )
+    cap.add_argument(
+        "--order",
+        choices=("total", "mean"),
+        default="total",
+        help="rank by total or by mean execution time (default total)",
+    )
+    cap.add_argument("-o", "--output", required=True, metavar="FILE", help="workload file to write")
+    cap.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
+    cap.set_defaults(func=run_capture)
+
+    show = wsub.add_parser("show", help="print a workload file's statements and placeholders")
+    show.add_argument("workload", help="workload file, or 'catalogue' for the built-in one")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    show.set_defaults(func=run_show)
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bbperf.workload.capture import capture
+    from bbperf.workload.file import save_workload
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists: pass --force to overwrite it, or choose another file")
+    workload = capture(engine_from(args), top=args.top, min_calls=args.min_calls, order=args.order)
+    save_workload(workload, out, force=args.force)
+    unresolved = sum(len(s.unresolved) for s in workload.statements)
+    print(
+        f"wrote {out}: {len(workload.statements)} statements, {workload.total_calls} calls, "
+        f"{unresolved} unresolved placeholder(s)"
+    )
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from bbperf.workload.file import load_workload
+
+    workload = load_workload(args.workload)
+    frame = workload.to_frame()
+    if args.format == "json":
+        print_json(frame.to_dict(orient="records"))
+    else:
+        print(frame.to_string(index=False))
+    return 0
+
+
+def _owned(args: argparse.Namespace) -> bool:
+    """bbperf owns the target when it is the embedded server (no --database-url)."""
+    return settings_from(args).embedded
