@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cap.add_argument("--top", type=int, default=20, help="how many statements (default 20)")
     cap.add_argument(
-        "--min-calls", type=int, default=1, help="leave out statements called fewer times (default 1)"
+        "--min-calls",
+        type=int,
+        default=1,
+        help="leave out statements called fewer times (default 1)",
     )
     cap.add_argument(
         "--order",
@@ -32,6 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cap.add_argument("-o", "--output", required=True, metavar="FILE", help="workload file to write")
     cap.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
     cap.set_defaults(func=run_capture)
+
+    sm = wsub.add_parser(
+        "sample", help="fill placeholders with values drawn from the compared columns (read-only)"
+    )
+    sm.add_argument("workload", help="workload file, or 'catalogue' for the built-in one")
+    sm.add_argument(
+        "-o", "--output", metavar="FILE", help="write here (default: the workload file itself)"
+    )
+    sm.add_argument("--sets", type=int, default=20, help="value sets per statement (default 20)")
+    sm.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
+    sm.add_argument("--force", action="store_true", help="overwrite --output when it exists")
+    sm.set_defaults(func=run_sample)
 
     show = wsub.add_parser("show", help="print a workload file's statements and placeholders")
     show.add_argument("workload", help="workload file, or 'catalogue' for the built-in one")
@@ -55,6 +70,29 @@ def run_capture(args: argparse.Namespace) -> int:
         f"wrote {out}: {len(workload.statements)} statements, {workload.total_calls} calls, "
         f"{unresolved} unresolved placeholder(s)"
     )
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bbperf.workload.file import is_builtin, load_workload, save_workload
+    from bbperf.workload.sample import sample
+
+    if args.output is None and is_builtin(args.workload):
+        raise ConfigError("the built-in catalogue is read-only: pass -o FILE to write its sample")
+    out = Path(args.output or args.workload)
+    in_place = args.output is None or out.resolve() == Path(args.workload).resolve()
+    if out.exists() and not (in_place or args.force):
+        raise ConfigError(f"{out} exists: pass --force to overwrite it, or choose another file")
+    workload = load_workload(args.workload)
+    result = sample(engine_from(args), workload, sets=args.sets, seed=args.seed)
+    save_workload(result.workload, out, force=True)
+    print(f"wrote {out}: values for {len(result.filled)} statement(s) with placeholders")
+    unresolved = result.unresolved_frame()
+    if len(unresolved):
+        print(f"not filled ({unresolved['statement'].nunique()} statement(s); replay skips them):")
+        print(unresolved.to_string(index=False))
     return 0
 
 

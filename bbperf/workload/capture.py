@@ -81,7 +81,9 @@ def capture(
     return Workload(name, statements, source="pg_stat_statements", meta=meta)
 
 
-def lookup_tables(conn: Connection, relations: Iterable[Relation]) -> dict[Relation, tuple[str, str]]:
+def lookup_tables(
+    conn: Connection, relations: Iterable[Relation]
+) -> dict[Relation, tuple[str, str]]:
     """Each relation → (schema, table) it names on the target's search_path; unknown ones omitted."""
     out: dict[Relation, tuple[str, str]] = {}
     for rel in relations:
