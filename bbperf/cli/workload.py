@@ -48,6 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     sm.add_argument("--force", action="store_true", help="overwrite --output when it exists")
     sm.set_defaults(func=run_sample)
 
+    rp = wsub.add_parser(
+        "replay", help="run the workload weighted by calls share; p50/p95/p99 per statement"
+    )
+    rp.add_argument("workload", help="sampled workload file (see `bbperf workload sample`)")
+    rp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    rp.add_argument("--concurrency", type=int, default=2, help="connections (default 2)")
+    rp.add_argument("--seed", type=int, default=42, help="statement-choice seed (default 42)")
+    rp.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="also replay INSERT/UPDATE/DELETE (rolled back); only on the embedded server",
+    )
+    rp.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    rp.set_defaults(func=run_replay)
+
     show = wsub.add_parser("show", help="print a workload file's statements and placeholders")
     show.add_argument("workload", help="workload file, or 'catalogue' for the built-in one")
     show.add_argument("--format", choices=("text", "json"), default="text", help="output")
@@ -93,6 +108,30 @@ def run_sample(args: argparse.Namespace) -> int:
     if len(unresolved):
         print(f"not filled ({unresolved['statement'].nunique()} statement(s); replay skips them):")
         print(unresolved.to_string(index=False))
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from bbperf.workload.file import load_workload
+    from bbperf.workload.replay import replay, replayable
+
+    workload = load_workload(args.workload)
+    # Refuse before connecting: --allow-writes on a target bbperf does not own is a usage error.
+    replayable(workload, allow_writes=args.allow_writes, owned=_owned(args))
+    result = replay(
+        engine_from(args),
+        workload,
+        duration_s=args.duration,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        allow_writes=args.allow_writes,
+        owned=_owned(args),
+        progress=args.format == "text",
+    )
+    if args.format == "json":
+        print_json(result.to_dict())
+    else:
+        print(result.text())
     return 0
 
 

@@ -5,6 +5,7 @@ listed, never guessed. Read-only."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
@@ -195,6 +196,10 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, timedelta):
         return f"{value.total_seconds()} seconds"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, list) and all(isinstance(v, _PLAIN) for v in value):
+        return value
     return str(value)
 
 
