@@ -63,6 +63,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--format", choices=("text", "json"), default="text", help="output")
     rp.set_defaults(func=run_replay)
 
+    ad = wsub.add_parser(
+        "advise",
+        help="indexes for the whole workload: hypothetical (HypoPG), scored as cost saved × calls",
+    )
+    ad.add_argument("workload", help="sampled workload file (see `bbperf workload sample`)")
+    ad.add_argument(
+        "--min-savings",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="a candidate must save this %% of a statement's planner cost (default 10)",
+    )
+    ad.add_argument(
+        "--min-savings-multicolumn",
+        type=float,
+        default=20.0,
+        metavar="PCT",
+        help="the bar for multi-column candidates (default 20)",
+    )
+    ad.add_argument("--max-indexes", type=int, default=5, help="keep at most N (default 5)")
+    ad.add_argument(
+        "--allow-build",
+        action="store_true",
+        help="without HypoPG on a target bbperf does not own: build candidates CONCURRENTLY "
+        "under a lock_timeout, then drop them",
+    )
+    ad.add_argument(
+        "--verify",
+        action="store_true",
+        help="embedded server only: build the set, replay before/after, predicted vs measured",
+    )
+    ad.add_argument(
+        "--duration", type=float, default=5.0, help="--verify: seconds per replay (default 5)"
+    )
+    ad.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    ad.set_defaults(func=run_advise)
+
     show = wsub.add_parser("show", help="print a workload file's statements and placeholders")
     show.add_argument("workload", help="workload file, or 'catalogue' for the built-in one")
     show.add_argument("--format", choices=("text", "json"), default="text", help="output")
@@ -132,6 +169,61 @@ def run_replay(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         print(result.text())
+    return 0
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    from bbperf.workload.advise import advise_workload
+    from bbperf.workload.file import load_workload
+    from bbperf.workload.verify import verify_workload
+
+    if args.max_indexes < 1:
+        raise ConfigError(f"--max-indexes must be at least 1, got {args.max_indexes}")
+    for flag, value in (
+        ("--min-savings", args.min_savings),
+        ("--min-savings-multicolumn", args.min_savings_multicolumn),
+    ):
+        if not 0 < value < 100:
+            raise ConfigError(f"{flag} is a percentage between 0 and 100, got {value}")
+    owned = _owned(args)
+    if args.verify and not owned:
+        raise ConfigError(
+            "--verify builds indexes, so it runs only on the embedded server bbperf owns: "
+            "drop --database-url, or drop --verify"
+        )
+    workload = load_workload(args.workload)
+    engine = engine_from(args)
+    advice = advise_workload(
+        engine,
+        workload,
+        owned=owned,
+        allow_build=args.allow_build,
+        min_savings=args.min_savings / 100,
+        min_savings_multicolumn=args.min_savings_multicolumn / 100,
+        max_indexes=args.max_indexes,
+    )
+    verification = None
+    if args.verify:
+        verification = verify_workload(
+            engine,
+            workload,
+            advice,
+            owned=owned,
+            duration_s=args.duration,
+            progress=args.format == "text",
+        )
+    if args.format == "json":
+        print_json(
+            {
+                "advice": advice.to_dict(),
+                "verification": verification.to_dict() if verification else None,
+            }
+        )
+    else:
+        print(advice.text())
+        if verification:
+            print()
+            print(verification.text())
     return 0
 
 

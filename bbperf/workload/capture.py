@@ -140,7 +140,7 @@ def _statements(conn: Connection) -> tuple[list[Any], int]:
             "pg_stat_statements hides other roles' statements from this role: "
             "GRANT pg_read_all_stats TO it (read-only), then capture again"
         )
-    return rows, version
+    return list(rows), version
 
 
 def _group(rows: list[Any]) -> tuple[dict[str, _Group], int]:
