@@ -64,6 +64,8 @@ def test_round_trip_keeps_statements_values_and_metadata(tmp_path: Path) -> None
     assert b.bind_sql().endswith("notes = 'x \\:b 5%'")
     assert ":b AND start_time >= :t" in b.bind_sql()
     assert b.driver_sql().endswith("%(p2)s AND notes = 'x :b 5%%'")
+    cast = from_named_sql("cast", "SELECT id FROM users WHERE id = :id::int", {})
+    assert cast.bind_sql() == "SELECT id FROM users WHERE id = :id ::int"
 
 
 @pytest.mark.parametrize(

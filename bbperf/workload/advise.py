@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError, SchemaError
+from bbperf.errors import ConfigError, QueryError, SchemaError
 from bbperf.explain.advisor import Candidate, _catalog, candidates, column_roles
-from bbperf.explain.run import explain
+from bbperf.explain.plan import Plan, parse_plan
+from bbperf.explain.run import rolled_back
 from bbperf.schema import extension_schema
 from bbperf.target import query_error
 from bbperf.workload.file import Statement, Workload
@@ -236,7 +237,7 @@ def advise_workload(
             method = choose_method(hypopg is not None, owned=owned, allow_build=allow_build)
             if method == "hypopg":
                 conn = conn.execution_options(postgresql_readonly=True)
-            base, tables, proposals = _base_and_candidates(conn, statements)
+            base, tables, proposals = _base_and_candidates(conn, statements, skipped)
             conn.rollback()
             proposals = proposals[:max_candidates]
             calls = {s.name: max(1, s.calls) for s in statements if s.name in base}
@@ -278,15 +279,22 @@ def advise_workload(
 
 
 def _base_and_candidates(
-    conn: Connection, statements: list[Statement]
+    conn: Connection, statements: list[Statement], skipped: list[tuple[str, str]]
 ) -> tuple[dict[str, float], dict[str, set[tuple[str, str]]], list[Candidate]]:
-    """Each statement's planner cost and scanned tables, and the candidates of all of them."""
+    """Each statement's planner cost and scanned tables, and the candidates of all of them.
+
+    A statement the target will not plan for this role (no INSERT privilege, …) joins ``skipped``.
+    """
     base: dict[str, float] = {}
     tables: dict[str, set[tuple[str, str]]] = {}
     proposals: list[Candidate] = []
     catalogs: dict[tuple[str, str], Any] = {}
     for s in statements:
-        plan = explain(conn, s.bind_sql(), s.params(0), analyze=False, buffers=False, verbose=True)
+        try:
+            plan = _explain(conn, s, verbose=True)
+        except QueryError as exc:
+            skipped.append((s.name, str(exc)))
+            continue
         base[s.name] = plan.total_cost
         tables[s.name] = {(n.schema or "public", n.relation) for n in plan.nodes() if n.relation}
         for table, roles in column_roles(plan).items():
@@ -300,14 +308,14 @@ def _base_and_candidates(
 
 
 def _plan_cost(conn: Connection, s: Statement) -> float:
-    return explain(conn, s.bind_sql(), s.params(0), analyze=False, buffers=False).total_cost
+    return _explain(conn, s).total_cost
 
 
 def _costs(conn: Connection, statements: list[Statement], names: list[str]) -> dict[str, float]:
     """Planner cost of each statement whose plan uses one of the indexes ``names``."""
     out: dict[str, float] = {}
     for s in statements:
-        plan = explain(conn, s.bind_sql(), s.params(0), analyze=False, buffers=False)
+        plan = _explain(conn, s)
         if any(n.index in names for n in plan.nodes()):
             out[s.name] = plan.total_cost
     return out
@@ -347,6 +355,8 @@ def _present(
             conn.rollback()
     else:
         names = [f"bbperf_whatif_{i}" for i in range(len(cands))]
+        # CREATE INDEX CONCURRENTLY waits for every open transaction, ours included: end it first.
+        conn.rollback()
         with engine.connect() as ddl:
             ddl = ddl.execution_options(isolation_level="AUTOCOMMIT")
             ddl.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
@@ -364,6 +374,19 @@ def _present(
                             f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(cand.schema)}.{_quote(name)}"
                         )
                     )
+
+
+def _explain(conn: Connection, s: Statement, *, verbose: bool = False) -> Plan:
+    """The plan without executing (in a rolled-back savepoint). No ANALYZE option at all: HypoPG
+    ignores its hypothetical indexes whenever the option is present, even as ANALYZE FALSE."""
+    options = "VERBOSE, FORMAT JSON" if verbose else "FORMAT JSON"
+    sql = s.bind_sql()
+    try:
+        with rolled_back(conn) as c:
+            data = c.execute(text(f"EXPLAIN ({options}) {sql}"), s.params(0)).scalar_one()
+    except DBAPIError as exc:
+        raise query_error(exc, sql) from None
+    return parse_plan(data, sql=sql)
 
 
 def _quote(name: str) -> str:

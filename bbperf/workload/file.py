@@ -250,6 +250,8 @@ def _substitute(
     for start, end, number in placeholder_tokens(sql):
         out.append(_escape(sql[pos:start], escape_colons, escape_percent))
         out.append(render(number))
+        if escape_colons and sql.startswith("::", end):
+            out.append(" ")  # sqlalchemy.text reads ":p1::int" as no parameter at all
         pos = end
     out.append(_escape(sql[pos:], escape_colons, escape_percent))
     return "".join(out)
