@@ -291,7 +291,7 @@ def _base_and_candidates(
     catalogs: dict[tuple[str, str], Any] = {}
     for s in statements:
         try:
-            plan = _explain(conn, s, verbose=True)
+            plan = _explain(conn, s, verbose=True, guarded=True)
         except QueryError as exc:
             skipped.append((s.name, str(exc)))
             continue
@@ -376,14 +376,20 @@ def _present(
                     )
 
 
-def _explain(conn: Connection, s: Statement, *, verbose: bool = False) -> Plan:
-    """The plan without executing (in a rolled-back savepoint). No ANALYZE option at all: HypoPG
-    ignores its hypothetical indexes whenever the option is present, even as ANALYZE FALSE."""
+def _explain(
+    conn: Connection, s: Statement, *, verbose: bool = False, guarded: bool = False
+) -> Plan:
+    """The plan, without executing (``guarded``: inside a savepoint). No ANALYZE option at all:
+    HypoPG ignores its hypothetical indexes whenever the option is present, even as ANALYZE FALSE."""
     options = "VERBOSE, FORMAT JSON" if verbose else "FORMAT JSON"
     sql = s.bind_sql()
+    statement = text(f"EXPLAIN ({options}) {sql}")
     try:
-        with rolled_back(conn) as c:
-            data = c.execute(text(f"EXPLAIN ({options}) {sql}"), s.params(0)).scalar_one()
+        if guarded:  # a failure must leave the transaction usable for the next statement
+            with rolled_back(conn) as c:
+                data = c.execute(statement, s.params(0)).scalar_one()
+        else:
+            data = conn.execute(statement, s.params(0)).scalar_one()
     except DBAPIError as exc:
         raise query_error(exc, sql) from None
     return parse_plan(data, sql=sql)
