@@ -240,5 +240,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _owned(args: argparse.Namespace) -> bool:
-    """bbperf owns the target when it is the embedded server (no --database-url)."""
-    return settings_from(args).embedded
+    """bbperf owns the target when it is its embedded server (no --database-url, or one pointing at
+    the embedded server's socket)."""
+    from bbperf.workload.replay import owns_target
+
+    settings = settings_from(args)
+    return owns_target(settings.database_url, settings.home)
