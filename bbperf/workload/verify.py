@@ -5,6 +5,7 @@ notebook 01 draws for the seed's indexes, for any workload."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
@@ -32,6 +33,10 @@ class WorkloadVerification:
 
     def table(self) -> pd.DataFrame:
         """One row per statement measured in both replays: predicted and measured speedup (CI)."""
+        return self._table.copy()
+
+    @cached_property
+    def _table(self) -> pd.DataFrame:
         import pandas as pd
 
         predicted = self.advice.statements().set_index("statement")["predicted_speedup"]
