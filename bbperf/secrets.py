@@ -25,7 +25,9 @@ _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
 # Free-text shapes that carry a password whoever it belongs to.
 _USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 _PARAM = re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE)
-_SQL_PASSWORD = re.compile(r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'|\$\w*\$.*?\$\w*\$)", re.IGNORECASE)
+_SQL_PASSWORD = re.compile(
+    r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))", re.IGNORECASE | re.DOTALL
+)
 
 
 def passwords(
@@ -114,9 +116,19 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         for form in forms(secret):
             text = text.replace(form, MASK)
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text)
+    text = _USERINFO.sub(
+        lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text
+    )
     text = _PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
     return _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
+
+
+def statement_text(query: str, url: URL | None = None, chars: int | None = None) -> str:
+    """A statement text from the server (pg_stat_statements, auto_explain) fit to show: blanks
+    collapsed, passwords masked (``url``'s and any ``PASSWORD '…'`` literal), then cut to ``chars``."""
+    known = passwords(url, environ={}, pgpass=False) if url is not None else []
+    text = redact(" ".join(query.split()), known)
+    return text if chars is None or len(text) <= chars else text[: chars - 1] + "…"
 
 
 def find_leaks(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
