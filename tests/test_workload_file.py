@@ -74,8 +74,13 @@ def test_round_trip_keeps_statements_values_and_metadata(tmp_path: Path) -> None
         ({"version": 2, "statement": [{}]}, "format version 2"),
         ({"statement": []}, "no \\[\\[statement\\]\\]"),
         ({"statement": [{"name": "a"}]}, "needs sql"),
-        ({"statement": [{"name": "a", "sql": "SELECT 1; SELECT 2"}]}, "exactly one SQL statement"),
-        ({"statement": [{"name": "a", "sql": "SELEC 1"}]}, "parser rejects"),
+        ({"statement": [{"name": "a", "sql": "SELECT 1; SELECT 2"}]}, "exactly one statement"),
+        ({"statement": [{"name": "a", "sql": "SELEC 1"}]}, "does not parse"),
+        ({"statement": [{"name": "a", "sql": "DROP TABLE users"}]}, "statement 1 \\(a\\)"),
+        (
+            {"statement": [{"name": "a", "sql": "SELECT pg_terminate_backend($1)"}]},
+            "pg_terminate_backend\\(\\) has effects",
+        ),
         ({"statement": [{"name": "a", "sql": "SELECT $1", "values": [[1, 2]]}]}, "1 value"),
         ({"statement": [{"name": "a", "sql": "SELECT 1", "calls": -1}]}, "calls must be"),
         (

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from bbperf.errors import ConfigError
+from bbperf.errors import BbperfError, ConfigError
+from bbperf.sql import parse_one
 from bbperf.workload.parse import Analysis, analyze, literal_spans, placeholder_tokens, resolve
 
 if TYPE_CHECKING:
@@ -323,8 +324,11 @@ def _statement(entry: dict[str, Any], where: str) -> Statement:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: needs a name")
     try:
+        # The shared check for SQL a user hands bbperf: one statement, a query or DML, no function
+        # whose effects escape a rolled-back transaction. Then the workload's own parse-tree walk.
+        parse_one(entry["sql"])
         analysis = analyze(entry["sql"])
-    except Exception as exc:  # a one-line reason either way
+    except BbperfError as exc:
         raise ConfigError(f"{where} ({name}): {exc}") from None
     given = {p.get("number"): p for p in entry.get("placeholder", []) if isinstance(p, dict)}
     placeholders = []
