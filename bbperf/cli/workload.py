@@ -110,7 +110,7 @@ def run_capture(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bbperf.workload.capture import capture
-    from bbperf.workload.file import save_workload
+    from bbperf.workload.tomlwrite import save_workload
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -128,8 +128,9 @@ def run_capture(args: argparse.Namespace) -> int:
 def run_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bbperf.workload.file import is_builtin, load_workload, save_workload
+    from bbperf.workload.file import is_builtin, load_workload
     from bbperf.workload.sample import sample
+    from bbperf.workload.tomlwrite import save_workload
 
     if args.output is None and is_builtin(args.workload):
         raise ConfigError("the built-in catalogue is read-only: pass -o FILE to write its sample")

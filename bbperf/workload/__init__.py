@@ -12,15 +12,8 @@ from bbperf.workload.catalog import (
     draw_parameters,
     windows,
 )
-from bbperf.workload.file import (
-    Placeholder,
-    Statement,
-    Workload,
-    dumps,
-    from_named_sql,
-    load_workload,
-    save_workload,
-)
+from bbperf.workload.file import Placeholder, Statement, Workload, from_named_sql, load_workload
+from bbperf.workload.tomlwrite import dumps, save_workload
 
 __all__ = [
     "QUERIES",

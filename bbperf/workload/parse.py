@@ -69,16 +69,6 @@ class Analysis:
         return tuple(r for r in self.relations if r.schema not in _SYSTEM_SCHEMAS)
 
 
-def split(sql: str) -> list[str]:
-    """The statements of ``sql`` (PostgreSQL's own splitter); QueryError when it does not parse."""
-    from pglast import parser
-
-    try:
-        return [s for s in parser.split(sql) if s.strip()]
-    except parser.ParseError as exc:
-        raise QueryError(f"PostgreSQL's parser rejects the statement: {exc}") from None
-
-
 def fingerprint(sql: str) -> str:
     """The statement's fingerprint: equal for statements that differ only in constants/placeholders."""
     from pglast import parser
