@@ -157,3 +157,27 @@ def test_without_hypopg_a_foreign_target_stops_at_install_hypopg_unless_builds_a
         assert left == 0
     finally:
         owner.dispose()
+
+
+@pytest.mark.skipif(not pg15.has_hypopg(), reason="postgresql-15-hypopg is not installed")
+def test_the_single_statement_advisor_sees_hypothetical_indexes(target: Target) -> None:
+    """`bbperf advise` costs with HypoPG too: its EXPLAIN must not name ANALYZE at all."""
+    from bbperf.explain.advisor import advise
+
+    db = psycopg2.connect(target.admin_dsn)
+    db.autocommit = True
+    with db.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+    db.close()
+    reader = make_engine(target.reader_url, echo_pool=False, schema="bbperf")
+    try:
+        advice = advise(
+            reader,
+            "SELECT id FROM payments WHERE stripe_payment_intent_id = :intent",
+            {"intent": "pi_none"},
+        )
+    finally:
+        reader.dispose()
+    assert advice.method == "hypopg"
+    assert advice.best is not None
+    assert advice.best.candidate.columns == ("stripe_payment_intent_id",)
