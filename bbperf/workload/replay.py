@@ -24,7 +24,8 @@ from bbperf.workload.file import Statement, Workload
 if TYPE_CHECKING:
     import pandas as pd
 
-MAX_CONCURRENCY = 64
+# The development pool holds 10 + 20 overflow connections: more threads would wait on the pool.
+MAX_CONCURRENCY = 30
 
 
 @dataclass
