@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from bbperf.asof import as_of_datetime
 from bbperf.errors import DataError
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
@@ -73,17 +74,6 @@ _DRAWS: dict[str, str] = {
     "ORDER BY created_at DESC, id LIMIT 1",
     "email": "SELECT email FROM users WHERE id = :user_id",
 }
-
-
-def as_of_datetime(as_of: date | datetime | str) -> datetime:
-    """``as_of`` as a UTC datetime at midnight (strings in ISO format)."""
-    if isinstance(as_of, str):
-        as_of = datetime.fromisoformat(as_of)
-    if not isinstance(as_of, datetime):
-        as_of = datetime(as_of.year, as_of.month, as_of.day)
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    return as_of.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def windows(as_of: date | datetime | str) -> dict[str, datetime]:
