@@ -1,0 +1,264 @@
+"""The result-cache experiment: Zipf-popular barbers read through the cache while a second
+connection writes their appointments and payments; TTL and database-driven invalidation side by side.
+
+Each read times the cached path, then — with writes held off, so "at that moment" is exact — reads
+``before`` (the truth: a read whose figures differ from it is *stale*) and ``after_equivalent``.
+The writer inserts completed appointments (and, every other write, their payment) inside the
+30-day window, so every write changes the barber's figures; it marks its rows and the experiment
+deletes them at the end, leaving the dataset as it found it. Bounded: ``duration_s`` per policy.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, text
+
+from bbperf.cache.analysis import Read, reads_frame, summarize_policy, zipf_weights
+from bbperf.cache.invalidation import Listener, install_triggers, remove_triggers
+from bbperf.cache.readthrough import open_cache, read_through
+from bbperf.cache.server import CacheServer
+from bbperf.cache.store import POLICIES, CachePolicy, MetricsCache
+from bbperf.errors import ConfigError, DataError
+from bbperf.metrics.queries import barber_ids, fetch_raw
+
+MARKER = "bbperf-cache-experiment"
+
+_TEMPLATES_SQL = """
+SELECT DISTINCT ON (user_id) user_id, barber_id, client_id, service_id, organization_id,
+       duration_minutes, price
+FROM appointments
+WHERE status = 'completed' AND client_id IS NOT NULL AND user_id = ANY(:ids)
+ORDER BY user_id, id"""
+
+_INSERT_APPOINTMENT = """
+INSERT INTO appointments (user_id, barber_id, client_id, service_id, organization_id, status,
+                          start_time, duration_minutes, price, notes)
+VALUES (%(user_id)s, %(barber_id)s, %(client_id)s, %(service_id)s, %(organization_id)s,
+        'completed', %(start_time)s, %(duration_minutes)s, %(price)s, %(marker)s)
+RETURNING id"""
+
+_INSERT_PAYMENT = """
+INSERT INTO payments (user_id, appointment_id, barber_id, amount, status,
+                      stripe_payment_intent_id, created_at)
+VALUES (%(user_id)s, %(appointment_id)s, %(barber_id)s, %(price)s, 'completed', %(marker)s,
+        %(created_at)s)"""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Knobs of one run. Durations in seconds, rates per second."""
+
+    duration_s: float = 6.0
+    zipf_exponent: float = 1.1
+    writes_per_s: float = 20.0
+    ttl_s: float = 2.0
+    seed: int = 42
+    policies: tuple[str, ...] = POLICIES
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s <= 600:
+            raise ConfigError(f"duration_s {self.duration_s} must be in (0, 600] seconds")
+        if self.writes_per_s < 0 or self.ttl_s <= 0 or self.zipf_exponent < 0:
+            raise ConfigError("writes_per_s and zipf_exponent must be ≥ 0, ttl_s > 0")
+        for name in self.policies:
+            CachePolicy.of(name)
+
+
+@dataclass
+class PolicyRun:
+    """What one policy's run produced."""
+
+    policy: str
+    reads: list[Read] = field(default_factory=list)
+    writes: int = 0
+    invalidations: int = 0
+    memory_bytes: list[int] = field(default_factory=list)
+
+
+class Writer(threading.Thread):
+    """Writes on its own connection — a client that knows nothing of the cache — at a fixed rate,
+    barbers drawn with the readers' popularity. Each write is one committed transaction, made
+    while holding ``lock`` so readers can check staleness with no commit in between."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        templates: dict[int, dict[str, Any]],
+        weights: np.ndarray,
+        barbers: Sequence[int],
+        as_of: datetime,
+        config: ExperimentConfig,
+        lock: threading.Lock,
+    ) -> None:
+        super().__init__(name="bbperf-cache-writer", daemon=True)
+        self.engine, self.templates, self.as_of = engine, templates, as_of
+        self.weights, self.barbers, self.config, self.lock = weights, list(barbers), config, lock
+        self.writes = 0
+        self.error: BaseException | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        if self.config.writes_per_s <= 0:
+            return
+        rng = np.random.default_rng(self.config.seed + 1)
+        interval = 1.0 / self.config.writes_per_s
+        raw = self.engine.raw_connection()
+        try:
+            next_at = time.monotonic()
+            while not self._stopping.wait(max(0.0, next_at - time.monotonic())):
+                user_id = int(rng.choice(self.barbers, p=self.weights))
+                if user_id in self.templates:
+                    with self.lock:
+                        self._write(raw, user_id, rng, with_payment=self.writes % 2 == 0)
+                    self.writes += 1
+                next_at += interval
+        except BaseException as exc:  # surfaced by the experiment after join
+            self.error = exc
+        finally:
+            raw.close()
+
+    def _write(self, raw: Any, user_id: int, rng: np.random.Generator, with_payment: bool) -> None:
+        row = dict(self.templates[user_id])
+        start = self.as_of - timedelta(days=float(rng.uniform(1, 29)))
+        row.update(start_time=start, marker=MARKER, created_at=start + timedelta(hours=1))
+        cur = raw.cursor()
+        try:
+            cur.execute(_INSERT_APPOINTMENT, row)
+            row["appointment_id"] = cur.fetchone()[0]
+            if with_payment:
+                cur.execute(_INSERT_PAYMENT, row)
+            raw.commit()
+        finally:
+            cur.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(10)
+
+
+def remove_written_rows(engine: Engine) -> int:
+    """Delete every row an experiment wrote (marked); returns how many appointments went."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM payments WHERE stripe_payment_intent_id = :m"), {"m": MARKER}
+        )
+        return int(
+            conn.execute(text("DELETE FROM appointments WHERE notes = :m"), {"m": MARKER}).rowcount
+        )
+
+
+def _templates(engine: Engine, barbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(_TEMPLATES_SQL), {"ids": list(barbers)}).mappings()
+        return {int(r["user_id"]): dict(r) for r in rows}
+
+
+def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter_ns()
+    out = fn(*args, **kwargs)
+    return out, (time.perf_counter_ns() - start) / 1e6
+
+
+def run_policy(
+    engine: Engine,
+    server: CacheServer,
+    policy: CachePolicy,
+    barbers: Sequence[int],
+    as_of: datetime,
+    config: ExperimentConfig,
+) -> PolicyRun:
+    """One bounded run of ``policy``: empty cache, listener (for invalidate), writer, readers."""
+    cache: MetricsCache = open_cache(engine, server, policy)
+    cache.flush()
+    weights = zipf_weights(len(barbers), config.zipf_exponent)
+    order = list(np.random.default_rng(config.seed).permutation(barbers))  # who is popular
+    lock = threading.Lock()
+    listener = Listener(engine, cache).start_and_wait() if policy.name == "invalidate" else None
+    writer = Writer(engine, _templates(engine, barbers), weights, order, as_of, config, lock)
+    run = PolicyRun(policy.name)
+    rng = np.random.default_rng(config.seed + 2)
+    gc.disable()
+    writer.start()
+    started = time.monotonic()
+    try:
+        while (now := time.monotonic() - started) < config.duration_s:
+            user_id = int(rng.choice(order, p=weights))
+            with lock:
+                (raw, hit), cached_ms = _timed(read_through, engine, cache, user_id, as_of)
+                truth, before_ms = _timed(fetch_raw, engine, user_id, as_of, "before")
+            _, equivalent_ms = _timed(fetch_raw, engine, user_id, as_of, "after_equivalent")
+            run.reads.append(
+                Read(
+                    policy.name,
+                    user_id,
+                    now,
+                    hit,
+                    cached_ms,
+                    raw.values() != truth.values(),
+                    before_ms,
+                    equivalent_ms,
+                )
+            )
+    finally:
+        gc.enable()
+        writer.stop()
+        if listener is not None:
+            listener.stop()
+            run.invalidations = listener.invalidations
+        run.writes = writer.writes
+        run.memory_bytes = [m for u in cache.cached_barbers() if (m := cache.memory_bytes(u))]
+        cache.flush()
+        cache.client.close()
+    if writer.error is not None:
+        raise DataError(f"the experiment's writer failed: {writer.error}") from None
+    return run
+
+
+def run_experiment(
+    engine: Engine, server: CacheServer, as_of: datetime, config: ExperimentConfig | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every policy in turn on the same stream: (per-policy summary indexed by policy, all reads).
+
+    Installs the invalidation triggers for the run and removes them after (unless they were there
+    before), and deletes the rows the writer added, so the dataset ends as it began.
+    """
+    from bbperf.cache.invalidation import triggers_installed
+
+    config = config or ExperimentConfig()
+    barbers = barber_ids(engine)
+    if not barbers:
+        raise DataError("no barbers in the dataset: run `bbperf generate` first")
+    had_triggers = triggers_installed(engine) > 0
+    remove_written_rows(engine)  # a run that was killed leaves its rows behind
+    runs: list[PolicyRun] = []
+    try:
+        install_triggers(engine)
+        for name in config.policies:
+            policy = CachePolicy.of(name, config.ttl_s if name == "ttl" else None)
+            runs.append(run_policy(engine, server, policy, barbers, as_of, config))
+            remove_written_rows(engine)
+    finally:
+        remove_written_rows(engine)
+        if not had_triggers:
+            remove_triggers(engine)
+    reads = pd.concat([reads_frame(r.reads) for r in runs], ignore_index=True)
+    summary = pd.DataFrame(
+        {
+            r.policy: {
+                **summarize_policy(reads[reads["policy"] == r.policy], r.writes, r.memory_bytes),
+                "invalidations": r.invalidations,
+            }
+            for r in runs
+        }
+    ).T
+    summary.index.name = "policy"
+    return summary, reads
