@@ -251,14 +251,15 @@ def run_experiment(
         if not had_triggers:
             remove_triggers(engine)
     reads = pd.concat([reads_frame(r.reads) for r in runs], ignore_index=True)
-    summary = pd.DataFrame(
-        {
-            r.policy: {
+    summary = pd.DataFrame.from_records(
+        [
+            {
                 **summarize_policy(reads[reads["policy"] == r.policy], r.writes, r.memory_bytes),
                 "invalidations": r.invalidations,
             }
             for r in runs
-        }
-    ).T
+        ],
+        index=[r.policy for r in runs],
+    )
     summary.index.name = "policy"
     return summary, reads

@@ -16,6 +16,7 @@ import importlib.util
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,20 @@ class CacheServer:
         except OSError:
             return "no log written"
         return lines[-1] if lines else "empty log"
+
+
+@contextlib.contextmanager
+def running_server(home: Path) -> Iterator[CacheServer]:
+    """A running cache server under ``home`` for the block; stopped after it only if the block
+    started it (a server the user started keeps running)."""
+    server = CacheServer(home)
+    started = not server.running
+    server.start()
+    try:
+        yield server
+    finally:
+        if started:
+            server.stop()
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
