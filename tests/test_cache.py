@@ -283,17 +283,23 @@ def test_database_writes_from_any_client_invalidate(
 
 
 def test_experiment_measures_both_policies_and_restores_the_data(
-    cache_server: CacheServer, copy_engine: Engine
+    cache_server: CacheServer, copy_engine: Engine, tiny_copy_url: str
 ) -> None:
-    from bbperf.cache.experiment import ExperimentConfig, run_experiment
+    from bbperf.cache.experiment import (
+        JOURNAL_KEY,
+        MARKER,
+        ExperimentConfig,
+        run_experiment,
+        undo_writes,
+    )
     from bbperf.cache.invalidation import triggers_installed
 
-    def counts() -> tuple[int, int]:
+    def counts() -> tuple[int, ...]:
+        sql = """SELECT (SELECT count(*) FROM appointments), (SELECT sum(duration_minutes)
+                 FROM appointments), (SELECT count(*) FROM payments), (SELECT sum(amount)
+                 FROM payments), (SELECT count(*) FROM bbperf_meta)"""
         with copy_engine.connect() as conn:
-            return (
-                conn.execute(text("SELECT count(*) FROM appointments")).scalar_one(),
-                conn.execute(text("SELECT count(*) FROM payments")).scalar_one(),
-            )
+            return tuple(conn.execute(text(sql)).one())
 
     before = counts()
     config = ExperimentConfig(duration_s=1.0, writes_per_s=40, ttl_s=5.0)
@@ -305,6 +311,23 @@ def test_experiment_measures_both_policies_and_restores_the_data(
     assert set(reads.columns) >= {"hit", "stale", "cached_ms", "before_ms"}
     assert counts() == before
     assert triggers_installed(copy_engine) == 0
+    # A run killed between a write and its undo: the next undo finds the journal and the marks.
+    raw = psycopg2.connect(tiny_copy_url, options="-c search_path=bbperf")
+    with raw.cursor() as cur:
+        cur.execute("UPDATE appointments SET duration_minutes = duration_minutes + 15 WHERE id = 1")
+        cur.execute(
+            "INSERT INTO bbperf_meta (key, value) VALUES (%s, '{\"1\": 15}')", (JOURNAL_KEY,)
+        )
+        cur.execute(
+            "INSERT INTO payments (user_id, amount, status, stripe_payment_intent_id) "
+            "VALUES (1, 5, 'completed', %s)",
+            (MARKER,),
+        )
+    raw.commit()
+    raw.close()
+    assert counts() != before
+    assert undo_writes(copy_engine) == 2
+    assert counts() == before
 
 
 def test_experiment_refuses_unbounded_runs() -> None:

@@ -3,9 +3,12 @@ connection writes their appointments and payments; TTL and database-driven inval
 
 Each read times the cached path, then — with writes held off, so "at that moment" is exact — reads
 ``before`` (the truth: a read whose figures differ from it is *stale*) and ``after_equivalent``.
-The writer inserts completed appointments (and, every other write, their payment) inside the
-30-day window, so every write changes the barber's figures; it marks its rows and the experiment
-deletes them at the end, leaving the dataset as it found it. Bounded: ``duration_s`` per policy.
+The writer alternates two writes that each change the barber's 30-day figures: a payment inserted on
+one of their completed appointments (marked, deleted at the end: nothing references payments, so the
+delete is cheap at any scale), and 15 minutes added to one of their completed appointments (journaled
+in ``bbperf_meta`` in the same transaction, reverted at the end — deleting inserted appointments would
+make PostgreSQL check every payment per row where ``payments.appointment_id`` has no index). A run
+killed half-way is undone by the next. Bounded: ``duration_s`` per policy.
 """
 
 from __future__ import annotations
@@ -28,29 +31,34 @@ from bbperf.cache.readthrough import open_cache, read_through
 from bbperf.cache.server import CacheServer
 from bbperf.cache.store import POLICIES, CachePolicy, MetricsCache
 from bbperf.errors import ConfigError, DataError
-from bbperf.metrics.queries import barber_ids, fetch_raw
+from bbperf.metrics.queries import barber_ids, fetch_raw, window_params
 
 MARKER = "bbperf-cache-experiment"
 
-_TEMPLATES_SQL = """
-SELECT DISTINCT ON (user_id) user_id, barber_id, client_id, service_id, organization_id,
-       duration_minutes, price
-FROM appointments
-WHERE status = 'completed' AND client_id IS NOT NULL AND user_id = ANY(:ids)
-ORDER BY user_id, id"""
+JOURNAL_KEY = "cache_experiment_journal"
+EXTRA_MINUTES = 15
 
-_INSERT_APPOINTMENT = """
-INSERT INTO appointments (user_id, barber_id, client_id, service_id, organization_id, status,
-                          start_time, duration_minutes, price, notes)
-VALUES (%(user_id)s, %(barber_id)s, %(client_id)s, %(service_id)s, %(organization_id)s,
-        'completed', %(start_time)s, %(duration_minutes)s, %(price)s, %(marker)s)
-RETURNING id"""
+_CANDIDATES_SQL = """
+SELECT user_id, id, barber_id, price FROM appointments
+WHERE status = 'completed' AND user_id = ANY(:ids)
+  AND start_time >= :since_30d AND start_time < :as_of"""
 
 _INSERT_PAYMENT = """
 INSERT INTO payments (user_id, appointment_id, barber_id, amount, status,
                       stripe_payment_intent_id, created_at)
-VALUES (%(user_id)s, %(appointment_id)s, %(barber_id)s, %(price)s, 'completed', %(marker)s,
-        %(created_at)s)"""
+VALUES (%(user_id)s, %(id)s, %(barber_id)s, %(price)s, 'completed', %(marker)s, %(created_at)s)"""
+
+_LENGTHEN_APPOINTMENT = """
+UPDATE appointments SET duration_minutes = duration_minutes + %(minutes)s WHERE id = %(id)s;
+INSERT INTO bbperf_meta (key, value) VALUES (%(key)s, jsonb_build_object(%(id)s::text, %(minutes)s))
+ON CONFLICT (key) DO UPDATE SET updated_at = now(), value = bbperf_meta.value
+    || jsonb_build_object(%(id)s::text,
+                          COALESCE((bbperf_meta.value ->> %(id)s::text)::int, 0) + %(minutes)s)"""
+
+_REVERT_APPOINTMENTS = """
+UPDATE appointments a SET duration_minutes = a.duration_minutes - j.value::int
+FROM bbperf_meta m, jsonb_each_text(m.value) j
+WHERE m.key = :key AND a.id = j.key::int"""
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class Writer(threading.Thread):
     def __init__(
         self,
         engine: Engine,
-        templates: dict[int, dict[str, Any]],
+        candidates: dict[int, list[dict[str, Any]]],
         weights: np.ndarray,
         barbers: Sequence[int],
         as_of: datetime,
@@ -100,7 +108,7 @@ class Writer(threading.Thread):
         lock: threading.Lock,
     ) -> None:
         super().__init__(name="bbperf-cache-writer", daemon=True)
-        self.engine, self.templates, self.as_of = engine, templates, as_of
+        self.engine, self.candidates, self.as_of = engine, candidates, as_of
         self.weights, self.barbers, self.config, self.lock = weights, list(barbers), config, lock
         self.writes = 0
         self.error: BaseException | None = None
@@ -116,9 +124,11 @@ class Writer(threading.Thread):
             next_at = time.monotonic()
             while not self._stopping.wait(max(0.0, next_at - time.monotonic())):
                 user_id = int(rng.choice(self.barbers, p=self.weights))
-                if user_id in self.templates:
+                rows = self.candidates.get(user_id)
+                if rows:
+                    row = rows[int(rng.integers(len(rows)))]
                     with self.lock:
-                        self._write(raw, user_id, rng, with_payment=self.writes % 2 == 0)
+                        self._write(raw, row, rng, payment=self.writes % 2 == 0)
                     self.writes += 1
                 next_at += interval
         except BaseException as exc:  # surfaced by the experiment after join
@@ -126,16 +136,15 @@ class Writer(threading.Thread):
         finally:
             raw.close()
 
-    def _write(self, raw: Any, user_id: int, rng: np.random.Generator, with_payment: bool) -> None:
-        row = dict(self.templates[user_id])
-        start = self.as_of - timedelta(days=float(rng.uniform(1, 29)))
-        row.update(start_time=start, marker=MARKER, created_at=start + timedelta(hours=1))
+    def _write(
+        self, raw: Any, row: dict[str, Any], rng: np.random.Generator, payment: bool
+    ) -> None:
+        created = self.as_of - timedelta(days=float(rng.uniform(1, 29)))
+        params = {**row, "marker": MARKER, "created_at": created}
+        params.update(key=JOURNAL_KEY, minutes=EXTRA_MINUTES)
         cur = raw.cursor()
         try:
-            cur.execute(_INSERT_APPOINTMENT, row)
-            row["appointment_id"] = cur.fetchone()[0]
-            if with_payment:
-                cur.execute(_INSERT_PAYMENT, row)
+            cur.execute(_INSERT_PAYMENT if payment else _LENGTHEN_APPOINTMENT, params)
             raw.commit()
         finally:
             cur.close()
@@ -145,21 +154,28 @@ class Writer(threading.Thread):
         self.join(10)
 
 
-def remove_written_rows(engine: Engine) -> int:
-    """Delete every row an experiment wrote (marked); returns how many appointments went."""
+def undo_writes(engine: Engine) -> int:
+    """Undo every write an experiment made (this run's or a killed one's), in one transaction:
+    delete the marked payments, take the journaled minutes back off. Returns the rows touched."""
     with engine.begin() as conn:
-        conn.execute(
+        payments = conn.execute(
             text("DELETE FROM payments WHERE stripe_payment_intent_id = :m"), {"m": MARKER}
-        )
-        return int(
-            conn.execute(text("DELETE FROM appointments WHERE notes = :m"), {"m": MARKER}).rowcount
-        )
+        ).rowcount
+        appointments = conn.execute(text(_REVERT_APPOINTMENTS), {"key": JOURNAL_KEY}).rowcount
+        conn.execute(text("DELETE FROM bbperf_meta WHERE key = :key"), {"key": JOURNAL_KEY})
+    return int(payments) + int(appointments)
 
 
-def _templates(engine: Engine, barbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _candidates(
+    engine: Engine, barbers: Sequence[int], as_of: datetime
+) -> dict[int, list[dict[str, Any]]]:
+    """Each barber's completed appointments in the 30-day window: what the writer changes."""
+    params = {**window_params(0, as_of), "ids": list(barbers)}
+    out: dict[int, list[dict[str, Any]]] = {}
     with engine.connect() as conn:
-        rows = conn.execute(text(_TEMPLATES_SQL), {"ids": list(barbers)}).mappings()
-        return {int(r["user_id"]): dict(r) for r in rows}
+        for r in conn.execute(text(_CANDIDATES_SQL), params).mappings():
+            out.setdefault(int(r["user_id"]), []).append(dict(r))
+    return out
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -183,7 +199,9 @@ def run_policy(
     order = list(np.random.default_rng(config.seed).permutation(barbers))  # who is popular
     lock = threading.Lock()
     listener = Listener(engine, cache).start_and_wait() if policy.name == "invalidate" else None
-    writer = Writer(engine, _templates(engine, barbers), weights, order, as_of, config, lock)
+    writer = Writer(
+        engine, _candidates(engine, barbers, as_of), weights, order, as_of, config, lock
+    )
     run = PolicyRun(policy.name)
     rng = np.random.default_rng(config.seed + 2)
     gc.disable()
@@ -238,16 +256,16 @@ def run_experiment(
     if not barbers:
         raise DataError("no barbers in the dataset: run `bbperf generate` first")
     had_triggers = triggers_installed(engine) > 0
-    remove_written_rows(engine)  # a run that was killed leaves its rows behind
+    undo_writes(engine)  # a run that was killed leaves its rows behind
     runs: list[PolicyRun] = []
     try:
         install_triggers(engine)
         for name in config.policies:
             policy = CachePolicy.of(name, config.ttl_s if name == "ttl" else None)
             runs.append(run_policy(engine, server, policy, barbers, as_of, config))
-            remove_written_rows(engine)
+            undo_writes(engine)
     finally:
-        remove_written_rows(engine)
+        undo_writes(engine)
         if not had_triggers:
             remove_triggers(engine)
     reads = pd.concat([reads_frame(r.reads) for r in runs], ignore_index=True)
