@@ -105,10 +105,10 @@ def main() -> int:
     from bbperf.cache.readthrough import open_cache
     from bbperf.cache.store import CachePolicy
     from bbperf.config import load_settings
-    from bbperf.target import connect
+    from bbperf.target import engine_for
 
     settings = load_settings()
-    engine = connect(settings.database_url, echo_pool=False, pool_size=2)
+    engine = engine_for(settings, echo_pool=False, pool_size=2)
     server = CacheServer(settings.home)
     cache = open_cache(engine, server, CachePolicy.of("invalidate"))
     listener = Listener(engine, cache)
