@@ -143,9 +143,7 @@ class CacheServer:
                 keys = int(client.dbsize())
             finally:
                 client.close()
-        binary = None
-        if running or server_available() is None:
-            binary = str(find_server_binary())
+        binary = None if server_available() else str(find_server_binary())
         return CacheStatus(
             directory=str(self.directory),
             running=running,
