@@ -98,6 +98,9 @@ def test_summary_and_conclusion_from_known_reads() -> None:
     text_ = conclusion(summary)
     assert "ttl: 75% hits over 4 reads" in text_
     assert "fewer stale reads than the TTL (0 vs 1)" in text_
+    cold = summarize_policy(reads.iloc[:1], writes=0, memory_bytes=[])
+    assert cold["hit_ratio"] == 0 and cold["hit_ms"] != cold["hit_ms"]  # NaN: no hit to time
+    assert "no read hit the cache in 1 reads" in conclusion(pd.DataFrame({"ttl": cold}).T)
 
 
 # -- server lifecycle ------------------------------------------------------------------------
@@ -362,7 +365,7 @@ def test_cli_lifecycle_listener_and_cached_metrics(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bbperf.cache.invalidation import wait_for
+    from bbperf.cache.invalidation import triggers_installed, wait_for
 
     monkeypatch.setenv("BBPERF_HOME", str(tmp_path))
     target = ("--database-url", tiny_copy_url)
@@ -394,6 +397,7 @@ def test_cli_lifecycle_listener_and_cached_metrics(
     code, out, _ = _cli(capsys, "cache", "stop")
     assert code == 0 and out.startswith("stopped")
     assert _gone(status["pid"]) and _gone(status["listener_pid"])
+    assert triggers_installed(copy_engine) == 0  # the listener took its triggers with it
 
 
 @needs_server

@@ -87,6 +87,12 @@ def conclusion(summary: pd.DataFrame) -> str:
     """Sentences drawn from the per-policy summary (indexed by policy name)."""
     lines: list[str] = []
     for policy, row in summary.iterrows():
+        if not row["hit_ratio"] > 0:
+            lines.append(
+                f"{policy}: no read hit the cache in {int(row['reads'])} reads (a miss took "
+                f"{row['miss_ms']:.3f} ms): run longer, or with fewer barbers or writes, to see hits."
+            )
+            continue
         lines.append(
             f"{policy}: {row['hit_ratio']:.0%} hits over {int(row['reads'])} reads; a hit takes "
             f"{row['hit_ms']:.3f} ms vs {row['before_ms']:.3f} ms for before and "

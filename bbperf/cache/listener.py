@@ -1,5 +1,7 @@
 """The invalidation listener as a background process, for commands that outlive no thread
-(``bbperf cache start --listen``): pid file in ``$BBPERF_HOME/cache``, stopped by ``cache stop``.
+(``bbperf cache start --listen``): pid file in ``$BBPERF_HOME/cache``, stopped by ``cache stop``
+(it then removes the triggers it needed; if PostgreSQL went away first they stay, harmless, until
+the next ``--listen`` replaces them).
 
 The target's URL reaches the child through its environment (``BBPERF_DATABASE_URL``), never its
 command line, so no password shows in ``ps``. The child exits when PostgreSQL or the cache server
@@ -18,7 +20,13 @@ from pathlib import Path
 import psutil
 from sqlalchemy import Engine
 
-from bbperf.cache.invalidation import Listener, install_triggers, listener_connected, wait_for
+from bbperf.cache.invalidation import (
+    Listener,
+    install_triggers,
+    listener_connected,
+    remove_triggers,
+    wait_for,
+)
 from bbperf.cache.server import CacheServer, _wait_gone
 from bbperf.errors import CacheError
 
@@ -121,6 +129,8 @@ def main() -> int:
     if listener.error is not None:
         print(f"bbperf cache listener: {listener.error}", file=sys.stderr)
         return 1
+    # Stopped on purpose: nobody listens any more, so the triggers would only cost writes.
+    remove_triggers(engine)
     return 0
 
 
