@@ -333,6 +333,21 @@ def test_experiment_measures_both_policies_and_restores_the_data(
     assert counts() == before
 
 
+def test_trigger_write_cost_leaves_data_and_triggers_as_found(copy_engine: Engine) -> None:
+    from bbperf.cache.experiment import trigger_write_cost
+    from bbperf.cache.invalidation import triggers_installed
+
+    sql = "SELECT sum(duration_minutes) FROM appointments"
+    with copy_engine.connect() as conn:
+        minutes = conn.execute(text(sql)).scalar_one()
+    samples = trigger_write_cost(copy_engine, AS_OF, rounds=3, block=3)
+    assert sorted(samples) == ["with_triggers", "without_triggers"]
+    assert all(len(v) == 3 and min(v) > 0 for v in samples.values())
+    with copy_engine.connect() as conn:
+        assert conn.execute(text(sql)).scalar_one() == minutes
+    assert triggers_installed(copy_engine) == 0
+
+
 def test_experiment_refuses_unbounded_runs() -> None:
     from bbperf.cache.experiment import ExperimentConfig
 

@@ -247,7 +247,7 @@ def run_experiment(
     """Every policy in turn on the same stream: (per-policy summary indexed by policy, all reads).
 
     Installs the invalidation triggers for the run and removes them after (unless they were there
-    before), and deletes the rows the writer added, so the dataset ends as it began.
+    before), and undoes the writer's writes, so the dataset ends as it began.
     """
     from bbperf.cache.invalidation import triggers_installed
 
@@ -256,7 +256,7 @@ def run_experiment(
     if not barbers:
         raise DataError("no barbers in the dataset: run `bbperf generate` first")
     had_triggers = triggers_installed(engine) > 0
-    undo_writes(engine)  # a run that was killed leaves its rows behind
+    undo_writes(engine)  # a run that was killed left its writes behind
     runs: list[PolicyRun] = []
     try:
         install_triggers(engine)
@@ -281,3 +281,44 @@ def run_experiment(
     )
     summary.index.name = "policy"
     return summary, reads
+
+
+def trigger_write_cost(
+    engine: Engine, as_of: datetime, rounds: int = 40, block: int = 10
+) -> dict[str, list[float]]:
+    """Client time (ms) of one committed write — 15 minutes on and then off one completed
+    appointment, so the data ends unchanged — without and with the invalidation triggers, in
+    alternating blocks of ``block`` writes (installing triggers is DDL: not per write).
+
+    Returns ``{"without_triggers": [...], "with_triggers": [...]}``, ``rounds`` samples each; the
+    triggers end as they were found.
+    """
+    from bbperf.cache.invalidation import triggers_installed
+
+    if rounds < 2 or block < 1:
+        raise ConfigError("trigger_write_cost needs rounds ≥ 2 and block ≥ 1")
+    candidates = _candidates(engine, barber_ids(engine), as_of)
+    row = next((rows[0] for rows in candidates.values() if rows), None)
+    if row is None:
+        raise DataError("no completed appointment in the 30-day window to write to")
+    had = triggers_installed(engine) > 0
+    samples: dict[str, list[float]] = {"without_triggers": [], "with_triggers": []}
+    sql = text("UPDATE appointments SET duration_minutes = duration_minutes + :m WHERE id = :id")
+    net = 0  # minutes added and not yet taken back
+    try:
+        while min(len(v) for v in samples.values()) < rounds:
+            for state in samples:
+                (install_triggers if state == "with_triggers" else remove_triggers)(engine)
+                for _ in range(block):
+                    minutes = -EXTRA_MINUTES if net else EXTRA_MINUTES
+                    start = time.perf_counter_ns()
+                    with engine.begin() as conn:
+                        conn.execute(sql, {"m": minutes, "id": row["id"]})
+                    samples[state].append((time.perf_counter_ns() - start) / 1e6)
+                    net += minutes
+    finally:
+        if net:
+            with engine.begin() as conn:
+                conn.execute(sql, {"m": -net, "id": row["id"]})
+        (install_triggers if had else remove_triggers)(engine)
+    return {k: v[:rounds] for k, v in samples.items()}
