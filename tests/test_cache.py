@@ -17,7 +17,14 @@ import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 
-from bbperf.cache.analysis import Read, conclusion, reads_frame, summarize_policy, zipf_weights
+from bbperf.cache.analysis import (
+    Read,
+    conclusion,
+    reads_frame,
+    summarize_policy,
+    write_cost_summary,
+    zipf_weights,
+)
 from bbperf.cache.server import CacheServer, server_available
 from bbperf.cache.store import CachePolicy, MetricsCache, decode, encode, namespace
 from bbperf.errors import CacheError, CacheUnavailable, ConfigError
@@ -101,6 +108,10 @@ def test_summary_and_conclusion_from_known_reads() -> None:
     cold = summarize_policy(reads.iloc[:1], writes=0, memory_bytes=[])
     assert cold["hit_ratio"] == 0 and cold["hit_ms"] != cold["hit_ms"]  # NaN: no hit to time
     assert "no read hit the cache in 1 reads" in conclusion(pd.DataFrame({"ttl": cold}).T)
+    cost = write_cost_summary(
+        {"with_triggers": [2.0, 3.0, 4.0], "without_triggers": [1.0, 2.0, 2.0]}
+    )
+    assert (cost["with_triggers_ms"], cost["without_triggers_ms"], cost["ratio"]) == (3.0, 2.0, 1.5)
 
 
 # -- server lifecycle ------------------------------------------------------------------------
