@@ -7,8 +7,8 @@ from decimal import Decimal, InvalidOperation
 
 from bbperf.cli import engine_from, print_json
 from bbperf.errors import ConfigError
+from bbperf.metrics.ladder import LADDER
 from bbperf.metrics.model import DEFAULT_TARGET
-from bbperf.metrics.queries import VARIANTS
 
 
 def _money(value: str) -> Decimal:
@@ -24,16 +24,16 @@ def _money(value: str) -> Decimal:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "metrics",
-        help="six-figure barber metrics for one barber (before / after / after_equivalent SQL)",
+        help="six-figure barber metrics for one barber, by any variant of the ladder",
         description="Print one barber's six-figure metrics as JSON. Windows end at the dataset's "
         "as_of unless --as-of is given.",
     )
     p.add_argument("--user-id", type=int, required=True, help="the barber's users.id")
     p.add_argument(
         "--variant",
-        choices=VARIANTS,
         default="after",
-        help="which SQL computes the figures (default: after, the CTE rewrite)",
+        help=f"which variant computes the figures: {', '.join(LADDER)} "
+        "(default: after, the CTE rewrite)",
     )
     p.add_argument(
         "--target",
@@ -50,12 +50,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the metrics that differ between before and after, with reasons",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the variant's eight figures with before's; exit 1 on any difference",
+    )
+    p.add_argument(
+        "--build-view",
+        action="store_true",
+        help="(re)build the materialized view for this as_of first (variant view)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bbperf.metrics.drift import drift
-    from bbperf.metrics.queries import check_barber, six_figure_metrics
+    from bbperf.metrics.ladder import check_ladder_variant, check_one, ladder_metrics
+    from bbperf.metrics.queries import check_barber
 
     target = _money(args.target)
     engine = engine_from(args)
@@ -63,6 +74,16 @@ def run(args: argparse.Namespace) -> int:
         check_barber(engine, args.user_id)
         print_json([d.to_dict() for d in drift(engine, args.user_id, args.as_of, target)])
         return 0
-    metrics = six_figure_metrics(engine, args.user_id, args.variant, target, args.as_of)
+    check_ladder_variant(args.variant)
+    if args.build_view:
+        from bbperf.metrics.queries import resolve_as_of
+        from bbperf.metrics.variants import create_metrics_view
+
+        create_metrics_view(engine, resolve_as_of(engine, args.as_of))
+    if args.check:
+        verdict = check_one(engine, args.user_id, args.variant, args.as_of)
+        print_json(verdict)
+        return 0 if verdict["equivalent"] else 1
+    metrics = ladder_metrics(engine, args.user_id, args.variant, target, args.as_of)
     print_json({"variant": args.variant, **metrics.to_dict()})
     return 0

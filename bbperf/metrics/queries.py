@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics.model import DEFAULT_TARGET, RawMetrics, SixFigureMetrics, derive
+from bbperf.metrics.shapes import BARBER_DRIVEN_SQL, DENORMALIZED_SQL
 
-VARIANTS = ("before", "after", "after_equivalent")
+VARIANTS = ("before", "after", "after_equivalent", "barber_driven", "denormalized")
 BARBER_ROLES = ("barber", "admin")
 
 BEFORE_STATEMENTS: dict[str, str] = {
@@ -97,7 +98,12 @@ client_frequency AS (
       AND start_time >= :since_365d AND start_time < :as_of
 ){_CTE_TAIL}"""
 
-CTE_SQL = {"after": AFTER_SQL, "after_equivalent": AFTER_EQUIVALENT_SQL}
+CTE_SQL = {
+    "after": AFTER_SQL,
+    "after_equivalent": AFTER_EQUIVALENT_SQL,
+    "barber_driven": BARBER_DRIVEN_SQL,
+    "denormalized": DENORMALIZED_SQL,
+}
 
 
 def parse_as_of(value: str | date | datetime) -> datetime:
@@ -199,6 +205,8 @@ FETCHERS: dict[str, Callable[[Session, dict[str, Any]], RawMetrics]] = {
     "before": fetch_before,
     "after": _cte_fetcher("after"),
     "after_equivalent": _cte_fetcher("after_equivalent"),
+    "barber_driven": _cte_fetcher("barber_driven"),
+    "denormalized": _cte_fetcher("denormalized"),
 }
 
 

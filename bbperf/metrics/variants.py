@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from bbperf.config import load_settings, validate_identifier
+from bbperf.config import validate_identifier
 from bbperf.errors import DataError
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import CTE_SQL, check_variant, raw_from_cte_row, window_params
+from bbperf.target import schema_of
 
 VIEW_NAME = "six_figure_metrics_mv"
 PREPARED_PREFIX = "bbperf_six_figure_"
@@ -65,8 +66,8 @@ LEFT JOIN appointment_metrics am ON am.user_id = u.id"""
 VIEW_READ_SQL = f"SELECT * FROM {VIEW_NAME} WHERE user_id = :user_id"
 
 
-def _view(schema: str | None) -> str:
-    return f'"{validate_identifier(schema or load_settings().schema, "schema")}".{VIEW_NAME}'
+def _view(engine: Engine, schema: str | None) -> str:
+    return f'"{validate_identifier(schema or schema_of(engine), "schema")}".{VIEW_NAME}'
 
 
 def _literal(when: datetime) -> str:
@@ -78,7 +79,7 @@ def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = No
 
     Returns the build time in ms (client clock: the statement is one big aggregate).
     """
-    view = _view(schema)
+    view = _view(engine, schema)
     windows = {k: _literal(v) for k, v in window_params(0, as_of).items() if k != "user_id"}
     start = time.perf_counter_ns()
     with engine.begin() as conn:
@@ -96,13 +97,13 @@ def refresh_metrics_view(
     how = "CONCURRENTLY " if concurrently else ""
     start = time.perf_counter_ns()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(schema)}"))
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(engine, schema)}"))
     return (time.perf_counter_ns() - start) / 1e6
 
 
 def drop_metrics_view(engine: Engine, schema: str | None = None) -> None:
     with engine.begin() as conn:
-        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(schema)}"))
+        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(engine, schema)}"))
 
 
 def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics:
@@ -112,14 +113,18 @@ def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics
     with Session(engine) as session:
         exists = session.execute(text("SELECT to_regclass(:v)"), {"v": VIEW_NAME}).scalar()
         if exists is None:
-            raise DataError(f"{VIEW_NAME} does not exist: call create_metrics_view(engine, as_of)")
+            raise DataError(
+                f"{VIEW_NAME} does not exist: run `bbperf metrics --variant view --build-view`"
+            )
         row = session.execute(text(VIEW_READ_SQL), params).one_or_none()
     if row is None:
-        raise DataError(f"user {user_id} is not in {VIEW_NAME}: refresh the view")
+        raise DataError(
+            f"user {user_id} is not in {VIEW_NAME}: run `bbperf metrics --variant view --build-view`"
+        )
     if row.as_of != as_of:
         raise DataError(
             f"{VIEW_NAME} holds as_of {row.as_of.isoformat()}, not "
-            f"{as_of.isoformat()}: call create_metrics_view(engine, as_of)"
+            f"{as_of.isoformat()}: run `bbperf metrics --variant view --build-view`"
         )
     return raw_from_cte_row(row, params)
 
