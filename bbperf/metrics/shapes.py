@@ -2,7 +2,9 @@
 
 * ``barber_driven``: every part starts from this barber's own rows — appointments by ``user_id``,
   then payments by ``appointment_id`` — so its cost grows with the barber, not with the dataset.
-  The 30-day and 365-day appointment figures come from one scan; with the ``metrics`` index set the
+  ``OFFSET 0`` keeps the payments lookup a per-appointment probe: left to itself, the planner
+  prefers to hash every completed payment of the dataset once it guesses the barber has many
+  appointments. The 30-day and 365-day appointment figures come from one scan; with the ``metrics`` index set the
   completed appointments arrive sorted by client, so ``COUNT(DISTINCT client_id)`` needs no sort.
 * ``denormalized``: the payments are found by ``payments.user_id`` instead of through the barber's
   appointments. That is ``before``'s meaning only where every payment's ``user_id`` equals its
@@ -40,8 +42,11 @@ WITH mine AS (
     SELECT a.id, a.client_id FROM appointments a WHERE a.user_id = :user_id
 ), paid AS (
     SELECT m.client_id, p.amount, p.created_at
-    FROM mine m JOIN payments p ON p.appointment_id = m.id
-    WHERE p.status = 'completed' AND p.created_at < :as_of
+    FROM mine m CROSS JOIN LATERAL (
+        SELECT amount, created_at FROM payments
+        WHERE appointment_id = m.id AND status = 'completed' AND created_at < :as_of
+        OFFSET 0
+    ) p
 ), payment_metrics AS (
     SELECT COUNT(*) FILTER (WHERE created_at >= :since_30d) AS payment_count,
            COALESCE(SUM(amount) FILTER (WHERE created_at >= :since_30d), 0) AS total_revenue,
