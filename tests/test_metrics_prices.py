@@ -57,3 +57,17 @@ def test_view_staleness_and_generic_plan_flag(tiny_copy: Engine) -> None:
     assert frame.loc[0, "vs_custom"] == 1.0 and not frame.loc[0, "generic_slower"]
     assert frame.loc[1, "generic_slower"] == (frame.loc[1, "vs_custom"] > 1.1)
     assert flag_generic(frame).startswith("after_equivalent prepared: generic plan ")
+
+
+def test_predicted_vs_measured_for_the_metrics_set_restores_the_state(tiny_copy: Engine) -> None:
+    from bbperf.metrics.ladder import missing_indexes
+    from bbperf.metrics.setadvice import COMPARED, predicted_vs_measured
+
+    user = barber_ids(tiny_copy)[0]
+    frame = predicted_vs_measured(tiny_copy, user, AS_OF, server_rounds=2)
+    assert list(frame["variant"]) == list(COMPARED)
+    assert (frame[["cost_without", "cost_with", "server_ms_with"]] > 0).all().all()
+    # the set lowers barber_driven's plan cost: its per-appointment probes get an index
+    barber_driven = frame.set_index("variant").loc["barber_driven"]
+    assert barber_driven["predicted_speedup"] > 1
+    assert missing_indexes(tiny_copy, "barber_driven") != []  # it was not applied before
