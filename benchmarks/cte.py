@@ -128,17 +128,11 @@ def target_verdict(speed: pd.DataFrame) -> tuple[bool, str]:
 def _ladder_state(engine: Any, profile: str, scale: float, seed: int, when: Any) -> Any:
     """Dataset, seed + metrics sets, VACUUM (index-only scans need the visibility map), rollup,
     view."""
-    from bbperf.metrics.rollup import apply_rollup
-    from bbperf.metrics.variants import create_metrics_view
+    from bbperf.metrics.ladderbench import prepare_ladder
 
     drop_metrics_view(engine)
     info = ensure_dataset(engine, profile, scale, seed, when.date())
-    bench.set_indexes(engine, "seed+metrics")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE appointments"))
-        conn.execute(text("VACUUM ANALYZE payments"))
-    apply_rollup(engine)
-    create_metrics_view(engine, when)
+    prepare_ladder(engine, when)
     return info
 
 

@@ -167,18 +167,21 @@ def plan_cache_modes(
     time (ms) of ``rounds`` EXPLAIN ANALYZE EXECUTEs each; ``generic_slower`` is True on the generic
     row when its execution time exceeds the custom plan's by more than ``slower_by``×."""
     name, prepare = prepare_sql(variant)
+    # Its own statement name: the pooled connection may hold the prepared variant's statement.
+    prepare = prepare.replace(f"PREPARE {name} ", f"PREPARE {name}_modes ", 1)
+    name += "_modes"
     params = window_params(user_id, as_of)
     rows = []
     with engine.connect() as conn:
-        conn.exec_driver_sql(f"DEALLOCATE ALL; {prepare}")
+        conn.exec_driver_sql(prepare)
         for mode in ("force_custom_plan", "force_generic_plan"):
             conn.execute(text(f"SET plan_cache_mode = {mode}"))
             _timed(conn, execute_sql(name), params, 2)  # warm-up
             rows.append({"variant": variant, "plan_cache_mode": mode,
                          **_timed(conn, execute_sql(name), params, rounds)})  # fmt: skip
         conn.execute(text("RESET plan_cache_mode"))
-        conn.exec_driver_sql("DEALLOCATE ALL")
-        conn.rollback()
+        conn.exec_driver_sql(f"DEALLOCATE {name}")
+        conn.commit()
     frame = pd.DataFrame(rows)
     custom = frame.loc[0, "execution_ms"]
     frame["vs_custom"] = frame["execution_ms"] / custom if custom else float("nan")

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from bbperf.explain import explain
 from bbperf.metrics import bench
 from bbperf.metrics.ladder import missing_indexes
+from bbperf.metrics.ladderbench import vacuum
 from bbperf.metrics.queries import CTE_SQL, window_params
 from bbperf.target import schema_of
 
@@ -63,6 +64,7 @@ def predicted_vs_measured(
     sqls = {v: CTE_SQL[v] for v in variants}
     try:
         drop(engine, metrics, schema=schema)
+        vacuum(engine)
         cost_without = _costs(engine, sqls, params, with_set=False)
         cost_with = _costs(engine, sqls, params, with_set=True)
         ms_without = {
@@ -70,9 +72,7 @@ def predicted_vs_measured(
             for v in variants
         }
         apply(engine, metrics, schema=schema)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE appointments"))
-            conn.execute(text("VACUUM ANALYZE payments"))
+        vacuum(engine)
         ms_with = {
             v: bench.server_timing(engine, v, user_id, as_of, server_rounds).median_ms
             for v in variants
