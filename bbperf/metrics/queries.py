@@ -3,7 +3,8 @@
 ``before`` reproduces the original service: four statements on one pooled session, the per-client
 visit rows pulled into Python and counted there. ``after`` is the original's CTE rewrite, including
 the two meanings it silently changed (30-day average ticket; yearly visits that count appointments
-without a client). ``after_equivalent`` is a CTE query with ``before``'s meaning exactly. Windows end
+without a client). ``after_equivalent`` is a CTE query with ``before``'s meaning exactly, and so are
+``barber_driven`` and ``denormalized`` (``shapes.py``; the ladder in ``ladder.py``). Windows end
 at ``as_of`` (exclusive) — the dataset's as_of by default, never the wall clock.
 """
 
