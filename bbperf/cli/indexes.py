@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import engine_from, print_json, print_table, settings_from, write_new_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--revision", metavar="ID", help="revision id (default: hash of the set)")
     al.add_argument("--down-revision", metavar="ID", help="the revision this one follows")
     al.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    al.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
 
 
 def _set(args: argparse.Namespace) -> IndexSet:
@@ -87,7 +88,7 @@ def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
         return {}
     from bbperf.indexes import validate as run
 
-    report = run(engine_from(args), index_set, settings_from(args).schema)
+    report = run(engine_from(args), index_set)
     skipped = report[report["action"] == "skip"]
     return {r.index: f"{r.status}: {r.reason}" for r in skipped.itertuples()}
 
@@ -95,7 +96,7 @@ def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
 def validate(args: argparse.Namespace) -> int:
     from bbperf.indexes import validate as run
 
-    report = run(engine_from(args), _set(args), settings_from(args).schema)
+    report = run(engine_from(args), _set(args))
     _show(report, args)
     return 1 if (report["action"] == "skip").any() else 0
 
@@ -107,7 +108,6 @@ def apply(args: argparse.Namespace) -> int:
         engine_from(args),
         _set(args),
         concurrently=args.concurrently,
-        schema=settings_from(args).schema,
     )
     _show(result, args)
     return 1 if (result["result"] == "failed").any() else 0
@@ -120,7 +120,6 @@ def drop(args: argparse.Namespace) -> int:
         engine_from(args),
         _set(args),
         concurrently=args.concurrently,
-        schema=settings_from(args).schema,
     )
     _show(result, args)
     return 1 if result["result"].isin(["failed", "refused"]).any() else 0
@@ -130,7 +129,7 @@ def status(args: argparse.Namespace) -> int:
     from bbperf.indexes import status as run
 
     index_set = None if args.all else _set(args)
-    _show(run(engine_from(args), index_set, schema=settings_from(args).schema), args)
+    _show(run(engine_from(args), index_set), args)
     return 0
 
 
@@ -162,7 +161,7 @@ def alembic(args: argparse.Namespace) -> int:
         skip=_skips(args, index_set),
     )
     if args.output:
-        Path(args.output).write_text(text)
+        write_new_file(Path(args.output), text, force=args.force)
         print(f"wrote {args.output}")
     else:
         print(text, end="")

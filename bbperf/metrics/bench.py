@@ -238,20 +238,18 @@ def view_costs(engine: Engine, as_of: datetime, refreshes: int = 3) -> dict[str,
     return {"view_build_ms": build_ms, "view_refresh_ms": statistics.median(refresh)}
 
 
-def set_indexes(engine: Engine, index_set: str, schema: str | None = None) -> None:
+def set_indexes(engine: Engine, index_set: str) -> None:
     """Leave exactly ``index_set`` of bbperf's named sets on the tables (``seed+metrics`` for
     both): ``none`` drops the seed and metrics sets."""
     from bbperf.indexes import apply as apply_set
     from bbperf.indexes import drop, load_set
-    from bbperf.target import schema_of
 
-    schema = schema or schema_of(engine)
     wanted = [] if index_set == "none" else index_set.split("+")
     for name in ("seed", "metrics"):
         if name not in wanted:
-            drop(engine, load_set(name), schema=schema)
+            drop(engine, load_set(name))
     for name in wanted:
-        apply_set(engine, load_set(name), schema=schema)
+        apply_set(engine, load_set(name))
 
 
 def scale_sweep(

@@ -108,9 +108,7 @@ def price_list(
     from bbperf.metrics.rollup import rollup_status
     from bbperf.writecost import insert_cost
 
-    inserts = insert_cost(
-        engine, load_set("metrics"), rounds=insert_rounds, schema=schema_of(engine)
-    )
+    inserts = insert_cost(engine, load_set("metrics"), rounds=insert_rounds)
     slowdown = {r.table: float(r.slowdown) for r in inserts.itertuples()}
     triggers = trigger_cost(engine, rounds=trigger_rounds)
     book = triggers[(triggers["write"] == "book")].set_index("mode")["slowdown"]

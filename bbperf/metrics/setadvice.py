@@ -55,7 +55,6 @@ def predicted_vs_measured(
     predicted (cost) and measured (time) speedups, and their ratio."""
     from bbperf.indexes import apply, drop, load_set
 
-    schema = schema_of(engine)
     metrics = load_set("metrics")
     was_applied = not missing_indexes(engine, "barber_driven") and not missing_indexes(
         engine, "denormalized"
@@ -63,7 +62,7 @@ def predicted_vs_measured(
     params = window_params(user_id, as_of)
     sqls = {v: CTE_SQL[v] for v in variants}
     try:
-        drop(engine, metrics, schema=schema)
+        drop(engine, metrics)
         vacuum(engine)
         cost_without = _costs(engine, sqls, params, with_set=False)
         cost_with = _costs(engine, sqls, params, with_set=True)
@@ -71,7 +70,7 @@ def predicted_vs_measured(
             v: bench.server_timing(engine, v, user_id, as_of, server_rounds).median_ms
             for v in variants
         }
-        apply(engine, metrics, schema=schema)
+        apply(engine, metrics)
         vacuum(engine)
         ms_with = {
             v: bench.server_timing(engine, v, user_id, as_of, server_rounds).median_ms
@@ -79,7 +78,7 @@ def predicted_vs_measured(
         }
     finally:
         if not was_applied:
-            drop(engine, metrics, schema=schema)
+            drop(engine, metrics)
     rows = []
     for v in variants:
         predicted = cost_without[v] / cost_with[v] if cost_with[v] else float("nan")

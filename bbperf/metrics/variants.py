@@ -66,20 +66,20 @@ LEFT JOIN appointment_metrics am ON am.user_id = u.id"""
 VIEW_READ_SQL = f"SELECT * FROM {VIEW_NAME} WHERE user_id = :user_id"
 
 
-def _view(engine: Engine, schema: str | None) -> str:
-    return f'"{validate_identifier(schema or schema_of(engine), "schema")}".{VIEW_NAME}'
+def _view(engine: Engine) -> str:
+    return f'"{validate_identifier(schema_of(engine), "schema")}".{VIEW_NAME}'
 
 
 def _literal(when: datetime) -> str:
     return f"'{when.isoformat()}'::timestamptz"
 
 
-def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = None) -> float:
+def create_metrics_view(engine: Engine, as_of: datetime) -> float:
     """(Re)create the view for ``as_of`` in bbperf's schema with a unique index on user_id.
 
     Returns the build time in ms (client clock: the statement is one big aggregate).
     """
-    view = _view(engine, schema)
+    view = _view(engine)
     windows = {k: _literal(v) for k, v in window_params(0, as_of).items() if k != "user_id"}
     start = time.perf_counter_ns()
     with engine.begin() as conn:
@@ -90,20 +90,18 @@ def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = No
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def refresh_metrics_view(
-    engine: Engine, schema: str | None = None, concurrently: bool = False
-) -> float:
+def refresh_metrics_view(engine: Engine, concurrently: bool = False) -> float:
     """``REFRESH MATERIALIZED VIEW`` (optionally CONCURRENTLY); returns the time it took in ms."""
     how = "CONCURRENTLY " if concurrently else ""
     start = time.perf_counter_ns()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(engine, schema)}"))
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(engine)}"))
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def drop_metrics_view(engine: Engine, schema: str | None = None) -> None:
+def drop_metrics_view(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(engine, schema)}"))
+        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(engine)}"))
 
 
 def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics:
@@ -113,18 +111,14 @@ def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics
     with Session(engine) as session:
         exists = session.execute(text("SELECT to_regclass(:v)"), {"v": VIEW_NAME}).scalar()
         if exists is None:
-            raise DataError(
-                f"{VIEW_NAME} does not exist: run `bbperf metrics --variant view --build-view`"
-            )
+            raise DataError(f"{VIEW_NAME} does not exist: call create_metrics_view(engine, as_of)")
         row = session.execute(text(VIEW_READ_SQL), params).one_or_none()
     if row is None:
-        raise DataError(
-            f"user {user_id} is not in {VIEW_NAME}: run `bbperf metrics --variant view --build-view`"
-        )
+        raise DataError(f"user {user_id} is not in {VIEW_NAME}: refresh the view")
     if row.as_of != as_of:
         raise DataError(
             f"{VIEW_NAME} holds as_of {row.as_of.isoformat()}, not "
-            f"{as_of.isoformat()}: run `bbperf metrics --variant view --build-view`"
+            f"{as_of.isoformat()}: call create_metrics_view(engine, as_of)"
         )
     return raw_from_cte_row(row, params)
 
