@@ -166,10 +166,12 @@ def test_missing_prerequisite_is_one_line_naming_the_fix(
     assert err.startswith("bbperf: error: ") and err.count("\n") == 1 and fix in err
 
 
-def test_rollup_refuses_an_as_of_inside_a_day(ladder_tiny: Engine) -> None:
-    user = barber_ids(ladder_tiny)[0]
+def test_rollup_refuses_an_as_of_inside_a_day() -> None:
+    from bbperf.metrics.rollup import read_params
+
     with pytest.raises(ConfigError, match="must be 00:00 UTC"):
-        ladder_metrics(ladder_tiny, user, "rollup", as_of="2026-10-31T12:00:00+00:00")
+        read_params(1, datetime(2026, 10, 31, 12, tzinfo=UTC))
+    assert read_params(1, AS_OF)["last_day"].isoformat() == "2026-10-31"
 
 
 @pytest.fixture
