@@ -4,7 +4,6 @@ visit totals tallied from the appointments (so client rows are consistent with t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from bbperf.generate import binary as b
 from bbperf.generate.cast import DAY_US, Cast, Chunk
 from bbperf.generate.fakes import Pools
 from bbperf.generate.profile import Profile
+from bbperf.generate.tally import ClientTally
 from bbperf.schema import APPOINTMENT_STATUSES, CUSTOMER_TYPES, PAYMENT_STATUSES
 
 WEEK_DAYS = 7
@@ -33,32 +33,6 @@ def _codes(names: tuple[str, ...], shares: dict[str, float]) -> tuple[np.ndarray
     """Status codes (indexes into ``names``) and their probabilities, for ``rng.choice``."""
     keys = list(shares)
     return np.array([names.index(k) for k in keys]), np.array([shares[k] for k in keys])
-
-
-@dataclass
-class ClientTally:
-    """Per-client totals of completed past visits, filled while appointments are generated."""
-
-    visits: np.ndarray
-    spent_cents: np.ndarray
-    first_us: np.ndarray
-    last_us: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int) -> ClientTally:
-        big = np.iinfo(np.int64).max
-        return cls(
-            np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, big), np.full(n, -1, np.int64)
-        )
-
-    def add(self, client_index: np.ndarray, price_cents: np.ndarray, start_us: np.ndarray) -> None:
-        n = len(self.visits)
-        self.visits += np.bincount(client_index, minlength=n)
-        self.spent_cents += np.bincount(client_index, weights=price_cents, minlength=n).astype(
-            np.int64
-        )
-        np.minimum.at(self.first_us, client_index, start_us)
-        np.maximum.at(self.last_us, client_index, start_us)
 
 
 def n_clients(profile: Profile, cast: Cast) -> int:
@@ -228,16 +202,14 @@ def clients(
     as_of_us: int,
 ) -> Iterator[Chunk]:
     """Client rows in id order, in chunks of CLIENT_CHUNK_ROWS; visit totals come from ``tally``."""
-    total = len(tally.visits)
+    total = tally.n
     history_us = profile.calendar["past_days"] * DAY_US
     for lo in range(0, total, CLIENT_CHUNK_ROWS):
         idx = np.arange(lo, min(lo + CLIENT_CHUNK_ROWS, total))
         n = len(idx)
-        visits, last = tally.visits[idx], tally.last_us[idx]
+        visits, spent, first_visit, last = tally.rows(lo, lo + n)
         never = visits == 0
-        joined = np.where(
-            never, as_of_us - rng.integers(0, history_us, size=n), tally.first_us[idx]
-        )
+        joined = np.where(never, as_of_us - rng.integers(0, history_us, size=n), first_visit)
         joined = joined - (rng.exponential(30, size=n) * DAY_US).astype(np.int64)
         kind = np.select(
             [visits <= 1, last < as_of_us - AT_RISK_DAYS * DAY_US, visits >= VIP_VISITS],
@@ -260,7 +232,7 @@ def clients(
                 "id": b.int4(idx + 1),
                 "barber_id": b.int4(idx // profile.clients["per_barber"] + 1),
                 "total_visits": b.int4(visits),
-                "total_spent": b.numeric(tally.spent_cents[idx], 2),
+                "total_spent": b.numeric(spent, 2),
                 "created_at": b.timestamptz(joined),
                 "first_name": b.pooled(first_pool, first),
                 "last_name": b.pooled(last_pool, surname),

@@ -1,0 +1,365 @@
+"""The load's chunks, generated, encoded and fingerprinted ahead of the COPY: in a background thread
+(``jobs=1``) or in worker processes (``jobs>1``), delivered in the same order with the same bytes.
+
+Bookings come in (week, barber block) pairs of appointments and payments, each pair from its own
+random stream. Their ids depend on how many rows came before, so a worker generates a pair with ids
+from 1, reports its counts, and shifts the ids once the coordinator has summed the counts of the
+pairs before it. Each worker tallies client visits in its own scratch file; the tallies are merged
+before the clients (one random stream, generated in order) are made.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bbperf.generate import binary as b
+from bbperf.generate.bookings import (
+    BARBER_BLOCK,
+    CLIENT_CHUNK_ROWS,
+    block_count,
+    bookings,
+    clients,
+    week_count,
+)
+from bbperf.generate.cast import Cast, Chunk, build_cast, n_barbers
+from bbperf.generate.fakes import Pools, build_pools
+from bbperf.generate.fingerprint import FINGERPRINT_COLUMNS
+from bbperf.generate.profile import Profile
+from bbperf.generate.rowhash import checksum
+from bbperf.generate.tally import ClientTally
+
+# Random streams: one per purpose, and one per (week, barber block) of bookings.
+_CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
+SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
+AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coordinator's memory
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to generate; ``scratch`` is where the client tally's files go (None: the system's)."""
+
+    profile: Profile
+    scale: float
+    seed: int
+    as_of: date
+    scratch: Path | None = None
+
+    @property
+    def as_of_us(self) -> int:
+        midnight = datetime(self.as_of.year, self.as_of.month, self.as_of.day, tzinfo=UTC)
+        return int(midnight.timestamp()) * 1_000_000
+
+    def pairs(self) -> int:
+        return week_count(self.profile) * self.blocks()
+
+    def blocks(self) -> int:
+        return -(-n_barbers(self.profile, self.scale) // BARBER_BLOCK)
+
+
+@dataclass
+class Encoded:
+    """One chunk ready for COPY: its rows' binary payload and their part of the table's checksum.
+    ``seconds`` is client time spent on it: generate, encode, fingerprint."""
+
+    table: str
+    columns: str
+    payload: bytes
+    rows: int
+    checksum: int
+    last: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def _encode(table: str, columns: b.Columns, n: int, last: bool, generate_s: float) -> Encoded:
+    started = time.perf_counter()
+    order, payload = b.encode(columns, n)
+    encoded = time.perf_counter()
+    total = checksum(columns, FINGERPRINT_COLUMNS[table], n)
+    seconds = {
+        "generate": generate_s,
+        "encode": encoded - started,
+        "fingerprint": time.perf_counter() - encoded,
+    }
+    return Encoded(table, ", ".join(order), payload, n, total, last, seconds)
+
+
+def _shift(columns: b.Columns, name: str, by: int) -> None:
+    column = columns[name]
+    assert isinstance(column, b.Fixed)
+    columns[name] = b.int4(column.values + by)
+
+
+class _Generator:
+    """One process's generator: the cast and fake pools (rebuilt, identically, in every worker)."""
+
+    def __init__(self, plan: Plan, tally: ClientTally) -> None:
+        self.plan = plan
+        self.pools: Pools = build_pools(plan.seed)
+        self.cast: Cast = build_cast(
+            plan.profile, plan.scale, _rng(plan.seed, _CAST), self.pools, plan.as_of_us
+        )
+        self.tally = tally
+        self.weekday = plan.as_of.weekday()
+
+    def small_tables(self) -> Iterator[Encoded]:
+        for table in SMALL_TABLES:
+            columns, n = self.cast.tables[table]
+            yield _encode(table, columns, n, True, 0.0)
+
+    def pair(self, k: int, first_appointment: int, first_payment: int) -> tuple[Chunk, Chunk]:
+        week, block = divmod(k, block_count(self.cast))
+        return bookings(
+            self.plan.profile,
+            self.cast,
+            week,
+            block,
+            _rng(self.plan.seed, _BOOKINGS, week, block),
+            self.plan.as_of_us,
+            self.weekday,
+            first_appointment,
+            first_payment,
+            self.tally,
+            self.pools,
+        )
+
+    def clients(self) -> Iterator[Encoded]:
+        plan = self.plan
+        count = -(-self.tally.n // CLIENT_CHUNK_ROWS)
+        rows = clients(
+            plan.profile,
+            self.cast,
+            self.tally,
+            _rng(plan.seed, _CLIENTS),
+            self.pools,
+            plan.as_of_us,
+        )
+        for i in range(count):
+            started = time.perf_counter()
+            columns, n = next(rows)
+            yield _encode("clients", columns, n, i == count - 1, time.perf_counter() - started)
+
+
+def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
+    """Every chunk, generated in this process."""
+    gen = _Generator(plan, tally)
+    yield from gen.small_tables()
+    next_a, next_p, pairs = 1, 1, plan.pairs()
+    for k in range(pairs):
+        started = time.perf_counter()
+        (appts, n_a), (pays, n_p) = gen.pair(k, next_a, next_p)
+        spent = time.perf_counter() - started
+        next_a, next_p = next_a + n_a, next_p + n_p
+        yield _encode("appointments", appts, n_a, k == pairs - 1, spent)
+        yield _encode("payments", pays, n_p, k == pairs - 1, 0.0)
+    yield from gen.clients()
+
+
+def chunks(plan: Plan, jobs: int = 1) -> Iterator[Encoded]:
+    """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
+    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is."""
+    barbers = n_barbers(plan.profile, plan.scale)
+    tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
+    try:
+        if jobs <= 1 or plan.pairs() < 2:
+            yield from _ahead(_in_order(plan, tally), depth=2)
+        else:
+            yield from _parallel(plan, tally, jobs)
+    finally:
+        tally.close()
+
+
+def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
+    """``items`` produced in a background thread, ``depth`` ahead, so generation on one core
+    overlaps the server's COPY on another."""
+    done = object()
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            buffer.put(exc)
+
+    worker = threading.Thread(target=produce, name="bbperf-generate", daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> None:
+    """A worker process: generate the pairs it is given, wait for their id offsets, encode them."""
+    try:
+        gen = _Generator(plan, ClientTally(n, path=tally_path))
+        waiting: list[Any] = []
+        while (task := waiting.pop(0) if waiting else inbox.get()) is not None:
+            k = task[1]
+            started = time.perf_counter()
+            (appts, n_a), (pays, n_p) = gen.pair(k, 1, 1)
+            spent = time.perf_counter() - started
+            outbox.put(("counts", k, n_a, n_p))
+            while (message := inbox.get()) is None or message[0] != "offsets":
+                waiting.append(message)
+            _, _, shift_a, shift_p = message
+            _shift(appts, "id", shift_a)
+            _shift(pays, "id", shift_p)
+            _shift(pays, "appointment_id", shift_a)
+            last = k == plan.pairs() - 1
+            outbox.put(
+                (
+                    "chunk",
+                    k,
+                    _encode("appointments", appts, n_a, last, spent),
+                    _encode("payments", pays, n_p, last, 0.0),
+                )
+            )
+        gen.tally.close()
+        outbox.put(("done", None))
+    except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
+        outbox.put(("error", traceback.format_exc(limit=5)))
+
+
+def _parallel(plan: Plan, tally: ClientTally, jobs: int) -> Iterator[Encoded]:
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    pairs, n = plan.pairs(), tally.n
+    paths = [ClientTally.scratch_file(n, plan.scratch) for _ in range(jobs)]
+    inboxes = [ctx.Queue() for _ in range(jobs)]
+    outbox = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(plan, paths[w], n, inboxes[w], outbox),
+            name=f"bbperf-generate-{w}",
+            daemon=True,
+        )
+        for w in range(jobs)
+    ]
+    for proc in procs:
+        proc.start()
+    state = _Dispatch(pairs, jobs, inboxes)
+    dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
+    dispatcher.start()
+    try:
+        parent = _Generator(plan, tally)
+        yield from parent.small_tables()
+        for k in range(pairs):
+            appts, pays = state.take(k)
+            yield appts
+            yield pays
+        for inbox in inboxes:
+            inbox.put(None)
+        state.wait_done()
+        for path in paths:
+            tally.merge(ClientTally(n, path=path))
+        yield from parent.clients()
+    finally:
+        state.stop()
+        for inbox in inboxes:
+            inbox.put(None)
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        outbox.put(("stop", None))
+        dispatcher.join(timeout=5)
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+class _Dispatch:
+    """The coordinator's side: hands out pairs (at most AHEAD_PER_WORKER a worker beyond the one being
+    copied), turns counts into id offsets in pair order, and holds finished pairs until their turn."""
+
+    def __init__(self, pairs: int, jobs: int, inboxes: list[Any]) -> None:
+        self.pairs, self.jobs, self.inboxes = pairs, jobs, inboxes
+        self.cond = threading.Condition()
+        self.ready: dict[int, tuple[Encoded, Encoded]] = {}
+        self.counts: dict[int, tuple[int, int]] = {}
+        self.next_offset, self.offsets = 0, (1, 1)
+        self.assigned, self.done, self.error = 0, 0, ""
+        self.stopped = False
+        self._assign(0)
+
+    def _assign(self, taken: int) -> None:
+        while self.assigned < min(self.pairs, taken + 1 + AHEAD_PER_WORKER * self.jobs):
+            self.inboxes[self.assigned % self.jobs].put(("gen", self.assigned))
+            self.assigned += 1
+
+    def run(self, outbox: Any) -> None:
+        while True:
+            kind, *rest = outbox.get()
+            with self.cond:
+                if kind == "stop":
+                    return
+                if kind == "counts":
+                    self.counts[rest[0]] = (rest[1], rest[2])
+                    while self.next_offset in self.counts:
+                        n_a, n_p = self.counts.pop(self.next_offset)
+                        a, p = self.offsets
+                        self.inboxes[self.next_offset % self.jobs].put(
+                            ("offsets", self.next_offset, a - 1, p - 1)
+                        )
+                        self.offsets = (a + n_a, p + n_p)
+                        self.next_offset += 1
+                elif kind == "chunk":
+                    self.ready[rest[0]] = (rest[1], rest[2])
+                elif kind == "done":
+                    self.done += 1
+                elif kind == "error":
+                    self.error = rest[0]
+                self.cond.notify_all()
+
+    def take(self, k: int) -> tuple[Encoded, Encoded]:
+        with self.cond:
+            while k not in self.ready:
+                self._check()
+                self.cond.wait(timeout=1.0)
+            self._assign(k)
+            return self.ready.pop(k)
+
+    def wait_done(self) -> None:
+        with self.cond:
+            while self.done < self.jobs:
+                self._check()
+                self.cond.wait(timeout=1.0)
+
+    def _check(self) -> None:
+        if self.error:
+            raise RuntimeError(f"a generator worker failed:\n{self.error}")
+        if self.stopped:
+            raise RuntimeError("generation stopped")
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
