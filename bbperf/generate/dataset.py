@@ -105,10 +105,9 @@ def check_jobs(jobs: Any) -> int:
     return value
 
 
-def dataset_info(engine: Engine, schema: str | None = None) -> dict[str, Any] | None:
-    """The provenance of the loaded dataset, or None when there is none (or no schema).
-    ``schema`` defaults to the engine's (``bbperf.target.schema_of``)."""
-    schema = schema or schema_of(engine)
+def dataset_info(engine: Engine) -> dict[str, Any] | None:
+    """The provenance of the loaded dataset, or None when there is none (or no schema)."""
+    schema = schema_of(engine)
     with engine.connect() as conn:
         table = f'"{schema}".{META_TABLE}'
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
@@ -146,7 +145,7 @@ def ensure_dataset(
     ):
         return DatasetInfo.from_dict(current)
     if current is None:
-        create_schema(engine, schema)
+        create_schema(engine)
     return generate(
         engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
     )
@@ -161,9 +160,11 @@ def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     return True
 
 
-def require_dataset(engine: Engine, schema: str | None = None) -> dict[str, Any]:
+def require_dataset(engine: Engine) -> dict[str, Any]:
     """The loaded dataset's provenance; DataError when nothing was generated."""
-    info = dataset_info(engine, schema)
+    info = dataset_info(engine)
     if info is None:
-        raise DataError("no dataset loaded: run `bbperf generate --profile tiny` (or default)")
+        raise DataError(
+            f"no dataset in schema {schema_of(engine)!r}: run `bbperf generate --profile tiny`"
+        )
     return info
