@@ -107,11 +107,11 @@ def test_timings_are_printed_and_stored(
     args = ["--database-url", tiny_copy_url, "generate", "--profile", "tiny", "--as-of", AS_OF]
     assert main([*args, "--jobs", "1", "--no-progress", "--timings"]) == 0
     out = capsys.readouterr().out
-    for phase in ("prepare", "copy", "indexes", "constraints", "analyze", "client fingerprint"):
+    for phase in ("prepare", "copy", "indexes", "constraints", "validate+analyze", "fingerprint"):
         assert phase in out
     assert main(["--database-url", tiny_copy_url, "data", "status", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert set(info["phases"]) >= {"prepare", "copy", "waiting", "constraints", "analyze"}
+    assert set(info["phases"]) >= {"prepare", "copy", "waiting", "constraints", "validate+analyze"}
     assert sum(info["phases"].values()) <= info["load_seconds"]
     assert set(info["client_seconds"]) == {"generate", "encode", "fingerprint"}
 
