@@ -10,6 +10,17 @@ from bbperf.cli import engine_from, print_json, print_table, settings_from
 from bbperf.generate.profile import available_profiles
 from bbperf.schema import TABLE_ORDER
 
+PHASE_ORDER = (
+    "prepare",
+    "waiting",
+    "copy",
+    "indexes",
+    "constraints",
+    "sequences",
+    "provenance",
+    "validate+analyze",
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser(

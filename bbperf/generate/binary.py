@@ -24,23 +24,36 @@ _NEEDS_QUOTES = re.compile(r'[ \t\n\r\v\f"\\(),]')  # record_out's test (C isspa
 
 @dataclass(frozen=True)
 class Fixed:
-    """A never-null column of one width: ``parts`` are (suffix, dtype, values) of its binary form.
+    """A never-null column of one width, kept as its logical ``values``: integers ("int"), 0/1
+    ("bool"), Unix microseconds ("timestamptz"), units of 10^-scale ("numeric"), an ``S<w>`` array
+    ("bytes"). Its binary ``parts`` are computed when a slice of it is encoded."""
 
-    ``kind`` ("int", "bool", "timestamptz", "numeric", "bytes") and ``values`` (the logical values:
-    integers, 0/1, Unix microseconds, units of 10^-scale, an ``S<w>`` array) give its text form.
-    """
-
-    parts: tuple[tuple[str, str, np.ndarray | int], ...]
-    width: int
     kind: str
     values: np.ndarray
+    width: int
     scale: int = 0
 
+    @property
+    def parts(self) -> tuple[tuple[str, str, np.ndarray | int], ...]:
+        """(suffix, dtype, values) of the binary form's fields."""
+        if self.kind == "timestamptz":
+            return (("", ">i8", self.values - PG_EPOCH_US),)
+        if self.kind == "numeric":
+            whole, frac = np.divmod(self.values, 10**self.scale)
+            return (
+                ("n", ">i2", _NUMERIC_DIGITS),
+                ("w", ">i2", 1),  # weight of the first digit: 10000^1
+                ("s", ">i2", 0),
+                ("d", ">i2", self.scale),
+                ("0", ">i2", whole // 10_000),
+                ("1", ">i2", whole % 10_000),
+                ("2", ">i2", frac * 10 ** (4 - self.scale)),
+            )
+        dtype = {"int": f">i{self.width}", "bool": "u1"}.get(self.kind, self.values.dtype.str)
+        return (("", dtype, self.values),)
+
     def take(self, rows: slice) -> Fixed:
-        parts = tuple(
-            (s, d, v[rows] if isinstance(v, np.ndarray) and v.ndim else v) for s, d, v in self.parts
-        )
-        return Fixed(parts, self.width, self.kind, self.values[rows], self.scale)
+        return Fixed(self.kind, self.values[rows], self.width, self.scale)
 
 
 @dataclass(frozen=True)
@@ -102,42 +115,30 @@ Columns = dict[str, Column]
 
 
 def int4(values: np.ndarray) -> Fixed:
-    return Fixed((("", ">i4", values),), 4, "int", np.asarray(values))
+    return Fixed("int", np.asarray(values, dtype=np.int32), 4)
 
 
 def int8(values: np.ndarray) -> Fixed:
-    return Fixed((("", ">i8", values),), 8, "int", np.asarray(values))
+    return Fixed("int", np.asarray(values, dtype=np.int64), 8)
 
 
 def boolean(values: np.ndarray) -> Fixed:
-    return Fixed((("", "u1", values),), 1, "bool", np.asarray(values))
+    return Fixed("bool", np.asarray(values, dtype=np.uint8), 1)
 
 
 def timestamptz(unix_us: np.ndarray) -> Fixed:
     """Timestamps given as Unix microseconds (int64)."""
-    unix_us = np.asarray(unix_us, dtype=np.int64)
-    return Fixed((("", ">i8", unix_us - PG_EPOCH_US),), 8, "timestamptz", unix_us)
+    return Fixed("timestamptz", np.asarray(unix_us, dtype=np.int64), 8)
 
 
 def numeric(units: np.ndarray, scale: int) -> Fixed:
-    """Non-negative numbers given as integers of 10^-scale (cents for scale 2), scale <= 4."""
-    units = np.asarray(units, dtype=np.int64)
-    whole, frac = np.divmod(units, 10**scale)
-    parts: list[tuple[str, str, np.ndarray | int]] = [
-        ("n", ">i2", _NUMERIC_DIGITS),
-        ("w", ">i2", 1),  # weight of the first digit: 10000^1
-        ("s", ">i2", 0),
-        ("d", ">i2", scale),
-        ("0", ">i2", whole // 10_000),
-        ("1", ">i2", whole % 10_000),
-        ("2", ">i2", frac * 10 ** (4 - scale)),
-    ]
-    return Fixed(tuple(parts), 2 * (4 + _NUMERIC_DIGITS), "numeric", units, scale)
+    """Non-negative numbers below 10^8 given as integers of 10^-scale (cents for scale 2), scale <= 4."""
+    return Fixed("numeric", np.asarray(units, dtype=np.int64), 2 * (4 + _NUMERIC_DIGITS), scale)
 
 
 def fixed_text(values: np.ndarray) -> Fixed:
     """Text of one byte width for every row, as a numpy ``S<w>`` array (ASCII, nothing to quote)."""
-    return Fixed((("", values.dtype.str, values),), values.dtype.itemsize, "bytes", values)
+    return Fixed("bytes", values, values.dtype.itemsize)
 
 
 def pooled(pool: TextPool, index: np.ndarray, null: np.ndarray | None = None) -> Var:
@@ -156,8 +157,9 @@ def nullable(column: Fixed, null: np.ndarray) -> Var:
 
 
 def _structured(column: Fixed, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.dtype([(f"v{suffix}", dtype) for suffix, dtype, _ in column.parts]))
-    for suffix, _, values in column.parts:
+    parts = column.parts
+    out = np.empty(n, dtype=np.dtype([(f"v{suffix}", dtype) for suffix, dtype, _ in parts]))
+    for suffix, _, values in parts:
         out[f"v{suffix}"] = values
     return out
 
@@ -192,13 +194,14 @@ def encode_body(columns: dict[str, Column], n: int) -> np.ndarray:
     fixed = [c for c in columns.values() if isinstance(c, Fixed)]
     var = [c for c in columns.values() if isinstance(c, Var)]
     fields = [("count", ">i2")]
-    for i, column in enumerate(fixed):
-        fields += [(f"c{i}len", ">i4")] + [(f"c{i}{s}", d) for s, d, _ in column.parts]
+    parts = [column.parts for column in fixed]
+    for i, column_parts in enumerate(parts):
+        fields += [(f"c{i}len", ">i4")] + [(f"c{i}{s}", d) for s, d, _ in column_parts]
     block = np.empty(n, dtype=np.dtype(fields))
     block["count"] = len(columns)
-    for i, column in enumerate(fixed):
+    for i, (column, column_parts) in enumerate(zip(fixed, parts, strict=True)):
         block[f"c{i}len"] = column.width
-        for suffix, _, values in column.parts:
+        for suffix, _, values in column_parts:
             block[f"c{i}{suffix}"] = values
     pieces: list[tuple[np.ndarray, np.ndarray | None]] = [
         (block.view(np.uint8).reshape(n, block.dtype.itemsize), None)

@@ -26,7 +26,8 @@ class DatasetInfo:
 
     ``phases`` are the load's wall-clock steps in seconds (they add up to ``load_seconds``);
     ``client_seconds`` the generator's own time per activity, summed over its workers, spent while
-    the COPY ran; ``copy_seconds`` the stream's time per table.
+    the COPY ran; ``copy_seconds`` the stream's time per table; ``peak_rss_mb`` the peak resident
+    memory of the loading process (``coordinator``) and of its largest worker (``worker``).
     """
 
     profile: str
@@ -43,6 +44,7 @@ class DatasetInfo:
     phases: dict[str, float] = field(default_factory=dict)
     client_seconds: dict[str, float] = field(default_factory=dict)
     jobs: int = 1
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows(self) -> dict[str, int]:

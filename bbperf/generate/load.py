@@ -35,7 +35,7 @@ from bbperf.generate.dataset import (
 )
 from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
-from bbperf.generate.stream import Plan, chunks
+from bbperf.generate.stream import Plan, chunks, peak_rss_mb
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
 from bbperf.target import query_error, schema_of
 
@@ -147,8 +147,9 @@ def _load(
     client: dict[str, float] = {}
     sums: dict[str, list[int]] = {t: [0, 0] for t in TABLE_ORDER}
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    stats: dict[str, float] = {}
     with phases("stream"):
-        for chunk in chunks(plan, jobs):
+        for chunk in chunks(plan, jobs, stats):
             copied = time.perf_counter()
             if chunk.rows:
                 # FREEZE: the table was truncated in this transaction, so rows are written frozen
@@ -175,9 +176,7 @@ def _load(
             conn.execute(text(definition))
     with phases("constraints"):
         for tbl, name, definition in fks:
-            conn.execute(
-                text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID')
-            )
+            conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID'))
     with phases("sequences"):
         for table in TABLE_ORDER:
             conn.execute(
@@ -202,6 +201,10 @@ def _load(
             versions=_library_versions(),
             client_seconds={k: round(v, 3) for k, v in client.items()},
             jobs=jobs,
+            peak_rss_mb={
+                "coordinator": round(peak_rss_mb(), 1),
+                "worker": round(stats.get("worker_peak_rss_mb", 0.0), 1),
+            },
         )
         _store(conn, schema, info)
     return info, fks
@@ -220,9 +223,7 @@ def _store(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
         conn.execute(sql, params)
 
 
-def validate_and_analyze(
-    engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1
-) -> None:
+def validate_and_analyze(engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1) -> None:
     """VALIDATE every foreign key in ``fks`` and ANALYZE every table of the dataset: each table's
     steps on one connection, up to ``jobs`` tables at once, the biggest first."""
     schema = schema_of(engine)

@@ -98,7 +98,7 @@ def _fixed_pieces(column: Fixed) -> list[Piece]:
     if column.kind == "int":
         return [_integers(values)]
     if column.kind == "bool":
-        return [_strings(np.where(values.astype(bool), b"t", b"f"))]
+        return [_strings(np.where(values != 0, b"t", b"f"))]
     if column.kind == "bytes":
         return [_strings(values)]
     if column.kind == "numeric":

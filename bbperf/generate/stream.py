@@ -26,7 +26,6 @@ import numpy as np
 from bbperf.generate import binary as b
 from bbperf.generate.bookings import (
     BARBER_BLOCK,
-    CLIENT_CHUNK_ROWS,
     block_count,
     bookings,
     clients,
@@ -43,6 +42,7 @@ from bbperf.generate.tally import ClientTally
 _CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
 SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
 AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coordinator's memory
+PAYLOAD_ROWS = 16_384  # rows per COPY payload
 
 
 @dataclass(frozen=True)
@@ -85,17 +85,25 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 
-def _encode(table: str, columns: b.Columns, n: int, last: bool, generate_s: float) -> Encoded:
-    started = time.perf_counter()
-    order, payload = b.encode(columns, n)
-    encoded = time.perf_counter()
-    total = checksum(columns, FINGERPRINT_COLUMNS[table], n)
-    seconds = {
-        "generate": generate_s,
-        "encode": encoded - started,
-        "fingerprint": time.perf_counter() - encoded,
-    }
-    return Encoded(table, ", ".join(order), payload, n, total, last, seconds)
+def _encoded(
+    table: str, columns: b.Columns, n: int, last: bool, generate_s: float
+) -> Iterator[Encoded]:
+    """The rows as COPY payloads of at most PAYLOAD_ROWS rows each, encoded and fingerprinted only
+    when asked for: what waits in the queue stays small whatever the chunk's size."""
+    for lo in range(0, max(n, 1), PAYLOAD_ROWS):
+        rows = slice(lo, min(lo + PAYLOAD_ROWS, n))
+        part, size = b.take(columns, rows), rows.stop - rows.start
+        started = time.perf_counter()
+        order, payload = b.encode(part, size)
+        encoded = time.perf_counter()
+        total = checksum(part, FINGERPRINT_COLUMNS[table], size)
+        seconds = {
+            "generate": generate_s if lo == 0 else 0.0,
+            "encode": encoded - started,
+            "fingerprint": time.perf_counter() - encoded,
+        }
+        final = last and rows.stop >= n
+        yield Encoded(table, ", ".join(order), payload, size, total, final, seconds)
 
 
 def _shift(columns: b.Columns, name: str, by: int) -> None:
@@ -119,7 +127,7 @@ class _Generator:
     def small_tables(self) -> Iterator[Encoded]:
         for table in SMALL_TABLES:
             columns, n = self.cast.tables[table]
-            yield _encode(table, columns, n, True, 0.0)
+            yield from _encoded(table, columns, n, True, 0.0)
 
     def pair(self, k: int, first_appointment: int, first_payment: int) -> tuple[Chunk, Chunk]:
         week, block = divmod(k, block_count(self.cast))
@@ -139,7 +147,6 @@ class _Generator:
 
     def clients(self) -> Iterator[Encoded]:
         plan = self.plan
-        count = -(-self.tally.n // CLIENT_CHUNK_ROWS)
         rows = clients(
             plan.profile,
             self.cast,
@@ -148,10 +155,17 @@ class _Generator:
             self.pools,
             plan.as_of_us,
         )
-        for i in range(count):
+        done = 0
+        while True:
             started = time.perf_counter()
-            columns, n = next(rows)
-            yield _encode("clients", columns, n, i == count - 1, time.perf_counter() - started)
+            part = next(rows, None)
+            if part is None:
+                return
+            columns, n = part
+            done += n
+            yield from _encoded(
+                "clients", columns, n, done >= self.tally.n, time.perf_counter() - started
+            )
 
 
 def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
@@ -164,21 +178,22 @@ def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
         (appts, n_a), (pays, n_p) = gen.pair(k, next_a, next_p)
         spent = time.perf_counter() - started
         next_a, next_p = next_a + n_a, next_p + n_p
-        yield _encode("appointments", appts, n_a, k == pairs - 1, spent)
-        yield _encode("payments", pays, n_p, k == pairs - 1, 0.0)
+        yield from _encoded("appointments", appts, n_a, k == pairs - 1, spent)
+        yield from _encoded("payments", pays, n_p, k == pairs - 1, 0.0)
     yield from gen.clients()
 
 
-def chunks(plan: Plan, jobs: int = 1) -> Iterator[Encoded]:
+def chunks(plan: Plan, jobs: int = 1, stats: dict[str, float] | None = None) -> Iterator[Encoded]:
     """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
-    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is."""
+    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
+    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
     barbers = n_barbers(plan.profile, plan.scale)
     tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
     try:
         if jobs <= 1 or plan.pairs() < 2:
             yield from _ahead(_in_order(plan, tally), depth=2)
         else:
-            yield from _parallel(plan, tally, jobs)
+            yield from _parallel(plan, tally, jobs, stats if stats is not None else {})
     finally:
         tally.close()
 
@@ -239,17 +254,25 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> No
                 (
                     "chunk",
                     k,
-                    _encode("appointments", appts, n_a, last, spent),
-                    _encode("payments", pays, n_p, last, 0.0),
+                    list(_encoded("appointments", appts, n_a, last, spent)),
+                    list(_encoded("payments", pays, n_p, last, 0.0)),
                 )
             )
         gen.tally.close()
-        outbox.put(("done", None))
+        outbox.put(("done", peak_rss_mb()))
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
         outbox.put(("error", traceback.format_exc(limit=5)))
 
 
-def _parallel(plan: Plan, tally: ClientTally, jobs: int) -> Iterator[Encoded]:
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _parallel(
+    plan: Plan, tally: ClientTally, jobs: int, stats: dict[str, float]
+) -> Iterator[Encoded]:
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     pairs, n = plan.pairs(), tally.n
     paths = [ClientTally.scratch_file(n, plan.scratch) for _ in range(jobs)]
@@ -274,11 +297,12 @@ def _parallel(plan: Plan, tally: ClientTally, jobs: int) -> Iterator[Encoded]:
         yield from parent.small_tables()
         for k in range(pairs):
             appts, pays = state.take(k)
-            yield appts
-            yield pays
+            yield from appts
+            yield from pays
         for inbox in inboxes:
             inbox.put(None)
         state.wait_done()
+        stats["worker_peak_rss_mb"] = state.worker_rss_mb
         for path in paths:
             tally.merge(ClientTally(n, path=path))
         yield from parent.clients()
@@ -303,11 +327,12 @@ class _Dispatch:
     def __init__(self, pairs: int, jobs: int, inboxes: list[Any]) -> None:
         self.pairs, self.jobs, self.inboxes = pairs, jobs, inboxes
         self.cond = threading.Condition()
-        self.ready: dict[int, tuple[Encoded, Encoded]] = {}
+        self.ready: dict[int, tuple[list[Encoded], list[Encoded]]] = {}
         self.counts: dict[int, tuple[int, int]] = {}
         self.next_offset, self.offsets = 0, (1, 1)
         self.assigned, self.done, self.error = 0, 0, ""
         self.stopped = False
+        self.worker_rss_mb = 0.0
         self._assign(0)
 
     def _assign(self, taken: int) -> None:
@@ -335,11 +360,12 @@ class _Dispatch:
                     self.ready[rest[0]] = (rest[1], rest[2])
                 elif kind == "done":
                     self.done += 1
+                    self.worker_rss_mb = max(self.worker_rss_mb, rest[0])
                 elif kind == "error":
                     self.error = rest[0]
                 self.cond.notify_all()
 
-    def take(self, k: int) -> tuple[Encoded, Encoded]:
+    def take(self, k: int) -> tuple[list[Encoded], list[Encoded]]:
         with self.cond:
             while k not in self.ready:
                 self._check()
