@@ -178,3 +178,15 @@ def test_parallel_load_over_tcp_to_postgresql_15_verifies(
     assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
     assert "pg15-Secr3t-pw" not in capsys.readouterr().out
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("profile", "scale", "rows"),
+    [("tiny", 1.0, 4_355), ("default", 1.0, 1_928_799)],  # counted by loads (README: SF 1 rows)
+)
+def test_progress_total_estimate_is_close_to_the_real_count(
+    profile: str, scale: float, rows: int
+) -> None:
+    from bbperf.generate.progress import estimated_rows
+
+    assert abs(estimated_rows(load_profile(profile), scale) / rows - 1) < 0.05

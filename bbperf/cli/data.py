@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from bbperf.cli import engine_from, print_json, print_table, settings_from
 from bbperf.generate.profile import available_profiles
@@ -98,7 +99,7 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def timing_rows(info: dict) -> list[dict]:  # type: ignore[type-arg]
+def timing_rows(info: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for the timings table: wall-clock phases, then the generator's own time."""
     total = info.get("load_seconds") or 0.0
     rows = [

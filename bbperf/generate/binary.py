@@ -206,9 +206,9 @@ def encode_body(columns: dict[str, Column], n: int) -> np.ndarray:
     pieces: list[tuple[np.ndarray, np.ndarray | None]] = [
         (block.view(np.uint8).reshape(n, block.dtype.itemsize), None)
     ]
-    for column in var:
-        pieces.append((column.length.astype(">i4").view(np.uint8).reshape(n, 4), None))
-        pieces.append((column.rows(), np.maximum(column.length, 0)))
+    for text in var:
+        pieces.append((text.length.astype(">i4").view(np.uint8).reshape(n, 4), None))
+        pieces.append((text.rows(), np.maximum(text.length, 0)))
     return compact(pieces, n)
 
 

@@ -28,7 +28,7 @@ class ClientTally:
         self.n = n
         size = max(n, 1) * _FIELDS * 8
         if path is None:
-            self._file = tempfile.TemporaryFile(prefix="bbperf-tally-", dir=directory)
+            self._file = tempfile.TemporaryFile(prefix="bbperf-tally-", dir=directory)  # noqa: SIM115
             self._file.truncate(size)
         else:
             self._file = open(path, "r+b")  # noqa: SIM115 - closed by close()
