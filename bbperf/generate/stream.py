@@ -177,7 +177,9 @@ def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
         spent = time.perf_counter() - started
         next_a, next_p = next_a + n_a, next_p + n_p
         yield from _encoded("appointments", appts, n_a, k == pairs - 1, spent)
+        del appts  # not alive while the payments are encoded or the next pair is generated
         yield from _encoded("payments", pays, n_p, k == pairs - 1, 0.0)
+        del pays
     yield from gen.clients()
 
 

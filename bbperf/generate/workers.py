@@ -42,14 +42,10 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> No
             _shift(pays, "id", shift_p)
             _shift(pays, "appointment_id", shift_a)
             last = k == plan.pairs() - 1
-            outbox.put(
-                (
-                    "chunk",
-                    k,
-                    list(_encoded("appointments", appts, n_a, last, spent)),
-                    list(_encoded("payments", pays, n_p, last, 0.0)),
-                )
-            )
+            encoded = list(_encoded("appointments", appts, n_a, last, spent))
+            del appts  # not alive while the payments are encoded or the next pair is generated
+            outbox.put(("chunk", k, encoded, list(_encoded("payments", pays, n_p, last, 0.0))))
+            del pays, encoded
         gen.tally.close()
         outbox.put(("done", peak_rss_mb()))
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
