@@ -143,6 +143,20 @@ def describe(label: str, run: dict[str, Any]) -> None:
     )
 
 
+def rss_only(args: argparse.Namespace, jobs: int) -> None:
+    scales = [float(s) for s in args.rss_scales.split(",")]
+    rss = {}
+    for scale in scales:
+        run = load(args, scale, jobs)
+        describe(f"SF {scale:g} --jobs {jobs}", run)
+        rss[scale] = run["rss_mb"]
+    ratio = rss[max(scales)] / rss[args.scale]
+    print(
+        f"  peak RSS SF {max(scales):g} / SF {args.scale:g} = {ratio:.2f} (target <= 1.10): "
+        f"{verdict(ratio <= 1.1)}"
+    )
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
@@ -158,6 +172,9 @@ def main() -> None:
     parser.add_argument("--as-of", default="2026-11-01")
     parser.add_argument("--naive-rows", type=int, default=5000)
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the --rss-scales loads and the memory target"
+    )
     args = parser.parse_args()
     engine = connect(args.database_url, echo_pool=False)
     create_schema(engine)
@@ -165,6 +182,9 @@ def main() -> None:
     print(f"profile {args.profile} seed {args.seed} as of {args.as_of}; {os.cpu_count()} cores")
     os.system("uptime")  # noqa: S605 - the machine's load, for the reader of the figures
 
+    if args.rss_only:
+        rss_only(args, one)
+        return
     runs = {(args.scale, j): load(args, args.scale, j) for j in (one, two)}
     for (scale, jobs), run in runs.items():
         describe(f"SF {scale:g} --jobs {jobs}", run)
