@@ -107,8 +107,9 @@ def processes_of(
     the embedded server and of its replica, pgbouncer with its generated config)."""
     root = str(Path(home).resolve())
     found = []
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        if proc.info["name"] not in names:
+    for proc in psutil.process_iter(attrs=["name", "cmdline", "status"]):
+        # A daemon that exited stays a zombie until init reaps it: it no longer runs.
+        if proc.info["name"] not in names or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         cmdline = proc.info["cmdline"] or []
         if any(part == root or part.startswith(root + os.sep) for part in cmdline):
