@@ -14,8 +14,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg2
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+
+_DRIVER_ERRORS = (DBAPIError, psycopg2.Error)
 
 from bbperf.errors import ConfigError, first_line
 from bbperf.urls import mask_text
@@ -97,7 +100,7 @@ def read_lag(primary: Engine, replica: Engine, application_name: str = "bbperf_r
         with replica.connect() as conn:
             rep = conn.execute(_REPLICA_SQL).one()
             conn.rollback()
-    except DBAPIError as exc:
+    except _DRIVER_ERRORS as exc:
         return Lag(time.monotonic(), None, None, error=mask_text(first_line(exc)))
     if not rep.in_recovery:
         return Lag(
@@ -135,7 +138,7 @@ class LagSampler:
         while not self._stop.is_set():
             try:
                 self.readings.append(read_lag(self.primary, self.replica))
-            except DBAPIError as exc:
+            except _DRIVER_ERRORS as exc:
                 self.readings.append(Lag(time.monotonic(), None, None, error=first_line(exc)))
             self._stop.wait(self.every_s)
 

@@ -295,12 +295,11 @@ class ReplicaStatus:
 
 
 def replica_engine(url: str, **overrides: Any) -> Engine:
-    """An engine on a replica: autocommit (no snapshot held open between reads) and a short connect
-    timeout, so a replica that is down is reported at once instead of stalling a run."""
+    """An engine on a replica with a short connect timeout, so a replica that is down is reported
+    at once instead of stalling a run."""
     from bbperf.pools import make_engine
 
-    engine = make_engine(url, echo_pool=False, connect_timeout_s=2, **overrides)
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return make_engine(url, echo_pool=False, connect_timeout_s=2, **overrides)
 
 
 def replica_status(

@@ -19,6 +19,7 @@ import pandas as pd
 from bbperf.errors import first_line
 from bbperf.urls import mask_text
 
+
 @dataclass(frozen=True)
 class Trap:
     """One kind of session state: what client A does, and what client B then checks."""
