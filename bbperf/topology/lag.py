@@ -18,10 +18,10 @@ import psycopg2
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-_DRIVER_ERRORS = (DBAPIError, psycopg2.Error)
-
 from bbperf.errors import ConfigError, first_line
 from bbperf.urls import mask_text
+
+_DRIVER_ERRORS = (DBAPIError, psycopg2.Error)
 
 _PRIMARY_SQL = text(
     "SELECT pg_current_wal_lsn()::text AS lsn, "
