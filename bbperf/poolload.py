@@ -151,9 +151,14 @@ def run_step(
     duration_s: float,
     workload: Workload = "select1",
     warmup: bool = True,
+    server_connections: Callable[[], int] | None = None,
     **pool_overrides: Any,
 ) -> dict[str, Any]:
-    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool."""
+    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool.
+
+    ``server_connections()`` counts the server connections in use when the pool's own backend
+    pids do not (through PgBouncer the driver sees PgBouncer's, not the server's).
+    """
     config = pool_config(environment, echo_pool=False, **pool_overrides)
     engine = make_engine(url, environment, echo_pool=False, **pool_overrides)
     probe = make_engine(
@@ -189,7 +194,7 @@ def run_step(
                         concurrency,
                         duration_s,
                         warmup,
-                        backends,
+                        server_connections or (lambda: backends.alive(sampler)),
                     )
                 )
     except DBAPIError as exc:
@@ -231,7 +236,7 @@ def _drive(
     concurrency: int,
     duration_s: float,
     warmup: bool,
-    backends: _BackendPids,
+    count_server: Callable[[], int],
 ) -> dict[str, Any]:
     workers = [_Worker([]) for _ in range(concurrency)]
     state: dict[str, float] = {}
@@ -260,7 +265,7 @@ def _drive(
     mid = None
     while any(t.is_alive() for t in threads):
         pool = monitor.pool_snapshot()
-        server = backends.alive(sampler)
+        server = count_server()
         sampler.commit()
         peaks = {
             "checked_out": max(peaks["checked_out"], pool.checked_out),
@@ -311,22 +316,57 @@ def pool_load(
     workload: Workload = "select1",
     database_url: str | None = None,
     warmup: bool = True,
+    via: str = "direct",
     **pool_overrides: Any,
 ) -> pd.DataFrame:
     """One row per (environment, concurrency): the load step's figures (see ``run_step``).
 
     ``workload`` is a WORKLOADS name, SQL text or a callable ``f(conn)``; ``pool_overrides``
     replace PoolConfig fields for every environment (``pool_timeout_s=1``, ``pool_pre_ping=False``).
+    ``via="pgbouncer"`` sends the pools through bbperf's PgBouncer (started for the run and
+    stopped after it unless it was already running); server connections are then PgBouncer's.
     Every step is run even when an earlier one ran out of connections.
     """
     validate(environments, concurrency, duration_s)
+    if via not in ("direct", "pgbouncer"):
+        raise ConfigError(f"via {via!r}: choose direct or pgbouncer")
     url = _target_url(database_url)
-    rows = [
-        run_step(url, env, level, duration_s, workload, warmup, **pool_overrides)
-        for env in environments
-        for level in concurrency
-    ]
-    return pd.DataFrame(rows)
+    if via == "direct":
+        return pd.DataFrame(
+            [
+                run_step(url, env, level, duration_s, workload, warmup, **pool_overrides)
+                for env in environments
+                for level in concurrency
+            ]
+        )
+    from bbperf.config import load_settings
+    from bbperf.topology.pgbouncer import PgBouncer
+
+    settings = load_settings(database_url=database_url)
+    bouncer = PgBouncer(settings.home)
+    started = bouncer.pid() is None
+    pooled = bouncer.start(url, schema=settings.schema) if started else bouncer.url(url)
+    try:
+        rows = [
+            run_step(
+                pooled,
+                env,
+                level,
+                duration_s,
+                workload,
+                warmup,
+                server_connections=lambda: bouncer.server_connections(url),
+                **pool_overrides,
+            )
+            for env in environments
+            for level in concurrency
+        ]
+    finally:
+        if started:
+            bouncer.stop()
+    # The pre-flight notes compare the pool with max_connections; PgBouncer stands in between.
+    note = "through pgbouncer: the pool's client connections share pgbouncer's server connections"
+    return pd.DataFrame([{**row, "via": via, "notes": [note]} for row in rows])
 
 
 def _target_url(database_url: str | None) -> str:

@@ -57,6 +57,16 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
     load.add_argument(
         "--pool-timeout", type=float, help="override pool_timeout_s for every environment"
     )
+    load.add_argument("--pool-size", type=int, help="override pool_size for every environment")
+    load.add_argument(
+        "--max-overflow", type=int, help="override max_overflow for every environment"
+    )
+    load.add_argument(
+        "--via",
+        choices=("direct", "pgbouncer"),
+        default="direct",
+        help="connect directly (default) or through bbperf's pgbouncer (started for the run)",
+    )
     load.add_argument(
         "--costs",
         type=int,
@@ -129,7 +139,17 @@ def pool_load(args: argparse.Namespace) -> int:
     from bbperf.poolload import pool_costs
     from bbperf.poolload import pool_load as run
 
-    overrides = {} if args.pool_timeout is None else {"pool_timeout_s": args.pool_timeout}
+    from bbperf.errors import ConfigError
+
+    given = {
+        "pool_timeout_s": args.pool_timeout,
+        "pool_size": args.pool_size,
+        "max_overflow": args.max_overflow,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    for name in ("pool_size", "max_overflow"):
+        if overrides.get(name, 0) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
     settings = settings_from(args)
     frame = run(
         environments=args.environment or ["development"],
@@ -137,6 +157,7 @@ def pool_load(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         workload=args.workload,
         database_url=settings.database_url,
+        via=args.via,
         **overrides,
     )
     costs = pool_costs(args.costs, database_url=settings.database_url) if args.costs else None
