@@ -136,10 +136,9 @@ def serve_health(args: argparse.Namespace) -> int:
 
 
 def pool_load(args: argparse.Namespace) -> int:
+    from bbperf.errors import ConfigError
     from bbperf.poolload import pool_costs
     from bbperf.poolload import pool_load as run
-
-    from bbperf.errors import ConfigError
 
     given = {
         "pool_timeout_s": args.pool_timeout,
