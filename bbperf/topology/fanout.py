@@ -178,3 +178,26 @@ def processes_that_fit(
         "processes_direct": usable_connections // capacity_per_process,
         "processes_via_pgbouncer": max_client_conn // capacity_per_process,
     }
+
+
+def pool_fit(usable_connections: int, max_client_conn: int, default_pool_size: int) -> pd.DataFrame:
+    """Per environment: one process's pool capacity (pool_size + max_overflow), and how many such
+    processes fit the server directly and through PgBouncer (which keeps ``default_pool_size``
+    server connections per database and user whatever the clients)."""
+    from bbperf.pools import ENVIRONMENTS, pool_config
+
+    rows = []
+    for env in ENVIRONMENTS:
+        config = pool_config(env)
+        capacity = config.pool_size + config.max_overflow
+        rows.append(
+            {
+                "environment": env,
+                "pool_size": config.pool_size,
+                "max_overflow": config.max_overflow,
+                "capacity_per_process": capacity,
+                **processes_that_fit(capacity, usable_connections, max_client_conn),
+                "server_connections_via_pgbouncer": default_pool_size,
+            }
+        )
+    return pd.DataFrame(rows)

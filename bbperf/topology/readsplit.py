@@ -45,6 +45,7 @@ class PlacementRun:
     lag: list[Lag] = field(default_factory=list)
     staleness_ms: list[float] = field(default_factory=list)
     staleness_timeouts: int = 0
+    staleness_first_read_fresh: int = 0
     fell_back: int = 0
     events: list[str] = field(default_factory=list)
 
@@ -82,6 +83,7 @@ class PlacementRun:
             "staleness_p50_ms": percentile(stale, 50),
             "staleness_p95_ms": percentile(stale, 95),
             "staleness_timeouts": self.staleness_timeouts,
+            "staleness_first_read_fresh": self.staleness_first_read_fresh,
         }
 
 
@@ -256,11 +258,14 @@ def _prober(
                 book(primary, shape, barber, rng)
                 committed = time.perf_counter()
                 run.writes += 1
+                first = True
                 while True:
                     started = time.perf_counter()
                     if _payment_count(replica, barber, shape) >= expected:
                         run.staleness_ms.append((started - committed) * 1000)
+                        run.staleness_first_read_fresh += first
                         break
+                    first = False
                     if started - committed > timeout_s:
                         run.staleness_timeouts += 1
                         break
@@ -288,5 +293,6 @@ def _interrupter(
 
 
 def summarize_runs(runs: list[PlacementRun], max_lag_s: float = 1.0) -> pd.DataFrame:
-    """One row per run (see ``PlacementRun.summary``)."""
-    return pd.DataFrame([r.summary(max_lag_s) for r in runs])
+    """One row per run (see ``PlacementRun.summary``); the same columns when there is none."""
+    columns = list(PlacementRun("primary").summary(max_lag_s))
+    return pd.DataFrame([r.summary(max_lag_s) for r in runs], columns=columns)
