@@ -26,7 +26,8 @@ def _home(home: Path | None) -> Path:
 
 
 def _url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=False)
+    """A libpq URL of the engine's target (raw drivers do not know ``+psycopg2``)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass

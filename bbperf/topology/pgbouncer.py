@@ -164,6 +164,8 @@ def render_config(config: BouncerConfig) -> tuple[str, str]:
         f"default_pool_size = {config.default_pool_size}",
         "reserve_pool_size = 0",
         f"max_client_conn = {config.max_client_conn}",
+        # A burst of clients connecting at once must not find the accept queue full (default 128).
+        f"listen_backlog = {min(config.max_client_conn, 4096)}",
         "ignore_startup_parameters = extra_float_digits, options",
         # Fail fast instead of queueing clients for minutes when the server is gone.
         "server_connect_timeout = 5",

@@ -80,7 +80,9 @@ class _Client:
         else:
             import psycopg2
 
-            self.conn = psycopg2.connect(url, connect_timeout=5)
+            self.conn = psycopg2.connect(
+                url.replace("postgresql+psycopg2", "postgresql"), connect_timeout=5
+            )
             self.error = psycopg2.Error
         # pg_backend_pid() runs on the server: through PgBouncer it names the server process too.
         self.server_pid = int(self.run("SELECT pg_backend_pid()", prepare=False))
