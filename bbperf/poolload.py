@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,6 +27,8 @@ from bbperf.errors import ConfigError, DataError, first_line
 from bbperf.monitor import DatabaseMetrics, PoolMonitor, evaluate, percentile, read_database_metrics
 from bbperf.poolcosts import PoolRecommendation, pool_costs, recommend_pool_size
 from bbperf.pools import make_engine, pool_config
+from bbperf.sql import parse_one
+from bbperf.target import schema_of
 from bbperf.urls import mask_text
 
 __all__ = [
@@ -71,7 +74,13 @@ def resolve_workload(workload: Workload, engine: Engine) -> Callable[[Connection
         return workload
     if workload == "point_lookup":
         return _point_lookup(engine)
-    statement = text(WORKLOADS.get(workload, workload))
+    if workload not in WORKLOADS and not any(c.isspace() for c in workload.strip()):
+        raise ConfigError(
+            f"unknown workload {workload!r}: choose one of {', '.join(sorted(WORKLOADS))}, "
+            "point_lookup, or a SELECT statement"
+        )
+    sql = WORKLOADS.get(workload) or parse_one(workload, allow_writes=False).text
+    statement = text(sql)
     return lambda conn: conn.execute(statement).all()
 
 
@@ -145,7 +154,7 @@ class _BackendPids:
 
 
 def run_step(
-    url: str,
+    target: Engine,
     environment: str,
     concurrency: int,
     duration_s: float,
@@ -154,16 +163,19 @@ def run_step(
     server_connections: Callable[[], int] | None = None,
     **pool_overrides: Any,
 ) -> dict[str, Any]:
-    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool.
+    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool built with
+    ``environment``'s settings on ``target``'s URL and schema.
 
     ``server_connections()`` counts the server connections in use when the pool's own backend
     pids do not (through PgBouncer the driver sees PgBouncer's, not the server's).
     """
     config = pool_config(environment, echo_pool=False, **pool_overrides)
-    engine = make_engine(url, environment, echo_pool=False, **pool_overrides)
+    url, schema = target.url, schema_of(target)
+    engine = make_engine(url, environment, schema=schema, echo_pool=False, **pool_overrides)
     probe = make_engine(
         url,
         environment,
+        schema=schema,
         pool_size=1,
         max_overflow=0,
         echo_pool=False,
@@ -310,46 +322,50 @@ def _drive(
 
 
 def pool_load(
+    engine: Engine,
     environments: Sequence[str] = ("development",),
     concurrency: Sequence[int] = (1, 4, 16, 64),
     duration_s: float = 2.0,
     workload: Workload = "select1",
-    database_url: str | None = None,
     warmup: bool = True,
     via: str = "direct",
+    home: Path | None = None,
     **pool_overrides: Any,
 ) -> pd.DataFrame:
     """One row per (environment, concurrency): the load step's figures (see ``run_step``).
 
     ``workload`` is a WORKLOADS name, SQL text or a callable ``f(conn)``; ``pool_overrides``
     replace PoolConfig fields for every environment (``pool_timeout_s=1``, ``pool_pre_ping=False``).
-    ``via="pgbouncer"`` sends the pools through bbperf's PgBouncer (started for the run and
-    stopped after it unless it was already running); server connections are then PgBouncer's.
+    ``via="pgbouncer"`` sends the pools through bbperf's PgBouncer under ``home`` (default
+    ``BBPERF_HOME``; started for the run and stopped after it unless it was already running);
+    server connections are then PgBouncer's.
     Every step is run even when an earlier one ran out of connections.
     """
     validate(environments, concurrency, duration_s)
     if via not in ("direct", "pgbouncer"):
         raise ConfigError(f"via {via!r}: choose direct or pgbouncer")
-    url = _target_url(database_url)
+    resolve_workload(workload, engine)  # refuse a bad workload before any step runs
     if via == "direct":
         return pd.DataFrame(
             [
-                run_step(url, env, level, duration_s, workload, warmup, **pool_overrides)
+                run_step(engine, env, level, duration_s, workload, warmup, **pool_overrides)
                 for env in environments
                 for level in concurrency
             ]
         )
-    from bbperf.config import load_settings
+    from bbperf.config import default_home
     from bbperf.topology.pgbouncer import PgBouncer
 
-    settings = load_settings(database_url=database_url)
-    bouncer = PgBouncer(settings.home)
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    bouncer = PgBouncer(home if home is not None else default_home())
     started = bouncer.pid() is None
-    pooled = bouncer.start(url, schema=settings.schema) if started else bouncer.url(url)
+    pooled = bouncer.start(url, schema=schema_of(engine)) if started else bouncer.url(url)
+    # Carries the URL and schema run_step builds its pools from; it never connects itself.
+    through = make_engine(pooled, schema=schema_of(engine), echo_pool=False)
     try:
         rows = [
             run_step(
-                pooled,
+                through,
                 env,
                 level,
                 duration_s,
@@ -362,15 +378,9 @@ def pool_load(
             for level in concurrency
         ]
     finally:
+        through.dispose()
         if started:
             bouncer.stop()
     # The pre-flight notes compare the pool with max_connections; PgBouncer stands in between.
     note = "through pgbouncer: the pool's client connections share pgbouncer's server connections"
     return pd.DataFrame([{**row, "via": via, "notes": [note]} for row in rows])
-
-
-def _target_url(database_url: str | None) -> str:
-    from bbperf.config import load_settings
-    from bbperf.target import resolve_url
-
-    return resolve_url(load_settings(database_url=database_url))

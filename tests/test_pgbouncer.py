@@ -57,7 +57,7 @@ def test_trust_config_listens_on_a_private_socket_only() -> None:
     ini, userlist = render_config(_config())
     assert "listen_addr = \n" in ini and "unix_socket_mode = 0700" in ini
     assert "auth_type = trust" in ini and "pool_mode = transaction" in ini
-    assert "* = host=/h/pgdata port=5432 connect_query='SET search_path = bbperf, public'" in ini
+    assert "* = host=/h/pgdata port=5432 connect_query='SET search_path = bbperf, pg_catalog'" in ini
     assert "max_prepared_statements" not in ini  # 1.18 does not know it
     assert userlist == '"postgres" ""\n'
 
@@ -117,7 +117,7 @@ def test_start_status_stop_in_front_of_the_embedded_server(
     conn = psycopg2.connect(bouncer.url(pg_url))
     with conn.cursor() as cur:
         cur.execute("SHOW search_path")
-        assert cur.fetchone()[0] == "bbperf, public"  # connect_query, since options are ignored
+        assert cur.fetchone()[0] == "bbperf, pg_catalog"  # connect_query, since options are ignored
     conn.close()
     assert main(["pgbouncer", "status"]) == 0
     out = capsys.readouterr().out

@@ -81,6 +81,9 @@ def fanout_step(
     """One step: ``clients`` connections opened at once on ``url``, then ``duration_s`` seconds of
     ``sql`` in a loop on each. ``server_connections()`` (sampled every 50 ms) says how many server
     connections are in use. Returns one row of figures (ms, requests/s)."""
+    from bbperf.sql import parse_one
+
+    sql = parse_one(sql, allow_writes=False).text
     if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
         raise ConfigError(f"clients {clients!r} must be a positive whole number")
     if not duration_s > 0:
