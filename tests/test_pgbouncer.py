@@ -57,7 +57,9 @@ def test_trust_config_listens_on_a_private_socket_only() -> None:
     ini, userlist = render_config(_config())
     assert "listen_addr = \n" in ini and "unix_socket_mode = 0700" in ini
     assert "auth_type = trust" in ini and "pool_mode = transaction" in ini
-    assert "* = host=/h/pgdata port=5432 connect_query='SET search_path = bbperf, pg_catalog'" in ini
+    assert (
+        "* = host=/h/pgdata port=5432 connect_query='SET search_path = bbperf, pg_catalog'" in ini
+    )
     assert "max_prepared_statements" not in ini  # 1.18 does not know it
     assert userlist == '"postgres" ""\n'
 
@@ -174,3 +176,58 @@ def test_pgbouncer_on_path_is_found_when_installed() -> None:
     if shutil.which("pgbouncer") is None and MISSING is not None:
         pytest.skip(MISSING)
     assert find_binary().name == "pgbouncer"
+
+
+def test_pool_fit_matches_the_seed_settings() -> None:
+    from bbperf.topology.fanout import pool_fit
+
+    fit = pool_fit(97, 1100, 20).set_index("environment")
+    assert fit.loc["production", "capacity_per_process"] == 150
+    assert fit.loc["production", "processes_direct"] == 0  # one full production pool overflows
+    assert fit.loc["production", "processes_via_pgbouncer"] == 7
+    assert fit.loc["development", "processes_direct"] == 3
+    assert (fit.server_connections_via_pgbouncer == 20).all()
+
+
+def test_pool_load_via_is_checked(tiny_engine) -> None:  # type: ignore[no-untyped-def]
+    from bbperf.poolload import pool_load
+
+    with pytest.raises(ConfigError, match="choose direct or pgbouncer"):
+        pool_load(tiny_engine, ["development"], [1], 0.1, via="carrier-pigeon")
+
+
+@needs_pgbouncer
+def test_pool_load_and_fanout_through_pgbouncer(home: Path, tiny_engine, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    from bbperf.poolload import pool_load
+    from bbperf.topology.fanout import direct_server_connections, fanout
+
+    frame = pool_load(
+        tiny_engine, ["development"], [6], 0.3, "point_lookup", via="pgbouncer", home=home
+    )
+    row = frame.iloc[0]
+    assert row.via == "pgbouncer" and row.requests > 0 and row.errors == 0
+    assert 1 <= row.server_connections_peak <= 20
+    assert PgBouncer(home).pid() is None  # started for the run, stopped after it
+
+    bouncer = PgBouncer(home, directory=home / "pgbouncer-fan")
+    pooled = bouncer.start(pg_url, default_pool_size=2)
+    direct = direct_server_connections(pg_url)
+    try:
+        steps = fanout(
+            [
+                ("direct", pg_url, direct),
+                ("pgbouncer", pooled, lambda: bouncer.server_connections(pg_url)),
+            ],
+            [5],
+            0.3,
+        ).set_index("via")
+    finally:
+        direct.close()  # type: ignore[attr-defined]
+        bouncer.stop()
+    assert (steps.connected == 5).all() and (steps.requests > 0).all()
+    assert steps.loc["direct", "server_connections_peak"] == 5
+    assert (
+        steps.loc["pgbouncer", "server_connections_peak"] <= 2
+    )  # 5 clients on 2 server connections
+    with pytest.raises(ConfigError):
+        fanout([("direct", pg_url, None)], [1], 0.1, "DELETE FROM appointments")
