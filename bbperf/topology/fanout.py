@@ -20,6 +20,7 @@ import psycopg2
 
 from bbperf.errors import ConfigError, first_line
 from bbperf.snapshot import percentile
+from bbperf.topology.processes import check_open_files
 from bbperf.urls import mask_text
 
 APPLICATION_NAME = "bbperf_fanout"
@@ -88,6 +89,7 @@ def fanout_step(
         raise ConfigError(f"clients {clients!r} must be a positive whole number")
     if not duration_s > 0:
         raise ConfigError(f"duration_s {duration_s!r} must be a positive number of seconds")
+    check_open_files(clients + 100, "clients")
     states = [_Client() for _ in range(clients)]
     go, stop = threading.Event(), threading.Event()
     threads = [

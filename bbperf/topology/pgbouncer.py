@@ -29,6 +29,7 @@ import psutil
 from bbperf.config import validate_identifier
 from bbperf.errors import BbperfError, ConfigError, ServerError
 from bbperf.topology.processes import (
+    check_open_files,
     chown_for_server,
     free_port,
     locked,
@@ -296,7 +297,7 @@ class PgBouncer:
             version=version,
         )
         config.check()
-        _check_open_files(max_client_conn + default_pool_size * 4 + 50)
+        check_open_files(max_client_conn + default_pool_size * 4 + 50, "max_client_conn")
         with locked(self.home / "pgbouncer.lock"):
             if self.pid() is not None:
                 current = {k: v for k, v in self.state().items() if k != "listen_port"}
@@ -413,17 +414,6 @@ def _port(value: object) -> int:
     if isinstance(value, tuple):
         value = value[0]
     return int(str(value)) if value else 5432
-
-
-def _check_open_files(needed: int) -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raise ConfigError(
-            f"max_client_conn needs about {needed} open files but `ulimit -n` is {soft} "
-            f"(hard {hard}): raise it, or lower max_client_conn"
-        )
 
 
 def running_user() -> str:

@@ -115,3 +115,17 @@ def processes_of(
         if any(part == root or part.startswith(root + os.sep) for part in cmdline):
             found.append(proc)
     return found
+
+
+def check_open_files(needed: int, what: str) -> None:
+    """ConfigError when ``ulimit -n`` is below ``needed`` (every connection is a file descriptor)."""
+    import resource
+
+    from bbperf.errors import ConfigError
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise ConfigError(
+            f"{what} needs about {needed} open files but `ulimit -n` is {soft} (hard {hard}): "
+            f"raise it, or lower {what}"
+        )
