@@ -144,12 +144,13 @@ def fanout(
     duration_s: float,
     sql: str = "SELECT 1",
 ) -> pd.DataFrame:
-    """Every (label, url, server_connections) in ``steps`` at every client count, interleaved by
-    client count so both paths see the same machine state. One row per step."""
+    """Every (label, url, server_connections) in ``steps`` at every client count, one path after
+    the other: a PgBouncer keeps its server connections open after its steps, and they would take
+    server slots from a direct step run after them. One row per step."""
     rows = [
         fanout_step(url, n, duration_s, sql=sql, server_connections=count, label=label)
-        for n in clients
         for label, url, count in steps
+        for n in clients
     ]
     return pd.DataFrame(rows)
 
