@@ -86,7 +86,8 @@ class EmbeddedReplica:
             info = PostmasterInfo.read_from_pgdata(self.pgdata)
         except (AssertionError, ValueError, OSError):
             return None  # a half-written pid file while the postmaster starts
-        if info is None or not info.is_running():
+        # After a crash or reboot a stale pid file may name any process: require a postgres.
+        if info is None or not info.is_running() or not info.process.name().startswith("postgres"):
             return None
         return ReplicaProcess(
             info.pid, str(info.socket_dir), int(info.port or self.port), info.status == "ready"
