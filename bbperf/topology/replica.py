@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import psutil
+
 from bbperf.errors import ConfigError, ServerError
 from bbperf.server import EmbeddedServer, _quiet_embedded_logger
 from bbperf.topology.processes import (
@@ -86,8 +88,13 @@ class EmbeddedReplica:
             info = PostmasterInfo.read_from_pgdata(self.pgdata)
         except (AssertionError, ValueError, OSError):
             return None  # a half-written pid file while the postmaster starts
-        # After a crash or reboot a stale pid file may name any process: require a postgres.
-        if info is None or not info.is_running() or not info.process.name().startswith("postgres"):
+        if info is None or not info.is_running():
+            return None
+        try:
+            # After a crash or reboot a stale pid file may name any process: require a postgres.
+            if not psutil.Process(info.pid).name().startswith("postgres"):
+                return None
+        except psutil.Error:
             return None
         return ReplicaProcess(
             info.pid, str(info.socket_dir), int(info.port or self.port), info.status == "ready"
