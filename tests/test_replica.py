@@ -3,6 +3,7 @@ replay), the read-replica mixes with the replica stopped mid-run, and no process
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,20 @@ def _one(url: str, sql: str) -> object:
         conn.close()
 
 
+def _wait_for(url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the replica has replayed the CREATE DATABASE the primary just ran (lag is real:
+    on a loaded machine a fresh database reaches the replica some time after it exists)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg2.connect(url).close()
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_replica_streams_from_the_embedded_server(replica: EmbeddedReplica, pg_url: str) -> None:
     url = replica.url()
     assert "replica-t" in url and "port=5439" in url
@@ -138,6 +153,7 @@ def test_replica_stopped_mid_run_falls_back_or_fails_but_never_hangs(
     from bbperf.workload import dataset_as_of
 
     database = parse_url(tiny_copy_url).database
+    _wait_for(replica.url(database))
     primary = make_engine(tiny_copy_url, echo_pool=False)
     standby = replica_engine(replica.url(database))
     shape = read_shape(primary, dataset_as_of(primary))
