@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,8 +25,17 @@ from urllib.parse import quote
 
 import psutil
 
-from bbperf.config import validate_identifier
 from bbperf.errors import BbperfError, ConfigError, ServerError
+from bbperf.topology.bouncerconfig import (
+    POOL_MODES,
+    PREPARED_STATEMENTS_SINCE,
+    SOCKET_PORT,
+    BouncerConfig,
+    parse_version,
+    render_config,
+    session_warnings,
+    supports_prepared_statements,
+)
 from bbperf.topology.processes import (
     check_open_files,
     chown_for_server,
@@ -39,9 +47,21 @@ from bbperf.topology.processes import (
 )
 from bbperf.urls import is_unix_socket, mask_url, parse_url
 
-POOL_MODES = ("transaction", "session", "statement")
-PREPARED_STATEMENTS_SINCE = (1, 21)
-SOCKET_PORT = 6432
+__all__ = [
+    "POOL_MODES",
+    "PREPARED_STATEMENTS_SINCE",
+    "BouncerConfig",
+    "BouncerStatus",
+    "PgBouncer",
+    "PgBouncerMissing",
+    "find_binary",
+    "installed_version",
+    "parse_version",
+    "render_config",
+    "session_warnings",
+    "supports_prepared_statements",
+]
+
 _SEARCH = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin")
 INSTALL_HINT = "install it with `apt-get install pgbouncer` (Debian/Ubuntu)"
 
@@ -67,121 +87,12 @@ def find_binary(binary: str | Path | None = None) -> Path:
     return Path(found)
 
 
-def parse_version(output: str) -> tuple[int, ...]:
-    """``(1, 18, 0)`` from ``pgbouncer --version`` output ("PgBouncer 1.18.0 …")."""
-    match = re.search(r"PgBouncer\s+(\d+)\.(\d+)(?:\.(\d+))?", output)
-    if match is None:
-        raise ServerError(f"cannot read a PgBouncer version from {output.strip()[:60]!r}")
-    return tuple(int(part) for part in match.groups(default="0"))
-
-
 def installed_version(binary: str | Path | None = None) -> tuple[int, ...]:
     """The version of the pgbouncer that would run."""
     result = subprocess.run(
         [str(find_binary(binary)), "--version"], capture_output=True, text=True, timeout=10
     )
     return parse_version(result.stdout + result.stderr)
-
-
-def supports_prepared_statements(version: tuple[int, ...]) -> bool:
-    """PgBouncer tracks protocol-level prepared statements in transaction pooling from 1.21 on."""
-    return version[:2] >= PREPARED_STATEMENTS_SINCE
-
-
-def session_warnings(version: tuple[int, ...], pool_mode: str) -> list[str]:
-    """What a client loses under ``pool_mode`` with this PgBouncer ``version``."""
-    if pool_mode == "session":
-        return []
-    text = ".".join(map(str, version))
-    warnings = [
-        f"{pool_mode} pooling: session state does not follow a client between transactions — SET, "
-        "SQL PREPARE, advisory locks, temp tables and LISTEN leak to or vanish from other clients; "
-        "keep it inside one transaction (SET LOCAL, pg_advisory_xact_lock, ON COMMIT DROP)"
-    ]
-    if supports_prepared_statements(version):
-        warnings.append(
-            f"PgBouncer {text} tracks protocol-level prepared statements (≥ 1.21, "
-            "max_prepared_statements > 0); SQL-level PREPARE still leaks"
-        )
-    else:
-        warnings.append(
-            f"PgBouncer {text} does not support protocol-level prepared statements (needs ≥ 1.21 "
-            "with max_prepared_statements > 0): drivers that prepare on the server (psycopg 3 "
-            "after prepare_threshold, asyncpg, JDBC) fail with 'prepared statement does not "
-            "exist'; psycopg2 does not prepare"
-        )
-    return warnings
-
-
-@dataclass(frozen=True)
-class BouncerConfig:
-    """Everything the generated pgbouncer.ini says. ``password`` None: trust (Unix socket only)."""
-
-    directory: Path
-    server_host: str
-    server_port: int
-    user: str
-    password: str | None
-    schema: str = "bbperf"
-    pool_mode: str = "transaction"
-    default_pool_size: int = 20
-    max_client_conn: int = 1100
-    listen_port: int = SOCKET_PORT
-    version: tuple[int, ...] = (1, 18, 0)
-
-    def check(self) -> None:
-        if self.pool_mode not in POOL_MODES:
-            raise ConfigError(
-                f"pool mode {self.pool_mode!r}: choose one of {', '.join(POOL_MODES)}"
-            )
-        for name in ("default_pool_size", "max_client_conn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} {value!r} must be a positive whole number")
-        validate_identifier(self.schema, "schema")
-
-
-def render_config(config: BouncerConfig) -> tuple[str, str]:
-    """The text of ``pgbouncer.ini`` and ``userlist.txt`` for ``config`` (pure)."""
-    config.check()
-    d = config.directory
-    trust = config.password is None
-    # The same search_path bbperf.pools gives its engines: bbperf's schema, then the catalog.
-    search_path = f"SET search_path = {config.schema}, pg_catalog"
-    lines = [
-        ";; generated by bbperf: edits are overwritten by `bbperf pgbouncer start`",
-        "[databases]",
-        f"* = host={config.server_host} port={config.server_port} connect_query='{search_path}'",
-        "",
-        "[pgbouncer]",
-        f"listen_addr = {'' if trust else '127.0.0.1'}",
-        f"listen_port = {config.listen_port}",
-        f"unix_socket_dir = {d}",
-        "unix_socket_mode = 0700",
-        f"auth_type = {'trust' if trust else 'scram-sha-256'}",
-        f"auth_file = {d / 'userlist.txt'}",
-        f"admin_users = {config.user}",
-        f"stats_users = {config.user}",
-        f"pool_mode = {config.pool_mode}",
-        f"default_pool_size = {config.default_pool_size}",
-        "reserve_pool_size = 0",
-        f"max_client_conn = {config.max_client_conn}",
-        # A burst of clients connecting at once must not find the accept queue full (default 128).
-        f"listen_backlog = {min(config.max_client_conn, 4096)}",
-        "ignore_startup_parameters = extra_float_digits, options",
-        # Fail fast instead of queueing clients for minutes when the server is gone.
-        "server_connect_timeout = 5",
-        "server_login_retry = 1",
-        "query_wait_timeout = 15",
-        "log_connections = 0",
-        "log_disconnections = 0",
-        f"logfile = {d / 'pgbouncer.log'}",
-        f"pidfile = {d / 'pgbouncer.pid'}",
-    ]
-    if supports_prepared_statements(config.version):
-        lines.append("max_prepared_statements = 100")
-    userlist = f'"{config.user}" "{(config.password or "").replace(chr(34), chr(34) * 2)}"\n'
-    return "\n".join(lines) + "\n", userlist
 
 
 @dataclass
