@@ -355,8 +355,9 @@ def pool_load(
         )
     from bbperf.config import default_home
     from bbperf.topology.pgbouncer import PgBouncer
+    from bbperf.topology.processes import libpq_url
 
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    url = libpq_url(engine.url)
     bouncer = PgBouncer(home if home is not None else default_home())
     started = bouncer.pid() is None
     pooled = bouncer.start(url, schema=schema_of(engine)) if started else bouncer.url(url)

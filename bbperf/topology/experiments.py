@@ -27,7 +27,9 @@ def _home(home: Path | None) -> Path:
 
 def _url(engine: Engine) -> str:
     """A libpq URL of the engine's target (raw drivers do not know ``+psycopg2``)."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    from bbperf.topology.processes import libpq_url
+
+    return libpq_url(engine.url)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
+from sqlalchemy.engine import URL
 
 # The wheel runs PostgreSQL as this OS user when the caller is root; what bbperf starts beside it
 # (the replica, pgbouncer) runs as the same user so it can read the same files.
@@ -129,3 +130,27 @@ def check_open_files(needed: int, what: str) -> None:
             f"{what} needs about {needed} open files but `ulimit -n` is {soft} (hard {hard}): "
             f"raise it, or lower {what}"
         )
+
+
+def libpq_url(url: URL) -> str:
+    """``url`` as a URI libpq accepts, for raw drivers and PgBouncer: user, password and database
+    percent-encoded (SQLAlchemy renders a space as-is, which libpq rejects), no ``+driver``."""
+    from urllib.parse import quote
+
+    auth = ""
+    if url.username:
+        auth = quote(url.username, safe="")
+        if url.password:
+            auth += ":" + quote(str(url.password), safe="")
+        auth += "@"
+    host = url.host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port else ""
+    pairs = [
+        f"{quote(key, safe='')}={quote(str(value), safe='')}"
+        for key, values in url.query.items()
+        for value in (values if isinstance(values, tuple) else (values,))
+    ]
+    query = f"?{'&'.join(pairs)}" if pairs else ""
+    return f"postgresql://{auth}{host}{port}/{quote(url.database or '', safe='')}{query}"
