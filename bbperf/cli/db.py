@@ -38,8 +38,11 @@ def start(args: argparse.Namespace) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
+    from bbperf.cache.listener import stop_cache
     from bbperf.topology.companions import stop_companions
 
+    if stop_cache(settings_from(args).home):  # the result cache bbperf started goes too
+        print("cache server stopped")
     server = _server(args)
     for name in stop_companions(server.home):
         print(f"stopped {name}")

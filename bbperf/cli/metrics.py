@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from decimal import Decimal, InvalidOperation
 
-from bbperf.cli import engine_from, print_json
+from bbperf.cli import engine_from, print_json, settings_from
 from bbperf.errors import ConfigError
 from bbperf.metrics.model import DEFAULT_TARGET
 from bbperf.metrics.queries import VARIANTS
@@ -36,9 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user-id", type=int, required=True, help="the barber's users.id")
     p.add_argument(
         "--variant",
-        choices=VARIANTS,
+        choices=(*VARIANTS, "cached"),
         default="after",
-        help="which SQL computes the figures (default: after, the CTE rewrite)",
+        help="which SQL computes the figures (default: after, the CTE rewrite); cached reads "
+        "through the result cache (`bbperf cache start`), filling it from before",
+    )
+    p.add_argument(
+        "--cache-policy",
+        choices=("ttl", "invalidate"),
+        default="ttl",
+        help="with --variant cached: entries expire after 30 s, or are invalidated by the database",
     )
     p.add_argument(
         "--target",
@@ -70,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
     if args.drift:
         check_barber(engine, args.user_id)
         print_json([d.to_dict() for d in drift(engine, args.user_id, args.as_of, target)])
+        return 0
+    if args.variant == "cached":
+        from bbperf.cache.readthrough import cached_metrics
+
+        metrics, hit = cached_metrics(
+            engine, settings_from(args).home, args.user_id, args.cache_policy, target, args.as_of
+        )
+        print_json({"variant": "cached", "cache": "hit" if hit else "miss", **metrics.to_dict()})
         return 0
     metrics = six_figure_metrics(engine, args.user_id, args.variant, target, args.as_of)
     print_json({"variant": args.variant, **metrics.to_dict()})
