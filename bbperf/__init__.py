@@ -62,6 +62,11 @@ _EXPORTS = {
     "pool_load": "bbperf.poolload",
     "pool_costs": "bbperf.poolload",
     "recommend_pool_size": "bbperf.poolload",
+    # a read replica and PgBouncer
+    "EmbeddedReplica": "bbperf.topology.replica",
+    "PgBouncer": "bbperf.topology.pgbouncer",
+    "read_replica_experiment": "bbperf.topology.experiments",
+    "pgbouncer_experiment": "bbperf.topology.experiments",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

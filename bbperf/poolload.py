@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -159,10 +160,15 @@ def run_step(
     duration_s: float,
     workload: Workload = "select1",
     warmup: bool = True,
+    server_connections: Callable[[], int] | None = None,
     **pool_overrides: Any,
 ) -> dict[str, Any]:
     """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool built with
-    ``environment``'s settings on ``target``'s URL and schema."""
+    ``environment``'s settings on ``target``'s URL and schema.
+
+    ``server_connections()`` counts the server connections in use when the pool's own backend
+    pids do not (through PgBouncer the driver sees PgBouncer's, not the server's).
+    """
     config = pool_config(environment, echo_pool=False, **pool_overrides)
     url, schema = target.url, schema_of(target)
     engine = make_engine(url, environment, schema=schema, echo_pool=False, **pool_overrides)
@@ -200,7 +206,7 @@ def run_step(
                         concurrency,
                         duration_s,
                         warmup,
-                        backends,
+                        server_connections or (lambda: backends.alive(sampler)),
                     )
                 )
     except DBAPIError as exc:
@@ -242,7 +248,7 @@ def _drive(
     concurrency: int,
     duration_s: float,
     warmup: bool,
-    backends: _BackendPids,
+    count_server: Callable[[], int],
 ) -> dict[str, Any]:
     workers = [_Worker([]) for _ in range(concurrency)]
     state: dict[str, float] = {}
@@ -271,7 +277,7 @@ def _drive(
     mid = None
     while any(t.is_alive() for t in threads):
         pool = monitor.pool_snapshot()
-        server = backends.alive(sampler)
+        server = count_server()
         sampler.commit()
         peaks = {
             "checked_out": max(peaks["checked_out"], pool.checked_out),
@@ -322,19 +328,60 @@ def pool_load(
     duration_s: float = 2.0,
     workload: Workload = "select1",
     warmup: bool = True,
+    via: str = "direct",
+    home: Path | None = None,
     **pool_overrides: Any,
 ) -> pd.DataFrame:
     """One row per (environment, concurrency): the load step's figures (see ``run_step``).
 
     ``workload`` is a WORKLOADS name, SQL text or a callable ``f(conn)``; ``pool_overrides``
     replace PoolConfig fields for every environment (``pool_timeout_s=1``, ``pool_pre_ping=False``).
+    ``via="pgbouncer"`` sends the pools through bbperf's PgBouncer under ``home`` (default
+    ``BBPERF_HOME``; started for the run and stopped after it unless it was already running);
+    server connections are then PgBouncer's.
     Every step is run even when an earlier one ran out of connections.
     """
     validate(environments, concurrency, duration_s)
+    if via not in ("direct", "pgbouncer"):
+        raise ConfigError(f"via {via!r}: choose direct or pgbouncer")
     resolve_workload(workload, engine)  # refuse a bad workload before any step runs
-    rows = [
-        run_step(engine, env, level, duration_s, workload, warmup, **pool_overrides)
-        for env in environments
-        for level in concurrency
-    ]
-    return pd.DataFrame(rows)
+    if via == "direct":
+        return pd.DataFrame(
+            [
+                run_step(engine, env, level, duration_s, workload, warmup, **pool_overrides)
+                for env in environments
+                for level in concurrency
+            ]
+        )
+    from bbperf.config import default_home
+    from bbperf.topology.pgbouncer import PgBouncer
+    from bbperf.topology.processes import libpq_url
+
+    url = libpq_url(engine.url)
+    bouncer = PgBouncer(home if home is not None else default_home())
+    started = bouncer.pid() is None
+    pooled = bouncer.start(url, schema=schema_of(engine)) if started else bouncer.url(url)
+    # Carries the URL and schema run_step builds its pools from; it never connects itself.
+    through = make_engine(pooled, schema=schema_of(engine), echo_pool=False)
+    try:
+        rows = [
+            run_step(
+                through,
+                env,
+                level,
+                duration_s,
+                workload,
+                warmup,
+                server_connections=lambda: bouncer.server_connections(url),
+                **pool_overrides,
+            )
+            for env in environments
+            for level in concurrency
+        ]
+    finally:
+        through.dispose()
+        if started:
+            bouncer.stop()
+    # The pre-flight notes compare the pool with max_connections; PgBouncer stands in between.
+    note = "through pgbouncer: the pool's client connections share pgbouncer's server connections"
+    return pd.DataFrame([{**row, "via": via, "notes": [note]} for row in rows])

@@ -29,7 +29,17 @@ def bbperf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     server.start()
     yield home
     if not os.environ.get("BBPERF_TEST_HOME"):
+        from bbperf.topology.companions import stop_companions
+        from bbperf.topology.processes import processes_of
+
+        left_running = stop_companions(home)
         server.stop()
+        # No postgres or pgbouncer of this home may outlive the suite (or its own tests).
+        survivors = processes_of(home)
+        for proc in survivors:
+            proc.kill()
+        assert not survivors, f"processes of {home} survived: {[p.cmdline() for p in survivors]}"
+        assert not left_running, f"tests left {left_running} running in {home}"
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="start, stop and inspect the embedded PostgreSQL server")
     dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dbsub.add_parser("start", help="start (or reuse) the embedded server").set_defaults(func=start)
-    dbsub.add_parser("stop", help="stop the embedded server").set_defaults(func=stop)
+    dbsub.add_parser(
+        "stop", help="stop the embedded server (and the replica and pgbouncer bbperf started)"
+    ).set_defaults(func=stop)
     dbsub.add_parser("status", help="show whether the server runs, and where").set_defaults(
         func=status
     )
@@ -37,10 +39,13 @@ def start(args: argparse.Namespace) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     from bbperf.cache.listener import stop_cache
+    from bbperf.topology.companions import stop_companions
 
     if stop_cache(settings_from(args).home):  # the result cache bbperf started goes too
         print("cache server stopped")
     server = _server(args)
+    for name in stop_companions(server.home):
+        print(f"stopped {name}")
     print("stopped" if server.stop() else f"not running ({server.pgdata})")
     return 0
 

@@ -57,6 +57,16 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
     load.add_argument(
         "--pool-timeout", type=float, help="override pool_timeout_s for every environment"
     )
+    load.add_argument("--pool-size", type=int, help="override pool_size for every environment")
+    load.add_argument(
+        "--max-overflow", type=int, help="override max_overflow for every environment"
+    )
+    load.add_argument(
+        "--via",
+        choices=("direct", "pgbouncer"),
+        default="direct",
+        help="connect directly (default) or through bbperf's pgbouncer (started for the run)",
+    )
     load.add_argument(
         "--costs",
         type=int,
@@ -120,11 +130,20 @@ def serve_health(args: argparse.Namespace) -> int:
 
 
 def pool_load(args: argparse.Namespace) -> int:
+    from bbperf.errors import ConfigError
     from bbperf.poolload import pool_costs, validate
     from bbperf.poolload import pool_load as run
 
     validate(args.environment or ["development"], args.concurrency, args.duration)
-    overrides = {} if args.pool_timeout is None else {"pool_timeout_s": args.pool_timeout}
+    given = {
+        "pool_timeout_s": args.pool_timeout,
+        "pool_size": args.pool_size,
+        "max_overflow": args.max_overflow,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    for name in ("pool_size", "max_overflow"):
+        if overrides.get(name, 0) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
     target = engine_from(args)
     frame = run(
         target,
@@ -132,6 +151,8 @@ def pool_load(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         duration_s=args.duration,
         workload=args.workload,
+        via=args.via,
+        home=settings_from(args).home,
         **overrides,
     )
     costs = pool_costs(target, args.costs) if args.costs else None

@@ -1,0 +1,49 @@
+"""Topologies beside the embedded server: a streaming read replica and PgBouncer, and the
+experiments that price them (notebooks 05 and 06).
+
+Names are imported on first use, so ``bbperf replica`` / ``bbperf pgbouncer`` / ``bbperf db stop``
+do not load pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "stop_companions": "companions",
+    "BouncerExperiment": "experiments",
+    "ReplicaExperiment": "experiments",
+    "pgbouncer_conclusion": "findings",
+    "pgbouncer_experiment": "experiments",
+    "pgbouncer_figures": "findings",
+    "read_replica_experiment": "experiments",
+    "replica_conclusion": "findings",
+    "replica_figures": "findings",
+    "fanout": "fanout",
+    "pool_fit": "fanout",
+    "Lag": "lag",
+    "LagSampler": "lag",
+    "read_lag": "lag",
+    "PgBouncer": "pgbouncer",
+    "PgBouncerMissing": "pgbouncer",
+    "EmbeddedReplica": "replica",
+    "replica_status": "replica",
+    "resolve_replica_url": "replica",
+    "session_state_trap": "sessiontrap",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bbperf.topology' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"bbperf.topology.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

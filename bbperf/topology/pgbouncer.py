@@ -1,0 +1,332 @@
+"""PgBouncer in front of bbperf's target: the system binary, a config bbperf generates under
+``$BBPERF_HOME/pgbouncer``, transaction pooling by default.
+
+Auth follows the target. The embedded server trusts its Unix socket, so PgBouncer listens on a Unix
+socket only, in a directory only the server's OS user can enter (no TCP port nobody else could
+reach before). A password server gets a TCP listener on loopback and a ``userlist.txt`` (mode 0600,
+deleted by ``stop``) holding the target's user and password, which clients must present too.
+
+The engines bbperf makes send ``options=-c search_path=…``; PgBouncer 1.18 cannot forward startup
+options, so it ignores them and sets bbperf's schema on every server connection (``connect_query``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+
+from bbperf.errors import BbperfError, ConfigError, ServerError
+from bbperf.topology.bouncerconfig import (
+    POOL_MODES,
+    PREPARED_STATEMENTS_SINCE,
+    SOCKET_PORT,
+    BouncerConfig,
+    parse_version,
+    render_config,
+    session_warnings,
+    supports_prepared_statements,
+)
+from bbperf.topology.processes import (
+    check_open_files,
+    chown_for_server,
+    free_port,
+    locked,
+    own_for_server,
+    run_as_server,
+    server_user,
+)
+from bbperf.urls import is_unix_socket, mask_url, parse_url
+
+__all__ = [
+    "POOL_MODES",
+    "PREPARED_STATEMENTS_SINCE",
+    "BouncerConfig",
+    "BouncerStatus",
+    "PgBouncer",
+    "PgBouncerMissing",
+    "find_binary",
+    "installed_version",
+    "parse_version",
+    "render_config",
+    "session_warnings",
+    "supports_prepared_statements",
+]
+
+_SEARCH = ("/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin")
+INSTALL_HINT = "install it with `apt-get install pgbouncer` (Debian/Ubuntu)"
+
+
+class PgBouncerMissing(BbperfError):
+    """The pgbouncer program is not installed (or not where it was said to be)."""
+
+
+def find_binary(binary: str | Path | None = None) -> Path:
+    """The pgbouncer executable: ``binary`` when given, else PATH, else the usual sbin dirs."""
+    if binary is not None:
+        path = Path(binary)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise PgBouncerMissing(f"pgbouncer not found at {path}: {INSTALL_HINT}, or fix the path")
+    found = shutil.which("pgbouncer") or next(
+        (f"{d}/pgbouncer" for d in _SEARCH if os.access(f"{d}/pgbouncer", os.X_OK)), None
+    )
+    if found is None:
+        raise PgBouncerMissing(
+            f"pgbouncer is not installed (looked on PATH and in {', '.join(_SEARCH)}): {INSTALL_HINT}"
+        )
+    return Path(found)
+
+
+def installed_version(binary: str | Path | None = None) -> tuple[int, ...]:
+    """The version of the pgbouncer that would run."""
+    result = subprocess.run(
+        [str(find_binary(binary)), "--version"], capture_output=True, text=True, timeout=10
+    )
+    return parse_version(result.stdout + result.stderr)
+
+
+@dataclass
+class BouncerStatus:
+    """What ``bbperf pgbouncer status`` reports."""
+
+    running: bool
+    version: str | None = None
+    pid: int | None = None
+    pool_mode: str | None = None
+    default_pool_size: int | None = None
+    max_client_conn: int | None = None
+    target: str | None = None
+    url: str | None = None
+    directory: str | None = None
+    pools: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PgBouncer:
+    """The pgbouncer bbperf runs for ``home`` (files in ``home/pgbouncer``, or ``directory``)."""
+
+    def __init__(
+        self, home: Path, *, directory: Path | None = None, binary: str | Path | None = None
+    ) -> None:
+        self.home = Path(home)
+        self.directory = Path(directory) if directory else self.home / "pgbouncer"
+        self.binary = binary
+        self._state_file = self.directory / "state.json"
+
+    # -- state ----------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The running pgbouncer's process id, or None."""
+        try:
+            pid = int((self.directory / "pgbouncer.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() == "pgbouncer" and proc.status() != psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.Error:
+            pass
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """What ``start`` recorded (no password): target, listen port, pool settings."""
+        try:
+            return dict(json.loads(self._state_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def url(self, target_url: str, database: str | None = None) -> str:
+        """``target_url`` re-pointed at this pgbouncer (same user, password and database)."""
+        state = self.state()
+        if self.pid() is None or not state:
+            raise ServerError("pgbouncer is not running: run `bbperf pgbouncer start`")
+        parsed = parse_url(target_url)
+        name = database or parsed.database or "postgres"
+        user = quote(parsed.username or "postgres", safe="")
+        if state["trust"]:
+            return (
+                f"postgresql://{user}@/{name}?host={quote(str(self.directory), safe='')}"
+                f"&port={state['listen_port']}"
+            )
+        password = quote(parsed.password or "", safe="")
+        return f"postgresql://{user}:{password}@127.0.0.1:{state['listen_port']}/{name}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(
+        self,
+        target_url: str,
+        *,
+        schema: str = "bbperf",
+        pool_mode: str = "transaction",
+        default_pool_size: int = 20,
+        max_client_conn: int = 1100,
+    ) -> str:
+        """Start pgbouncer in front of ``target_url`` (restarting it when the settings differ);
+        return the URL clients use. ``max_client_conn`` needs as many open files (``ulimit -n``)."""
+        binary = find_binary(self.binary)
+        version = installed_version(binary)
+        parsed = parse_url(target_url)
+        trust = parsed.password is None and is_unix_socket(parsed)
+        if parsed.password is None and not trust:
+            raise ConfigError(
+                f"{mask_url(parsed)} has no password: pgbouncer in front of a TCP server needs the "
+                "user's password in the URL (it logs in for its clients)"
+            )
+        host = parsed.query.get("host") or parsed.host
+        host = str(host[0] if isinstance(host, tuple) else host or "/tmp")
+        wanted = {
+            "target": mask_url(target_url),
+            "trust": trust,
+            "schema": schema,
+            "pool_mode": pool_mode,
+            "default_pool_size": default_pool_size,
+            "max_client_conn": max_client_conn,
+        }
+        config = BouncerConfig(
+            directory=self.directory,
+            server_host=host,
+            server_port=_port(parsed.port or parsed.query.get("port")),
+            user=parsed.username or "postgres",
+            password=parsed.password,
+            schema=schema,
+            pool_mode=pool_mode,
+            default_pool_size=default_pool_size,
+            max_client_conn=max_client_conn,
+            version=version,
+        )
+        config.check()
+        check_open_files(max_client_conn + default_pool_size * 4 + 50, "max_client_conn")
+        with locked(self.home / "pgbouncer.lock"):
+            if self.pid() is not None:
+                current = {k: v for k, v in self.state().items() if k != "listen_port"}
+                if current == wanted:
+                    return self.url(target_url)
+                self._stop_process()
+            config = replace(config, listen_port=SOCKET_PORT if trust else free_port())
+            ini, userlist = render_config(config)
+            own_for_server(self.directory)
+            for name, content in (("pgbouncer.ini", ini), ("userlist.txt", userlist)):
+                path = self.directory / name
+                path.write_text(content)
+                path.chmod(0o600)
+                chown_for_server(path)
+            self._state_file.write_text(json.dumps({**wanted, "listen_port": config.listen_port}))
+            result = run_as_server([str(binary), "-d", "-q", str(self.directory / "pgbouncer.ini")])
+            if result.returncode != 0 or not self._wait_started(10.0):
+                raise ServerError(f"pgbouncer did not start: {self._log_tail(result.stderr)}")
+        return self.url(target_url)
+
+    def _wait_started(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        socket_file = self.directory / f".s.PGSQL.{self.state().get('listen_port')}"
+        while time.monotonic() < deadline:
+            if self.pid() is not None and socket_file.exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _log_tail(self, stderr: str) -> str:
+        log = self.directory / "pgbouncer.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        lines = [*lines, *stderr.splitlines()]
+        return lines[-1].strip() if lines else "no output; see its log"
+
+    def stop(self) -> bool:
+        """Stop pgbouncer and delete its userlist (which may hold a password); False when it was
+        not running."""
+        with locked(self.home / "pgbouncer.lock"):
+            return self._stop_process()
+
+    def _stop_process(self) -> bool:
+        pid = self.pid()
+        if pid is not None:
+            # SIGTERM is PgBouncer's immediate shutdown: clients are disconnected, nothing waits.
+            os.kill(pid, signal.SIGTERM)
+            try:
+                psutil.Process(pid).wait(timeout=10)
+            except psutil.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        for name in ("userlist.txt", "pgbouncer.pid", "state.json"):
+            (self.directory / name).unlink(missing_ok=True)
+        return pid is not None
+
+    # -- inspection -----------------------------------------------------------------------------
+    def admin(self, target_url: str, command: str) -> list[dict[str, Any]]:
+        """Rows of an admin console command (``SHOW POOLS``, ``SHOW SERVERS`` …) as dicts."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.url(target_url, "pgbouncer"), connect_timeout=5)
+        conn.autocommit = True  # the admin console has no transactions
+        try:
+            with conn.cursor() as cur:
+                cur.execute(command)
+                names = [c.name for c in cur.description or []]
+                return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def server_connections(self, target_url: str) -> int:
+        """Server connections pgbouncer holds open right now (all pools)."""
+        return len(self.admin(target_url, "SHOW SERVERS"))
+
+    def status(self, target_url: str | None) -> BouncerStatus:
+        """State, settings, pools and the session-state warnings for the installed version."""
+        pid = self.pid()
+        state = self.state() if pid is not None else {}
+        status = BouncerStatus(running=pid is not None, pid=pid, directory=str(self.directory))
+        try:
+            version = installed_version(self.binary)
+        except PgBouncerMissing as exc:
+            status.warnings.append(str(exc))
+            return status
+        status.version = ".".join(map(str, version))
+        mode = state.get("pool_mode", "transaction")
+        status.warnings.extend(session_warnings(version, mode))
+        if pid is None:
+            return status
+        status.pool_mode = mode
+        status.default_pool_size = state.get("default_pool_size")
+        status.max_client_conn = state.get("max_client_conn")
+        status.target = state.get("target")
+        if target_url is not None:
+            status.url = mask_url(self.url(target_url))
+            keep = (
+                "database",
+                "user",
+                "cl_active",
+                "cl_waiting",
+                "sv_active",
+                "sv_idle",
+                "sv_used",
+            )
+            pools = self.admin(target_url, "SHOW POOLS")
+            status.pools = [
+                {k: p[k] for k in keep if k in p} for p in pools if p.get("database") != "pgbouncer"
+            ]
+        return status
+
+
+def _port(value: object) -> int:
+    if isinstance(value, tuple):
+        value = value[0]
+    return int(str(value)) if value else 5432
+
+
+def running_user() -> str:
+    """The OS user pgbouncer runs as (the embedded server's when bbperf runs as root)."""
+    return server_user() or psutil.Process().username()
