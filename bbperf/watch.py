@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +27,9 @@ from sqlalchemy.exc import DBAPIError
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
 from bbperf.target import query_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Z_95 = 1.6449  # one-sided 95 % quantile of the standard normal
 QUERY_CHARS = 160
@@ -331,3 +334,51 @@ def watch(
         yield from watcher.poll()
         if deadline is not None and time.monotonic() >= deadline:
             return
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Windows of a driven workload (one per step) and the alerts each fired."""
+
+    windows: pd.DataFrame
+    alerts: pd.DataFrame
+    fired: list[Alert]
+
+
+Statement = tuple[str, dict[str, Any]]
+
+
+def alert_timeline(
+    engine: Engine,
+    steps: list[list[Statement]],
+    *,
+    threshold_ms: float = 50.0,
+    log_path: Path | None = None,
+) -> Timeline:
+    """Run each step's statements (SQL with ``:name`` parameters) and close one window after each.
+
+    Window columns: window, seconds (since the first snapshot), statements, calls, alerts. Alert
+    columns: window, fingerprint, reason, calls, mean_ms, p95_estimate_ms, rows, plan (the logged
+    plan's top nodes, or "none logged"), query.
+    """
+    import pandas as pd
+
+    watcher = Watcher(engine, threshold_ms, log_path)
+    rows = []
+    for number, step in enumerate(steps, start=1):
+        with engine.connect() as conn:
+            for sql, params in step:
+                conn.execute(text(sql), params).all()
+        for alert in watcher.poll():
+            rows.append({
+                "window": number, "fingerprint": alert.fingerprint, "reason": alert.reason,
+                "calls": alert.calls, "mean_ms": round(alert.mean_ms, 2),
+                "p95_estimate_ms": round(alert.p95_estimate_ms, 2), "rows": alert.rows,
+                "plan": _plan_summary(alert.plan) if alert.plan else "none logged",
+                "query": alert.query,
+            })  # fmt: skip
+    windows = pd.DataFrame(watcher.windows).drop(columns="at")
+    windows.insert(0, "window", range(1, len(windows) + 1))
+    columns = ["window", "fingerprint", "reason", "calls", "mean_ms", "p95_estimate_ms", "rows",
+               "plan", "query"]  # fmt: skip
+    return Timeline(windows, pd.DataFrame(rows, columns=columns), list(watcher.fired))

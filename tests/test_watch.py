@@ -151,3 +151,38 @@ def test_bad_input_is_one_line_and_exit_2(
     assert main(["watch", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bbperf: error: " + fragment)
+
+
+def test_windowed_index_review_judges_only_what_the_window_saw() -> None:
+    import pandas as pd
+
+    from bbperf.maintenance import index_usage_window
+
+    def snap(rows: list[tuple[str, int, bool]]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "table_name": "appointments",
+                    "index_name": n,
+                    "scans": s,
+                    "tuples_read": s * 10,
+                    "size_bytes": 8192,
+                    "enforces_constraint": c,
+                }
+                for n, s, c in rows
+            ]  # fmt: skip
+        )
+
+    before = snap(
+        [("idx_busy", 100, False), ("idx_idle", 500, False), ("appointments_pkey", 3, True)]
+    )
+    after = snap([("idx_busy", 130, False), ("idx_idle", 500, False), ("appointments_pkey", 3, True),
+                  ("idx_fresh", 0, False)])  # fmt: skip
+    review = index_usage_window(before, after)
+    assert review.set_index("index_name")["verdict"].to_dict() == {
+        "idx_busy": "used",
+        "appointments_pkey": "enforces a constraint",
+        "idx_fresh": "new in window",
+        "idx_idle": "unused in window",  # 500 scans since the server started, none in the window
+    }
+    assert review.iloc[0][["scans_gained", "tuples_read_gained"]].tolist() == [30, 300]
