@@ -91,5 +91,5 @@ def run_advise(args: argparse.Namespace) -> int:
     advice = advise(engine, args.sql, parse_params(args.params))
     print(advice.text())
     if args.verify:
-        print(verify(engine, advice, schema=args.schema).text())
+        print(verify(engine, advice).text())
     return 0

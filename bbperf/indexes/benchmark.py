@@ -10,12 +10,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from bbperf.config import DEFAULT_SCHEMA
 from bbperf.explain import Comparison, Plan, Timing, compare, explain, measure
 from bbperf.explain.advisor import Advice, advise
 from bbperf.explain.diff import diff
 from bbperf.indexes.apply import apply, drop
 from bbperf.indexes.model import IndexSet
+from bbperf.target import schema_of
 from bbperf.workload import WorkloadQuery
 
 
@@ -143,7 +143,6 @@ def run_benchmark(
     rounds: int = 15,
     warmup: int = 3,
     advisor: bool = True,
-    schema: str = DEFAULT_SCHEMA,
 ) -> Benchmark:
     """Measure ``queries`` without the set's indexes, apply the set, measure again.
 
@@ -151,7 +150,8 @@ def run_benchmark(
     so both states plan from the same statistics. ``rounds`` timed runs after ``warmup`` per state.
     ``advisor`` also asks ``bbperf.explain.advisor.advise`` (before the set) for its best index.
     """
-    drop(engine, index_set, schema=schema)
+    schema = schema_of(engine)
+    drop(engine, index_set)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in sorted({i.table for i in index_set.indexes}):
             conn.execute(text(f"ANALYZE {schema}.{table}"))
@@ -159,7 +159,7 @@ def run_benchmark(
     advice = [
         advise(engine, q.sql, q.params, max_candidates=3) if advisor else None for q in queries
     ]
-    applied = apply(engine, index_set, schema=schema)
+    applied = apply(engine, index_set)
     after = _measure_all(engine, queries, rounds, warmup)
     results = [
         QueryResult(q, tuple(i.name for i in index_set.serving(q.name)), b, a, adv)

@@ -49,12 +49,12 @@ def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def _connect_for_provenance(database_url: str | None) -> Engine | None:
+def _connect_for_provenance(settings: Settings) -> Engine | None:
     """An engine on the report's target, or None when it cannot be reached (the notebooks will say why)."""
-    from bbperf.target import connect
+    from bbperf.target import engine_for
 
     try:
-        return connect(database_url, echo_pool=False, connect_timeout_s=5)
+        return engine_for(settings, echo_pool=False, connect_timeout_s=5)
     except BbperfError:
         return None
 
@@ -89,7 +89,7 @@ def run_report(
         run_id = out_dir.name
     params = {"profile": profile, "scale": scale, "seed": seed, **(parameters or {})}
     started_at = now_utc()
-    engine = _connect_for_provenance(settings.database_url)
+    engine = _connect_for_provenance(settings)
     try:
         runs = run_notebooks(
             sources,
@@ -102,7 +102,6 @@ def run_report(
         )
         provenance = collect_provenance(
             engine,
-            schema=settings.schema,
             started_at=started_at,
             parameters={k: v for k, v in params.items() if v is not None},
         )
