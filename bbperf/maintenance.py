@@ -230,8 +230,6 @@ def index_scans(engine: Engine) -> pd.DataFrame:
     Backends flush their counters at transaction end at most once a second (and when idle or
     exiting): dispose of the workload's pool before the second snapshot so no scans are missing.
     """
-    from bbperf.target import schema_of
-
     return _frame(
         engine,
         """

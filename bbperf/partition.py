@@ -259,7 +259,7 @@ def _prepare(engine: Engine, conn: Connection, schema: str) -> None:
     from bbperf.generate import require_dataset
 
     require_schema(conn, schema)
-    require_dataset(engine, schema)
+    require_dataset(engine)
     conn.execute(text("SET LOCAL statement_timeout = 0"))
     conn.execute(text("SET LOCAL lock_timeout = '10s'"))
     tables = ", ".join(f'"{schema}".{t}' for t in PARTITION_KEYS)

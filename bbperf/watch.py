@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, QueryError
@@ -226,32 +226,44 @@ class PlanLog:
                 self.latest[plan.queryid] = plan
 
 
+_OWN = "bbperf-watch"  # tags the watcher's own reads so they never alert on themselves
+
+
+def _statements_schema(conn: Connection) -> str:
+    schema = extension_schema(conn, "pg_stat_statements")
+    if schema is None:
+        raise QueryError(
+            "pg_stat_statements is not installed in this database: run `bbperf schema create` "
+            "(the server needs shared_preload_libraries = pg_stat_statements)"
+        )
+    return f'"{schema}"'
+
+
 def snapshot(engine: Engine) -> dict[int, StatementTotals]:
-    """pg_stat_statements of the current database, summed per queryid (top level and nested)."""
+    """pg_stat_statements of the current database, summed per queryid (top level and nested).
+
+    Texts are not read here (``showtext => false`` spares reading the query-text file each poll):
+    ``query`` is empty; ``statement_texts`` fetches the texts of the statements that alerted.
+    """
     try:
         with engine.connect() as conn:
-            schema = extension_schema(conn, "pg_stat_statements")
-            if schema is None:
-                raise QueryError(
-                    "pg_stat_statements is not installed in this database: run `bbperf schema create` "
-                    "(the server needs shared_preload_libraries = pg_stat_statements)"
-                )
+            schema = _statements_schema(conn)
             rows = conn.execute(
                 text(
-                    "SELECT queryid, min(left(regexp_replace(query, '\\s+', ' ', 'g'), :chars)) AS query, "
-                    "sum(calls) AS calls, sum(total_exec_time) AS total_ms, "
-                    "sum(calls * (stddev_exec_time ^ 2 + mean_exec_time ^ 2)) AS sum_squares, "
-                    "sum(rows) AS rows, max(max_exec_time) AS max_ms "
-                    f'FROM "{schema}".pg_stat_statements WHERE queryid IS NOT NULL '
-                    "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "GROUP BY queryid"
-                ),
-                {"chars": QUERY_CHARS},
+                    f"SELECT /* {_OWN} */ s.queryid, sum(s.calls) AS calls, "
+                    "sum(s.total_exec_time) AS total_ms, "
+                    "sum(s.calls * (s.stddev_exec_time ^ 2 + s.mean_exec_time ^ 2)) AS sum_squares, "
+                    "sum(s.rows) AS rows, max(s.max_exec_time) AS max_ms "
+                    f"FROM {schema}.pg_stat_statements(false) s "
+                    "WHERE s.queryid IS NOT NULL "
+                    "AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "GROUP BY s.queryid"
+                )
             )
-            return {
+            totals = {
                 int(r.queryid): StatementTotals(
                     int(r.queryid),
-                    r.query,
+                    "",
                     int(r.calls),
                     float(r.total_ms),
                     float(r.sum_squares),
@@ -260,8 +272,33 @@ def snapshot(engine: Engine) -> dict[int, StatementTotals]:
                 )  # fmt: skip
                 for r in rows
             }
+            own = conn.execute(
+                text(
+                    f"SELECT /* {_OWN} */ DISTINCT queryid FROM {schema}.pg_stat_statements "
+                    "WHERE query LIKE :own"
+                ),
+                {"own": f"%/* {_OWN} */%"},
+            ).scalars()
+            for qid in own:
+                totals.pop(int(qid), None)
+            return totals
     except DBAPIError as exc:
         raise query_error(exc, "pg_stat_statements") from None
+
+
+def statement_texts(engine: Engine, queryids: list[int]) -> dict[int, str]:
+    """queryid → normalized statement text (whitespace collapsed, first QUERY_CHARS characters)."""
+    if not queryids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT /* {_OWN} */ queryid, min(left(regexp_replace(query, '\\s+', ' ', 'g'), :chars)) "
+                f"FROM {_statements_schema(conn)}.pg_stat_statements WHERE queryid = ANY(:ids) GROUP BY queryid"
+            ),
+            {"chars": QUERY_CHARS, "ids": queryids},
+        )
+        return {int(r[0]): str(r[1]) for r in rows}
 
 
 @dataclass
@@ -290,7 +327,9 @@ class Watcher:
         self.previous = current
         self.plans.read()
         fired = alerts(stats, self.threshold_ms, now.isoformat(timespec="seconds"))
+        texts = statement_texts(self.engine, [a.queryid for a in fired])
         for alert in fired:
+            alert.query = texts.get(alert.queryid, "")
             logged = self.plans.latest.get(alert.queryid)
             if logged is not None:
                 alert.plan, alert.plan_duration_ms = logged.plan, logged.duration_ms

@@ -148,11 +148,11 @@ def test_equal_ranges_give_the_asked_partition_count(tiny_copy: Engine) -> None:
 def test_no_dataset_is_refused_in_one_line(
     schema_engine: Engine, fresh_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(DataError, match="no dataset loaded"):
+    with pytest.raises(DataError, match="no dataset in schema"):
         partition.apply(schema_engine)
     assert main(["--database-url", fresh_url, "partition", "drop"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("bbperf: error: no dataset loaded")
+    assert len(err) == 1 and err[0].startswith("bbperf: error: no dataset in schema")
 
 
 def test_cli_refuses_a_bad_granularity(capsys: pytest.CaptureFixture[str]) -> None:
