@@ -13,17 +13,20 @@ outside the generated ranges.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError, DataError
+from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.schema import META_TABLE, require_schema
-from bbperf.target import schema_of
+from bbperf.target import query_error, schema_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,7 +150,7 @@ def _foreign_keys(conn: Connection, schema: str, tables: list[str]) -> list[dict
     return [dict(r) for r in rows]
 
 
-def _secondary_indexes(conn: Connection, schema: str, table: str) -> list[tuple[str, str]]:
+def secondary_indexes(conn: Connection, schema: str, table: str) -> list[tuple[str, str]]:
     """(name, definition) of the table's own indexes that back no constraint."""
     rows = conn.execute(
         text(
@@ -195,7 +198,7 @@ def _convert(
     key = PARTITION_KEYS[table]
     q = f'"{schema}"'
     old = f"{table}_old"
-    indexes = _secondary_indexes(conn, schema, table)
+    indexes = secondary_indexes(conn, schema, table)
     for name, _ in indexes:
         conn.execute(text(f'DROP INDEX {q}."{name}"'))
     sequence = conn.execute(
@@ -249,10 +252,25 @@ def _convert(
     )
 
 
-def _span(conn: Connection, schema: str, table: str) -> tuple[datetime, datetime] | None:
+def time_span(conn: Connection, schema: str, table: str) -> tuple[datetime, datetime] | None:
     key = PARTITION_KEYS[table]
     row = conn.execute(text(f'SELECT min({key}), max({key}) FROM "{schema}".{table}')).one()
     return (row[0], row[1]) if row[0] is not None else None
+
+
+@contextlib.contextmanager
+def _one_transaction(engine: Engine, action: str) -> Iterator[Connection]:
+    """engine.begin(), with a failed statement reported in one line (everything was rolled back)."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except DBAPIError as exc:
+        hint = ""
+        if "max_locks_per_transaction" in str(exc):
+            hint = "; fewer partitions (a coarser --by) take fewer locks, or raise max_locks_per_transaction"
+        raise QueryError(
+            f"partition {action} failed and was rolled back, nothing changed: {query_error(exc)}{hint}"
+        ) from None
 
 
 def _prepare(engine: Engine, conn: Connection, schema: str) -> None:
@@ -280,7 +298,7 @@ def apply(engine: Engine, by: str = "month", *, partitions: int | None = None) -
         )
     schema = schema_of(engine)
     started = time.perf_counter()
-    with engine.begin() as conn:
+    with _one_transaction(engine, "apply") as conn:
         _prepare(engine, conn, schema)
         for table in PARTITION_KEYS:
             if _relkind(conn, schema, table) == "p":
@@ -289,7 +307,7 @@ def apply(engine: Engine, by: str = "month", *, partitions: int | None = None) -
                 )
         plans: dict[str, list[tuple[datetime, datetime]]] = {}
         for table in PARTITION_KEYS:
-            span = _span(conn, schema, table)
+            span = time_span(conn, schema, table)
             if span is None:
                 plans[table] = []
             elif partitions is not None:
@@ -337,7 +355,7 @@ def drop(engine: Engine) -> Conversion:
     ``apply`` had to drop. One transaction. DataError when the tables are not partitioned."""
     schema = schema_of(engine)
     started = time.perf_counter()
-    with engine.begin() as conn:
+    with _one_transaction(engine, "drop") as conn:
         _prepare(engine, conn, schema)
         partitioned = [t for t in PARTITION_KEYS if _relkind(conn, schema, t) == "p"]
         if not partitioned:

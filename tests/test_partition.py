@@ -160,3 +160,21 @@ def test_cli_refuses_a_bad_granularity(capsys: pytest.CaptureFixture[str]) -> No
         main(["partition", "apply", "--by", "year"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'year'" in capsys.readouterr().err
+
+
+def test_pruning_counts_partitions_read_out_of_those_the_tables_have() -> None:
+    from bbperf.partition_bench import pruning
+
+    parents = {f"appointments_p2026_{m:02d}": "appointments" for m in (9, 10, 11)}
+    parents |= {"appointments_default": "appointments", "payments_p2026_09": "payments"}
+    doc = {"Plan": {"Node Type": "Append", "Subplans Removed": 1, "Plans": [
+        {"Node Type": "Seq Scan", "Relation Name": "appointments_p2026_10", "Actual Loops": 1},
+        {"Node Type": "Seq Scan", "Relation Name": "appointments_p2026_11", "Actual Loops": 0},
+    ]}}  # fmt: skip
+    result = pruning(doc, parents)
+    assert (result.partitions_scanned, result.partitions_total, result.subplans_removed) == (
+        1,
+        4,
+        1,
+    )
+    assert result.pruned

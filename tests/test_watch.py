@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.cli import main
-from bbperf.server import AUTO_EXPLAIN_SETTINGS
+from bbperf.server import CONFIGURED_SETTINGS
 from bbperf.watch import StatementTotals, Watcher, alerts, parse_log, window
 
 
@@ -80,7 +80,7 @@ def test_the_embedded_server_configures_auto_explain(server, pg_url: str) -> Non
     assert shown()["auto_explain.log_min_duration"] == "50ms"
     # A home initialised before auto_explain was configured gets it on its next start.
     marker = server.pgdata / "bbperf_initialized"
-    marker.write_text(marker.read_text().replace("auto_explain configured\n", ""))
+    marker.write_text(marker.read_text().replace("auto_explain and lock table configured\n", ""))
     admin = psycopg2.connect(server.url("postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -91,8 +91,8 @@ def test_the_embedded_server_configures_auto_explain(server, pg_url: str) -> Non
     assert shown()["auto_explain.log_format"] == "text"
     server.start()
     time.sleep(0.2)
-    assert shown()["auto_explain.log_format"] == AUTO_EXPLAIN_SETTINGS["auto_explain.log_format"]
-    assert "auto_explain configured" in marker.read_text()
+    assert shown()["auto_explain.log_format"] == CONFIGURED_SETTINGS["auto_explain.log_format"]
+    assert "auto_explain and lock table configured" in marker.read_text()
 
 
 def test_a_slow_statement_alerts_with_its_logged_plan(server, schema_engine: Engine) -> None:  # type: ignore[no-untyped-def]
