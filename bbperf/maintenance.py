@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from bbperf.schema import extension_schema as schema_extension_schema
+from bbperf.secrets import statement_text
 from bbperf.target import schema_of
 
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
@@ -138,17 +139,18 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
     ext = extension_schema(engine, "pg_stat_statements")
     if ext is None:
         return pd.DataFrame()
-    return _frame(
+    frame = _frame(
         engine,
         f"""
         SELECT s.calls, round(s.total_exec_time::numeric, 2) AS total_ms,
-               round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows,
-               left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120) AS query
+               round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows, s.query
         FROM "{ext}".pg_stat_statements s
         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         ORDER BY s.total_exec_time DESC LIMIT :limit""",
         limit=limit,
     )
+    frame["query"] = [statement_text(q, engine.url, 120) for q in frame["query"]]
+    return frame
 
 
 def recommendations(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import engine_from, print_json, print_table, settings_from, write_new_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--revision", metavar="ID", help="revision id (default: hash of the set)")
     al.add_argument("--down-revision", metavar="ID", help="the revision this one follows")
     al.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    al.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
 
 
 def _set(args: argparse.Namespace) -> IndexSet:
@@ -160,7 +161,7 @@ def alembic(args: argparse.Namespace) -> int:
         skip=_skips(args, index_set),
     )
     if args.output:
-        Path(args.output).write_text(text)
+        write_new_file(Path(args.output), text, force=args.force)
         print(f"wrote {args.output}")
     else:
         print(text, end="")

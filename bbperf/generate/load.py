@@ -18,6 +18,7 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.asof import as_of_date
 from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.generate import binary as b
 from bbperf.generate.bookings import (
@@ -68,17 +69,11 @@ class DatasetInfo:
 
 
 def normalize_as_of(as_of: str | date | datetime | None) -> date:
-    """The dataset's anchor day (UTC); None means today."""
-    if as_of is None:
-        return datetime.now(UTC).date()
-    if isinstance(as_of, datetime):
-        return as_of.astimezone(UTC).date() if as_of.tzinfo else as_of.date()
-    if isinstance(as_of, date):
-        return as_of
-    try:
-        return date.fromisoformat(str(as_of)[:10])
-    except ValueError:
-        raise ConfigError(f"as_of {as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+    """The dataset's anchor day (UTC); None means today. See ``bbperf.asof``."""
+    return as_of_date(as_of)
+
+
+MAX_SCALE = 1000.0
 
 
 def check_scale(scale: Any) -> float:
@@ -88,6 +83,11 @@ def check_scale(scale: Any) -> float:
         raise ConfigError(f"scale {scale!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    if value > MAX_SCALE:
+        raise ConfigError(
+            f"scale {value:g} is above the largest bbperf generates ({MAX_SCALE:g}, about "
+            f"{MAX_SCALE:g} million appointments at the default profile)"
+        )
     return value
 
 

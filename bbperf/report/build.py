@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,17 +12,19 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bbperf.config import Settings, load_settings
-from bbperf.errors import BbperfError
-from bbperf.report import secrets
+from bbperf.errors import BbperfError, ConfigError
 from bbperf.report.index import results_document, write_report_files
 from bbperf.report.provenance import collect_provenance, now_utc
 from bbperf.report.runner import (
     DATABASE_URL_ENV,
     CodeDisplay,
     NotebookRun,
+    check_parameter_names,
+    declared_parameters,
     discover_notebooks,
     run_notebooks,
 )
+from bbperf.secrets import find_leaks, passwords, redact_files
 
 
 @dataclass
@@ -83,11 +86,14 @@ def run_report(
     """
     settings = load_settings(database_url=database_url, schema=schema)
     sources = discover_notebooks(notebooks_dir, notebooks)
+    params = {"profile": profile, "scale": scale, "seed": seed, **(parameters or {})}
+    check_parameters(sources, params, cell_timeout_s)
     run_id = default_run_id()
     out_dir = Path(out) if out else Path("reports") / run_id
     if out:
         run_id = out_dir.name
-    params = {"profile": profile, "scale": scale, "seed": seed, **(parameters or {})}
+    claim_out_dir(out_dir)
+    started = time.time()
     started_at = now_utc()
     engine = _connect_for_provenance(settings)
     try:
@@ -110,10 +116,87 @@ def run_report(
             engine.dispose()
     index, results = write_report_files(out_dir, results_document(run_id, runs, provenance))
     write_log(out_dir / "report.log", runs)
-    hidden = secrets.secrets_of(settings.database_url)
-    leaks = secrets.find_leaks(out_dir, hidden)
-    secrets.redact(leaks, hidden)
+    hidden = passwords(settings.database_url)
+    leaks = find_leaks(written_since(out_dir, started), hidden)
+    redact_files(leaks, hidden)
     return Report(run_id, out_dir, runs, provenance, index, results, leaks)
+
+
+def check_parameters(
+    sources: Sequence[Path], params: Mapping[str, Any], cell_timeout_s: float | None
+) -> None:
+    """Refuse, before any notebook runs, a parameter no chosen notebook declares, an unknown
+    profile, a bad scale or seed, and a cell timeout that is not a positive number of seconds."""
+    from bbperf.generate import load_profile
+    from bbperf.generate.load import check_scale, check_seed
+
+    check_parameter_names(params)
+    declared = set().union(*(declared_parameters(source) for source in sources))
+    unknown = sorted(k for k, v in params.items() if v is not None and k not in declared)
+    if unknown:
+        raise ConfigError(
+            f"no chosen notebook declares parameter(s) {', '.join(unknown)}: "
+            f"known are {', '.join(sorted(declared))}"
+        )
+    if params.get("profile") is not None:
+        load_profile(str(params["profile"]))
+    if params.get("scale") is not None:
+        check_scale(params["scale"])
+    if params.get("seed") is not None:
+        check_seed(params["seed"])
+    if cell_timeout_s is not None and not (0 < cell_timeout_s <= 86_400):
+        raise ConfigError(
+            f"cell timeout {cell_timeout_s!r} must be a positive number of seconds (at most a day)"
+        )
+
+
+_SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var",
+)
+REPORT_MARKER = ".bbperf-report"
+
+
+def claim_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` for a report, or reuse one an earlier report made; refuse anything else.
+
+    A folder that holds files bbperf did not write (no ``.bbperf-report`` marker), a file, the
+    filesystem root, a system folder or the home folder itself are refused: a report never
+    rewrites a user's files.
+    """
+    resolved = out_dir.expanduser().resolve()
+    system = resolved == Path("/") or any(
+        resolved == Path(d) or resolved.is_relative_to(d) for d in _SYSTEM_DIRS
+    )
+    if system or resolved == Path.home().resolve():
+        raise ConfigError(f"refusing to write a report into {resolved}: choose a new folder")
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(f"report folder {out_dir} is a file: choose a new folder")
+    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / REPORT_MARKER).exists():
+        raise ConfigError(
+            f"report folder {out_dir} is not empty and was not made by bbperf report: "
+            "choose a new folder (bbperf never rewrites files it did not write)"
+        )
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+        (resolved / REPORT_MARKER).write_text("written by bbperf report\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot create report folder {out_dir}: {exc.strerror}") from None
+
+
+def written_since(directory: Path, since: float) -> list[Path]:
+    """Files under ``directory`` written at or after ``since`` (epoch seconds): this run's files."""
+    return [p for p in directory.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1]
 
 
 def kernel_environment(settings: Settings) -> dict[str, str]:
