@@ -269,7 +269,10 @@ class EmbeddedServer:
                     cur.execute(f"ALTER SYSTEM SET {name} = '{value}'")
                 cur.execute("SELECT pg_reload_conf()")
                 time.sleep(0.1)  # the postmaster rereads the files asynchronously
-                cur.execute("SELECT count(*) FROM pg_settings WHERE pending_restart")
+                cur.execute(
+                    "SELECT count(*) FROM pg_settings WHERE pending_restart AND name = ANY(%s)",
+                    (list(CONFIGURED_SETTINGS),),
+                )
                 pending = bool(cur.fetchone()[0])
         finally:
             conn.close()

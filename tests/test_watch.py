@@ -65,9 +65,15 @@ def test_parse_log_reads_json_plans_and_skips_everything_else() -> None:
     assert plan.plan["Plan"]["Node Type"] == "Result"
 
 
-def test_the_embedded_server_configures_auto_explain(server, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_embedded_server_configures_auto_explain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bbperf.server import EmbeddedServer
+
+    server = EmbeddedServer(
+        tmp_path / "home"
+    )  # its own home: the session's server is never restarted
+
     def shown() -> dict[str, str]:
-        conn = psycopg2.connect(pg_url)
+        conn = psycopg2.connect(server.url())
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT name, setting, unit FROM pg_settings WHERE name LIKE 'auto_explain.%'"
@@ -76,23 +82,29 @@ def test_the_embedded_server_configures_auto_explain(server, pg_url: str) -> Non
         conn.close()
         return values
 
-    assert shown()["auto_explain.log_format"] == "json"
-    assert shown()["auto_explain.log_min_duration"] == "50ms"
-    # A home initialised before auto_explain was configured gets it on its next start.
-    marker = server.pgdata / "bbperf_initialized"
-    marker.write_text(marker.read_text().replace("auto_explain and lock table configured\n", ""))
-    admin = psycopg2.connect(server.url("postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("ALTER SYSTEM RESET auto_explain.log_format")
-        cur.execute("SELECT pg_reload_conf()")
-    admin.close()
-    time.sleep(0.2)
-    assert shown()["auto_explain.log_format"] == "text"
-    server.start()
-    time.sleep(0.2)
-    assert shown()["auto_explain.log_format"] == CONFIGURED_SETTINGS["auto_explain.log_format"]
-    assert "auto_explain and lock table configured" in marker.read_text()
+    try:
+        server.start()
+        assert shown()["auto_explain.log_format"] == "json"
+        assert shown()["auto_explain.log_min_duration"] == "50ms"
+        # A home initialised before auto_explain was configured gets it on its next start.
+        marker = server.pgdata / "bbperf_initialized"
+        marker.write_text(
+            marker.read_text().replace("auto_explain and lock table configured\n", "")
+        )
+        admin = psycopg2.connect(server.url("postgres"))
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("ALTER SYSTEM RESET auto_explain.log_format")
+            cur.execute("SELECT pg_reload_conf()")
+        admin.close()
+        time.sleep(0.2)
+        assert shown()["auto_explain.log_format"] == "text"
+        server.start()
+        time.sleep(0.2)
+        assert shown()["auto_explain.log_format"] == CONFIGURED_SETTINGS["auto_explain.log_format"]
+        assert "auto_explain and lock table configured" in marker.read_text()
+    finally:
+        server.stop()
 
 
 def test_a_slow_statement_alerts_with_its_logged_plan(server, schema_engine: Engine) -> None:  # type: ignore[no-untyped-def]
