@@ -1,27 +1,61 @@
-"""Load benchmark: bbperf's generator against the server's own COPY FROM a file and a naive Faker loop.
+"""Load benchmark: bbperf's generate end to end against the server's own COPY FROM a file of the same
+rows, peak memory across scales, --jobs 1 against --jobs 2, and a naive Faker loop; prints the
+issue #17 targets with verdicts.
 
-Usage: python benchmarks/load.py [--scale 1] [--profile default] [--seed 42] [--naive-rows 5000]
-Replaces the dataset in bbperf's schema on the target (embedded server unless --database-url).
+Usage: python benchmarks/load.py [--scale 1] [--big-scale 10] [--rss-scales 0.1,1,10] [--jobs 1,2]
+       [--profile default] [--seed 42] [--naive-rows 5000] [--database-url URL]
+Every load replaces the dataset in bbperf's schema on the target (embedded server unless
+--database-url). Each load runs in a child process, so its peak RSS is its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
-from bbperf.generate import generate
-from bbperf.generate.load import _foreign_keys, _payloads, normalize_as_of
+from bbperf.generate.dataset import normalize_as_of
+from bbperf.generate.load import foreign_keys
 from bbperf.generate.profile import load_profile
+from bbperf.generate.stream import Plan, chunks
 from bbperf.schema import TABLE_ORDER, create_schema
 from bbperf.target import connect
+
+_CHILD = """
+import json, resource, sys
+from bbperf.generate.load import generate
+from bbperf.target import connect
+url, profile, scale, seed, as_of, jobs = sys.argv[1:]
+info = generate(connect(url or None, echo_pool=False), profile, float(scale), int(seed), as_of,
+                jobs=int(jobs), progress=False)
+print(json.dumps({"info": info.to_dict(),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "workers_rss_mb": info.peak_rss_mb.get("worker", 0.0)}))
+"""
+
+
+def load(args: argparse.Namespace, scale: float, jobs: int) -> dict[str, Any]:
+    """One `generate` in a child process: its provenance (phases included) and peak RSS."""
+    argv = [args.database_url or "", args.profile, str(scale), str(args.seed), args.as_of]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv, str(jobs)], capture_output=True, text=True
+    )
+    if done.returncode:
+        sys.exit(f"generate failed at scale {scale}:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - started
+    return result
 
 
 def server_copy_seconds(
@@ -32,19 +66,18 @@ def server_copy_seconds(
     os.chmod(folder, 0o755)  # the embedded server runs as OS user embedded_postgres
     files: list[tuple[str, str, Path]] = []
     try:
-        for i, (table, columns, payload, n, _) in enumerate(
-            _payloads(load_profile(profile), scale, seed, as_of)
-        ):
-            if n:
-                path = folder / f"{i:05d}_{table}.bin"
-                path.write_bytes(payload)
+        plan = Plan(load_profile(profile), scale, seed, as_of)
+        for i, chunk in enumerate(chunks(plan, 1)):
+            if chunk.rows:
+                path = folder / f"{i:05d}_{chunk.table}.bin"
+                path.write_bytes(chunk.payload)
                 os.chmod(path, 0o644)
-                files.append((table, columns, path))
+                files.append((chunk.table, chunk.columns, path))
         seconds: dict[str, float] = {}
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL statement_timeout = 0"))
             conn.execute(text("TRUNCATE " + ", ".join(f"bbperf.{t}" for t in TABLE_ORDER)))
-            for tbl, name, _ in _foreign_keys(conn, "bbperf"):
+            for tbl, name, _ in foreign_keys(conn, "bbperf"):
                 conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
             for table, columns, path in files:
                 started = time.perf_counter()
@@ -97,47 +130,108 @@ def naive_rows_per_second(engine: Engine, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def describe(label: str, run: dict[str, Any]) -> None:
+    info = run["info"]
+    total = sum(fp["rows"] for fp in info["fingerprints"].values())
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in info["phases"].items())
+    client = ", ".join(f"{k} {v:.1f}" for k, v in info["client_seconds"].items())
+    print(
+        f"{label}: {total:,} rows in {info['load_seconds']:.1f} s end to end "
+        f"({total / info['load_seconds']:,.0f} rows/s); peak RSS {run['rss_mb']:.0f} MB "
+        f"(workers {run['workers_rss_mb']:.0f} MB)\n    phases s: {phases}\n"
+        f"    client CPU s (overlapping the COPY): {client}"
+    )
+
+
+def rss_only(args: argparse.Namespace, jobs: int) -> None:
+    scales = [float(s) for s in args.rss_scales.split(",")]
+    rss = {}
+    for scale in scales:
+        run = load(args, scale, jobs)
+        describe(f"SF {scale:g} --jobs {jobs}", run)
+        rss[scale] = run["rss_mb"]
+    ratio = rss[max(scales)] / rss[args.scale]
+    print(
+        f"  peak RSS SF {max(scales):g} / SF {args.scale:g} = {ratio:.2f} (target <= 1.10): "
+        f"{verdict(ratio <= 1.1)}"
+    )
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--big-scale", type=float, default=10.0)
+    parser.add_argument("--rss-scales", default="0.1,1,10")
+    parser.add_argument("--jobs", default="1,2", help="the two --jobs values to compare")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--as-of", default="2026-11-01")
     parser.add_argument("--naive-rows", type=int, default=5000)
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the --rss-scales loads and the memory target"
+    )
     args = parser.parse_args()
     engine = connect(args.database_url, echo_pool=False)
     create_schema(engine)
-    as_of = normalize_as_of(args.as_of)
+    one, two = (int(j) for j in args.jobs.split(","))
+    print(f"profile {args.profile} seed {args.seed} as of {args.as_of}; {os.cpu_count()} cores")
+    os.system("uptime")  # noqa: S605 - the machine's load, for the reader of the figures
 
-    info = generate(engine, args.profile, args.scale, args.seed, as_of, progress=False)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = info.rows
-    total = sum(rows.values())
-    copy_s = sum(info.copy_seconds.values())
-    print(f"profile {args.profile} scale {args.scale:g} seed {args.seed}: {total:,} rows")
-    print(f"{'table':>20} {'rows':>11} {'bbperf rows/s':>14} {'server rows/s':>14}")
-    server = server_copy_seconds(engine, args.profile, args.scale, args.seed, as_of)
-    for table in TABLE_ORDER:
-        ours = rows[table] / info.copy_seconds[table] if info.copy_seconds.get(table) else 0
-        theirs = rows[table] / server[table] if server.get(table) else 0
-        print(f"{table:>20} {rows[table]:>11,} {ours:>14,.0f} {theirs:>14,.0f}")
-    ours_rate, server_rate = total / copy_s, total / sum(server.values())
-    print(
-        f"{'generate + COPY':>20} {total:>11,} {ours_rate:>14,.0f} {server_rate:>14,.0f}"
-        f"   ratio {ours_rate / server_rate:.2f} of server COPY FROM file ({copy_s:.1f} s vs {sum(server.values()):.1f} s)"
+    if args.rss_only:
+        rss_only(args, one)
+        return
+    runs = {(args.scale, j): load(args, args.scale, j) for j in (one, two)}
+    for (scale, jobs), run in runs.items():
+        describe(f"SF {scale:g} --jobs {jobs}", run)
+    server = sum(
+        server_copy_seconds(
+            engine, args.profile, args.scale, args.seed, normalize_as_of(args.as_of)
+        ).values()
     )
+    base = runs[(args.scale, one)]["info"]
+    rss = {args.scale: runs[(args.scale, one)]["rss_mb"]}
+    for scale in (float(s) for s in args.rss_scales.split(",")):
+        if scale not in rss:
+            run = load(args, scale, one)
+            describe(f"SF {scale:g} --jobs {one}", run)
+            runs[(scale, one)] = run
+            rss[scale] = run["rss_mb"]
+    big = runs.get((args.big_scale, one)) or load(args, args.big_scale, one)
+
+    print("\ntargets (one run each on a shared machine: compare within this run)")
+    e2e, copy_s = base["load_seconds"], base["phases"]["copy"] + base["phases"]["waiting"]
     print(
-        f"end to end (+ foreign keys, sequences, fingerprints, provenance): {info.load_seconds:.1f} s, "
-        f"{total / info.load_seconds:,.0f} rows/s"
+        f"  SF {args.scale:g} end to end {e2e:.1f} s vs server COPY FROM file {server:.1f} s: "
+        f"{server / e2e:.2f}x (target >= 0.70x): {verdict(server / e2e >= 0.7)}; "
+        f"the stream alone (generate + COPY) {server / copy_s:.2f}x"
+    )
+    big_s = big["info"]["load_seconds"]
+    print(
+        f"  SF {args.big_scale:g} end to end {big_s:.1f} s (target <= 60 s): {verdict(big_s <= 60)}"
+    )
+    low, high = min(rss), max(rss)
+    ratio = rss[high] / rss[args.scale]
+    spread = ", ".join(f"SF {s:g} {mb:.0f} MB" for s, mb in sorted(rss.items()))
+    print(
+        f"  peak RSS {spread}: SF {high:g} / SF {args.scale:g} = {ratio:.2f} (target <= 1.10): "
+        f"{verdict(ratio <= 1.1)}; SF {high:g} / SF {low:g} = {rss[high] / rss[low]:.2f}"
+    )
+    t1, t2 = (runs[(args.scale, j)]["info"]["load_seconds"] for j in (one, two))
+    print(
+        f"  --jobs {two} {t2:.1f} s vs --jobs {one} {t1:.1f} s: {t1 / t2:.2f}x "
+        f"(target > 1): {verdict(t2 < t1)}"
     )
     naive = naive_rows_per_second(engine, args.naive_rows)
+    total = sum(fp["rows"] for fp in base["fingerprints"].values())
     print(
-        f"naive Faker per row + executemany: {naive:,.0f} rows/s on {args.naive_rows:,} rows, "
-        f"extrapolated {total / naive:,.0f} s for {total:,} rows; bbperf is {ours_rate / naive:.0f}x "
-        f"(end to end {total / info.load_seconds / naive:.0f}x)"
+        f"  naive Faker per row + executemany: {naive:,.0f} rows/s; bbperf end to end is "
+        f"{total / e2e / naive:.0f}x"
     )
-    print(f"peak RSS of the generating process: {peak_rss_mb:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_cli_report_exit_codes(
         "--notebooks-dir",
         str(NOTEBOOKS),
         "-p",
-        "rounds=3",
+        "seed=3",
         "--no-progress",
         "--hide-code",
     ]

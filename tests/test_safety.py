@@ -194,6 +194,40 @@ def test_schema_flag_reaches_every_command(
     assert json.loads(out)["seed"] == 1  # dropping alt left bbperf's dataset alone
 
 
+@pytest.mark.notebook
+def test_notebooks_read_the_schema_they_are_given(fresh_url: str, tmp_path: Path) -> None:
+    """Notebooks 01 and 02 under --schema alt, with another dataset in bbperf: each reads its own."""
+    from bbperf.generate import dataset_info, generate
+    from bbperf.report import run_report
+    from bbperf.schema import create_schema
+
+    mine = make_engine(fresh_url, echo_pool=False)
+    create_schema(mine)
+    generate(mine, "tiny", 0.5, 7, "2026-11-01", progress=False)
+    before = dataset_info(mine)
+    report = run_report(
+        notebooks_dir=ROOT / "notebooks",
+        notebooks=["01", "02"],
+        out=tmp_path / "alt",
+        profile="tiny",
+        scale=0.5,
+        seed=42,
+        parameters={"rounds": 3, "warmup": 1, "barbers_sampled": 1, "scale_fractions": [1.0]},
+        database_url=fresh_url,
+        schema="alt",
+        progress=False,
+    )
+    assert report.ok, [(r.name, r.error) for r in report.failures]
+    assert dataset_info(mine) == before  # bbperf's own dataset untouched
+    alt = make_engine(fresh_url, schema="alt", echo_pool=False)
+    assert dataset_info(alt)["seed"] == 42
+    assert (
+        report.provenance["dataset"]["seed"] == 42
+    )  # provenance names the schema the notebooks used
+    mine.dispose()
+    alt.dispose()
+
+
 # -- secrets -----------------------------------------------------------------------------------------
 NASTY = "<&\"'%+ pw"
 

@@ -1,12 +1,26 @@
-"""``bbperf generate`` and ``bbperf data status``: load a seeded dataset, show what is loaded."""
+"""``bbperf generate``, ``bbperf data status`` and ``bbperf data verify``: load a seeded dataset,
+show what is loaded, check its fingerprints on the server."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
-from bbperf.cli import engine_from, print_json, print_table
+from bbperf.cli import engine_from, print_json, print_table, settings_from
 from bbperf.generate.profile import available_profiles
 from bbperf.schema import TABLE_ORDER
+
+PHASE_ORDER = (
+    "prepare",
+    "waiting",
+    "copy",
+    "indexes",
+    "constraints",
+    "sequences",
+    "provenance",
+    "validate+analyze",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,41 +41,79 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--as-of", metavar="YYYY-MM-DD", help="anchor day of the data (default: today, UTC)"
     )
-    gen.add_argument("--no-progress", action="store_true", help="no progress bars")
+    gen.add_argument(
+        "--jobs",
+        default=str(os.cpu_count() or 1),
+        help="worker processes that generate, encode and fingerprint ahead of the COPY "
+        f"(default: the machine's cores, {os.cpu_count() or 1}); same data for any value",
+    )
+    gen.add_argument("--timings", action="store_true", help="print the time of every load phase")
+    gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(func=run_generate)
 
     data = sub.add_parser("data", help="inspect the loaded dataset")
     datasub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     st = datasub.add_parser(
-        "status", help="profile, scale, seed, as-of, row counts and fingerprints"
+        "status", help="profile, scale, seed, as-of, row counts, fingerprints and load timings"
     )
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=status)
+    ver = datasub.add_parser(
+        "verify",
+        help="recompute the fingerprints on the server and compare them with the stored ones",
+    )
+    ver.add_argument("--format", choices=("text", "json"), default="text")
+    ver.set_defaults(func=verify)
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from bbperf.generate.load import check_scale, check_seed, generate, normalize_as_of
+    from bbperf.generate.dataset import check_jobs, check_scale, check_seed, normalize_as_of
+    from bbperf.generate.load import generate
     from bbperf.generate.profile import load_profile
 
     # Validate every input before connecting, so bad input never touches the database.
     load_profile(args.profile)
     check_scale(args.scale)
     check_seed(args.seed)
+    jobs = check_jobs(args.jobs)
     normalize_as_of(args.as_of)
+    home = settings_from(args).home
     info = generate(
         engine_from(args),
         args.profile,
         args.scale,
         args.seed,
         args.as_of,
+        jobs=jobs,
         progress=not args.no_progress,
+        scratch_dir=home if home.is_dir() else None,
     )
     total = sum(info.rows.values())
     print(
         f"loaded profile {info.profile} scale {info.scale:g} seed {info.seed} as of {info.as_of}: "
-        f"{total:,} rows in {info.load_seconds:.1f} s"
+        f"{total:,} rows in {info.load_seconds:.1f} s ({total / info.load_seconds:,.0f} rows/s, "
+        f"{info.jobs} job{'s' if info.jobs > 1 else ''})"
     )
+    if args.timings:
+        print_table(timing_rows(info.to_dict()))
     return 0
+
+
+def timing_rows(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the timings table: wall-clock phases, then the generator's own time."""
+    total = info.get("load_seconds") or 0.0
+    rows = [
+        {
+            "phase": name,
+            "seconds": round(s, 2),
+            "share": f"{100 * s / total:.0f} %" if total else "",
+        }
+        for name, s in info.get("phases", {}).items()
+    ]
+    rows.append({"phase": "total", "seconds": round(total, 2), "share": "100 %"})
+    for name, s in info.get("client_seconds", {}).items():
+        rows.append({"phase": f"(client {name})", "seconds": round(s, 2), "share": "overlapped"})
+    return rows
 
 
 def status(args: argparse.Namespace) -> int:
@@ -81,4 +133,27 @@ def status(args: argparse.Namespace) -> int:
     )
     fps = info["fingerprints"]
     print_table([{"table": t, **fps[t]} for t in TABLE_ORDER if t in fps])
+    if info.get("phases"):
+        print_table(timing_rows(info))
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from bbperf.generate import verify as verify_fingerprints
+
+    rows = verify_fingerprints(engine_from(args))
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print_table(
+            [
+                {
+                    "table": r["table"],
+                    "rows": r["server_rows"],
+                    "checksum": r["server_checksum"],
+                    "matches stored": "yes" if r["ok"] else f"NO (stored {r['stored_checksum']})",
+                }
+                for r in rows
+            ]
+        )
+    return 0 if all(r["ok"] for r in rows) else 1

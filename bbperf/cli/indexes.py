@@ -102,11 +102,21 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def apply(args: argparse.Namespace) -> int:
+    from bbperf.errors import ConfigError
     from bbperf.indexes import apply as run
+    from bbperf.indexes import validate
 
+    engine, index_set = engine_from(args), _set(args)
+    report = validate(engine, index_set)
+    unknown = sorted(set(report.loc[report["status"] == "unknown table", "table"]))
+    if unknown:
+        raise ConfigError(
+            f"index set {index_set.name!r} names table(s) {', '.join(unknown)} that do not exist "
+            "in bbperf's schema: nothing was built (`bbperf indexes validate` shows every check)"
+        )
     result = run(
-        engine_from(args),
-        _set(args),
+        engine,
+        index_set,
         concurrently=args.concurrently,
     )
     _show(result, args)

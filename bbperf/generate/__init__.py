@@ -9,11 +9,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DatasetInfo": "bbperf.generate.load",
-    "dataset_info": "bbperf.generate.load",
-    "ensure_dataset": "bbperf.generate.load",
+    "DatasetInfo": "bbperf.generate.dataset",
+    "dataset_info": "bbperf.generate.dataset",
+    "ensure_dataset": "bbperf.generate.dataset",
     "generate": "bbperf.generate.load",
-    "require_dataset": "bbperf.generate.load",
+    "require_dataset": "bbperf.generate.dataset",
+    "verify": "bbperf.generate.fingerprint",
     "Profile": "bbperf.generate.profile",
     "available_profiles": "bbperf.generate.profile",
     "load_profile": "bbperf.generate.profile",

@@ -1,12 +1,15 @@
 """PostgreSQL binary COPY payloads built with numpy: whole columns at a time, no Python per row.
 
-Fixed-width, never-null columns become one structured array per chunk; text and nullable columns are
-scattered into place with index arithmetic. The caller gets the column order to name in ``COPY``.
+Every row is laid out in a padded 2-D byte matrix (fixed-width fields, then each varying-width field
+at its widest); one boolean-mask compaction turns the matrix into the COPY stream. Columns keep their
+logical values (``kind``/``values``) so ``bbperf.generate.rowhash`` can render their text form too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -14,81 +17,128 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 UTC in Unix microseconds
 _NUMERIC_DIGITS = 3  # base-10000 digits before and after the point: values below 10^8
+# Rows encoded per step: bounds the padded matrix (rows x widest row) whatever the chunk size.
+ENCODE_ROWS = 8192
+_NEEDS_QUOTES = re.compile(r'[ \t\n\r\v\f"\\(),]')  # record_out's test (C isspace, not Unicode)
 
 
 @dataclass(frozen=True)
 class Fixed:
-    """A never-null column of one width: ``parts`` are (suffix, dtype, values) of its binary form."""
+    """A never-null column of one width, kept as its logical ``values``: integers ("int"), 0/1
+    ("bool"), Unix microseconds ("timestamptz"), units of 10^-scale ("numeric"), an ``S<w>`` array
+    ("bytes"). Its binary ``parts`` are computed when a slice of it is encoded."""
 
-    parts: tuple[tuple[str, str, np.ndarray | int], ...]
+    kind: str
+    values: np.ndarray
     width: int
+    scale: int = 0
 
+    @property
+    def parts(self) -> tuple[tuple[str, str, np.ndarray | int], ...]:
+        """(suffix, dtype, values) of the binary form's fields."""
+        if self.kind == "timestamptz":
+            return (("", ">i8", self.values - PG_EPOCH_US),)
+        if self.kind == "numeric":
+            whole, frac = np.divmod(self.values, 10**self.scale)
+            return (
+                ("n", ">i2", _NUMERIC_DIGITS),
+                ("w", ">i2", 1),  # weight of the first digit: 10000^1
+                ("s", ">i2", 0),
+                ("d", ">i2", self.scale),
+                ("0", ">i2", whole // 10_000),
+                ("1", ">i2", whole % 10_000),
+                ("2", ">i2", frac * 10 ** (4 - self.scale)),
+            )
+        dtype = {"int": f">i{self.width}", "bool": "u1"}.get(self.kind, self.values.dtype.str)
+        return (("", dtype, self.values),)
 
-@dataclass(frozen=True)
-class Var:
-    """A column of varying width: row i is ``buf[off[i]:off[i]+length[i]]``, NULL where length is -1."""
-
-    buf: np.ndarray
-    off: np.ndarray
-    length: np.ndarray
+    def take(self, rows: slice) -> Fixed:
+        return Fixed(self.kind, self.values[rows], self.width, self.scale)
 
 
 @dataclass(frozen=True)
 class TextPool:
     """Distinct strings, encoded once, that rows refer to by index."""
 
-    buf: np.ndarray
-    off: np.ndarray
+    values: tuple[str, ...]
+    matrix: np.ndarray  # (len, widest) uint8, NUL-padded
     length: np.ndarray
 
     @classmethod
     def of(cls, values: list[str] | tuple[str, ...]) -> TextPool:
         encoded = [v.encode() for v in values]
+        widest = max((len(e) for e in encoded), default=0)
+        matrix = np.array(encoded, dtype=f"S{max(widest, 1)}").view(np.uint8)
         length = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        off = np.zeros(len(encoded), dtype=np.int64)
-        np.cumsum(length[:-1], out=off[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), off, length)
+        return cls(tuple(values), matrix.reshape(len(encoded), max(widest, 1)), length)
 
     def __len__(self) -> int:
-        return len(self.off)
+        return len(self.values)
+
+    @cached_property
+    def quoted(self) -> TextPool:
+        """The same strings as a composite (row) value prints them: quoted when they need it."""
+        return TextPool.of([record_quote(v) for v in self.values])
+
+
+def record_quote(value: str) -> str:
+    """``value`` as PostgreSQL's record output writes a field (``record_out``): in double quotes when
+    empty or holding ``" \\ ( ) ,`` or white space, with ``"`` and ``\\`` doubled inside."""
+    if value and not _NEEDS_QUOTES.search(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Var:
+    """A column of varying width: row i is ``matrix[index[i], :length[i]]`` (``matrix[i]`` when
+    ``index`` is None), NULL where length is -1. ``source`` is what the bytes mean."""
+
+    matrix: np.ndarray
+    index: np.ndarray | None
+    length: np.ndarray
+    source: TextPool | Fixed = field(repr=False)
+
+    def take(self, rows: slice) -> Var:
+        if self.index is not None:
+            return Var(self.matrix, self.index[rows], self.length[rows], self.source)
+        source = self.source.take(rows) if isinstance(self.source, Fixed) else self.source
+        return Var(self.matrix[rows], None, self.length[rows], source)
+
+    def rows(self) -> np.ndarray:
+        """The (rows, widest) byte matrix of this column's values."""
+        return self.matrix if self.index is None else self.matrix[self.index]
+
+
+Column = Fixed | Var
+Columns = dict[str, Column]
 
 
 def int4(values: np.ndarray) -> Fixed:
-    return Fixed((("", ">i4", values),), 4)
+    return Fixed("int", np.asarray(values, dtype=np.int32), 4)
 
 
 def int8(values: np.ndarray) -> Fixed:
-    return Fixed((("", ">i8", values),), 8)
+    return Fixed("int", np.asarray(values, dtype=np.int64), 8)
 
 
 def boolean(values: np.ndarray) -> Fixed:
-    return Fixed((("", "u1", values),), 1)
+    return Fixed("bool", np.asarray(values, dtype=np.uint8), 1)
 
 
 def timestamptz(unix_us: np.ndarray) -> Fixed:
     """Timestamps given as Unix microseconds (int64)."""
-    return Fixed((("", ">i8", np.asarray(unix_us, dtype=np.int64) - PG_EPOCH_US),), 8)
+    return Fixed("timestamptz", np.asarray(unix_us, dtype=np.int64), 8)
 
 
 def numeric(units: np.ndarray, scale: int) -> Fixed:
-    """Non-negative numbers given as integers of 10^-scale (cents for scale 2), scale <= 4."""
-    units = np.asarray(units, dtype=np.int64)
-    whole, frac = np.divmod(units, 10**scale)
-    parts: list[tuple[str, str, np.ndarray | int]] = [
-        ("n", ">i2", _NUMERIC_DIGITS),
-        ("w", ">i2", 1),  # weight of the first digit: 10000^1
-        ("s", ">i2", 0),
-        ("d", ">i2", scale),
-        ("0", ">i2", whole // 10_000),
-        ("1", ">i2", whole % 10_000),
-        ("2", ">i2", frac * 10 ** (4 - scale)),
-    ]
-    return Fixed(tuple(parts), 2 * (4 + _NUMERIC_DIGITS))
+    """Non-negative numbers below 10^8 given as integers of 10^-scale (cents for scale 2), scale <= 4."""
+    return Fixed("numeric", np.asarray(units, dtype=np.int64), 2 * (4 + _NUMERIC_DIGITS), scale)
 
 
 def fixed_text(values: np.ndarray) -> Fixed:
-    """Text of one byte width for every row, as a numpy ``S<w>`` array (ASCII)."""
-    return Fixed((("", values.dtype.str, values),), values.dtype.itemsize)
+    """Text of one byte width for every row, as a numpy ``S<w>`` array (ASCII, nothing to quote)."""
+    return Fixed("bytes", values, values.dtype.itemsize)
 
 
 def pooled(pool: TextPool, index: np.ndarray, null: np.ndarray | None = None) -> Var:
@@ -96,70 +146,84 @@ def pooled(pool: TextPool, index: np.ndarray, null: np.ndarray | None = None) ->
     length = pool.length[index]
     if null is not None:
         length = np.where(null, -1, length)
-    return Var(pool.buf, pool.off[index], length)
+    return Var(pool.matrix, index, length, pool)
 
 
 def nullable(column: Fixed, null: np.ndarray) -> Var:
     """A fixed-width column with NULL where ``null`` is True."""
     n = len(null)
-    data = _structured(column, n).view(np.uint8)
-    return Var(data, np.arange(n, dtype=np.int64) * column.width, np.where(null, -1, column.width))
+    data = _structured(column, n).view(np.uint8).reshape(n, column.width)
+    return Var(data, None, np.where(null, -1, column.width), column)
 
 
 def _structured(column: Fixed, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.dtype([(f"v{suffix}", dtype) for suffix, dtype, _ in column.parts]))
-    for suffix, _, values in column.parts:
+    parts = column.parts
+    out = np.empty(n, dtype=np.dtype([(f"v{suffix}", dtype) for suffix, dtype, _ in parts]))
+    for suffix, _, values in parts:
         out[f"v{suffix}"] = values
     return out
 
 
-def encode(columns: dict[str, Fixed | Var], n: int) -> tuple[list[str], bytes]:
-    """A complete binary COPY stream for ``n`` rows; returns (column order, payload)."""
-    fixed = {name: c for name, c in columns.items() if isinstance(c, Fixed)}
-    var = {name: c for name, c in columns.items() if isinstance(c, Var)}
+def take(columns: dict[str, Column], rows: slice) -> dict[str, Column]:
+    """The same columns restricted to ``rows``."""
+    return {name: c.take(rows) for name, c in columns.items()}
+
+
+def compact(pieces: list[tuple[np.ndarray, np.ndarray | None]], n: int) -> np.ndarray:
+    """Concatenate, row by row, byte matrices of shape (n, w): all w bytes of a piece whose lengths
+    are None, else the first ``lengths[i]`` bytes of row i (the last ``-lengths[i]`` when negative).
+    Returns the flat uint8 result."""
+    width = sum(m.shape[1] for m, _ in pieces)
+    padded = np.empty((n, width), dtype=np.uint8)
+    keep = np.ones((n, width), dtype=bool)
+    at = 0
+    for matrix, lengths in pieces:
+        w = matrix.shape[1]
+        padded[:, at : at + w] = matrix
+        if lengths is not None:
+            if lengths.min(initial=0) < 0:
+                keep[:, at : at + w] = np.arange(w) >= (w + lengths)[:, None]
+            else:
+                keep[:, at : at + w] = np.arange(w) < lengths[:, None]
+        at += w
+    return np.compress(keep.ravel(), padded.ravel())  # 3x faster than padded[keep] (2-D mask)
+
+
+def encode_body(columns: dict[str, Column], n: int) -> np.ndarray:
+    """The rows of a binary COPY stream (no header, no trailer) as a flat uint8 array."""
+    fixed = [c for c in columns.values() if isinstance(c, Fixed)]
+    var = [c for c in columns.values() if isinstance(c, Var)]
     fields = [("count", ">i2")]
-    for i, (_, column) in enumerate(fixed.items()):
-        fields += [(f"c{i}len", ">i4")] + [(f"c{i}{s}", d) for s, d, _ in column.parts]
+    parts = [column.parts for column in fixed]
+    for i, column_parts in enumerate(parts):
+        fields += [(f"c{i}len", ">i4")] + [(f"c{i}{s}", d) for s, d, _ in column_parts]
     block = np.empty(n, dtype=np.dtype(fields))
     block["count"] = len(columns)
-    for i, (_, column) in enumerate(fixed.items()):
+    for i, (column, column_parts) in enumerate(zip(fixed, parts, strict=True)):
         block[f"c{i}len"] = column.width
-        for suffix, _, values in column.parts:
+        for suffix, _, values in column_parts:
             block[f"c{i}{suffix}"] = values
-    width = block.dtype.itemsize
-    sizes = [4 + np.maximum(c.length, 0) for c in var.values()]
-    row_size = width + np.sum(sizes, axis=0) if sizes else np.full(n, width, dtype=np.int64)
-    row_off = np.zeros(n, dtype=np.int64)
-    if n:
-        np.cumsum(row_size[:-1], out=row_off[1:])
-    body = int(row_off[-1] + row_size[-1]) if n else 0
-    out = np.empty(len(HEADER) + body + len(TRAILER), dtype=np.uint8)
-    out[: len(HEADER)] = np.frombuffer(HEADER, dtype=np.uint8)
-    out[len(out) - len(TRAILER) :] = np.frombuffer(TRAILER, dtype=np.uint8)
-    start = row_off + len(HEADER)
-    raw = block.view(np.uint8).reshape(n, width)
-    if not var:
-        out[len(HEADER) : len(HEADER) + body] = raw.ravel()
-    else:
-        out[start[:, None] + np.arange(width)] = raw
-    pos = start + width
-    for text_column, size in zip(var.values(), sizes, strict=True):
-        _scatter(out, pos, text_column)
-        pos = pos + size
-    return [*fixed, *var], out.tobytes()
-
-
-def _scatter(out: np.ndarray, pos: np.ndarray, column: Var) -> None:
-    """Write each row's 4-byte length and its bytes at ``pos``."""
-    out[pos[:, None] + np.arange(4)] = column.length.astype(">i4").view(np.uint8).reshape(-1, 4)
-    valid = column.length > 0
-    length = column.length[valid]
-    total = int(length.sum())
-    if not total:
-        return
-    first = np.zeros(len(length), dtype=np.int64)
-    np.cumsum(length[:-1], out=first[1:])
-    within = np.arange(total, dtype=np.int64) - np.repeat(first, length)
-    out[np.repeat(pos[valid] + 4, length) + within] = column.buf[
-        np.repeat(column.off[valid], length) + within
+    pieces: list[tuple[np.ndarray, np.ndarray | None]] = [
+        (block.view(np.uint8).reshape(n, block.dtype.itemsize), None)
     ]
+    for text in var:
+        pieces.append((text.length.astype(">i4").view(np.uint8).reshape(n, 4), None))
+        pieces.append((text.rows(), np.maximum(text.length, 0)))
+    return compact(pieces, n)
+
+
+def order(columns: dict[str, Column]) -> list[str]:
+    """The column order of ``encode``'s stream: fixed-width columns first."""
+    return [k for k, c in columns.items() if isinstance(c, Fixed)] + [
+        k for k, c in columns.items() if isinstance(c, Var)
+    ]
+
+
+def encode(columns: dict[str, Column], n: int) -> tuple[list[str], bytes]:
+    """A complete binary COPY stream for ``n`` rows; returns (column order, payload)."""
+    parts = [np.frombuffer(HEADER, dtype=np.uint8)]
+    for lo in range(0, n, ENCODE_ROWS):
+        rows = slice(lo, min(lo + ENCODE_ROWS, n))
+        parts.append(encode_body(take(columns, rows), rows.stop - rows.start))
+    parts.append(np.frombuffer(TRAILER, dtype=np.uint8))
+    return order(columns), np.concatenate(parts).tobytes()

@@ -4,7 +4,6 @@ visit totals tallied from the appointments (so client rows are consistent with t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,11 +11,13 @@ from bbperf.generate import binary as b
 from bbperf.generate.cast import DAY_US, Cast, Chunk
 from bbperf.generate.fakes import Pools
 from bbperf.generate.profile import Profile
+from bbperf.generate.tally import ClientTally
 from bbperf.schema import APPOINTMENT_STATUSES, CUSTOMER_TYPES, PAYMENT_STATUSES
 
 WEEK_DAYS = 7
 BARBER_BLOCK = 1024
-CLIENT_CHUNK_ROWS = 100_000
+CLIENT_CHUNK_ROWS = 100_000  # rows per draw from the clients' random stream (fixes the data)
+CLIENT_PART_ROWS = 16_384  # rows per yielded part
 MINUTE_US = 60 * 1_000_000
 DAYS_PER_MONTH = 30.44
 VIP_VISITS = 12
@@ -33,32 +34,6 @@ def _codes(names: tuple[str, ...], shares: dict[str, float]) -> tuple[np.ndarray
     """Status codes (indexes into ``names``) and their probabilities, for ``rng.choice``."""
     keys = list(shares)
     return np.array([names.index(k) for k in keys]), np.array([shares[k] for k in keys])
-
-
-@dataclass
-class ClientTally:
-    """Per-client totals of completed past visits, filled while appointments are generated."""
-
-    visits: np.ndarray
-    spent_cents: np.ndarray
-    first_us: np.ndarray
-    last_us: np.ndarray
-
-    @classmethod
-    def empty(cls, n: int) -> ClientTally:
-        big = np.iinfo(np.int64).max
-        return cls(
-            np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, big), np.full(n, -1, np.int64)
-        )
-
-    def add(self, client_index: np.ndarray, price_cents: np.ndarray, start_us: np.ndarray) -> None:
-        n = len(self.visits)
-        self.visits += np.bincount(client_index, minlength=n)
-        self.spent_cents += np.bincount(client_index, weights=price_cents, minlength=n).astype(
-            np.int64
-        )
-        np.minimum.at(self.first_us, client_index, start_us)
-        np.maximum.at(self.last_us, client_index, start_us)
 
 
 def n_clients(profile: Profile, cast: Cast) -> int:
@@ -176,6 +151,7 @@ def bookings(
             duration,
             as_of_us,
             first_payment_id,
+            cast.owner_user[shop],
         ),
         len(paid),
     )
@@ -193,6 +169,7 @@ def _payments(
     duration: np.ndarray,
     as_of_us: int,
     first_id: int,
+    owner: np.ndarray,
 ) -> dict[str, b.Fixed | b.Var]:
     m = len(paid)
     codes, p = _codes(PAYMENT_STATUSES, profile.payment_status)
@@ -205,9 +182,15 @@ def _payments(
     stripe = np.empty((m, 27), dtype=np.uint8)
     stripe[:, :3] = np.frombuffer(b"pi_", np.uint8)
     stripe[:, 3:] = _STRIPE_ALPHABET[rng.integers(0, len(_STRIPE_ALPHABET), size=(m, 24))]
+    payer = user[paid]
+    foreign = profile.payments["foreign_payer_share"]
+    if foreign > 0:  # drawn only when asked for, so other profiles keep their random stream
+        moved = rng.random(m) < foreign
+        own = payer == barber[paid] + 1
+        payer = np.where(moved, np.where(own, owner[paid], barber[paid] + 1), payer)
     return {
         "id": b.int4(first_id + np.arange(m)),
-        "user_id": b.int4(user[paid]),
+        "user_id": b.int4(payer),
         "appointment_id": b.int4(ids[paid]),
         "barber_id": b.int4(barber[paid] + 1),
         "amount": b.numeric(amount, 2),
@@ -227,17 +210,16 @@ def clients(
     pools: Pools,
     as_of_us: int,
 ) -> Iterator[Chunk]:
-    """Client rows in id order, in chunks of CLIENT_CHUNK_ROWS; visit totals come from ``tally``."""
-    total = len(tally.visits)
+    """Client rows in id order, in parts of at most CLIENT_PART_ROWS; visit totals come from
+    ``tally``."""
+    total = tally.n
     history_us = profile.calendar["past_days"] * DAY_US
     for lo in range(0, total, CLIENT_CHUNK_ROWS):
         idx = np.arange(lo, min(lo + CLIENT_CHUNK_ROWS, total))
         n = len(idx)
-        visits, last = tally.visits[idx], tally.last_us[idx]
+        visits, spent, first_visit, last = tally.rows(lo, lo + n)
         never = visits == 0
-        joined = np.where(
-            never, as_of_us - rng.integers(0, history_us, size=n), tally.first_us[idx]
-        )
+        joined = np.where(never, as_of_us - rng.integers(0, history_us, size=n), first_visit)
         joined = joined - (rng.exponential(30, size=n) * DAY_US).astype(np.int64)
         kind = np.select(
             [visits <= 1, last < as_of_us - AT_RISK_DAYS * DAY_US, visits >= VIP_VISITS],
@@ -248,26 +230,36 @@ def clients(
         surname = rng.integers(0, len(pools.last_names), size=n)
         domain = rng.integers(0, len(pools.domains), size=n)
         no_email = rng.random(n) >= profile.clients["email_share"]
-        emails = [
-            f"{pools.first_names[f]}.{pools.last_names[s]}.{i + 1}@{pools.domains[d]}".lower()
-            for f, s, d, i in zip(
-                first.tolist(), surname.tolist(), domain.tolist(), idx.tolist(), strict=True
-            )
-        ]
+        phone = rng.integers(0, len(pools.phones), size=n)
         first_pool, last_pool = b.TextPool.of(pools.first_names), b.TextPool.of(pools.last_names)
-        yield (
-            {
-                "id": b.int4(idx + 1),
-                "barber_id": b.int4(idx // profile.clients["per_barber"] + 1),
-                "total_visits": b.int4(visits),
-                "total_spent": b.numeric(tally.spent_cents[idx], 2),
-                "created_at": b.timestamptz(joined),
-                "first_name": b.pooled(first_pool, first),
-                "last_name": b.pooled(last_pool, surname),
-                "email": b.pooled(b.TextPool.of(emails), np.arange(n), no_email),
-                "phone": b.pooled(pools.phones, rng.integers(0, len(pools.phones), size=n)),
-                "customer_type": b.pooled(_CUSTOMER_TYPE, kind),
-                "last_visit_date": b.nullable(b.timestamptz(last), never),
-            },
-            n,
-        )
+        # Rows go out CLIENT_PART_ROWS at a time: the e-mail strings are the one per-row Python
+        # object, and 100,000 of them at once (with their encoded and quoted copies) cost ~60 MB.
+        for a in range(0, n, CLIENT_PART_ROWS):
+            part = slice(a, min(a + CLIENT_PART_ROWS, n))
+            ids = idx[part]
+            emails = [
+                f"{pools.first_names[f]}.{pools.last_names[s]}.{i + 1}@{pools.domains[d]}".lower()
+                for f, s, d, i in zip(
+                    first[part].tolist(),
+                    surname[part].tolist(),
+                    domain[part].tolist(),
+                    ids.tolist(),
+                    strict=True,
+                )
+            ]
+            yield (
+                {
+                    "id": b.int4(ids + 1),
+                    "barber_id": b.int4(ids // profile.clients["per_barber"] + 1),
+                    "total_visits": b.int4(visits[part]),
+                    "total_spent": b.numeric(spent[part], 2),
+                    "created_at": b.timestamptz(joined[part]),
+                    "first_name": b.pooled(first_pool, first[part]),
+                    "last_name": b.pooled(last_pool, surname[part]),
+                    "email": b.pooled(b.TextPool.of(emails), np.arange(len(ids)), no_email[part]),
+                    "phone": b.pooled(pools.phones, phone[part]),
+                    "customer_type": b.pooled(_CUSTOMER_TYPE, kind[part]),
+                    "last_visit_date": b.nullable(b.timestamptz(last[part]), never[part]),
+                },
+                len(ids),
+            )

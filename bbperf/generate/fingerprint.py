@@ -1,4 +1,5 @@
-"""Order-independent table fingerprints computed in SQL: row count and a sum of row hashes.
+"""Order-independent table fingerprints: row count and a sum of row hashes, computed in SQL here
+(``bbperf data verify``) and as rows stream during a load (``bbperf.generate.rowhash``).
 
 The row text is built from an explicit column list with TimeZone and DateStyle pinned, and hashed with
 md5 (stable across PostgreSQL versions, unlike the internal ``hashtext``), so the same rows give the
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+
+from bbperf.target import schema_of
 
 # The columns bbperf generates, in the order hashed: other tools may add columns without changing it.
 FINGERPRINT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -104,3 +107,26 @@ def fingerprints(conn: Connection, schema: str) -> dict[str, dict[str, Any]]:
         row = conn.execute(text(fingerprint_sql(schema, table))).one()
         result[table] = {"rows": int(row.rows), "checksum": row.checksum}
     return result
+
+
+def verify(engine: Engine) -> list[dict[str, Any]]:
+    """Recompute every table's fingerprint on the server and set it beside the one the load stored:
+    [{"table", "rows", "stored_checksum", "server_rows", "server_checksum", "ok"}]. DataError when
+    no dataset is loaded."""
+    from bbperf.generate.dataset import require_dataset
+
+    stored = require_dataset(engine)["fingerprints"]
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+        server = fingerprints(conn, schema_of(engine))
+    return [
+        {
+            "table": table,
+            "rows": stored.get(table, {}).get("rows"),
+            "stored_checksum": stored.get(table, {}).get("checksum"),
+            "server_rows": fp["rows"],
+            "server_checksum": fp["checksum"],
+            "ok": stored.get(table) == fp,
+        }
+        for table, fp in server.items()
+    ]

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bbperf.errors import ConfigError, first_line
+from bbperf.errors import first_line
 from bbperf.indexes.catalog import read_catalog
 from bbperf.indexes.model import IndexDef, IndexSet
 from bbperf.indexes.validate import validate
@@ -89,12 +89,6 @@ def apply(
     """
     schema = schema_of(engine)
     report = validate(engine, index_set)
-    unknown = sorted(set(report.loc[report["status"] == "unknown table", "table"]))
-    if unknown:
-        raise ConfigError(
-            f"index set {index_set.name!r} names table(s) {', '.join(unknown)} that schema "
-            f"{schema!r} does not have: nothing was built"
-        )
     rows: list[dict[str, Any]] = []
     builds: dict[str, dict[str, Any]] = {}
     with _autocommit(engine) as conn:

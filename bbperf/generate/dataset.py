@@ -1,0 +1,172 @@
+"""A loaded dataset's provenance (``bbperf_meta`` key ``dataset``): reading it, checking inputs, and
+reusing a matching dataset instead of generating it again."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from bbperf.asof import as_of_date
+from bbperf.errors import ConfigError, DataError
+from bbperf.generate.profile import load_profile
+from bbperf.schema import META_TABLE, create_schema
+from bbperf.target import schema_of
+
+DATASET_KEY = "dataset"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Provenance of a loaded dataset (what ``bbperf_meta`` holds under key ``dataset``).
+
+    ``phases`` are the load's wall-clock steps in seconds (they add up to ``load_seconds``);
+    ``client_seconds`` the generator's own time per activity, summed over its workers, spent while
+    the COPY ran; ``copy_seconds`` the stream's time per table; ``peak_rss_mb`` the peak resident
+    memory of the loading process (``coordinator``) and of its largest worker (``worker``).
+    """
+
+    profile: str
+    scale: float
+    seed: int
+    as_of: str
+    fingerprints: dict[str, dict[str, Any]]
+    bbperf_version: str
+    server_version: str
+    loaded_at: str
+    load_seconds: float = 0.0
+    copy_seconds: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    client_seconds: dict[str, float] = field(default_factory=dict)
+    jobs: int = 1
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {t: int(fp["rows"]) for t, fp in self.fingerprints.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetInfo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def normalize_as_of(as_of: str | date | datetime | None) -> date:
+    """The dataset's anchor day (UTC); None means today. See ``bbperf.asof``."""
+    return as_of_date(as_of)
+
+
+MAX_SCALE = 1000.0
+
+
+def check_scale(scale: Any) -> float:
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise ConfigError(f"scale {scale!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    if value > MAX_SCALE:
+        raise ConfigError(
+            f"scale {value:g} is above the largest bbperf generates ({MAX_SCALE:g}, about "
+            f"{MAX_SCALE:g} million appointments at the default profile)"
+        )
+    return value
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer | str):
+        raise ConfigError(f"seed {seed!r} is not an integer")
+    try:
+        value = int(seed)
+    except ValueError:
+        raise ConfigError(f"seed {seed!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {value}")
+    return value
+
+
+def check_jobs(jobs: Any) -> int:
+    """Worker processes for generation: an integer from 1 to 64."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int | str):
+        raise ConfigError(f"jobs {jobs!r} is not an integer")
+    try:
+        value = int(jobs)
+    except ValueError:
+        raise ConfigError(f"jobs {jobs!r} is not an integer") from None
+    if not 1 <= value <= 64:
+        raise ConfigError(f"jobs must be between 1 and 64, got {value}")
+    return value
+
+
+def dataset_info(engine: Engine) -> dict[str, Any] | None:
+    """The provenance of the loaded dataset, or None when there is none (or no schema)."""
+    schema = schema_of(engine)
+    with engine.connect() as conn:
+        table = f'"{schema}".{META_TABLE}'
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            return None
+        value = conn.execute(
+            text(f"SELECT value FROM {table} WHERE key = :k"), {"k": DATASET_KEY}
+        ).scalar()
+    return dict(value) if value else None
+
+
+def ensure_dataset(
+    engine: Engine,
+    profile: str,
+    scale: float,
+    seed: int,
+    as_of: str | date | datetime | None = None,
+    *,
+    jobs: int = 1,
+    progress: bool = False,
+    scratch_dir: Path | None = None,
+) -> DatasetInfo:
+    """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
+    generated otherwise. Creates bbperf's schema when it is missing."""
+    from bbperf.generate.load import generate
+
+    schema = schema_of(engine)
+    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
+    load_profile(profile)
+    current = dataset_info(engine)
+    wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
+    if (
+        current
+        and all(current.get(k) == v for k, v in wanted.items())
+        and _counts_match(engine, schema, current)
+    ):
+        return DatasetInfo.from_dict(current)
+    if current is None:
+        create_schema(engine)
+    return generate(
+        engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
+    )
+
+
+def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
+    with engine.connect() as conn:
+        for table, fp in info.get("fingerprints", {}).items():
+            n = conn.execute(text(f'SELECT count(*) FROM "{schema}".{table}')).scalar_one()
+            if n != fp["rows"]:
+                return False
+    return True
+
+
+def require_dataset(engine: Engine) -> dict[str, Any]:
+    """The loaded dataset's provenance; DataError when nothing was generated."""
+    info = dataset_info(engine)
+    if info is None:
+        raise DataError(
+            f"no dataset in schema {schema_of(engine)!r}: run `bbperf generate --profile tiny`"
+        )
+    return info

@@ -1,0 +1,240 @@
+"""The load's chunks, generated, encoded and fingerprinted ahead of the COPY: in a background thread
+(``jobs=1``) or in worker processes (``jobs>1``), delivered in the same order with the same bytes.
+
+Bookings come in (week, barber block) pairs of appointments and payments, each pair from its own
+random stream. Their ids depend on how many rows came before, so a worker generates a pair with ids
+from 1, reports its counts, and shifts the ids once the coordinator has summed the counts of the
+pairs before it. Each worker tallies client visits in its own scratch file; the tallies are merged
+before the clients (one random stream, generated in order) are made.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bbperf.generate import binary as b
+from bbperf.generate.bookings import (
+    BARBER_BLOCK,
+    block_count,
+    bookings,
+    clients,
+    week_count,
+)
+from bbperf.generate.cast import Cast, Chunk, build_cast, n_barbers
+from bbperf.generate.fakes import Pools, build_pools
+from bbperf.generate.fingerprint import FINGERPRINT_COLUMNS
+from bbperf.generate.profile import Profile
+from bbperf.generate.rowhash import checksum
+from bbperf.generate.tally import ClientTally
+
+# Random streams: one per purpose, and one per (week, barber block) of bookings.
+_CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
+SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
+AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coordinator's memory
+PAYLOAD_ROWS = 16_384  # rows per COPY payload
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to generate; ``scratch`` is where the client tally's files go (None: the system's)."""
+
+    profile: Profile
+    scale: float
+    seed: int
+    as_of: date
+    scratch: Path | None = None
+
+    @property
+    def as_of_us(self) -> int:
+        midnight = datetime(self.as_of.year, self.as_of.month, self.as_of.day, tzinfo=UTC)
+        return int(midnight.timestamp()) * 1_000_000
+
+    def pairs(self) -> int:
+        return week_count(self.profile) * self.blocks()
+
+    def blocks(self) -> int:
+        return -(-n_barbers(self.profile, self.scale) // BARBER_BLOCK)
+
+
+@dataclass
+class Encoded:
+    """One chunk ready for COPY: its rows' binary payload and their part of the table's checksum.
+    ``seconds`` is client time spent on it: generate, encode, fingerprint."""
+
+    table: str
+    columns: str
+    payload: bytes
+    rows: int
+    checksum: int
+    last: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def _encoded(
+    table: str, columns: b.Columns, n: int, last: bool, generate_s: float
+) -> Iterator[Encoded]:
+    """The rows as COPY payloads of at most PAYLOAD_ROWS rows each, encoded and fingerprinted only
+    when asked for: what waits in the queue stays small whatever the chunk's size."""
+    for lo in range(0, max(n, 1), PAYLOAD_ROWS):
+        rows = slice(lo, min(lo + PAYLOAD_ROWS, n))
+        part, size = b.take(columns, rows), rows.stop - rows.start
+        started = time.perf_counter()
+        order, payload = b.encode(part, size)
+        encoded = time.perf_counter()
+        total = checksum(part, FINGERPRINT_COLUMNS[table], size)
+        seconds = {
+            "generate": generate_s if lo == 0 else 0.0,
+            "encode": encoded - started,
+            "fingerprint": time.perf_counter() - encoded,
+        }
+        final = last and rows.stop >= n
+        yield Encoded(table, ", ".join(order), payload, size, total, final, seconds)
+
+
+def _shift(columns: b.Columns, name: str, by: int) -> None:
+    column = columns[name]
+    assert isinstance(column, b.Fixed)
+    columns[name] = b.int4(column.values + by)
+
+
+class _Generator:
+    """One process's generator: the cast and fake pools (rebuilt, identically, in every worker)."""
+
+    def __init__(self, plan: Plan, tally: ClientTally) -> None:
+        self.plan = plan
+        self.pools: Pools = build_pools(plan.seed)
+        self.cast: Cast = build_cast(
+            plan.profile, plan.scale, _rng(plan.seed, _CAST), self.pools, plan.as_of_us
+        )
+        self.tally = tally
+        self.weekday = plan.as_of.weekday()
+
+    def small_tables(self) -> Iterator[Encoded]:
+        for table in SMALL_TABLES:
+            columns, n = self.cast.tables[table]
+            yield from _encoded(table, columns, n, True, 0.0)
+
+    def pair(self, k: int, first_appointment: int, first_payment: int) -> tuple[Chunk, Chunk]:
+        week, block = divmod(k, block_count(self.cast))
+        return bookings(
+            self.plan.profile,
+            self.cast,
+            week,
+            block,
+            _rng(self.plan.seed, _BOOKINGS, week, block),
+            self.plan.as_of_us,
+            self.weekday,
+            first_appointment,
+            first_payment,
+            self.tally,
+            self.pools,
+        )
+
+    def clients(self) -> Iterator[Encoded]:
+        plan = self.plan
+        rows = clients(
+            plan.profile,
+            self.cast,
+            self.tally,
+            _rng(plan.seed, _CLIENTS),
+            self.pools,
+            plan.as_of_us,
+        )
+        done = 0
+        while True:
+            started = time.perf_counter()
+            part = next(rows, None)
+            if part is None:
+                return
+            columns, n = part
+            done += n
+            yield from _encoded(
+                "clients", columns, n, done >= self.tally.n, time.perf_counter() - started
+            )
+
+
+def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
+    """Every chunk, generated in this process."""
+    gen = _Generator(plan, tally)
+    yield from gen.small_tables()
+    next_a, next_p, pairs = 1, 1, plan.pairs()
+    for k in range(pairs):
+        started = time.perf_counter()
+        (appts, n_a), (pays, n_p) = gen.pair(k, next_a, next_p)
+        spent = time.perf_counter() - started
+        next_a, next_p = next_a + n_a, next_p + n_p
+        yield from _encoded("appointments", appts, n_a, k == pairs - 1, spent)
+        del appts  # not alive while the payments are encoded or the next pair is generated
+        yield from _encoded("payments", pays, n_p, k == pairs - 1, 0.0)
+        del pays
+    yield from gen.clients()
+
+
+def chunks(plan: Plan, jobs: int = 1, stats: dict[str, float] | None = None) -> Iterator[Encoded]:
+    """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
+    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
+    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
+    barbers = n_barbers(plan.profile, plan.scale)
+    tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
+    try:
+        if jobs <= 1 or plan.pairs() < 2:
+            yield from _ahead(_in_order(plan, tally), depth=2)
+        else:
+            from bbperf.generate.workers import parallel
+
+            yield from parallel(plan, tally, jobs, stats if stats is not None else {})
+    finally:
+        tally.close()
+
+
+def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
+    """``items`` produced in a background thread, ``depth`` ahead, so generation on one core
+    overlaps the server's COPY on another."""
+    done = object()
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            buffer.put(exc)
+
+    worker = threading.Thread(target=produce, name="bbperf-generate", daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,177 @@
+"""Worker processes for ``--jobs N``: each generates the (week, barber block) pairs it is given,
+reports their row counts, waits for the id offsets the coordinator derives from the counts of the
+pairs before, then encodes and fingerprints them; the coordinator hands the chunks out in pair order."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bbperf.generate.stream import (
+    AHEAD_PER_WORKER,
+    Encoded,
+    Plan,
+    _encoded,
+    _Generator,
+    _shift,
+    peak_rss_mb,
+)
+from bbperf.generate.tally import ClientTally
+
+
+def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> None:
+    """A worker process: generate the pairs it is given, wait for their id offsets, encode them."""
+    try:
+        gen = _Generator(plan, ClientTally(n, path=tally_path))
+        waiting: list[Any] = []
+        while (task := waiting.pop(0) if waiting else inbox.get()) is not None:
+            k = task[1]
+            started = time.perf_counter()
+            (appts, n_a), (pays, n_p) = gen.pair(k, 1, 1)
+            spent = time.perf_counter() - started
+            outbox.put(("counts", k, n_a, n_p))
+            while (message := inbox.get()) is None or message[0] != "offsets":
+                waiting.append(message)
+            _, _, shift_a, shift_p = message
+            _shift(appts, "id", shift_a)
+            _shift(pays, "id", shift_p)
+            _shift(pays, "appointment_id", shift_a)
+            last = k == plan.pairs() - 1
+            encoded = list(_encoded("appointments", appts, n_a, last, spent))
+            del appts  # not alive while the payments are encoded or the next pair is generated
+            outbox.put(("chunk", k, encoded, list(_encoded("payments", pays, n_p, last, 0.0))))
+            del pays, encoded
+        gen.tally.close()
+        outbox.put(("done", peak_rss_mb()))
+    except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
+        outbox.put(("error", traceback.format_exc(limit=5)))
+
+
+def parallel(
+    plan: Plan, tally: ClientTally, jobs: int, stats: dict[str, float]
+) -> Iterator[Encoded]:
+    """Every chunk after the small tables' from ``jobs`` worker processes, in load order; the
+    workers' client tallies are merged into ``tally`` before the clients are generated here."""
+    # forkserver/spawn, not fork: the caller may have threads (a notebook kernel, a pool) a fork would copy
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx: Any = mp.get_context(method)
+    pairs, n = plan.pairs(), tally.n
+    paths = [ClientTally.scratch_file(n, plan.scratch) for _ in range(jobs)]
+    inboxes = [ctx.Queue() for _ in range(jobs)]
+    outbox = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(plan, paths[w], n, inboxes[w], outbox),
+            name=f"bbperf-generate-{w}",
+            daemon=True,
+        )
+        for w in range(jobs)
+    ]
+    for proc in procs:
+        proc.start()
+    state = _Dispatch(pairs, jobs, inboxes)
+    dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
+    dispatcher.start()
+    try:
+        parent = _Generator(plan, tally)
+        yield from parent.small_tables()
+        for k in range(pairs):
+            appts, pays = state.take(k)
+            yield from appts
+            yield from pays
+        for inbox in inboxes:
+            inbox.put(None)
+        state.wait_done()
+        stats["worker_peak_rss_mb"] = state.worker_rss_mb
+        for path in paths:
+            tally.merge(ClientTally(n, path=path))
+        yield from parent.clients()
+    finally:
+        state.stop()
+        for inbox in inboxes:
+            inbox.put(None)
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        outbox.put(("stop", None))
+        dispatcher.join(timeout=5)
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+class _Dispatch:
+    """The coordinator's side: hands out pairs (at most AHEAD_PER_WORKER a worker beyond the one being
+    copied), turns counts into id offsets in pair order, and holds finished pairs until their turn."""
+
+    def __init__(self, pairs: int, jobs: int, inboxes: list[Any]) -> None:
+        self.pairs, self.jobs, self.inboxes = pairs, jobs, inboxes
+        self.cond = threading.Condition()
+        self.ready: dict[int, tuple[list[Encoded], list[Encoded]]] = {}
+        self.counts: dict[int, tuple[int, int]] = {}
+        self.next_offset, self.offsets = 0, (1, 1)
+        self.assigned, self.done, self.error = 0, 0, ""
+        self.stopped = False
+        self.worker_rss_mb = 0.0
+        self._assign(0)
+
+    def _assign(self, taken: int) -> None:
+        while self.assigned < min(self.pairs, taken + 1 + AHEAD_PER_WORKER * self.jobs):
+            self.inboxes[self.assigned % self.jobs].put(("gen", self.assigned))
+            self.assigned += 1
+
+    def run(self, outbox: Any) -> None:
+        while True:
+            kind, *rest = outbox.get()
+            with self.cond:
+                if kind == "stop":
+                    return
+                if kind == "counts":
+                    self.counts[rest[0]] = (rest[1], rest[2])
+                    while self.next_offset in self.counts:
+                        n_a, n_p = self.counts.pop(self.next_offset)
+                        a, p = self.offsets
+                        self.inboxes[self.next_offset % self.jobs].put(
+                            ("offsets", self.next_offset, a - 1, p - 1)
+                        )
+                        self.offsets = (a + n_a, p + n_p)
+                        self.next_offset += 1
+                elif kind == "chunk":
+                    self.ready[rest[0]] = (rest[1], rest[2])
+                elif kind == "done":
+                    self.done += 1
+                    self.worker_rss_mb = max(self.worker_rss_mb, rest[0])
+                elif kind == "error":
+                    self.error = rest[0]
+                self.cond.notify_all()
+
+    def take(self, k: int) -> tuple[list[Encoded], list[Encoded]]:
+        with self.cond:
+            while k not in self.ready:
+                self._check()
+                self.cond.wait(timeout=1.0)
+            self._assign(k)
+            return self.ready.pop(k)
+
+    def wait_done(self) -> None:
+        with self.cond:
+            while self.done < self.jobs:
+                self._check()
+                self.cond.wait(timeout=1.0)
+
+    def _check(self) -> None:
+        if self.error:
+            raise RuntimeError(f"a generator worker failed:\n{self.error}")
+        if self.stopped:
+            raise RuntimeError("generation stopped")
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
