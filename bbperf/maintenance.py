@@ -224,3 +224,46 @@ def recommendations(
 
 def _rec(action: str, target: str, reason: str, sql: str) -> dict[str, str]:
     return {"action": action, "target": target, "reason": reason, "sql": sql}
+
+
+def index_scans(engine: Engine) -> pd.DataFrame:
+    """A snapshot of every index's cumulative scans in bbperf's schema, to diff with a later one.
+
+    Backends flush their counters at transaction end at most once a second (and when idle or
+    exiting): dispose of the workload's pool before the second snapshot so no scans are missing.
+    """
+    return _frame(
+        engine,
+        """
+        SELECT s.relname AS table_name, s.indexrelname AS index_name, s.idx_scan AS scans,
+               s.idx_tup_read AS tuples_read, pg_relation_size(s.indexrelid) AS size_bytes,
+               (i.indisunique OR i.indisprimary) AS enforces_constraint
+        FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+        WHERE s.schemaname = :schema ORDER BY s.relname, s.indexrelname""",
+        schema=schema_of(engine),
+    )
+
+
+def index_usage_window(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Scans each index gained between two ``index_scans`` snapshots, and a verdict (pure).
+
+    Verdicts: ``used``; ``unused in window`` (existed for the whole window, no scan, enforces no
+    constraint: a candidate to drop if the window was representative); ``enforces a constraint``;
+    ``new in window`` (built after the first snapshot: too young to judge, never "unused").
+    """
+    keys = ["table_name", "index_name"]
+    merged = after.merge(
+        before[[*keys, "scans", "tuples_read"]], on=keys, how="left", suffixes=("", "_before")
+    )
+    new = merged["scans_before"].isna()
+    merged["scans_gained"] = (merged["scans"] - merged["scans_before"].fillna(0)).astype(int)
+    merged["tuples_read_gained"] = (
+        merged["tuples_read"] - merged["tuples_read_before"].fillna(0)
+    ).astype(int)
+    constraint = merged["enforces_constraint"].astype(bool)
+    merged["verdict"] = "unused in window"
+    merged.loc[constraint, "verdict"] = "enforces a constraint"
+    merged.loc[new, "verdict"] = "new in window"
+    merged.loc[merged["scans_gained"] > 0, "verdict"] = "used"
+    columns = [*keys, "scans_gained", "tuples_read_gained", "size_bytes", "verdict"]
+    return merged[columns].sort_values(["scans_gained", *keys], ascending=[False, True, True])

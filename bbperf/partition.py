@@ -1,0 +1,449 @@
+"""Convert appointments and payments to declarative range partitions (and back) in one transaction.
+
+appointments is partitioned on ``start_time``, payments on ``created_at``. PostgreSQL requires every
+unique constraint of a partitioned table to contain the partition key, so the primary key ``(id)``
+becomes ``(id, start_time)`` / ``(id, created_at)``: ids still come from the identity sequence, but the
+database no longer proves them unique across partitions. A foreign key must reference a unique
+constraint, so ``payments.appointment_id → appointments.id`` cannot exist while appointments is
+partitioned: ``apply`` drops it and records it in ``bbperf_meta``; ``drop`` re-creates (and so
+re-validates) it. Check constraints, defaults, identity, the other foreign keys and every secondary
+index (an applied index set) are carried over with their names. A DEFAULT partition takes rows
+outside the generated ranges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bbperf.errors import ConfigError, DataError, QueryError
+from bbperf.schema import META_TABLE, require_schema
+from bbperf.target import query_error, schema_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Granularity = Literal["month", "week", "day"]
+GRANULARITIES: tuple[str, ...] = ("month", "week", "day")
+PARTITION_KEYS: dict[str, str] = {"appointments": "start_time", "payments": "created_at"}
+META_KEY = "partitioning"
+MAX_PARTITIONS = 2000  # per table: beyond this the lock table and the planner both suffer
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """What a conversion did to one table."""
+
+    table: str
+    key: str
+    partitioned: bool
+    partitions: int
+    rows: int
+    primary_key: str
+    indexes: int
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The result of ``apply`` or ``drop``: per table, the foreign keys affected, the time taken."""
+
+    action: str
+    by: str | None
+    tables: list[TableChange]
+    foreign_keys_dropped: list[str] = field(default_factory=list)
+    foreign_keys_restored: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame([asdict(t) for t in self.tables])
+
+
+# -- pure: partition bounds --------------------------------------------------------------------
+def _floor(moment: datetime, by: str) -> datetime:
+    day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    if by == "month":
+        return day.replace(day=1)
+    if by == "week":
+        return day - timedelta(days=day.weekday())
+    return day
+
+
+def _next(start: datetime, by: str) -> datetime:
+    if by == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start + timedelta(days=7 if by == "week" else 1)
+
+
+def check_granularity(by: str) -> str:
+    if by not in GRANULARITIES:
+        raise ConfigError(f"granularity {by!r} is not one of {', '.join(GRANULARITIES)}")
+    return by
+
+
+def bounds(first: datetime, last: datetime, by: str) -> list[tuple[datetime, datetime]]:
+    """Calendar ranges [from, to) in UTC covering ``first`` .. ``last`` (inclusive) by month/week/day."""
+    check_granularity(by)
+    first, last = first.astimezone(UTC), last.astimezone(UTC)
+    ranges = []
+    start = _floor(first, by)
+    while start <= last:
+        end = _next(start, by)
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
+def equal_bounds(first: datetime, last: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """``count`` equal ranges [from, to) covering ``first`` .. ``last`` (to study partition counts)."""
+    if count < 1:
+        raise ConfigError(f"partition count must be at least 1, got {count}")
+    first, last = first.astimezone(UTC), last.astimezone(UTC) + timedelta(microseconds=1)
+    step = (last - first) / count
+    edges = [first + step * i for i in range(count)] + [last]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def partition_name(table: str, start: datetime, by: str | None, index: int) -> str:
+    if by == "month":
+        return f"{table}_p{start:%Y_%m}"
+    if by in ("week", "day"):
+        return f"{table}_p{start:%Y_%m_%d}"
+    return f"{table}_part{index:04d}"
+
+
+# -- catalog reads -----------------------------------------------------------------------------
+def _relkind(conn: Connection, schema: str, table: str) -> str | None:
+    return conn.execute(
+        text(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relname = :t"
+        ),
+        {"s": schema, "t": table},
+    ).scalar()
+
+
+def _foreign_keys(conn: Connection, schema: str, tables: list[str]) -> list[dict[str, str]]:
+    """Foreign keys from or to ``tables``: {table, name, definition, references}."""
+    rows = conn.execute(
+        text(
+            "SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition, "
+            "r.relname AS references FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = :s AND c.contype = 'f' AND (t.relname = ANY(:t) OR r.relname = ANY(:t)) "
+            "AND c.conparentid = 0 ORDER BY t.relname, c.conname"
+        ),
+        {"s": schema, "t": tables},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def secondary_indexes(conn: Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, definition) of the table's own indexes that back no constraint."""
+    rows = conn.execute(
+        text(
+            "SELECT ic.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = :s AND t.relname = :t AND i.indisvalid "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid "
+            "AND c.conrelid = i.indrelid) ORDER BY 1"
+        ),
+        {"s": schema, "t": table},
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def _recorded(conn: Connection, schema: str) -> dict[str, Any]:
+    value = conn.execute(
+        text(f'SELECT value FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY}
+    ).scalar()
+    return dict(value or {})
+
+
+def _record(conn: Connection, schema: str, value: dict[str, Any] | None) -> None:
+    if value is None:
+        conn.execute(text(f'DELETE FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY})
+        return
+    conn.execute(
+        text(
+            f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+        ),
+        {"k": META_KEY, "v": json.dumps(value)},
+    )
+
+
+# -- the conversion ----------------------------------------------------------------------------
+def _convert(
+    conn: Connection,
+    schema: str,
+    table: str,
+    ranges: list[tuple[datetime, datetime]] | None,
+    by: str | None,
+) -> TableChange:
+    """Rebuild ``table`` as a range-partitioned table over ``ranges`` (None: as a plain table)."""
+    key = PARTITION_KEYS[table]
+    q = f'"{schema}"'
+    old = f"{table}_old"
+    indexes = secondary_indexes(conn, schema, table)
+    for name, _ in indexes:
+        conn.execute(text(f'DROP INDEX {q}."{name}"'))
+    sequence = conn.execute(
+        text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"{q}.{table}"}
+    ).scalar_one()
+    last_id = conn.execute(text(f"SELECT max(id) FROM {q}.{table}")).scalar()
+    # Free every name the new table takes: the table, its key's index and its identity sequence.
+    conn.execute(text(f"ALTER TABLE {q}.{table} RENAME TO {old}"))
+    conn.execute(text(f"ALTER TABLE {q}.{old} RENAME CONSTRAINT {table}_pkey TO {old}_pkey"))
+    conn.execute(text(f"ALTER SEQUENCE {sequence} RENAME TO {old}_id_seq"))
+    partition_by = f" PARTITION BY RANGE ({key})" if ranges is not None else ""
+    conn.execute(
+        text(
+            f"CREATE TABLE {q}.{table} (LIKE {q}.{old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+            f"INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS){partition_by}"
+        )
+    )
+    for i, (start, end) in enumerate(ranges or []):
+        conn.execute(
+            text(
+                f"CREATE TABLE {q}.{partition_name(table, start, by, i)} PARTITION OF {q}.{table} "
+                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            )
+        )
+    if ranges is not None:
+        conn.execute(text(f"CREATE TABLE {q}.{table}_default PARTITION OF {q}.{table} DEFAULT"))
+    # Rows first, keys and indexes after: one build per index beats maintaining it row by row.
+    rows = conn.execute(
+        text(f"INSERT INTO {q}.{table} OVERRIDING SYSTEM VALUE SELECT * FROM {q}.{old}")
+    ).rowcount
+    conn.execute(text(f"DROP TABLE {q}.{old}"))
+    primary_key = f"id, {key}" if ranges is not None else "id"
+    conn.execute(
+        text(f"ALTER TABLE {q}.{table} ADD CONSTRAINT {table}_pkey PRIMARY KEY ({primary_key})")
+    )
+    for _, definition in indexes:
+        conn.execute(text(definition))
+    if last_id is not None:
+        conn.execute(
+            text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :v)"),
+            {"t": f"{q}.{table}", "v": int(last_id)},
+        )
+    return TableChange(
+        table=table,
+        key=key,
+        partitioned=ranges is not None,
+        partitions=len(ranges) + 1 if ranges is not None else 0,
+        rows=int(rows),
+        primary_key=f"({primary_key})",
+        indexes=len(indexes),
+    )
+
+
+def time_span(conn: Connection, schema: str, table: str) -> tuple[datetime, datetime] | None:
+    key = PARTITION_KEYS[table]
+    row = conn.execute(text(f'SELECT min({key}), max({key}) FROM "{schema}".{table}')).one()
+    return (row[0], row[1]) if row[0] is not None else None
+
+
+@contextlib.contextmanager
+def _one_transaction(engine: Engine, action: str) -> Iterator[Connection]:
+    """engine.begin(), with a failed statement reported in one line (everything was rolled back)."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except DBAPIError as exc:
+        hint = ""
+        if "max_locks_per_transaction" in str(exc):
+            hint = "; fewer partitions (a coarser --by) take fewer locks, or raise max_locks_per_transaction"
+        raise QueryError(
+            f"partition {action} failed and was rolled back, nothing changed: {query_error(exc)}{hint}"
+        ) from None
+
+
+def _prepare(engine: Engine, conn: Connection, schema: str) -> None:
+    from bbperf.generate import require_dataset
+
+    require_schema(conn, schema)
+    require_dataset(engine)
+    conn.execute(text("SET LOCAL statement_timeout = 0"))
+    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+    tables = ", ".join(f'"{schema}".{t}' for t in PARTITION_KEYS)
+    conn.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
+
+
+def apply(engine: Engine, by: str = "month", *, partitions: int | None = None) -> Conversion:
+    """Partition appointments and payments by ``by`` (month, week or day, UTC calendar ranges).
+
+    ``partitions`` instead splits each table's time span into that many equal ranges (to study how
+    planning time grows with the partition count). One transaction: on any failure nothing changes.
+    Raises DataError when no dataset is loaded or the tables are already partitioned.
+    """
+    check_granularity(by)
+    if partitions is not None and not 1 <= partitions <= MAX_PARTITIONS:
+        raise ConfigError(
+            f"partition count must be between 1 and {MAX_PARTITIONS}, got {partitions}"
+        )
+    schema = schema_of(engine)
+    started = time.perf_counter()
+    with _one_transaction(engine, "apply") as conn:
+        _prepare(engine, conn, schema)
+        for table in PARTITION_KEYS:
+            if _relkind(conn, schema, table) == "p":
+                raise DataError(
+                    f"{schema}.{table} is already partitioned: run `bbperf partition drop` first"
+                )
+        plans: dict[str, list[tuple[datetime, datetime]]] = {}
+        for table in PARTITION_KEYS:
+            span = time_span(conn, schema, table)
+            if span is None:
+                plans[table] = []
+            elif partitions is not None:
+                plans[table] = equal_bounds(*span, partitions)
+            else:
+                plans[table] = bounds(*span, by)
+            if len(plans[table]) > MAX_PARTITIONS:
+                raise ConfigError(
+                    f"{table} would get {len(plans[table])} partitions by {by} "
+                    f"(limit {MAX_PARTITIONS}): choose a coarser granularity"
+                )
+        fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+        for fk in fks:
+            conn.execute(text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}'))
+        label = by if partitions is None else None
+        changes = [_convert(conn, schema, t, plans[t], label) for t in PARTITION_KEYS]
+        # A foreign key can only reference a unique constraint, and none on a partitioned table
+        # can be on id alone: references *to* the partitioned tables wait in bbperf_meta.
+        kept = [fk for fk in fks if fk["references"] not in PARTITION_KEYS]
+        waiting = [fk for fk in fks if fk["references"] in PARTITION_KEYS]
+        for fk in kept:
+            _add_foreign_key(conn, schema, fk)
+        _record(
+            conn,
+            schema,
+            {
+                "by": by if partitions is None else f"{partitions} equal ranges",
+                "tables": {c.table: c.key for c in changes},
+                "foreign_keys_waiting": waiting,
+                "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+    _analyze(engine, schema)
+    return Conversion(
+        "apply",
+        by if partitions is None else f"{partitions} equal ranges",
+        changes,
+        foreign_keys_dropped=[f"{fk['table']}.{fk['name']}" for fk in waiting],
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def drop(engine: Engine) -> Conversion:
+    """Convert partitioned appointments and payments back to plain tables, restoring the foreign keys
+    ``apply`` had to drop. One transaction. DataError when the tables are not partitioned."""
+    schema = schema_of(engine)
+    started = time.perf_counter()
+    with _one_transaction(engine, "drop") as conn:
+        _prepare(engine, conn, schema)
+        partitioned = [t for t in PARTITION_KEYS if _relkind(conn, schema, t) == "p"]
+        if not partitioned:
+            raise DataError(
+                f"appointments and payments in {schema} are not partitioned: nothing to drop"
+            )
+        recorded = _recorded(conn, schema)
+        fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+        for fk in fks:
+            conn.execute(text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}'))
+        changes = [_convert(conn, schema, t, None, None) for t in partitioned]
+        waiting = list(recorded.get("foreign_keys_waiting", []))
+        for fk in fks + waiting:
+            _add_foreign_key(conn, schema, fk)
+        _record(conn, schema, None)
+    _analyze(engine, schema)
+    return Conversion(
+        "drop",
+        recorded.get("by"),
+        changes,
+        foreign_keys_restored=[f"{fk['table']}.{fk['name']}" for fk in waiting],
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _add_foreign_key(conn: Connection, schema: str, fk: dict[str, str]) -> None:
+    conn.execute(
+        text(f'ALTER TABLE "{schema}".{fk["table"]} ADD CONSTRAINT {fk["name"]} {fk["definition"]}')
+    )
+
+
+def _analyze(engine: Engine, schema: str) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in PARTITION_KEYS:
+            conn.execute(text(f'ANALYZE "{schema}".{table}'))
+
+
+# -- status ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PartitionStatus:
+    """Whether the tables are partitioned, by what, and one row per partition."""
+
+    schema: str
+    by: str | None
+    tables: dict[str, bool]
+    partitions: pd.DataFrame
+    foreign_keys_waiting: list[str]
+
+    @property
+    def partitioned(self) -> bool:
+        return any(self.tables.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "by": self.by,
+            "tables": self.tables,
+            "foreign_keys_waiting": self.foreign_keys_waiting,
+            "partitions": self.partitions.to_dict("records"),
+        }
+
+
+def status(engine: Engine) -> PartitionStatus:
+    """Partitioning of appointments and payments: per partition its bounds, rows (estimated) and bytes."""
+    import pandas as pd
+
+    schema = schema_of(engine)
+    with engine.connect() as conn:
+        require_schema(conn, schema)
+        tables = {t: _relkind(conn, schema, t) == "p" for t in PARTITION_KEYS}
+        frame = pd.DataFrame(
+            conn.execute(
+                text(
+                    "SELECT p.relname AS table, c.relname AS partition, "
+                    "pg_get_expr(c.relpartbound, c.oid) AS bounds, "
+                    "GREATEST(c.reltuples, 0)::bigint AS estimated_rows, "
+                    "pg_total_relation_size(c.oid) AS total_bytes "
+                    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+                    "WHERE n.nspname = :s AND p.relname = ANY(:t) AND c.relkind IN ('r', 'p') "
+                    "ORDER BY p.relname, c.relname"
+                ),
+                {"s": schema, "t": list(PARTITION_KEYS)},
+            )
+            .mappings()
+            .all(),
+            columns=["table", "partition", "bounds", "estimated_rows", "total_bytes"],
+        )
+        recorded = _recorded(conn, schema) if any(tables.values()) else {}
+    waiting = [f"{fk['table']}.{fk['name']}" for fk in recorded.get("foreign_keys_waiting", [])]
+    return PartitionStatus(schema, recorded.get("by"), tables, frame, waiting)
