@@ -242,8 +242,18 @@ class Plan:
 
 
 def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -> Plan:
-    """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element."""
-    parsed: Any = json.loads(data) if isinstance(data, str) else data
+    """A Plan from EXPLAIN output: FORMAT JSON (the text, the list, or its one element) or the TEXT
+    format psql prints and auto_explain logs (``bbperf.explain.textplan``) — the same tree either way."""
+    from bbperf.explain.textplan import looks_like_text_plan, parse_text
+
+    if isinstance(data, str) and looks_like_text_plan(data):
+        data = parse_text(data)
+    try:
+        parsed: Any = json.loads(data) if isinstance(data, str) else data
+    except json.JSONDecodeError:
+        raise ValueError(
+            "not EXPLAIN output: expected FORMAT JSON or the TEXT format psql prints"
+        ) from None
     if isinstance(parsed, list):
         if len(parsed) != 1 or not isinstance(parsed[0], dict):
             raise ValueError("EXPLAIN JSON must be a list holding one object with a 'Plan' key")
