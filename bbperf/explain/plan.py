@@ -18,6 +18,7 @@ import html
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,6 +120,21 @@ class PlanNode:
         if self.rows_removed_by_filter is None or self.loops is None:
             return None
         return self.rows_removed_by_filter * self.loops
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("self", _ms(self.self_ms)),
+            ("inclusive", _ms(self.inclusive_ms)),
+            ("rows (estimated)", f"{_num(self.actual_rows)} ({_num(self.plan_rows)})"),
+            ("loops", str(self.loops or "")),
+            *((k, v) for k, v in self.conditions.items()),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+            if v
+        )
+        return f"<p><b>{html.escape(self.label)}</b></p><table>{body}</table>"
 
     def walk(self) -> Iterator[PlanNode]:
         """This node and its descendants, depth first, in EXPLAIN's order."""
@@ -236,6 +252,18 @@ class Plan:
             "<th>loops</th><th>hit</th><th>read</th><th>filter</th></tr>"
         )
         return f"{header}<table>{head}{''.join(cells)}</table>"
+
+    def chart(self, *, top: int = 12, ax: Any = None, title: str | None = None) -> Any:
+        """Self time per node as bars, worst highlighted (``bbperf.explain.planchart``)."""
+        from bbperf.explain.planchart import plan_chart
+
+        return plan_chart(self, top=top, ax=ax, title=title)
+
+    def save(self, path: str | Path, title: str | None = None) -> Path:
+        """Write the plan and its query for PEV2 / explain.dalibo.com (``bbperf.explain.pev2``)."""
+        from bbperf.explain.pev2 import save_plan
+
+        return save_plan(self, path, title)
 
     def to_json(self) -> str:
         return json.dumps(self.raw, indent=2)
