@@ -43,7 +43,7 @@ class Settings:
 
 def validate_identifier(name: str, what: str) -> str:
     """Accept only plain lower-case SQL identifiers, so names can be interpolated into DDL safely."""
-    if not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ConfigError(
             f"{what} {name!r} is not a plain identifier (lower-case letters, digits, _; max 63)"
         )

@@ -12,6 +12,8 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from bbperf.schema import extension_schema as schema_extension_schema
+from bbperf.secrets import statement_text
+from bbperf.target import schema_of
 
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
 DEAD_TUPLE_SHARE = 0.20  # VACUUM when dead tuples exceed this share of live + dead
@@ -26,8 +28,9 @@ def _frame(engine: Engine, sql: str, **params: object) -> pd.DataFrame:
         return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
 
 
-def index_usage(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
+def index_usage(engine: Engine) -> pd.DataFrame:
     """One row per index: scans, tuples read, size, whether it backs a constraint, whether unused."""
+    schema = schema_of(engine)
     df = _frame(
         engine,
         """
@@ -43,8 +46,9 @@ def index_usage(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
     return df
 
 
-def table_stats(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
+def table_stats(engine: Engine) -> pd.DataFrame:
     """Live and dead tuples, changes since ANALYZE, last (auto)analyze and (auto)vacuum per table."""
+    schema = schema_of(engine)
     return _frame(
         engine,
         """
@@ -73,8 +77,9 @@ class Bloat:
     available: bool
 
 
-def bloat(engine: Engine, schema: str = "bbperf") -> Bloat:
+def bloat(engine: Engine) -> Bloat:
     """Exact bloat via pgstattuple (reads every page: seconds per GB); empty when it is not installed."""
+    schema = schema_of(engine)
     ext = extension_schema(engine, "pgstattuple")
     if ext is None:
         return Bloat(pd.DataFrame(), pd.DataFrame(), available=False)
@@ -103,8 +108,9 @@ def bloat(engine: Engine, schema: str = "bbperf") -> Bloat:
     return Bloat(tables, indexes, available=True)
 
 
-def cache_hits(engine: Engine, schema: str = "bbperf") -> pd.DataFrame:
+def cache_hits(engine: Engine) -> pd.DataFrame:
     """Per table: heap and index blocks found in shared buffers versus read, and the hit ratios."""
+    schema = schema_of(engine)
     df = _frame(
         engine,
         """
@@ -133,17 +139,18 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
     ext = extension_schema(engine, "pg_stat_statements")
     if ext is None:
         return pd.DataFrame()
-    return _frame(
+    frame = _frame(
         engine,
         f"""
         SELECT s.calls, round(s.total_exec_time::numeric, 2) AS total_ms,
-               round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows,
-               left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120) AS query
+               round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows, s.query
         FROM "{ext}".pg_stat_statements s
         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         ORDER BY s.total_exec_time DESC LIMIT :limit""",
         limit=limit,
     )
+    frame["query"] = [statement_text(q, engine.url, 120) for q in frame["query"]]
+    return frame
 
 
 def recommendations(

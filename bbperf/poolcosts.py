@@ -11,19 +11,16 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
-from bbperf.config import load_settings
 from bbperf.errors import ConfigError, DataError
 from bbperf.monitor import percentile
 from bbperf.pools import make_engine
-from bbperf.target import resolve_url
+from bbperf.target import schema_of
 
 
-def pool_costs(
-    rounds: int = 200, environment: str = "development", database_url: str | None = None
-) -> pd.DataFrame:
+def pool_costs(engine: Engine, rounds: int = 200, environment: str = "development") -> pd.DataFrame:
     """Per-request cost of pre-ping (on vs off) and of connection setup (NullPool vs pool), in ms.
 
     Each request is checkout + ``SELECT 1`` + checkin, timed on one thread; variants interleave
@@ -32,12 +29,20 @@ def pool_costs(
     """
     if rounds <= 0:
         raise ConfigError(f"rounds {rounds!r} must be a positive number")
-    url = resolve_url(load_settings(database_url=database_url))
+    url, schema = engine.url, schema_of(engine)
     engines = {
-        ("pre_ping", "on"): make_engine(url, environment, echo_pool=False, pool_pre_ping=True),
-        ("pre_ping", "off"): make_engine(url, environment, echo_pool=False, pool_pre_ping=False),
-        ("connection_setup", "NullPool"): make_engine(url, environment, poolclass=NullPool),
-        ("connection_setup", "QueuePool"): make_engine(url, environment, echo_pool=False),
+        ("pre_ping", "on"): make_engine(
+            url, environment, schema=schema, echo_pool=False, pool_pre_ping=True
+        ),
+        ("pre_ping", "off"): make_engine(
+            url, environment, schema=schema, echo_pool=False, pool_pre_ping=False
+        ),
+        ("connection_setup", "NullPool"): make_engine(
+            url, environment, schema=schema, poolclass=NullPool
+        ),
+        ("connection_setup", "QueuePool"): make_engine(
+            url, environment, schema=schema, echo_pool=False
+        ),
     }
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in engines}
     select1 = text("SELECT 1")

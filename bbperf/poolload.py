@@ -26,6 +26,8 @@ from bbperf.errors import ConfigError, DataError, first_line
 from bbperf.monitor import DatabaseMetrics, PoolMonitor, evaluate, percentile, read_database_metrics
 from bbperf.poolcosts import PoolRecommendation, pool_costs, recommend_pool_size
 from bbperf.pools import make_engine, pool_config
+from bbperf.sql import parse_one
+from bbperf.target import schema_of
 from bbperf.urls import mask_text
 
 __all__ = [
@@ -71,7 +73,13 @@ def resolve_workload(workload: Workload, engine: Engine) -> Callable[[Connection
         return workload
     if workload == "point_lookup":
         return _point_lookup(engine)
-    statement = text(WORKLOADS.get(workload, workload))
+    if workload not in WORKLOADS and not any(c.isspace() for c in workload.strip()):
+        raise ConfigError(
+            f"unknown workload {workload!r}: choose one of {', '.join(sorted(WORKLOADS))}, "
+            "point_lookup, or a SELECT statement"
+        )
+    sql = WORKLOADS.get(workload) or parse_one(workload, allow_writes=False).text
+    statement = text(sql)
     return lambda conn: conn.execute(statement).all()
 
 
@@ -145,7 +153,7 @@ class _BackendPids:
 
 
 def run_step(
-    url: str,
+    target: Engine,
     environment: str,
     concurrency: int,
     duration_s: float,
@@ -153,12 +161,15 @@ def run_step(
     warmup: bool = True,
     **pool_overrides: Any,
 ) -> dict[str, Any]:
-    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool."""
+    """One load step: ``concurrency`` threads for ``duration_s`` seconds through one pool built with
+    ``environment``'s settings on ``target``'s URL and schema."""
     config = pool_config(environment, echo_pool=False, **pool_overrides)
-    engine = make_engine(url, environment, echo_pool=False, **pool_overrides)
+    url, schema = target.url, schema_of(target)
+    engine = make_engine(url, environment, schema=schema, echo_pool=False, **pool_overrides)
     probe = make_engine(
         url,
         environment,
+        schema=schema,
         pool_size=1,
         max_overflow=0,
         echo_pool=False,
@@ -305,11 +316,11 @@ def _drive(
 
 
 def pool_load(
+    engine: Engine,
     environments: Sequence[str] = ("development",),
     concurrency: Sequence[int] = (1, 4, 16, 64),
     duration_s: float = 2.0,
     workload: Workload = "select1",
-    database_url: str | None = None,
     warmup: bool = True,
     **pool_overrides: Any,
 ) -> pd.DataFrame:
@@ -320,17 +331,10 @@ def pool_load(
     Every step is run even when an earlier one ran out of connections.
     """
     validate(environments, concurrency, duration_s)
-    url = _target_url(database_url)
+    resolve_workload(workload, engine)  # refuse a bad workload before any step runs
     rows = [
-        run_step(url, env, level, duration_s, workload, warmup, **pool_overrides)
+        run_step(engine, env, level, duration_s, workload, warmup, **pool_overrides)
         for env in environments
         for level in concurrency
     ]
     return pd.DataFrame(rows)
-
-
-def _target_url(database_url: str | None) -> str:
-    from bbperf.config import load_settings
-    from bbperf.target import resolve_url
-
-    return resolve_url(load_settings(database_url=database_url))

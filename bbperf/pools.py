@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
+from bbperf.config import DEFAULT_SCHEMA, validate_identifier
 from bbperf.errors import ConfigError
 from bbperf.urls import is_sqlite, is_unix_socket, mask_url, parse_url
 
@@ -100,7 +101,8 @@ def connect_args(config: PoolConfig, url: URL, search_path: str | None = None) -
     """libpq parameters for ``config`` on ``url``: TCP-only settings are dropped for Unix sockets."""
     options = f"-c statement_timeout={config.statement_timeout_ms}"
     if search_path:
-        options += f" -c search_path={search_path},public"
+        # Only bbperf's schema, then the catalog: unqualified names never reach public.
+        options += f" -c search_path={search_path},pg_catalog"
     args: dict[str, Any] = {
         "connect_timeout": config.connect_timeout_s,
         "application_name": config.application_name,
@@ -136,34 +138,31 @@ def engine_kwargs(config: PoolConfig, url: URL, search_path: str | None = None) 
 
 
 def make_engine(
-    url: str | URL | None = None,
+    url: str | URL,
     environment: str = "development",
     *,
     schema: str | None = None,
     poolclass: type[Pool] | None = None,
     **overrides: Any,
 ) -> Engine:
-    """An engine for ``url`` (default: bbperf's target) with ``environment``'s pool settings.
+    """An engine for ``url`` with ``environment``'s pool settings (``bbperf.target.connect`` resolves
+    bbperf's own target and calls this).
 
     ``overrides`` replace PoolConfig fields (``pool_size=5``, ``pool_pre_ping=False``, ...).
-    ``schema`` is put first on the search_path (default: bbperf's schema for its own target).
+    ``schema`` (default ``bbperf``) is the schema the engine carries and the only one on its
+    search_path besides ``pg_catalog``.
     ``poolclass`` (e.g. NullPool) replaces the environment's pool; only its connection settings stay.
     """
     config = pool_config(environment, **overrides)
-    if url is None:
-        from bbperf.target import resolve_url
-
-        url = resolve_url()
     parsed = parse_url(url) if isinstance(url, str) else url
     if schema is None and not is_sqlite(parsed):
-        from bbperf.config import load_settings
-
-        schema = load_settings().schema
+        schema = DEFAULT_SCHEMA
     kwargs = engine_kwargs(config, parsed, search_path=schema)
     if poolclass is not None:
         kwargs = {"poolclass": poolclass, "connect_args": kwargs["connect_args"]}
     engine = create_engine(parsed, **kwargs)
     if schema is not None:
+        validate_identifier(schema, "schema")
         # The engine carries its schema: library code reads it with bbperf.target.schema_of.
         engine.update_execution_options(bbperf_schema=schema)
     return engine

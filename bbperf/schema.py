@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from bbperf.config import DEFAULT_SCHEMA, validate_identifier
 from bbperf.errors import SchemaError, first_line
+from bbperf.target import schema_of
 
 SCHEMA_MARKER = "managed by bbperf"
 BENCH_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "pg_buffercache")
@@ -251,8 +252,9 @@ def require_schema(conn: Connection, schema: str = DEFAULT_SCHEMA) -> None:
         raise SchemaError(f"schema {schema!r} exists but was not created by bbperf")
 
 
-def create_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> SchemaStatus:
+def create_schema(engine: Engine) -> SchemaStatus:
     """Create the schema and its tables (idempotent); refuse a same-named schema bbperf didn't make."""
+    schema = schema_of(engine)
     from bbperf import __version__
 
     md = build_metadata(schema)
@@ -272,8 +274,8 @@ def create_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> SchemaStatus:
             ),
             {"k": "schema", "v": json.dumps({"bbperf_version": __version__})},
         )
-    ensure_extensions(engine, schema)
-    return schema_status(engine, schema)
+    ensure_extensions(engine)
+    return schema_status(engine)
 
 
 def extension_schema(conn: Connection, name: str) -> str | None:
@@ -287,12 +289,13 @@ def extension_schema(conn: Connection, name: str) -> str | None:
     ).scalar()
 
 
-def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str, str]:
+def ensure_extensions(engine: Engine) -> dict[str, str]:
     """Install missing bench extensions into bbperf's schema where the server allows it.
 
     Returns extension → "installed in <schema>" / "created in <schema>" / "unavailable: <reason>".
     Extensions already installed elsewhere are left exactly where they are.
     """
+    schema = schema_of(engine)
     result: dict[str, str] = {}
     for ext in BENCH_EXTENSIONS:
         with engine.connect() as conn:
@@ -310,11 +313,62 @@ def ensure_extensions(engine: Engine, schema: str = DEFAULT_SCHEMA) -> dict[str,
     return result
 
 
-def drop_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> bool:
+def outside_dependents(conn: Connection, schema: str) -> list[str]:
+    """Objects outside ``schema`` that depend on something inside it (views, foreign keys, ...).
+
+    These are what ``DROP SCHEMA … CASCADE`` would silently remove along with bbperf's own objects.
+    """
+    rows = conn.execute(
+        text(
+            """
+            WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = :s),
+            ours AS (
+                SELECT 'pg_class'::regclass AS classid, c.oid FROM pg_class c, ns
+                WHERE c.relnamespace = ns.oid
+                UNION ALL SELECT 'pg_type'::regclass, t.oid FROM pg_type t, ns
+                WHERE t.typnamespace = ns.oid
+                UNION ALL SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p, ns
+                WHERE p.pronamespace = ns.oid
+            )
+            SELECT DISTINCT o.type || ' ' || o.identity AS what
+            FROM pg_depend d
+            JOIN ours ON d.refclassid = ours.classid AND d.refobjid = ours.oid
+            CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) o
+            -- a default, constraint, rule or trigger belongs where its table lives
+            CROSS JOIN LATERAL (SELECT CASE d.classid
+                WHEN 'pg_class'::regclass THEN d.objid
+                WHEN 'pg_attrdef'::regclass THEN
+                    (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+                WHEN 'pg_constraint'::regclass THEN
+                    (SELECT NULLIF(conrelid, 0) FROM pg_constraint WHERE oid = d.objid)
+                WHEN 'pg_rewrite'::regclass THEN
+                    (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
+                WHEN 'pg_trigger'::regclass THEN
+                    (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+                WHEN 'pg_policy'::regclass THEN
+                    (SELECT polrelid FROM pg_policy WHERE oid = d.objid)
+                END AS rel) owner
+            LEFT JOIN pg_class rc ON rc.oid = owner.rel
+            CROSS JOIN ns
+            WHERE d.deptype IN ('n', 'a')
+              AND COALESCE(rc.relnamespace, (SELECT oid FROM pg_namespace WHERE nspname = o.schema))
+                  IS DISTINCT FROM ns.oid
+            ORDER BY 1
+            """
+        ),
+        {"s": schema},
+    )
+    return [r.what for r in rows]
+
+
+def drop_schema(engine: Engine, *, cascade: bool = False) -> bool:
     """Drop bbperf's schema and everything in it; return False when it did not exist.
 
-    Refuses (SchemaError) a schema without bbperf's marker, so nothing bbperf did not create is lost.
+    Refuses (SchemaError) a schema without bbperf's marker, so nothing bbperf did not create is lost,
+    and a schema that objects outside it depend on (a view or foreign key in ``public``, say),
+    naming them, unless ``cascade`` — then those objects are dropped too.
     """
+    schema = schema_of(engine)
     with engine.begin() as conn:
         if not _schema_exists(conn, schema):
             return False
@@ -323,12 +377,20 @@ def drop_schema(engine: Engine, schema: str = DEFAULT_SCHEMA) -> bool:
                 f"refusing to drop schema {schema!r}: it does not carry bbperf's marker "
                 "(it was not created by bbperf)"
             )
+        outside = outside_dependents(conn, schema)
+        if outside and not cascade:
+            raise SchemaError(
+                f"refusing to drop schema {schema!r}: {len(outside)} object(s) outside it depend "
+                f"on it ({'; '.join(outside[:5])}{'; …' if len(outside) > 5 else ''}); "
+                "drop them first, or pass --cascade to drop them too"
+            )
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     return True
 
 
-def schema_status(engine: Engine, schema: str = DEFAULT_SCHEMA) -> SchemaStatus:
+def schema_status(engine: Engine) -> SchemaStatus:
     """Whether the schema exists and is bbperf's, and per table: estimated rows, size, indexes."""
+    schema = schema_of(engine)
     with engine.connect() as conn:
         if not _schema_exists(conn, schema):
             return SchemaStatus(schema, exists=False, owned=False, tables=[])

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbperf.errors import ServerError
-from bbperf.schema import BENCH_EXTENSIONS
 
 # Written unquoted on purpose: ALTER SYSTEM SET shared_preload_libraries = 'a,b' leaves the
 # server unable to start (it would look for one library named "a,b").
@@ -150,6 +149,8 @@ class EmbeddedServer:
             conn.close()
         self.stop()
         self._attach_patiently()
+        from bbperf.schema import BENCH_EXTENSIONS
+
         conn = psycopg2.connect(self.url())
         conn.autocommit = True
         try:

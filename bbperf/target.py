@@ -1,4 +1,11 @@
-"""The database bbperf works on: the embedded server by default, any PostgreSQL URL when given."""
+"""The database bbperf works on, resolved once: the embedded server by default, any PostgreSQL URL
+when given, always with the one schema bbperf owns there.
+
+``connect()`` is the only place settings become an engine. The engine carries its schema (the
+``bbperf_schema`` execution option, read with ``schema_of``) and puts it first on every connection's
+``search_path`` — followed only by ``pg_catalog`` — so unqualified SQL can never fall through to
+``public``. Library code takes the engine and never reads environment variables or settings again.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,8 @@ from bbperf.server import EmbeddedServer
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
-def resolve_url(settings: Settings | None = None, *, start: bool = True) -> str:
+def resolve_url(settings: Settings, *, start: bool = True) -> str:
     """The URL to use: ``settings.database_url`` or the embedded server's (started when needed)."""
-    settings = settings or load_settings()
     if settings.database_url:
         parse_url(settings.database_url)  # fail early, in one line, on a malformed URL
         return settings.database_url
@@ -24,15 +30,33 @@ def resolve_url(settings: Settings | None = None, *, start: bool = True) -> str:
 
 
 def connect(
-    database_url: str | None = None, environment: str = "development", **overrides: Any
+    database_url: str | None = None,
+    *,
+    schema: str | None = None,
+    environment: str = "development",
+    home: str | None = None,
+    check: bool = True,
+    **overrides: Any,
 ) -> Engine:
-    """An engine on bbperf's target, checked with a real round trip (fails fast, one clear line)."""
+    """An engine on bbperf's target, carrying its schema; checked with a real round trip.
+
+    ``database_url`` / ``schema`` / ``home`` override ``BBPERF_DATABASE_URL`` / ``BBPERF_SCHEMA`` /
+    ``BBPERF_HOME``; ``environment`` picks the pool settings; ``overrides`` replace PoolConfig fields.
+    """
+    settings = load_settings(database_url=database_url, schema=schema, home=home)
+    return engine_for(settings, environment, check=check, **overrides)
+
+
+def engine_for(
+    settings: Settings, environment: str = "development", *, check: bool = True, **overrides: Any
+) -> Engine:
+    """The engine for already-resolved ``settings`` (what ``connect`` and the CLI use)."""
     from bbperf.pools import make_engine
 
-    settings = load_settings(database_url=database_url)
-    url = resolve_url(settings)
-    engine = make_engine(url, environment, schema=settings.schema, **overrides)
-    check_connection(engine)
+    engine = make_engine(resolve_url(settings), environment, schema=settings.schema, **overrides)
+    engine.update_execution_options(bbperf_embedded=settings.embedded)
+    if check:
+        check_connection(engine)
     return engine
 
 
@@ -40,6 +64,11 @@ def schema_of(engine: Engine | Connection) -> str:
     """The schema bbperf owns on ``engine``'s target: the one it was connected with."""
     schema = engine.get_execution_options().get("bbperf_schema")
     return str(schema) if schema else DEFAULT_SCHEMA
+
+
+def is_embedded(engine: Engine | Connection) -> bool:
+    """True when ``engine`` points at bbperf's own embedded server (a target bbperf owns)."""
+    return bool(engine.get_execution_options().get("bbperf_embedded", False))
 
 
 def check_connection(engine: Engine) -> str:

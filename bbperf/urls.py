@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -45,31 +43,28 @@ def is_unix_socket(url: URL) -> bool:
 
 
 def mask_url(url: URL | str) -> str:
-    """The URL as text with any password replaced by ``***``."""
+    """The URL as text with its password masked, whether in userinfo or ``?password=``."""
+    from bbperf.secrets import MASK, passwords, redact
+
     if isinstance(url, str):
         try:
             url = make_url(url)
         except (ArgumentError, ValueError):
-            return mask_text(str(url))
+            return redact(str(url))
+    known = passwords(url, environ={}, pgpass=False)
     if url.password == "":
         url = url.set(password=None)
-    text = url.render_as_string(hide_password=True)
-    query_pw = url.query.get("password")
-    if query_pw:
-        text = text.replace(f"password={query_pw}", "password=***")
-    return text
-
-
-_PW_IN_TEXT = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_PW_PARAM = re.compile(r"(password=)([^&\s]+)", re.IGNORECASE)
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "BBPERFMASKED"})
+    text = url.render_as_string(hide_password=True).replace("BBPERFMASKED", MASK)
+    return redact(text, known)
 
 
 def mask_text(text: str) -> str:
     """Mask anything that looks like a password inside free text (error messages, logs)."""
-    text = _PW_IN_TEXT.sub(
-        lambda m: f"{m.group(1)}***{m.group(3)}" if m.group(2) else m.group(0), text
-    )
-    return _PW_PARAM.sub(r"\1***", text)
+    from bbperf.secrets import redact
+
+    return redact(text)
 
 
 def describe_target(url: URL | str) -> str:

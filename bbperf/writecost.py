@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from bbperf.config import DEFAULT_SCHEMA
 from bbperf.errors import DataError
 from bbperf.indexes.apply import status
 from bbperf.indexes.model import IndexSet
+from bbperf.target import schema_of
 
 WRITE_TABLES = ("appointments", "payments")
 # Columns copied into a batch: everything but the identity key.
@@ -25,11 +25,9 @@ _BATCH_COLUMNS = {
 }
 
 
-def build_costs(
-    engine: Engine, index_set: IndexSet, *, schema: str = DEFAULT_SCHEMA
-) -> pd.DataFrame:
+def build_costs(engine: Engine, index_set: IndexSet) -> pd.DataFrame:
     """Build time (ms, as recorded by ``apply``) and size of each of the set's indexes that exists."""
-    frame = status(engine, index_set, schema=schema)
+    frame = status(engine, index_set)
     built = frame[frame["exists"]]
     return built[["index", "table", "build_ms", "size_bytes"]].reset_index(drop=True)
 
@@ -56,7 +54,6 @@ def insert_cost(
     rows: int = 2000,
     rounds: int = 5,
     tables: tuple[str, ...] = WRITE_TABLES,
-    schema: str = DEFAULT_SCHEMA,
 ) -> pd.DataFrame:
     """INSERT throughput with and without the set's indexes, per table; nothing is left behind.
 
@@ -65,7 +62,8 @@ def insert_cost(
     dropped inside the same transaction, alternating; every batch is rolled back. The set must be
     applied (its existing indexes are the "with" state). Times in ms, rates in rows/s.
     """
-    existing = status(engine, index_set, schema=schema)
+    schema = schema_of(engine)
+    existing = status(engine, index_set)
     existing = existing[existing["exists"] & existing["valid"].fillna(False).astype(bool)]
     out: list[dict[str, Any]] = []
     with engine.connect() as conn:

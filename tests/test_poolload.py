@@ -9,11 +9,16 @@ from typing import Any
 import pandas as pd
 import psycopg2
 import pytest
-from sqlalchemy import Connection, make_url, text
+from sqlalchemy import Connection, Engine, make_url, text
 
 from bbperf.errors import ConfigError, DataError
 from bbperf.poolload import pool_costs, pool_load, recommend_pool_size
 from bbperf.pools import make_engine
+
+
+def target(url: str) -> Engine:
+    """An engine on ``url`` carrying bbperf's default schema, as bbperf.target.connect makes."""
+    return make_engine(url, echo_pool=False)
 
 
 @pytest.mark.parametrize(
@@ -32,13 +37,13 @@ from bbperf.pools import make_engine
 def test_bad_input_is_rejected_before_connecting(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         # An unreachable URL proves validation happens before any connection attempt.
-        pool_load(**{"database_url": "postgresql://u@127.0.0.1:1/x", **kwargs})
+        pool_load(target("postgresql://u@127.0.0.1:1/x"), **kwargs)
 
 
 def test_short_load_records_every_figure(fresh_url: str) -> None:
     bystander = make_engine(fresh_url, "development", echo_pool=False)
     with bystander.connect():  # same application_name, other pool: must not be counted
-        frame = pool_load(["development"], [1, 4], duration_s=0.3, database_url=fresh_url)
+        frame = pool_load(target(fresh_url), ["development"], [1, 4], duration_s=0.3)
     bystander.dispose()
     assert list(frame["concurrency"]) == [1, 4]
     for row in frame.itertuples():
@@ -58,11 +63,11 @@ def test_short_load_records_every_figure(fresh_url: str) -> None:
 
 def test_pool_timeouts_are_counted_not_raised(fresh_url: str) -> None:
     frame = pool_load(
+        target(fresh_url),
         ["development"],
         [3],
         duration_s=0.3,
         workload="SELECT pg_sleep(0.6)",
-        database_url=fresh_url,
         warmup=False,
         pool_size=1,
         max_overflow=0,
@@ -85,10 +90,10 @@ def test_server_out_of_connections_is_data(fresh_url: str) -> None:
         cur.execute(f'ALTER DATABASE "{url.database}" CONNECTION LIMIT 3')
     try:
         frame = pool_load(
+            target(str(url.set(username=role))),
             ["development"],
             [8],
             duration_s=0.3,
-            database_url=str(url.set(username=role)),
         )
     finally:
         with admin.cursor() as cur:
@@ -105,7 +110,7 @@ def test_server_out_of_connections_is_data(fresh_url: str) -> None:
 
 
 def test_pool_larger_than_the_server_is_a_note(fresh_url: str) -> None:
-    frame = pool_load(["production"], [1], duration_s=0.2, database_url=fresh_url)
+    frame = pool_load(target(fresh_url), ["production"], [1], duration_s=0.2)
     notes = frame.iloc[0]["notes"]
     assert any("pool capacity 150 exceeds the server's 97 usable connections" in n for n in notes)
     assert any("may open 150" in w for w in frame.iloc[0]["warnings"])
@@ -117,14 +122,14 @@ def test_callable_workload_is_called(fresh_url: str) -> None:
     def work(conn: Connection) -> None:
         calls.append(conn.execute(text("SELECT 7")).scalar_one())
 
-    frame = pool_load(["staging"], [2], duration_s=0.2, workload=work, database_url=fresh_url)
+    frame = pool_load(target(fresh_url), ["staging"], [2], duration_s=0.2, workload=work)
     assert set(calls) == {7}
     assert frame.iloc[0]["requests"] == len(calls) - 2  # two warm-up calls are not counted
 
 
 def test_point_lookup_on_the_tiny_dataset(tiny_url: str) -> None:
     frame = pool_load(
-        ["development"], [2], duration_s=0.2, workload="point_lookup", database_url=tiny_url
+        target(tiny_url), ["development"], [2], duration_s=0.2, workload="point_lookup"
     )
     assert frame.iloc[0]["requests"] > 0
     assert frame.iloc[0]["errors"] == 0
@@ -132,13 +137,11 @@ def test_point_lookup_on_the_tiny_dataset(tiny_url: str) -> None:
 
 def test_point_lookup_without_data_says_what_to_do(fresh_url: str) -> None:
     with pytest.raises(DataError, match="bbperf data generate"):
-        pool_load(
-            ["development"], [1], duration_s=0.2, workload="point_lookup", database_url=fresh_url
-        )
+        pool_load(target(fresh_url), ["development"], [1], duration_s=0.2, workload="point_lookup")
 
 
 def test_pool_costs_rows(fresh_url: str) -> None:
-    costs = pool_costs(rounds=5, database_url=fresh_url)
+    costs = pool_costs(target(fresh_url), rounds=5)
     assert list(zip(costs["measure"], costs["variant"], strict=True)) == [
         ("pre_ping", "on"),
         ("pre_ping", "off"),
@@ -150,7 +153,7 @@ def test_pool_costs_rows(fresh_url: str) -> None:
         assert row.samples_ms == sorted(row.samples_ms)
         assert row.median_ms == row.samples_ms[2]
     with pytest.raises(ConfigError):
-        pool_costs(rounds=0, database_url=fresh_url)
+        pool_costs(target(fresh_url), rounds=0)
 
 
 def _curve(points: list[tuple[int, float]], **extra: Any) -> pd.DataFrame:
@@ -223,9 +226,7 @@ def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFi
 
 def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(pg15_cluster) -> None:  # type: ignore[no-untyped-def]
     # production requires TLS; the PostgreSQL 15 fixture speaks plain TCP, so every connect fails.
-    load = pool_load(
-        ["development", "production"], [2], 0.1, "select1", database_url=pg15_cluster.url
-    )
+    load = pool_load(target(pg15_cluster.url), ["development", "production"], [2], 0.1, "select1")
     prod = load[load.environment == "production"].iloc[0]
     assert prod.status == "unhealthy"
     assert prod.requests == 0

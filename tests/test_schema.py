@@ -97,7 +97,8 @@ def test_require_schema_missing(fresh_engine) -> None:  # type: ignore[no-untype
 
 def test_custom_schema_name_and_bad_name(fresh_url: str) -> None:
     engine = make_engine(fresh_url, schema="bench2")
-    assert create_schema(engine, "bench2").owned
+    assert create_schema(engine).schema == "bench2"
+    assert schema_status(engine).owned
     assert "bench2.appointments" in build_metadata("bench2").tables
     with pytest.raises(ConfigError, match="not a plain identifier"):
         build_metadata('x"; drop table users; --')

@@ -77,12 +77,11 @@ def settings_from(args: argparse.Namespace):
 
 
 def engine_from(args: argparse.Namespace, environment: str = "development"):
-    """A checked engine on the target named by the global flags."""
-    from bbperf.target import connect
+    """A checked engine on the target named by the global flags, carrying ``--schema``."""
+    from bbperf.target import engine_for
 
-    settings = settings_from(args)
     # A CLI user waits for one line, not the pool's 10 s connect_timeout.
-    return connect(settings.database_url, environment, echo_pool=False, connect_timeout_s=5)
+    return engine_for(settings_from(args), environment, echo_pool=False, connect_timeout_s=5)
 
 
 def print_json(data: Any) -> None:

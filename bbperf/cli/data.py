@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import engine_from, print_json, print_table
 from bbperf.generate.profile import available_profiles
 from bbperf.schema import TABLE_ORDER
 
@@ -54,7 +54,6 @@ def run_generate(args: argparse.Namespace) -> int:
         args.scale,
         args.seed,
         args.as_of,
-        schema=settings_from(args).schema,
         progress=not args.no_progress,
     )
     total = sum(info.rows.values())
@@ -68,7 +67,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     from bbperf.generate import dataset_info
 
-    info = dataset_info(engine_from(args), settings_from(args).schema)
+    info = dataset_info(engine_from(args))
     if args.format == "json":
         print_json(info)
         return 0 if info else 1

@@ -163,7 +163,7 @@ def run_advise(args: argparse.Namespace) -> int:
     sql = sql_of(args)
     engine = engine_from(args)
     advice = advise(engine, sql, parse_params(args.params))
-    checked = verify(engine, advice, schema=args.schema) if args.verify else None
+    checked = verify(engine, advice) if args.verify else None
     if args.format == "json":
         best = advice.best
         print_json(

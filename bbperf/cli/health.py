@@ -7,7 +7,7 @@ import sys
 
 from sqlalchemy import Engine
 
-from bbperf.cli import print_json, print_table, settings_from
+from bbperf.cli import engine_from, print_json, print_table, settings_from
 from bbperf.pools import ENVIRONMENTS
 
 
@@ -87,16 +87,10 @@ def _levels(value: str) -> list[int]:
 
 def _health_engine(args: argparse.Namespace) -> Engine:
     """An unchecked engine: reporting a database that is down is the point of these commands."""
-    from bbperf.pools import make_engine
-    from bbperf.target import resolve_url
+    from bbperf.target import engine_for
 
-    settings = settings_from(args)
-    return make_engine(
-        resolve_url(settings),
-        args.environment,
-        schema=settings.schema,
-        echo_pool=False,
-        connect_timeout_s=5,
+    return engine_for(
+        settings_from(args), args.environment, check=False, echo_pool=False, connect_timeout_s=5
     )
 
 
@@ -126,20 +120,21 @@ def serve_health(args: argparse.Namespace) -> int:
 
 
 def pool_load(args: argparse.Namespace) -> int:
-    from bbperf.poolload import pool_costs
+    from bbperf.poolload import pool_costs, validate
     from bbperf.poolload import pool_load as run
 
+    validate(args.environment or ["development"], args.concurrency, args.duration)
     overrides = {} if args.pool_timeout is None else {"pool_timeout_s": args.pool_timeout}
-    settings = settings_from(args)
+    target = engine_from(args)
     frame = run(
+        target,
         environments=args.environment or ["development"],
         concurrency=args.concurrency,
         duration_s=args.duration,
         workload=args.workload,
-        database_url=settings.database_url,
         **overrides,
     )
-    costs = pool_costs(args.costs, database_url=settings.database_url) if args.costs else None
+    costs = pool_costs(target, args.costs) if args.costs else None
     if args.json:
         # NaN is not JSON: steps that served nothing have no percentiles.
         out = {"load": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")}

@@ -87,7 +87,7 @@ def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
         return {}
     from bbperf.indexes import validate as run
 
-    report = run(engine_from(args), index_set, settings_from(args).schema)
+    report = run(engine_from(args), index_set)
     skipped = report[report["action"] == "skip"]
     return {r.index: f"{r.status}: {r.reason}" for r in skipped.itertuples()}
 
@@ -95,7 +95,7 @@ def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
 def validate(args: argparse.Namespace) -> int:
     from bbperf.indexes import validate as run
 
-    report = run(engine_from(args), _set(args), settings_from(args).schema)
+    report = run(engine_from(args), _set(args))
     _show(report, args)
     return 1 if (report["action"] == "skip").any() else 0
 
@@ -107,7 +107,6 @@ def apply(args: argparse.Namespace) -> int:
         engine_from(args),
         _set(args),
         concurrently=args.concurrently,
-        schema=settings_from(args).schema,
     )
     _show(result, args)
     return 1 if (result["result"] == "failed").any() else 0
@@ -120,7 +119,6 @@ def drop(args: argparse.Namespace) -> int:
         engine_from(args),
         _set(args),
         concurrently=args.concurrently,
-        schema=settings_from(args).schema,
     )
     _show(result, args)
     return 1 if result["result"].isin(["failed", "refused"]).any() else 0
@@ -130,7 +128,7 @@ def status(args: argparse.Namespace) -> int:
     from bbperf.indexes import status as run
 
     index_set = None if args.all else _set(args)
-    _show(run(engine_from(args), index_set, schema=settings_from(args).schema), args)
+    _show(run(engine_from(args), index_set), args)
     return 0
 
 

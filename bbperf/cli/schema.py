@@ -12,17 +12,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("schema", help="create, drop or inspect bbperf's schema")
     scsub = sc.add_subparsers(dest="schema_command", metavar="ACTION", required=True)
     scsub.add_parser("create", help="create the schema and its tables").set_defaults(func=create)
-    scsub.add_parser("drop", help="drop bbperf's schema (only if bbperf made it)").set_defaults(
-        func=drop
+    dr = scsub.add_parser("drop", help="drop bbperf's schema (only if bbperf made it)")
+    dr.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also drop objects outside the schema that depend on it (listed by a plain drop)",
     )
+    dr.set_defaults(func=drop)
     st = scsub.add_parser("status", help="tables, estimated rows and sizes")
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=status)
 
 
 def create(args: argparse.Namespace) -> int:
-    schema = settings_from(args).schema
-    st = create_schema(engine_from(args), schema)
+    st = create_schema(engine_from(args))
     print(f"schema {st.schema}: {len(st.tables)} tables")
     return 0
 
@@ -31,14 +34,14 @@ def drop(args: argparse.Namespace) -> int:
     schema = settings_from(args).schema
     print(
         f"dropped schema {schema}"
-        if drop_schema(engine_from(args), schema)
+        if drop_schema(engine_from(args), cascade=args.cascade)
         else f"schema {schema} does not exist"
     )
     return 0
 
 
 def status(args: argparse.Namespace) -> int:
-    st = schema_status(engine_from(args), settings_from(args).schema)
+    st = schema_status(engine_from(args))
     if args.format == "json":
         print_json(st.to_dict())
         return 0

@@ -24,7 +24,9 @@ from bbperf.explain.plan import Plan
 from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
-from bbperf.target import query_error
+from bbperf.target import query_error, schema_of
+
+BUILD_LOCK_TIMEOUT = "5s"  # dexter's habit: never wait behind live writers to build an index
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,17 +201,15 @@ def advise(engine: Engine, sql: str, params: Params = None, *, max_candidates: i
     return Advice(statement, values, plan.total_cost, "hypopg" if hypopg else "transaction", costs)
 
 
-def verify(
-    engine: Engine, advice: Advice, *, schema: str | None = None, rounds: int = 30, warmup: int = 5
-) -> Verification:
-    """Build ``advice.best`` for real, measure before and after, drop it. Only in bbperf's schema."""
-    from bbperf.config import load_settings
+def verify(engine: Engine, advice: Advice, *, rounds: int = 30, warmup: int = 5) -> Verification:
+    """Build ``advice.best`` for real, measure before and after, drop it. Only in bbperf's schema,
+    with a lock timeout so a busy table makes the build fail rather than queue writers behind it."""
     from bbperf.explain.measure import measure
 
     best = advice.best
     if best is None:
         raise BbperfError("no candidate index lowered the plan cost: nothing to verify")
-    schema = schema or load_settings().schema
+    schema = schema_of(engine)
     cand = best.candidate
     if cand.schema != schema:
         raise SchemaError(
@@ -223,6 +223,7 @@ def verify(
     )
     try:
         with engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{BUILD_LOCK_TIMEOUT}'"))
             conn.execute(text(cand.ddl(name)))
         after = measure(
             engine, advice.sql, advice.params, rounds=rounds, warmup=warmup, label="after"

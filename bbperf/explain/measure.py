@@ -21,16 +21,19 @@ Python objects happens outside the timed span. The default (False) times what an
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import QueryError
-from bbperf.explain.run import Params, clean_sql, explain_options
+from bbperf.explain.run import Params, explain_options
 from bbperf.explain.stats import Timing
+from bbperf.sql import parse_one
 from bbperf.target import query_error
 
 _SERVER_EXPLAIN = explain_options(analyze=True, buffers=False, timing=False)
@@ -58,13 +61,16 @@ def measure(
     """Time ``rounds`` executions of ``sql`` after ``warmup`` untimed ones; return a Timing in ms.
 
     ``server_time`` also runs ``EXPLAIN (ANALYZE, TIMING OFF)`` after each timed round (untimed by
-    the client clock) and records the server's Execution Time. The statement runs as is in
-    autocommit: a data-modifying statement modifies data every round. ``wire_only`` leaves parameter
+    the client clock) and records the server's Execution Time. Each round runs in its
+    own read-only autocommit transaction: a data-modifying statement is refused (``explain`` runs
+    one inside a rolled-back transaction). ``wire_only`` leaves parameter
     rendering and row conversion out of the timed span (see the module docstring).
     """
     if rounds < 1 or warmup < 0:
         raise ValueError("measure needs rounds >= 1 and warmup >= 0")
-    statement = clean_sql(sql)
+    checked = parse_one(sql, allow_writes=False)
+    checked.check_params(params)
+    statement = checked.text
     driver_sql, values = compile_sql(engine, statement, params)
     explain_sql, _ = compile_sql(engine, f"EXPLAIN ({_SERVER_EXPLAIN}) {statement}", params)
     client: list[float] = []
@@ -80,20 +86,21 @@ def measure(
                 with _autocommit(engine) as conn:
                     if _evict_shared_buffers(conn):
                         cache = "cold: new connection + shared buffers evicted per round (OS cache kept)"
-                    _rounds(
-                        conn,
-                        driver_sql,
-                        explain_sql,
-                        values,
-                        1,
-                        0,
-                        server_time,
-                        client,
-                        server,
-                        wire_only,
-                    )
+                    with _read_only(conn):
+                        _rounds(
+                            conn,
+                            driver_sql,
+                            explain_sql,
+                            values,
+                            1,
+                            0,
+                            server_time,
+                            client,
+                            server,
+                            wire_only,
+                        )
         else:
-            with _autocommit(engine) as conn:
+            with _autocommit(engine) as conn, _read_only(conn):
                 _rounds(
                     conn,
                     driver_sql,
@@ -125,6 +132,19 @@ def cursor_error(exc: BaseException, sql: str) -> QueryError:
 
 def _autocommit(engine: Engine) -> Connection:
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def _read_only(conn: Connection) -> Iterator[None]:
+    """Every transaction inside is read-only; the setting is reset before the pool takes it back."""
+    conn.execute(text("SET SESSION default_transaction_read_only = on"))
+    try:
+        yield
+    finally:
+        try:
+            conn.execute(text("RESET default_transaction_read_only"))
+        except DBAPIError:
+            conn.invalidate()
 
 
 def _rounds(

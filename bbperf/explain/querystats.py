@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import QueryError
 from bbperf.schema import extension_schema
+from bbperf.secrets import statement_text
 from bbperf.target import query_error
 
 if TYPE_CHECKING:
@@ -87,18 +88,20 @@ def slow_queries(
             schema = _statements_schema(conn)
             result = conn.execute(
                 text(
-                    f"SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), :chars) AS query, calls, "
+                    "SELECT query, calls, "
                     "total_exec_time AS total_ms, mean_exec_time AS mean_ms, "
                     "stddev_exec_time AS stddev_ms, rows "
                     f"FROM {schema}.pg_stat_statements "
                     "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "AND mean_exec_time > :min_mean ORDER BY mean_exec_time DESC LIMIT :limit"
                 ),
-                {"chars": text_chars, "min_mean": min_mean_ms, "limit": limit},
+                {"min_mean": min_mean_ms, "limit": limit},
             )
-            return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+            frame = pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
     except DBAPIError as exc:
         raise query_error(exc, "pg_stat_statements") from None
+    frame["query"] = [statement_text(q, engine.url, text_chars) for q in frame["query"]]
+    return frame
 
 
 def reset_query_stats(engine: Engine) -> None:

@@ -1,8 +1,9 @@
 """Run EXPLAIN on the target: ``explain(engine_or_conn, sql, params)`` returns a parsed Plan.
 
-With ANALYZE the statement really executes, so it always runs inside a transaction (a savepoint when
-the caller passes a Connection) that is rolled back: an UPDATE or DELETE under analysis leaves the
-data as it was. Sequences (nextval) are not transactional and do advance.
+The SQL is checked first (``bbperf.sql.parse_one``: exactly one query or DML statement). With ANALYZE
+the statement really executes, so it always runs inside a transaction (a savepoint when the caller
+passes a Connection) that is rolled back: an UPDATE or DELETE under analysis leaves the data as it
+was, and a query runs read-only. Sequences (nextval) are not transactional and do advance.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.explain.plan import Plan, parse_plan
+from bbperf.sql import parse_one
 from bbperf.target import query_error
 
 Params = Mapping[str, Any] | None
@@ -38,11 +40,18 @@ def explain_options(
 
 
 @contextlib.contextmanager
-def rolled_back(engine_or_conn: Engine | Connection) -> Iterator[Connection]:
-    """A connection inside a transaction (or savepoint) that is always rolled back."""
+def rolled_back(
+    engine_or_conn: Engine | Connection, *, read_only: bool = False
+) -> Iterator[Connection]:
+    """A connection inside a transaction (or savepoint) that is always rolled back.
+
+    ``read_only`` makes the server refuse any write in it (``SET LOCAL`` ends with the rollback).
+    """
     if isinstance(engine_or_conn, Connection):
         savepoint = engine_or_conn.begin_nested()
         try:
+            if read_only:
+                engine_or_conn.execute(text("SET LOCAL transaction_read_only = on"))
             yield engine_or_conn
         finally:
             if savepoint.is_active:
@@ -51,6 +60,8 @@ def rolled_back(engine_or_conn: Engine | Connection) -> Iterator[Connection]:
     with engine_or_conn.connect() as conn:
         trans = conn.begin()
         try:
+            if read_only:
+                conn.execute(text("SET LOCAL transaction_read_only = on"))
             yield conn
         finally:
             if trans.is_active:
@@ -73,10 +84,12 @@ def explain(
     drops per-node clocks (less overhead, no node times); ``buffers`` adds shared hit/read blocks.
     Failures (syntax, missing relation, statement timeout) raise ``QueryError``.
     """
-    statement = clean_sql(sql)
+    checked = parse_one(sql)
+    checked.check_params(params)
+    statement = checked.text
     options = explain_options(analyze=analyze, buffers=buffers, timing=timing, verbose=verbose)
     try:
-        with rolled_back(engine_or_conn) as conn:
+        with rolled_back(engine_or_conn, read_only=not checked.is_write) as conn:
             data = conn.execute(
                 text(f"EXPLAIN ({options}) {statement}"), dict(params or {})
             ).scalar_one()

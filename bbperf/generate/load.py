@@ -18,6 +18,7 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.asof import as_of_date
 from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.generate import binary as b
 from bbperf.generate.bookings import (
@@ -34,7 +35,7 @@ from bbperf.generate.fakes import build_pools
 from bbperf.generate.fingerprint import fingerprints
 from bbperf.generate.profile import Profile, load_profile
 from bbperf.schema import META_TABLE, TABLE_ORDER, create_schema, require_schema
-from bbperf.target import query_error
+from bbperf.target import query_error, schema_of
 
 DATASET_KEY = "dataset"
 COPY_BUFFER_BYTES = 1 << 20
@@ -68,17 +69,11 @@ class DatasetInfo:
 
 
 def normalize_as_of(as_of: str | date | datetime | None) -> date:
-    """The dataset's anchor day (UTC); None means today."""
-    if as_of is None:
-        return datetime.now(UTC).date()
-    if isinstance(as_of, datetime):
-        return as_of.astimezone(UTC).date() if as_of.tzinfo else as_of.date()
-    if isinstance(as_of, date):
-        return as_of
-    try:
-        return date.fromisoformat(str(as_of)[:10])
-    except ValueError:
-        raise ConfigError(f"as_of {as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+    """The dataset's anchor day (UTC); None means today. See ``bbperf.asof``."""
+    return as_of_date(as_of)
+
+
+MAX_SCALE = 1000.0
 
 
 def check_scale(scale: Any) -> float:
@@ -88,6 +83,11 @@ def check_scale(scale: Any) -> float:
         raise ConfigError(f"scale {scale!r} is not a number") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    if value > MAX_SCALE:
+        raise ConfigError(
+            f"scale {value:g} is above the largest bbperf generates ({MAX_SCALE:g}, about "
+            f"{MAX_SCALE:g} million appointments at the default profile)"
+        )
     return value
 
 
@@ -231,17 +231,15 @@ def generate(
     seed: int = 42,
     as_of: str | date | datetime | None = None,
     *,
-    schema: str | None = None,
     progress: bool = True,
 ) -> DatasetInfo:
-    """Replace the dataset in ``schema`` with ``profile`` at ``scale`` from ``seed``, anchored on ``as_of``.
+    """Replace the dataset in bbperf's schema with ``profile`` at ``scale`` from ``seed``, anchored on ``as_of``.
 
     Everything happens in one transaction (TRUNCATE, COPY in chunks, foreign keys re-checked, sequences
     set, fingerprints and provenance written); ANALYZE runs after the commit. Raises ConfigError /
     ProfileError before touching the database, SchemaError when the schema is missing.
     """
-
-    schema = schema or _schema_of(engine)
+    schema = schema_of(engine)
     prof = load_profile(profile)
     scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
     started = time.perf_counter()
@@ -344,12 +342,6 @@ def _library_versions() -> dict[str, str]:
     return {"numpy": np.__version__, "faker": faker.VERSION}
 
 
-def _schema_of(engine: Engine) -> str:
-    from bbperf.config import load_settings
-
-    return load_settings().schema
-
-
 class _Bars:
     """One tqdm bar per table, created when the table's first chunk arrives."""
 
@@ -373,9 +365,9 @@ class _Bars:
             bar.close()
 
 
-def dataset_info(engine: Engine, schema: str | None = None) -> dict[str, Any] | None:
+def dataset_info(engine: Engine) -> dict[str, Any] | None:
     """The provenance of the loaded dataset, or None when there is none (or no schema)."""
-    schema = schema or _schema_of(engine)
+    schema = schema_of(engine)
     with engine.connect() as conn:
         if (
             conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{META_TABLE}'}).scalar()
@@ -395,15 +387,14 @@ def ensure_dataset(
     seed: int,
     as_of: str | date | datetime | None = None,
     *,
-    schema: str | None = None,
     progress: bool = False,
 ) -> DatasetInfo:
     """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
     generated otherwise. Creates bbperf's schema when it is missing."""
-    schema = schema or _schema_of(engine)
+    schema = schema_of(engine)
     scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
     load_profile(profile)
-    current = dataset_info(engine, schema)
+    current = dataset_info(engine)
     wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
     if (
         current
@@ -414,8 +405,8 @@ def ensure_dataset(
             **{k: current[k] for k in DatasetInfo.__dataclass_fields__ if k in current}
         )
     if current is None:
-        create_schema(engine, schema)
-    return generate(engine, profile, scale, seed, day, schema=schema, progress=progress)
+        create_schema(engine)
+    return generate(engine, profile, scale, seed, day, progress=progress)
 
 
 def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
@@ -427,9 +418,11 @@ def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     return True
 
 
-def require_dataset(engine: Engine, schema: str | None = None) -> dict[str, Any]:
+def require_dataset(engine: Engine) -> dict[str, Any]:
     """The loaded dataset's provenance; DataError when nothing was generated."""
-    info = dataset_info(engine, schema)
+    info = dataset_info(engine)
     if info is None:
-        raise DataError("no dataset loaded: run `bbperf generate --profile tiny` (or default)")
+        raise DataError(
+            f"no dataset in schema {schema_of(engine)!r}: run `bbperf generate --profile tiny`"
+        )
     return info

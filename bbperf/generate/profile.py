@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -76,6 +77,26 @@ _SERVICE_KEYS = {
     "weight": "rate",
 }
 _TOLERANCE = 1e-6
+# Upper bounds that keep one generation inside a stated memory budget (~2 GB of client memory at
+# the largest scale): a year of history is 365 days, a day has at most 100 bookings, and so on.
+_MAX = {
+    "shops.barbers_per_scale": 10_000,
+    "shops.barbers_per_shop_mean": 1_000,
+    "shops.price_multiplier": 100,
+    "calendar.past_days": 3_660,
+    "calendar.future_days": 3_660,
+    "calendar.working_days_per_month": 31,
+    "calendar.appointments_per_day": 100,
+    "calendar.lead_time_days_mean": 365,
+    "activity.busy_barber_multiplier": 100,
+    "clients.per_barber": 100_000,
+    "clients.zipf_exponent": 10,
+    "payments.delay_minutes_mean": 100_000,
+    "services.price": 100_000,
+    "services.duration_minutes": 1_440,
+    "services.weight": 1_000_000,
+}
+MAX_PROFILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -123,11 +144,16 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Pro
             known = ", ".join(available_profiles(directory)) or "none"
             raise ProfileError(f"unknown profile {str(name_or_path)!r}: choose one of {known}")
     try:
-        data = tomllib.loads(path.read_text())
+        if path.stat().st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"{path}: larger than {MAX_PROFILE_BYTES:,} bytes; not a profile")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text; a profile is a TOML file") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ProfileError(f"{path}: malformed TOML: {reason}") from None
     return parse_profile(data, path)
 
 
@@ -190,6 +216,16 @@ def _number(value: Any, key: str, fail: Any) -> float:
 
 
 def _check(value: Any, kind: str, key: str, fail: Any) -> Any:
+    checked = _check_kind(value, kind, key, fail)
+    most = _MAX.get(re.sub(r"\[\d+\]", "", key))
+    if most is not None:
+        numbers = checked if isinstance(checked, tuple) else (checked,)
+        if any(n > most for n in numbers):
+            raise fail(key, f"must be at most {most:,}, got {value!r}")
+    return checked
+
+
+def _check_kind(value: Any, kind: str, key: str, fail: Any) -> Any:
     if kind == "text":
         if not isinstance(value, str) or not value:
             raise fail(key, "expected non-empty text")

@@ -11,12 +11,12 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.config import DEFAULT_SCHEMA
 from bbperf.errors import first_line
 from bbperf.indexes.catalog import read_catalog
 from bbperf.indexes.model import IndexDef, IndexSet
 from bbperf.indexes.validate import validate
 from bbperf.schema import META_TABLE, require_schema
+from bbperf.target import schema_of
 
 BUILDS_KEY = "index_builds"
 APPLY_COLUMNS = ["index", "table", "result", "build_ms", "size_bytes", "reason"]
@@ -80,7 +80,6 @@ def apply(
     index_set: IndexSet,
     *,
     concurrently: bool = False,
-    schema: str = DEFAULT_SCHEMA,
 ) -> pd.DataFrame:
     """Validate ``index_set`` and build what validation allows (APPLY_COLUMNS, one row per index).
 
@@ -88,7 +87,8 @@ def apply(
     dropped and rebuilt; skipped ones carry validation's reason; a build the server rejects is
     reported as ``failed`` and the rest still run. Build time (ms) and size go to bbperf_meta.
     """
-    report = validate(engine, index_set, schema)
+    schema = schema_of(engine)
+    report = validate(engine, index_set)
     rows: list[dict[str, Any]] = []
     builds: dict[str, dict[str, Any]] = {}
     with _autocommit(engine) as conn:
@@ -132,12 +132,12 @@ def drop(
     index_set: IndexSet,
     *,
     concurrently: bool = False,
-    schema: str = DEFAULT_SCHEMA,
 ) -> pd.DataFrame:
     """Drop the set's indexes from bbperf's schema: only indexes named in the set, never keys.
 
     Rows: index, table, result (dropped / absent / refused), reason.
     """
+    schema = schema_of(engine)
     rows: list[dict[str, Any]] = []
     with _autocommit(engine) as conn:
         require_schema(conn, schema)
@@ -175,14 +175,13 @@ def drop(
     return pd.DataFrame(rows, columns=["index", "table", "result", "reason"])
 
 
-def status(
-    engine: Engine, index_set: IndexSet | None = None, *, schema: str = DEFAULT_SCHEMA
-) -> pd.DataFrame:
+def status(engine: Engine, index_set: IndexSet | None = None) -> pd.DataFrame:
     """Indexes in bbperf's schema (STATUS_COLUMNS): exists, valid, size, scans, recorded build time.
 
     With ``index_set``: one row per index of the set, ``exists`` False for those not built.
     Without: every index in the schema, keys included (``kind`` constraint / unique / index).
     """
+    schema = schema_of(engine)
     with engine.connect() as conn:
         require_schema(conn, schema)
         catalog = read_catalog(conn, schema)

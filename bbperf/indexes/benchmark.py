@@ -10,13 +10,13 @@ from typing import Any, Literal
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from bbperf.config import DEFAULT_SCHEMA
 from bbperf.explain import Comparison, Plan, Timing, compare, explain, measure
 from bbperf.explain.advisor import Advice, advise
 from bbperf.explain.diff import diff
 from bbperf.explain.stats import relative_ci_half_width
 from bbperf.indexes.apply import apply, drop
 from bbperf.indexes.model import IndexSet
+from bbperf.target import schema_of
 from bbperf.workload import WorkloadQuery
 
 # Rounds sized to a CI width: stop once the median server time is known to ±10 % (95 % CI).
@@ -222,13 +222,14 @@ def measure_to_width(
     return timing
 
 
-def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str = DEFAULT_SCHEMA) -> bool:
+def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str | None = None) -> bool:
     """Whether what-if advice costs little here: HypoPG is installed (hypothetical indexes), or the
     set's tables hold at most ``ADVISOR_MAX_ROWS`` rows (without HypoPG each candidate index is built
     for real inside a rolled-back transaction: about a second per candidate at 1 M rows)."""
     from bbperf.schema import extension_schema
 
     tables = sorted({i.table for i in index_set.indexes})
+    schema = schema or schema_of(engine)
     with engine.connect() as conn:
         if extension_schema(conn, "hypopg"):
             return True
@@ -263,7 +264,6 @@ def run_benchmark(
     warmup: int = 3,
     ci_width: float = DEFAULT_CI_WIDTH,
     advisor: bool | Literal["auto"] = True,
-    schema: str = DEFAULT_SCHEMA,
 ) -> Benchmark:
     """Measure ``queries`` without the set's indexes, apply the set, measure again.
 
@@ -274,7 +274,8 @@ def run_benchmark(
     ``advisor`` also asks ``bbperf.explain.advisor.advise`` (before the set) for its best index;
     ``"auto"`` asks only when that is cheap (see ``advisor_is_cheap``).
     """
-    drop(engine, index_set, schema=schema)
+    schema = schema_of(engine)
+    drop(engine, index_set)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in sorted({i.table for i in index_set.indexes}):
             conn.execute(text(f"ANALYZE {schema}.{table}"))
@@ -283,7 +284,7 @@ def run_benchmark(
     advice = [
         advise(engine, q.sql, q.params, max_candidates=3) if wanted else None for q in queries
     ]
-    applied = apply(engine, index_set, schema=schema)
+    applied = apply(engine, index_set)
     after = _measure_all(engine, queries, rounds, warmup, ci_width)
     results = [
         QueryResult(q, tuple(i.name for i in index_set.serving(q.name)), b, a, adv)

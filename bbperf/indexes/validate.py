@@ -9,11 +9,11 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.config import DEFAULT_SCHEMA
 from bbperf.errors import first_line
 from bbperf.indexes.catalog import Catalog, ExistingIndex, read_catalog
 from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet
 from bbperf.schema import require_schema
+from bbperf.target import schema_of
 
 REPORT_COLUMNS = ["index", "table", "columns", "status", "action", "reason", "note"]
 APPLY_ACTIONS = ("create", "repair")
@@ -184,8 +184,9 @@ def predicate_errors(conn: Connection, index_set: IndexSet, catalog: Catalog) ->
     return errors
 
 
-def validate(engine: Engine, index_set: IndexSet, schema: str = DEFAULT_SCHEMA) -> pd.DataFrame:
+def validate(engine: Engine, index_set: IndexSet) -> pd.DataFrame:
     """Validate ``index_set`` against the live ``schema`` (see ``check``); nothing is changed."""
+    schema = schema_of(engine)
     with engine.connect() as conn:
         require_schema(conn, schema)
         catalog = read_catalog(conn, schema)

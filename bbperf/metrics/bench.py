@@ -231,16 +231,14 @@ def view_costs(engine: Engine, as_of: datetime, refreshes: int = 3) -> dict[str,
     return {"view_build_ms": build_ms, "view_refresh_ms": statistics.median(refresh)}
 
 
-def set_indexes(engine: Engine, index_set: str, schema: str | None = None) -> None:
+def set_indexes(engine: Engine, index_set: str) -> None:
     """Leave exactly ``index_set`` of bbperf's named sets on the tables: ``none`` drops the seed set."""
-    from bbperf.config import load_settings
     from bbperf.indexes import apply as apply_set
     from bbperf.indexes import drop, load_set
 
-    schema = schema or load_settings().schema
-    drop(engine, load_set("seed"), schema=schema)
+    drop(engine, load_set("seed"))
     if index_set != "none":
-        apply_set(engine, load_set(index_set), schema=schema)
+        apply_set(engine, load_set(index_set))
 
 
 def scale_sweep(

@@ -10,7 +10,7 @@ at ``as_of`` (exclusive) — the dataset's as_of by default, never the wall cloc
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from bbperf.asof import as_of_datetime
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics.model import DEFAULT_TARGET, RawMetrics, SixFigureMetrics, derive
 
@@ -101,15 +102,8 @@ CTE_SQL = {"after": AFTER_SQL, "after_equivalent": AFTER_EQUIVALENT_SQL}
 
 
 def parse_as_of(value: str | date | datetime) -> datetime:
-    """An as_of as an aware UTC datetime: a date or ``YYYY-MM-DD`` means 00:00 UTC that day."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"as_of {value!r} is not an ISO date such as 2026-11-01") from None
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """An as_of as an aware UTC datetime at 00:00 that day (``bbperf.asof``)."""
+    return as_of_datetime(value)
 
 
 def resolve_as_of(engine: Engine, as_of: str | date | datetime | None = None) -> datetime:

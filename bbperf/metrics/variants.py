@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from bbperf.config import load_settings, validate_identifier
+from bbperf.config import validate_identifier
 from bbperf.errors import DataError
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import CTE_SQL, check_variant, raw_from_cte_row, window_params
+from bbperf.target import schema_of
 
 VIEW_NAME = "six_figure_metrics_mv"
 PREPARED_PREFIX = "bbperf_six_figure_"
@@ -65,20 +66,20 @@ LEFT JOIN appointment_metrics am ON am.user_id = u.id"""
 VIEW_READ_SQL = f"SELECT * FROM {VIEW_NAME} WHERE user_id = :user_id"
 
 
-def _view(schema: str | None) -> str:
-    return f'"{validate_identifier(schema or load_settings().schema, "schema")}".{VIEW_NAME}'
+def _view(engine: Engine) -> str:
+    return f'"{validate_identifier(schema_of(engine), "schema")}".{VIEW_NAME}'
 
 
 def _literal(when: datetime) -> str:
     return f"'{when.isoformat()}'::timestamptz"
 
 
-def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = None) -> float:
+def create_metrics_view(engine: Engine, as_of: datetime) -> float:
     """(Re)create the view for ``as_of`` in bbperf's schema with a unique index on user_id.
 
     Returns the build time in ms (client clock: the statement is one big aggregate).
     """
-    view = _view(schema)
+    view = _view(engine)
     windows = {k: _literal(v) for k, v in window_params(0, as_of).items() if k != "user_id"}
     start = time.perf_counter_ns()
     with engine.begin() as conn:
@@ -89,20 +90,18 @@ def create_metrics_view(engine: Engine, as_of: datetime, schema: str | None = No
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def refresh_metrics_view(
-    engine: Engine, schema: str | None = None, concurrently: bool = False
-) -> float:
+def refresh_metrics_view(engine: Engine, concurrently: bool = False) -> float:
     """``REFRESH MATERIALIZED VIEW`` (optionally CONCURRENTLY); returns the time it took in ms."""
     how = "CONCURRENTLY " if concurrently else ""
     start = time.perf_counter_ns()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(schema)}"))
+        conn.execute(text(f"REFRESH MATERIALIZED VIEW {how}{_view(engine)}"))
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def drop_metrics_view(engine: Engine, schema: str | None = None) -> None:
+def drop_metrics_view(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(schema)}"))
+        conn.execute(text(f"DROP MATERIALIZED VIEW IF EXISTS {_view(engine)}"))
 
 
 def fetch_from_view(engine: Engine, user_id: int, as_of: datetime) -> RawMetrics:

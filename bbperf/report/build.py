@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,18 +13,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import Settings, load_settings
-from bbperf.errors import BbperfError
-from bbperf.report import secrets
+from bbperf.errors import BbperfError, ConfigError
 from bbperf.report.index import results_document, write_report_files
 from bbperf.report.provenance import collect_provenance, dataset_fingerprint, now_utc
 from bbperf.report.runner import (
     DATABASE_URL_ENV,
     CodeDisplay,
     NotebookRun,
+    check_parameter_names,
+    declared_parameters,
     discover_notebooks,
     run_notebooks,
 )
 from bbperf.report.story import DATASET_KEYS
+from bbperf.secrets import find_leaks, passwords, redact_files
 
 # A report with no dataset asked for and none loaded: ~100 k appointments, loads in a few seconds.
 DEFAULT_DATASET: dict[str, Any] = {
@@ -68,8 +71,7 @@ class Report:
                     "status": "ok" if r.ok else "failed",
                     "error": r.error,
                     "duration_s": r.duration_s,
-                    "verdict": " ".join(s["verdict"] for s in r.results if s.get("verdict"))
-                    or None,
+                    "verdict": " ".join(s["verdict"] for s in r.results if s.get("verdict")) or None,
                 }
                 for r in self.runs
             ],
@@ -80,12 +82,12 @@ def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def _connect_for_provenance(database_url: str | None) -> Engine | None:
+def _connect_for_provenance(settings: Settings) -> Engine | None:
     """An engine on the report's target, or None when it cannot be reached (the notebooks will say why)."""
-    from bbperf.target import connect
+    from bbperf.target import engine_for
 
     try:
-        return connect(database_url, echo_pool=False, connect_timeout_s=5)
+        return engine_for(settings, echo_pool=False, connect_timeout_s=5)
     except BbperfError:
         return None
 
@@ -121,11 +123,11 @@ def _prepare_dataset(engine: Engine | None, dataset: Mapping[str, Any], progress
     )
 
 
-def _loaded_dataset(engine: Engine | None, schema: str) -> dict[str, Any] | None:
+def _loaded_dataset(engine: Engine | None) -> dict[str, Any] | None:
     if engine is None:
         return None
     try:
-        return dataset_fingerprint(engine, schema)
+        return dataset_fingerprint(engine)
     except DBAPIError:
         return None
 
@@ -156,24 +158,26 @@ def run_report(
     """
     settings = load_settings(database_url=database_url, schema=schema)
     sources = discover_notebooks(notebooks_dir, notebooks)
+    asked = {"profile": profile, "scale": scale, "seed": seed, "as_of": as_of}
+    user_params = {**(parameters or {}), **{k: v for k, v in asked.items() if v is not None}}
+    check_parameters(sources, user_params, cell_timeout_s)
     run_id = default_run_id()
     out_dir = Path(out) if out else Path("reports") / run_id
     if out:
         run_id = out_dir.name
-    extra = dict(parameters or {})
-    asked = {"profile": profile, "scale": scale, "seed": seed, "as_of": as_of}
-    requested = {k: asked[k] if asked[k] is not None else extra.get(k) for k in DATASET_KEYS}
+    claim_out_dir(out_dir)
+    started = time.time()
     started_at = now_utc()
-    engine = _connect_for_provenance(settings.database_url)
+    engine = _connect_for_provenance(settings)
 
     def record_dataset(run: NotebookRun) -> None:
-        run.dataset = _loaded_dataset(engine, settings.schema)
+        run.dataset = _loaded_dataset(engine)
 
     try:
-        dataset = report_dataset(requested, _loaded_dataset(engine, settings.schema))
-        params = {**extra, **dataset}
+        dataset = report_dataset(user_params, _loaded_dataset(engine))
+        params = {**user_params, **dataset}
         _prepare_dataset(engine, dataset, progress)
-        loaded = _loaded_dataset(engine, settings.schema)
+        loaded = _loaded_dataset(engine)
         runs = run_notebooks(
             sources,
             out_dir,
@@ -186,7 +190,6 @@ def run_report(
         )
         provenance = collect_provenance(
             engine,
-            schema=settings.schema,
             started_at=started_at,
             parameters={k: v for k, v in params.items() if v is not None},
         )
@@ -196,10 +199,86 @@ def run_report(
     document = results_document(run_id, runs, provenance, dataset=loaded or dataset)
     index, results = write_report_files(out_dir, document)
     write_log(out_dir / "report.log", runs)
-    hidden = secrets.secrets_of(settings.database_url)
-    leaks = secrets.find_leaks(out_dir, hidden)
-    secrets.redact(leaks, hidden)
+    hidden = passwords(settings.database_url)
+    leaks = find_leaks(written_since(out_dir, started), hidden)
+    redact_files(leaks, hidden)
     return Report(run_id, out_dir, runs, provenance, index, results, leaks)
+
+
+def check_parameters(
+    sources: Sequence[Path], params: Mapping[str, Any], cell_timeout_s: float | None
+) -> None:
+    """Refuse, before any notebook runs, a parameter no chosen notebook declares, an unknown
+    profile, a bad scale or seed, and a cell timeout that is not a positive number of seconds."""
+    from bbperf.generate import check_scale, check_seed, load_profile
+
+    check_parameter_names(params)
+    declared = set().union(*(declared_parameters(source) for source in sources))
+    unknown = sorted(k for k, v in params.items() if v is not None and k not in declared)
+    if unknown:
+        raise ConfigError(
+            f"no chosen notebook declares parameter(s) {', '.join(unknown)}: "
+            f"known are {', '.join(sorted(declared))}"
+        )
+    if params.get("profile") is not None:
+        load_profile(str(params["profile"]))
+    if params.get("scale") is not None:
+        check_scale(params["scale"])
+    if params.get("seed") is not None:
+        check_seed(params["seed"])
+    if cell_timeout_s is not None and not (0 < cell_timeout_s <= 86_400):
+        raise ConfigError(
+            f"cell timeout {cell_timeout_s!r} must be a positive number of seconds (at most a day)"
+        )
+
+
+_SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var",
+)
+REPORT_MARKER = ".bbperf-report"
+
+
+def claim_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` for a report, or reuse one an earlier report made; refuse anything else.
+
+    A folder that holds files bbperf did not write (no ``.bbperf-report`` marker), a file, the
+    filesystem root, a system folder or the home folder itself are refused: a report never
+    rewrites a user's files.
+    """
+    resolved = out_dir.expanduser().resolve()
+    system = resolved == Path("/") or any(
+        resolved == Path(d) or resolved.is_relative_to(d) for d in _SYSTEM_DIRS
+    )
+    if system or resolved == Path.home().resolve():
+        raise ConfigError(f"refusing to write a report into {resolved}: choose a new folder")
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(f"report folder {out_dir} is a file: choose a new folder")
+    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / REPORT_MARKER).exists():
+        raise ConfigError(
+            f"report folder {out_dir} is not empty and was not made by bbperf report: "
+            "choose a new folder (bbperf never rewrites files it did not write)"
+        )
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+        (resolved / REPORT_MARKER).write_text("written by bbperf report\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot create report folder {out_dir}: {exc.strerror}") from None
+
+
+def written_since(directory: Path, since: float) -> list[Path]:
+    """Files under ``directory`` written at or after ``since`` (epoch seconds): this run's files."""
+    return [p for p in directory.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1]
 
 
 def kernel_environment(settings: Settings) -> dict[str, str]:

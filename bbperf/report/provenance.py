@@ -89,25 +89,11 @@ def server_info(engine: Engine) -> dict[str, Any]:
     }
 
 
-def dataset_fingerprint(engine: Engine, schema: str) -> dict[str, Any] | None:
+def dataset_fingerprint(engine: Engine) -> dict[str, Any] | None:
     """The loaded dataset's provenance (profile, scale, seed, fingerprints), or None when none is loaded."""
-    try:
-        from bbperf.generate import dataset_info
-    except ImportError:
-        dataset_info = None
-    if dataset_info is not None:
-        info = dataset_info(engine, schema=schema)
-        return info if isinstance(info, dict) or info is None else _as_dict(info)
-    with engine.connect() as conn:
-        exists = conn.execute(
-            text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{schema}.bbperf_meta"}
-        ).scalar_one()
-        if not exists:
-            return None
-        value = conn.execute(
-            text(f"SELECT value FROM {schema}.bbperf_meta WHERE key = 'dataset'")
-        ).scalar()
-    return dict(value) if value else None
+    from bbperf.generate import dataset_info
+
+    return dataset_info(engine)
 
 
 def _as_dict(info: Any) -> dict[str, Any]:
@@ -124,7 +110,6 @@ def _as_dict(info: Any) -> dict[str, Any]:
 def collect_provenance(
     engine: Engine | None,
     *,
-    schema: str = "bbperf",
     parameters: dict[str, Any] | None = None,
     started_at: str | None = None,
     finished_at: str | None = None,
@@ -145,7 +130,7 @@ def collect_provenance(
         target = describe_target(engine.url)
         try:
             server = server_info(engine)
-            dataset = dataset_fingerprint(engine, schema)
+            dataset = dataset_fingerprint(engine)
         except DBAPIError as exc:
             server = {"error": mask_text(first_line(exc))}
     return {

@@ -1,0 +1,157 @@
+"""Passwords, found wherever they can arrive and masked in every form they can leave in.
+
+A password reaches bbperf as URL userinfo, as a ``?password=`` query parameter, through
+``PGPASSWORD`` or from a ``.pgpass`` entry libpq would use; it can leave raw, URL-encoded (both
+``%20`` and ``+`` forms), HTML-escaped or JSON-escaped — and a server can hand one back in data bbperf
+shows (an ``ALTER ROLE … PASSWORD '…'`` text in pg_stat_statements). ``redact`` masks all of it;
+``find_leaks`` scans written files for any form of a known password.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+from sqlalchemy.engine import URL
+
+MASK = "***"
+_MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
+
+# Free-text shapes that carry a password whoever it belongs to.
+_USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_PARAM = re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE)
+_SQL_PASSWORD = re.compile(
+    r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))", re.IGNORECASE | re.DOTALL
+)
+
+
+def passwords(
+    url: URL | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    pgpass: bool = True,
+) -> list[str]:
+    """Every password bbperf might hold for ``url``: userinfo, ``?password=``, ``PGPASSWORD`` and the
+    ``.pgpass`` entry libpq would pick (``PGPASSFILE`` or ``~/.pgpass``)."""
+    from bbperf.urls import parse_url
+
+    env = os.environ if environ is None else environ
+    found: list[str] = []
+    parsed: URL | None = None
+    if url is not None:
+        try:
+            parsed = parse_url(url) if isinstance(url, str) else url
+        except Exception:  # noqa: BLE001 - a malformed URL still must not leak
+            parsed = None
+            found.extend(_userinfo_passwords(str(url)))
+    if parsed is not None:
+        if parsed.password:
+            found.append(str(parsed.password))
+        query_pw = parsed.query.get("password")
+        found.extend([query_pw] if isinstance(query_pw, str) else list(query_pw or ()))
+    if env.get("PGPASSWORD"):
+        found.append(env["PGPASSWORD"])
+    if pgpass:
+        found.extend(_pgpass_passwords(parsed, env))
+    return [s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET_LEN]
+
+
+def _userinfo_passwords(text: str) -> list[str]:
+    return [m.group(2) for m in _USERINFO.finditer(text) if m.group(2)]
+
+
+def _pgpass_passwords(url: URL | None, env: Mapping[str, str]) -> list[str]:
+    """Passwords of ``.pgpass`` lines that match ``url`` (or every line when there is no URL)."""
+    path = Path(env.get("PGPASSFILE") or Path(env.get("HOME", "~")).expanduser() / ".pgpass")
+    try:
+        if not path.is_file() or path.stat().st_size > 1_000_000:
+            return []
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    wanted = [
+        str(url.host or "localhost") if url else "*",
+        str(url.port or 5432) if url else "*",
+        str(url.database or "") if url else "*",
+        str(url.username or "") if url else "*",
+    ]
+    found = []
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = re.split(r"(?<!\\):", line, maxsplit=4)
+        if len(fields) != 5:
+            continue
+        if all(f == "*" or w == "*" or f == w for f, w in zip(fields[:4], wanted, strict=True)):
+            found.append(fields[4].replace("\\:", ":").replace("\\\\", "\\"))
+    return found
+
+
+def forms(secret: str) -> list[str]:
+    """``secret`` as it would appear raw, URL-encoded, HTML-escaped, JSON-escaped, or combinations."""
+    base = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        quote(secret),
+    }
+    out = set(base)
+    for value in base:
+        out.add(html.escape(value, quote=True))
+        out.add(html.escape(value, quote=False))
+        out.add(html.escape(value, quote=True).replace("&#x27;", "&#39;"))
+    for value in list(out):
+        out.add(json.dumps(value)[1:-1])
+        out.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    return sorted(out, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every known secret (in every form) and every password-shaped value masked."""
+    for secret in secrets:
+        for form in forms(secret):
+            text = text.replace(form, MASK)
+    text = _USERINFO.sub(
+        lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text
+    )
+    text = _PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    return _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
+
+
+def statement_text(query: str, url: URL | None = None, chars: int | None = None) -> str:
+    """A statement text from the server (pg_stat_statements, auto_explain) fit to show: blanks
+    collapsed, passwords masked (``url``'s and any ``PASSWORD '…'`` literal), then cut to ``chars``."""
+    known = passwords(url, environ={}, pgpass=False) if url is not None else []
+    text = redact(" ".join(query.split()), known)
+    return text if chars is None or len(text) <= chars else text[: chars - 1] + "…"
+
+
+def find_leaks(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
+    """The files among ``paths`` whose bytes hold any form of any of ``secrets``."""
+    needles = [form.encode() for secret in secrets for form in forms(secret)]
+    if not needles:
+        return []
+    leaks = []
+    for path in paths:
+        if path.is_file():
+            data = path.read_bytes()
+            if any(needle in data for needle in needles):
+                leaks.append(path)
+    return sorted(leaks)
+
+
+def redact_files(paths: Iterable[Path], secrets: Iterable[str]) -> None:
+    """Rewrite each file with every form of every secret replaced by ``***``."""
+    needles = sorted(
+        {form.encode() for secret in secrets for form in forms(secret)}, key=len, reverse=True
+    )
+    for path in paths:
+        data = path.read_bytes()
+        for needle in needles:
+            data = data.replace(needle, MASK.encode())
+        path.write_bytes(data)
