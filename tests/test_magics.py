@@ -30,9 +30,12 @@ def shell(server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     url = str(server.url(name))
     engine: Engine = make_engine(url, echo_pool=False)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE chairs (id int PRIMARY KEY, shop text)"))
+        conn.execute(text("CREATE SCHEMA bbperf"))  # bbperf's engines see only their schema
+        conn.execute(text("CREATE TABLE bbperf.chairs (id int PRIMARY KEY, shop text)"))
         conn.execute(
-            text("INSERT INTO chairs SELECT g, 'shop ' || g % 3 FROM generate_series(1, 30) g")
+            text(
+                "INSERT INTO bbperf.chairs SELECT g, 'shop ' || g % 3 FROM generate_series(1, 30) g"
+            )
         )
     engine.dispose()
     saved = os.environ.get("BBPERF_DATABASE_URL")

@@ -90,12 +90,14 @@ def test_sql_from_file_and_stdin_reach_explain_and_advise(
 
     engine = create_engine(fresh_url.replace("postgresql://", "postgresql+psycopg2://", 1))
     with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA bbperf"))  # bbperf's engines see only their schema
         conn.execute(
             text(
-                "CREATE TABLE visits AS SELECT g AS id, g % 50 AS barber FROM generate_series(1, 5000) g"
+                "CREATE TABLE bbperf.visits AS "
+                "SELECT g AS id, g % 50 AS barber FROM generate_series(1, 5000) g"
             )
         )
-        conn.execute(text("ANALYZE visits"))
+        conn.execute(text("ANALYZE bbperf.visits"))
     engine.dispose()
     sql = tmp_path / "q.sql"
     sql.write_text("SELECT * FROM visits WHERE barber = :b\n")

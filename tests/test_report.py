@@ -172,20 +172,13 @@ def test_connection_settings_are_never_parameters(name: str) -> None:
 
 
 def test_cli_report_exit_codes(
-    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    report: Report, report_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    common = [
-        "report",
-        "--notebooks-dir",
-        str(NOTEBOOKS),
-        "-p",
-        "rounds=3",
-        "--no-progress",
-        "--hide-code",
-    ]
-    assert (
-        main([*common, "--notebooks", "ok", "--out", str(tmp_path / "a"), "--format", "json"]) == 0
-    )
+    """On the dataset the module's report loaded (tiny, seed 7): nothing to generate here."""
+    common = ["--database-url", report_url, "report", "--notebooks-dir", str(NOTEBOOKS)]
+    common += ["--profile", "tiny", "--seed", "7", "--no-progress", "--hide-code"]
+    ok = [*common, "-p", "rounds=3", "--notebooks", "ok", "--format", "json"]
+    assert main([*ok, "--out", str(tmp_path / "a")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] is True and summary["notebooks"][0]["name"] == "ok_figures"
     assert summary["notebooks"][0]["verdict"].startswith("SELECT 1 answers")
@@ -193,6 +186,7 @@ def test_cli_report_exit_codes(
     captured = capsys.readouterr()
     assert "FAILED fails: ValueError" in captured.err and "0/1 notebooks ok" in captured.out
     assert main([*common, "-p", "database_url=postgresql://u:p@h/db"]) == 2
+    assert main([*common, "-p", "rounds=3", "--notebooks", "fails"]) == 2  # fails has no rounds
 
 
 def _document(**notebooks: dict[str, Any]) -> dict[str, Any]:

@@ -210,11 +210,15 @@ def check_parameters(
 ) -> None:
     """Refuse, before any notebook runs, a parameter no chosen notebook declares, an unknown
     profile, a bad scale or seed, and a cell timeout that is not a positive number of seconds."""
-    from bbperf.generate import check_scale, check_seed, load_profile
+    from bbperf.generate.load import check_scale, check_seed
+    from bbperf.generate.profile import load_profile
 
     check_parameter_names(params)
     declared = set().union(*(declared_parameters(source) for source in sources))
-    unknown = sorted(k for k, v in params.items() if v is not None and k not in declared)
+    # The dataset's four values load the report's dataset even when no notebook declares them.
+    unknown = sorted(
+        k for k, v in params.items() if v is not None and k not in declared and k not in DATASET_KEYS
+    )
     if unknown:
         raise ConfigError(
             f"no chosen notebook declares parameter(s) {', '.join(unknown)}: "
