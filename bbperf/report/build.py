@@ -71,7 +71,8 @@ class Report:
                     "status": "ok" if r.ok else "failed",
                     "error": r.error,
                     "duration_s": r.duration_s,
-                    "verdict": " ".join(s["verdict"] for s in r.results if s.get("verdict")) or None,
+                    "verdict": " ".join(s["verdict"] for s in r.results if s.get("verdict"))
+                    or None,
                 }
                 for r in self.runs
             ],
@@ -217,7 +218,9 @@ def check_parameters(
     declared = set().union(*(declared_parameters(source) for source in sources))
     # The dataset's four values load the report's dataset even when no notebook declares them.
     unknown = sorted(
-        k for k, v in params.items() if v is not None and k not in declared and k not in DATASET_KEYS
+        k
+        for k, v in params.items()
+        if v is not None and k not in declared and k not in DATASET_KEYS
     )
     if unknown:
         raise ConfigError(
