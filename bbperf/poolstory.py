@@ -103,6 +103,14 @@ def _ms(value: float) -> str:
     return format_value(value, "ms")
 
 
+def cost_words(delta: CostDelta) -> str:
+    """ "costs 0.08 ms (95 % CI …)", or "costs no measurable time (…)" when the CI spans zero."""
+    interval = f"95 % CI {_ms(delta.ci_low_ms)} – {_ms(delta.ci_high_ms)}"
+    if delta.ci_low_ms <= 0 <= delta.ci_high_ms:
+        return f"costs no measurable time (median difference {_ms(delta.extra_ms)}, {interval})"
+    return f"costs {_ms(delta.extra_ms)} ({interval})"
+
+
 def verdict(load: pd.DataFrame, configs: pd.DataFrame, setup: CostDelta, advice: PoolAdvice) -> str:
     """The one line the report's index page shows for the pool notebook."""
     peak = load.loc[load["throughput_rps"].idxmax()]
@@ -170,9 +178,8 @@ def claims(
     rows.append(
         {
             "claim": "pooling.stale_recycled",
-            "measured": f"pre-ping is on everywhere and costs {_ms(pre_ping.extra_ms)} per checkout "
-            f"(95 % CI {_ms(pre_ping.ci_low_ms)} – {_ms(pre_ping.ci_high_ms)}); recovery from a "
-            "dropped connection and pool_recycle were not exercised",
+            "measured": f"pre-ping is on everywhere and {cost_words(pre_ping)} per checkout; "
+            "recovery from a dropped connection and pool_recycle were not exercised",
             "verdict": "partly",
         }
     )

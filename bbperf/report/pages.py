@@ -26,9 +26,14 @@ _SUFFIX_UNITS = (
     ("_rps", "req/s"),
     ("rows_per_s", "rows/s"),
 )
+# Text left, numbers right; long text (SQL, findings) wraps at spaces, words are never cut.
 _STYLE = (
-    "<style>.bbperf-table td{white-space:normal;word-break:break-word;max-width:48em;"
-    "vertical-align:top}.bbperf-table td.num{text-align:right;white-space:nowrap}</style>"
+    "<style>.bbperf-table{border-collapse:collapse}"
+    ".bbperf-table th,.jp-RenderedHTMLCommon .bbperf-table th{text-align:left;vertical-align:bottom}"
+    ".bbperf-table td,.jp-RenderedHTMLCommon .bbperf-table td{text-align:left;white-space:normal;"
+    "overflow-wrap:break-word;max-width:40em;vertical-align:top;padding:.25em .6em}"
+    ".bbperf-table td.num,.jp-RenderedHTMLCommon .bbperf-table td.num"
+    "{text-align:right;white-space:nowrap}</style>"
 )
 
 
@@ -43,7 +48,9 @@ def unit_of(column: str) -> str | None:
 
 def format_cell(value: Any, unit: str | None) -> str:
     """One cell for reading: numbers rounded (with the column's unit), lists joined, empties blank."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -110,7 +117,7 @@ class CleanTable:
             for row in cells.itertuples(index=False)
         )
         return (
-            f'{_STYLE}<table class="bbperf-table dataframe"><thead><tr>{head}</tr></thead>'
+            f'{_STYLE}<table class="bbperf-table"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>"
         )
 
