@@ -92,7 +92,7 @@ def _point_lookup(engine: Engine) -> Callable[[Connection], object]:
     if low is None:
         raise DataError(
             "workload point_lookup needs rows in bbperf's appointments table: load a dataset "
-            "first (`bbperf data generate`), or use workload='select1'"
+            "first (`bbperf generate`), or use workload='select1'"
         )
     statement = text(
         "SELECT id, barber_id, status, start_time, price FROM appointments WHERE id = :id"

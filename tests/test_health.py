@@ -92,7 +92,7 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 @pytest.fixture
 def served(fresh_url: str) -> Iterator[tuple[HealthServer, Engine]]:
     engine = make_engine(fresh_url, echo_pool=False, connect_timeout_s=3)
-    server = make_server(engine, port=0)
+    server = make_server(engine, port=0, probe_max_age_s=0)
     serve_in_thread(server)
     yield server, engine
     server.shutdown()

@@ -3,9 +3,12 @@ every file written (ipynb, HTML, JSON, log) and everything printed."""
 
 from __future__ import annotations
 
+import html
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import nbformat
 import psycopg2
@@ -30,32 +33,68 @@ TINY = {
 }
 
 
+# Every character that changes under URL, HTML or JSON encoding, and a space.
+NASTY = "pg15 <&\"'%+ Secr3t"
+NASTY_USER = "bbperf_nasty"
+
+
+def forms(secret: str) -> set[str]:
+    """The ways a password could show up in a file: raw, URL-encoded, HTML- and JSON-escaped."""
+    out = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    out |= {html.escape(v, quote=True) for v in list(out)} | {
+        html.escape(v, False) for v in list(out)
+    }
+    out |= {json.dumps(v)[1:-1] for v in list(out)}
+    return out
+
+
 @pytest.fixture(scope="module")
-def secret_url(pg15_cluster: pg15.Cluster) -> Iterator[str]:
-    """A fresh database on the PG 15 cluster, reached over TCP with a password."""
+def nasty_db(pg15_cluster: pg15.Cluster) -> Iterator[tuple[str, str]]:
+    """A fresh database on the PG 15 cluster owned by a role whose password needs every encoding,
+    with that password planted in pg_stat_statements (an ALTER ROLE … PASSWORD text).
+    Yields the URL with the password as userinfo and as ``?password=``."""
     name = f"t_secret_{uuid.uuid4().hex[:8]}"
     conn = psycopg2.connect(pg15_cluster.admin_url())
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" OWNER {pg15.USER}')
+        cur.execute(f"DROP ROLE IF EXISTS {NASTY_USER}")
+        cur.execute(f"CREATE ROLE {NASTY_USER} LOGIN PASSWORD %s", (NASTY,))
+        cur.execute(f"GRANT pg_read_all_stats, pg_stat_scan_tables TO {NASTY_USER}")
+        cur.execute(f'CREATE DATABASE "{name}" OWNER {NASTY_USER}')
     admin = psycopg2.connect(pg15_cluster.admin_url(name))
     admin.autocommit = True
     with admin.cursor() as cur:
         for ext in ("pg_stat_statements", "pgstattuple"):
             cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
+        literal = NASTY.replace("'", "''")
+        cur.execute(f"ALTER ROLE {NASTY_USER} PASSWORD '{literal}'")  # now in pg_stat_statements
+        cur.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE '%%Secr3t%%'")
+        assert cur.fetchone()[0] >= 1, "the password was not planted in pg_stat_statements"
     admin.close()
-    yield pg15_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    host = f"127.0.0.1:{pg15_cluster.port}"
+    userinfo = f"postgresql://{NASTY_USER}:{quote(NASTY, safe='')}@{host}/{name}"
+    query = f"postgresql://{NASTY_USER}@{host}/{name}?password={quote(NASTY, safe='')}"
+    yield userinfo, query
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f"DROP ROLE IF EXISTS {NASTY_USER}")
     conn.close()
 
 
-def files_containing(directory: Path, secret: str) -> list[Path]:
-    return [p for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+@pytest.fixture(scope="module")
+def secret_url(nasty_db: tuple[str, str]) -> str:
+    return nasty_db[0]
+
+
+def files_containing(directory: Path, secret: str = NASTY) -> list[Path]:
+    needles = [form.encode() for form in forms(secret)]
+    return [
+        p for p in directory.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)
+    ]
 
 
 def test_report_outputs_hold_no_password(secret_url: str, tmp_path: Path) -> None:
-    assert pg15.PASSWORD in secret_url
+    assert quote(NASTY, safe="") in secret_url
     out = tmp_path / "all"
     report = run_report(
         notebooks_dir=ROOT / "notebooks",
@@ -70,7 +109,7 @@ def test_report_outputs_hold_no_password(secret_url: str, tmp_path: Path) -> Non
     assert report.leaks == []
     written = sorted(p.suffix for p in out.rglob("*") if p.is_file())
     assert {".ipynb", ".html", ".json", ".log"} <= set(written)
-    assert files_containing(out, pg15.PASSWORD) == []
+    assert files_containing(out) == []
     # The notebooks really worked on the PG 15 server, reached through the environment.
     assert report.provenance["postgresql"]["server_version_num"] // 10000 == 15
     assert report.provenance["target"].endswith(secret_url.rsplit("@", 1)[1])
@@ -99,8 +138,8 @@ def test_cli_report_with_a_failing_notebook_prints_no_password(
     printed = capsys.readouterr()
     assert code == 1  # the deliberate failure
     assert "FAILED fails" in printed.err
-    assert pg15.PASSWORD not in printed.out + printed.err
-    assert files_containing(out, pg15.PASSWORD) == []
+    assert not any(form in printed.out + printed.err for form in forms(NASTY))
+    assert files_containing(out) == []
 
 
 def test_a_leaked_password_is_caught_and_redacted(secret_url: str, tmp_path: Path) -> None:
@@ -121,4 +160,33 @@ def test_a_leaked_password_is_caught_and_redacted(secret_url: str, tmp_path: Pat
     )
     assert not report.ok
     assert {p.name for p in report.leaks} == {"leaky.ipynb", "leaky.html"}
-    assert files_containing(tmp_path / "out", pg15.PASSWORD) == []
+    assert files_containing(tmp_path / "out") == []
+
+
+def test_password_as_query_parameter_reaches_no_output(
+    nasty_db: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same password given as ``?password=``; notebook 04 shows pg_stat_statements, where the
+    password was planted."""
+    out = tmp_path / "query"
+    code = main(
+        [
+            "--database-url",
+            nasty_db[1],
+            "report",
+            "--notebooks-dir",
+            str(ROOT / "notebooks"),
+            "--notebooks",
+            "04",
+            "--out",
+            str(out),
+            "--profile",
+            "tiny",
+            "--no-progress",
+        ]
+    )
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert not any(form in printed.out + printed.err for form in forms(NASTY))
+    assert "a password was found" not in printed.err  # nothing needed redacting afterwards
+    assert files_containing(out) == []

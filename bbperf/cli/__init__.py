@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from bbperf.errors import BbperfError
@@ -53,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        if args.command in _COPY_COMMANDS:
+            return int(args.func(args) or 0)
+        with interruptible_queries():
+            return int(args.func(args) or 0)
     except BbperfError as exc:
         if args.debug:
             raise
@@ -69,6 +74,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+# psycopg2 cannot COPY while a wait callback is installed; these commands load data with COPY.
+_COPY_COMMANDS = {"generate", "data"}
+
+
+@contextlib.contextmanager
+def interruptible_queries() -> Iterator[None]:
+    """Ctrl-C during a running statement cancels it on the server and ends the command (exit 130).
+
+    libpq blocks in C while a statement runs, so Python cannot see the signal until the statement
+    ends; with psycopg2's wait callback the wait happens in Python, the statement is cancelled and
+    KeyboardInterrupt is raised once the server has stopped it.
+    """
+    import psycopg2.extensions
+
+    previous = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(_wait_interruptibly)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(previous)
+
+
+def _wait_interruptibly(conn: Any) -> None:
+    import select
+
+    import psycopg2
+    import psycopg2.extensions as ext
+
+    interrupted = False
+    while True:
+        try:
+            state = conn.poll()
+            if state == ext.POLL_OK:
+                break
+            if state == ext.POLL_READ:
+                select.select([conn.fileno()], [], [])
+            elif state == ext.POLL_WRITE:
+                select.select([], [conn.fileno()], [])
+            else:
+                raise psycopg2.OperationalError(f"bad state from poll: {state}")
+        except KeyboardInterrupt:
+            conn.cancel()
+            interrupted = True
+        except psycopg2.Error:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def settings_from(args: argparse.Namespace):
     """Settings from the global flags (and environment)."""
     from bbperf.config import load_settings
@@ -82,6 +138,20 @@ def engine_from(args: argparse.Namespace, environment: str = "development"):
 
     # A CLI user waits for one line, not the pool's 10 s connect_timeout.
     return engine_for(settings_from(args), environment, echo_pool=False, connect_timeout_s=5)
+
+
+def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path``; refuse to replace an existing file unless ``force``."""
+    from bbperf.errors import ConfigError
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists: pass --force to overwrite it, or choose another name")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} is not a regular file")
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def print_json(data: Any) -> None:

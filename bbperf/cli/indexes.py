@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import engine_from, print_json, print_table, settings_from, write_new_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--revision", metavar="ID", help="revision id (default: hash of the set)")
     al.add_argument("--down-revision", metavar="ID", help="the revision this one follows")
     al.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    al.add_argument("--force", action="store_true", help="overwrite FILE when it exists")
 
 
 def _set(args: argparse.Namespace) -> IndexSet:
@@ -101,11 +102,21 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def apply(args: argparse.Namespace) -> int:
+    from bbperf.errors import ConfigError
     from bbperf.indexes import apply as run
+    from bbperf.indexes import validate
 
+    engine, index_set = engine_from(args), _set(args)
+    report = validate(engine, index_set)
+    unknown = sorted(set(report.loc[report["status"] == "unknown table", "table"]))
+    if unknown:
+        raise ConfigError(
+            f"index set {index_set.name!r} names table(s) {', '.join(unknown)} that do not exist "
+            "in bbperf's schema: nothing was built (`bbperf indexes validate` shows every check)"
+        )
     result = run(
-        engine_from(args),
-        _set(args),
+        engine,
+        index_set,
         concurrently=args.concurrently,
     )
     _show(result, args)
@@ -160,7 +171,7 @@ def alembic(args: argparse.Namespace) -> int:
         skip=_skips(args, index_set),
     )
     if args.output:
-        Path(args.output).write_text(text)
+        write_new_file(Path(args.output), text, force=args.force)
         print(f"wrote {args.output}")
     else:
         print(text, end="")

@@ -18,7 +18,12 @@ def _money(value: str) -> Decimal:
         raise ConfigError(f"--target {value!r} is not an amount such as 100000") from None
     if not amount.is_finite() or amount <= 0:
         raise ConfigError(f"--target {value!r} must be a positive amount")
+    if amount > MAX_TARGET:
+        raise ConfigError(f"--target {value!r} is above {MAX_TARGET:,} dollars a year")
     return amount
+
+
+MAX_TARGET = Decimal("1000000000000")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,10 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bbperf.asof import as_of_date
     from bbperf.metrics.drift import drift
     from bbperf.metrics.queries import check_barber, six_figure_metrics
 
     target = _money(args.target)
+    if args.as_of is not None:
+        as_of_date(args.as_of)  # bad input answered before connecting
     engine = engine_from(args)
     if args.drift:
         check_barber(engine, args.user_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bbperf.errors import first_line
 from bbperf.indexes.catalog import read_catalog
@@ -118,10 +118,15 @@ def apply(
                             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
                         }  # fmt: skip
                 rows.append(row)
-            if builds:
-                record_builds(conn, schema, builds)
         finally:
-            conn.execute(text("RESET statement_timeout"))
+            # Also after Ctrl-C: keep what was built; an interrupted CONCURRENTLY build leaves an
+            # INVALID index that the next apply repairs. A broken connection is thrown away.
+            try:
+                if builds:
+                    record_builds(conn, schema, builds)
+                conn.execute(text("RESET statement_timeout"))
+            except SQLAlchemyError:
+                conn.invalidate()
     frame = pd.DataFrame(rows, columns=APPLY_COLUMNS)
     frame["size_bytes"] = frame["size_bytes"].astype("Int64")
     return frame

@@ -115,7 +115,7 @@ def resolve_as_of(engine: Engine, as_of: str | date | datetime | None = None) ->
     info = dataset_info(engine)
     if info is None:
         raise DataError(
-            "no dataset is loaded, so there is no as_of: run `bbperf data generate` "
+            "no dataset is loaded, so there is no as_of: run `bbperf generate` "
             "or pass as_of explicitly"
         )
     return parse_as_of(info["as_of"])

@@ -211,8 +211,8 @@ def check_parameters(
 ) -> None:
     """Refuse, before any notebook runs, a parameter no chosen notebook declares, an unknown
     profile, a bad scale or seed, and a cell timeout that is not a positive number of seconds."""
+    from bbperf.generate import load_profile
     from bbperf.generate.load import check_scale, check_seed
-    from bbperf.generate.profile import load_profile
 
     check_parameter_names(params)
     declared = set().union(*(declared_parameters(source) for source in sources))

@@ -77,14 +77,44 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if file.is_dir():
         file = file / "results.json"
     try:
-        document = json.loads(file.read_text())
+        with file.open("rb") as handle:  # bounded read: /dev/zero or a huge file must not hang
+            raw = handle.read(MAX_RESULTS_BYTES + 1)
+        if len(raw) > MAX_RESULTS_BYTES:
+            raise ConfigError(
+                f"{file} is larger than {MAX_RESULTS_BYTES:,} bytes: not a results.json"
+            )
+        document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise ConfigError(f"no results file at {file}: pass a report's results.json") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict) or "figures" not in document:
-        raise ConfigError(f"{file} is not a bbperf results.json (no 'figures')")
+    except IsADirectoryError:
+        raise ConfigError(f"{file} is a directory without results.json") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file} is not text: pass a report's results.json") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{file} is not valid JSON: {str(exc)[:120]}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    figures = document.get("figures") if isinstance(document, dict) else None
+    if not isinstance(figures, list) or not all(isinstance(f, dict) for f in figures):
+        raise ConfigError(
+            f"{file} is not a bbperf results.json ('figures' is not a list of figures)"
+        )
+    for figure in figures:
+        value = figure.get("value")
+        if value is not None and not _is_number(value):
+            raise ConfigError(
+                f"{file}: figure {figure.get('name')!r} has value {value!r}, not a number"
+            )
     return document
+
+
+MAX_RESULTS_BYTES = 50_000_000
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a figure value (JSON has no NaN or Infinity)")
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
