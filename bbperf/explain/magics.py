@@ -163,6 +163,24 @@ class BbperfMagics(Magics):
             raise UsageError(str(exc)) from None
 
 
+def _without_shell(name: str, line: str, cell: str) -> Any:
+    try:
+        return getattr(BbperfMagics(shell=None), name)(line, cell)
+    except UsageError as exc:
+        print(f"bbperf: error: {exc}")
+        return None
+
+
+def explain_magic(line: str, cell: str) -> Any:
+    """``%%explain`` as a plain function (no IPython shell): on an error, one printed line and None."""
+    return _without_shell("explain", line, cell)
+
+
+def bench_magic(line: str, cell: str) -> Any:
+    """``%%bench`` as a plain function (no IPython shell): on an error, one printed line and None."""
+    return _without_shell("bench", line, cell)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext bbperf`` (re-exported from ``bbperf``)."""
     ipython.register_magics(BbperfMagics)
