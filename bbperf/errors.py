@@ -43,3 +43,11 @@ class ProfileError(BbperfError):
 
 class DataError(BbperfError):
     """Generated data is missing or inconsistent with what an operation needs."""
+
+
+class CacheError(BbperfError):
+    """The result cache's key-value server could not be started, reached or stopped."""
+
+
+class CacheUnavailable(CacheError):
+    """No Valkey or Redis server binary is installed (an optional component)."""

@@ -8,6 +8,11 @@ time ≤ 1 ms for the median barber), and where ``after`` spends its time for th
 
     python benchmarks/cte.py [--profile default] [--scale 1] [--seed 42] [--as-of 2026-11-01]
         [--rounds 50] [--server-rounds 20] [--index-set seed] [--json PATH]
+    python benchmarks/cte.py --ladder [--scale 1] [--small-scale 0.1] [--small-url URL] ...
+
+``--ladder`` times every variant of the ladder (issue 12) with the seed and metrics sets, the rollup
+and the view in place, at ``--small-scale`` and then ``--scale``; prints each row with its price
+and the targets' verdicts (see ``run_ladder``).
 
 Works on bbperf's target (embedded server or BBPERF_DATABASE_URL): loads the dataset when the one
 there differs, leaves exactly ``--index-set`` applied, and drops the metrics view at the end.
@@ -120,6 +125,78 @@ def target_verdict(speed: pd.DataFrame) -> tuple[bool, str]:
     )
 
 
+def _ladder_state(engine: Any, profile: str, scale: float, seed: int, when: Any) -> Any:
+    """Dataset, seed + metrics sets, VACUUM (index-only scans need the visibility map), rollup,
+    view."""
+    from bbperf.metrics.ladderbench import prepare_ladder
+
+    drop_metrics_view(engine)
+    info = ensure_dataset(engine, profile, scale, seed, when.date())
+    prepare_ladder(engine, when)
+    return info
+
+
+def print_ladder(table: pd.DataFrame, prices: dict[str, Any] | None, scale: float) -> None:
+    for label, rows in table.groupby("barber", sort=False):
+        first = rows.iloc[0]
+        print(f"\nSF {scale:g}, {label} barber: user {first['user_id']}, "
+              f"{first['appointments_30d']} completed appointments in 30 days")  # fmt: skip
+        print(f"  {'variant':<17} {'server ms':>9} {'95% CI':>15} {'e2e ms':>8}  price")
+        for _, row in rows.iterrows():
+            price = (prices or {}).get(row["variant"], {}).get("price", "")
+            ci = f"{row['server_ci_low']:.3f}-{row['server_ci_high']:.3f}"
+            print(f"  {row['variant']:<17} {row['server_ms']:>9.3f} {ci:>15} "
+                  f"{row['client_ms']:>8.3f}  {price}")  # fmt: skip
+
+
+def run_ladder(args: argparse.Namespace) -> None:
+    """Every ladder variant at --small-scale then --scale, priced, with the targets' verdicts."""
+    from bbperf.metrics import ladderbench
+    from bbperf.metrics.ladder import equivalence
+
+    when = parse_as_of(args.as_of)
+    small_engine = connect(args.small_url, echo_pool=False) if args.small_url else None
+    tables: dict[float, pd.DataFrame] = {}
+    prices: dict[str, Any] = {}
+    for scale, engine in ((args.small_scale, small_engine), (args.scale, None)):
+        engine = engine or connect(echo_pool=False)
+        info = _ladder_state(engine, args.profile, scale, args.seed, when)
+        picks = bench.pick_barbers(engine, when, 2, args.seed)
+        users = [p.user_id for p in picks]
+        unequal = {v: len(equivalence(engine, v, users, when)) for v in ladderbench.NON_CACHED}
+        print(f"SF {scale:g}: {info.rows['appointments']:,} appointments, "
+              f"{info.rows['payments']:,} payments; differences from before over the two "
+              f"barbers: {unequal}")  # fmt: skip
+        tables[scale] = ladderbench.speed(
+            engine, when, picks, rounds=args.rounds, server_rounds=args.server_rounds
+        )
+        if scale == args.scale:
+            prices = ladderbench.price_list(engine, when, picks[0].user_id)
+            best = ladderbench.best_non_cached(tables[scale])
+            with engine.connect() as conn:
+                sql = bench.server_statements(conn, best)[0]
+            if best != "prepared":
+                worst = explain(engine, sql, window_params(picks[0].user_id, when))
+                print(f"\nwhere {best} spends its time, busiest barber (TIMING ON): "
+                      f"{worst.execution_ms:.3f} ms")  # fmt: skip
+                for node in worst.worst_nodes(4):
+                    print(f"  {node.self_ms:>8.3f} ms self  rows {node.actual_rows:>8,.0f}  "
+                          f"loops {node.loops}  {node.label}")  # fmt: skip
+        print_ladder(tables[scale], prices if scale == args.scale else None, scale)
+        engine.dispose()
+    print("\nverdicts (server: median EXPLAIN ANALYZE Execution Time; e2e: median whole call):")
+    for line in ladderbench.verdicts(
+        tables[args.scale], tables[args.small_scale], args.scale, args.small_scale
+    ):
+        print("  " + line)
+    if args.json:
+        figures = {
+            "scales": {str(k): json.loads(v.to_json(orient="records")) for k, v in tables.items()},
+            "prices": prices,
+        }
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")
@@ -130,7 +207,13 @@ def main() -> None:
     parser.add_argument("--server-rounds", type=int, default=20, help="EXPLAIN ANALYZE rounds")
     parser.add_argument("--index-set", default="seed", help="seed, none, or a set bbperf knows")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--ladder", action="store_true", help="time every variant of the ladder")
+    parser.add_argument("--small-scale", type=float, default=0.1, help="--ladder: scale compared")
+    parser.add_argument("--small-url", help="--ladder: database for the small scale")
     args = parser.parse_args()
+    if args.ladder:
+        run_ladder(args)
+        return
 
     engine = connect(echo_pool=False)
     when = parse_as_of(args.as_of)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's postgresql-15-hypopg: hypothetical indexes, created in the bench database when installed.
+HYPOPG = PG15_BIN.parent / "lib" / "hypopg.so"
 PASSWORD = "pg15-Secr3t-pw"
 USER = "bbperf_user"
 
@@ -50,6 +52,10 @@ def _run(args: list[str]) -> None:
 
 def available() -> bool:
     return (PG15_BIN / "initdb").exists()
+
+
+def has_hypopg() -> bool:
+    return HYPOPG.exists()
 
 
 def start() -> Cluster:
@@ -92,6 +98,8 @@ def start() -> Cluster:
     with conn.cursor() as cur:
         for ext in ("pg_stat_statements", "pgstattuple", "pg_buffercache"):
             cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
+        if has_hypopg():
+            cur.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
         cur.execute(f"GRANT pg_read_all_stats, pg_stat_scan_tables TO {USER}")
     conn.close()
     return cluster

@@ -136,7 +136,7 @@ def test_point_lookup_on_the_tiny_dataset(tiny_url: str) -> None:
 
 
 def test_point_lookup_without_data_says_what_to_do(fresh_url: str) -> None:
-    with pytest.raises(DataError, match="bbperf data generate"):
+    with pytest.raises(DataError, match="bbperf generate"):
         pool_load(target(fresh_url), ["development"], [1], duration_s=0.2, workload="point_lookup")
 
 

@@ -36,6 +36,10 @@ def start(args: argparse.Namespace) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
+    from bbperf.cache.listener import stop_cache
+
+    if stop_cache(settings_from(args).home):  # the result cache bbperf started goes too
+        print("cache server stopped")
     server = _server(args)
     print("stopped" if server.stop() else f"not running ({server.pgdata})")
     return 0

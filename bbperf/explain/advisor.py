@@ -46,6 +46,10 @@ class Candidate:
     schema: str
     table: str
     columns: tuple[str, ...]
+    cte: str = ""  # the CTE whose scan suggested it ("" for the statement as a whole)
+
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        return (self.schema, self.table, self.columns)
 
     def ddl(self, name: str) -> str:
         cols = ", ".join(_quote(c) for c in self.columns)
@@ -91,6 +95,7 @@ class Advice:
             [
                 {
                     "index": str(c.candidate),
+                    "cte": c.candidate.cte,
                     "cost_before": c.cost_before,
                     "cost_after": c.cost_after,
                     "predicted_speedup": c.predicted_speedup,
@@ -98,7 +103,7 @@ class Advice:
                 }
                 for c in self.costs
             ],
-            columns=["index", "cost_before", "cost_after", "predicted_speedup", "used"],
+            columns=["index", "cte", "cost_before", "cost_after", "predicted_speedup", "used"],
         )
 
     def text(self) -> str:
@@ -107,8 +112,9 @@ class Advice:
         lines = [f"plan cost {self.base_cost:.2f} ({self.method})"]
         for c in self.costs:
             mark = "" if c.used else "  (not used by the planner)"
+            where = f" [CTE {c.candidate.cte}]" if c.candidate.cte else ""
             lines.append(
-                f"{c.candidate}: cost {c.cost_after:.2f}, ×{c.predicted_speedup:.2f}{mark}"
+                f"{c.candidate}{where}: cost {c.cost_after:.2f}, ×{c.predicted_speedup:.2f}{mark}"
             )
         return "\n".join(lines)
 
@@ -178,17 +184,97 @@ def candidates(
     return out
 
 
+_CTE_HEAD = re.compile(
+    r"\s*(?:,\s*)?([A-Za-z_]\w*)\s*(?:\([^)]*\)\s*)?AS\s+(?:NOT\s+)?(?:MATERIALIZED\s+)?\(",
+    re.IGNORECASE,
+)
+
+
+def cte_bodies(sql: str) -> dict[str, str]:
+    """A top-level ``WITH`` statement's CTEs by name, each body as its own SELECT text.
+
+    Parentheses inside quotes and comments are skipped; a statement without a leading WITH (or
+    with WITH RECURSIVE, whose bodies cannot stand alone) has none.
+    """
+    text_ = clean_sql(sql)
+    head = re.match(r"\s*WITH\s+(?!RECURSIVE\b)", text_, re.IGNORECASE)
+    if not head:
+        return {}
+    out: dict[str, str] = {}
+    pos = head.end()
+    while True:
+        match = _CTE_HEAD.match(text_, pos)
+        if not match:
+            return out
+        end = _closing(text_, match.end())
+        if end < 0:
+            return out
+        out[match.group(1)] = text_[match.end() : end].strip()
+        pos = end + 1
+
+
+def _closing(sql: str, start: int) -> int:
+    """Index of the parenthesis closing the one opened just before ``start`` (−1 if none)."""
+    depth, i = 1, start
+    while i < len(sql):
+        two = sql[i : i + 2]
+        if sql[i] in "'\"":
+            i = sql.find(sql[i], i + 1)
+            if i < 0:
+                return -1
+        elif two == "--":
+            i = sql.find("\n", i)
+            if i < 0:
+                return -1
+        elif two == "/*":
+            i = sql.find("*/", i) + 1
+            if i <= 0:
+                return -1
+        elif sql[i] == "(":
+            depth += 1
+        elif sql[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def part_roles(
+    engine: Engine, statement: str, values: dict[str, Any], plan: Plan
+) -> list[tuple[str, dict[tuple[str, str], dict[str, list[str]]]]]:
+    """Column roles per part: each CTE's body planned on its own (a CTE the planner inlined loses
+    its name in the plan, and one table scanned by several CTEs must not mix their columns), then
+    the whole statement."""
+    parts = []
+    for name, body in cte_bodies(statement).items():
+        try:
+            cte_plan = explain(engine, body, values, analyze=False, buffers=False, verbose=True)
+        except BbperfError:
+            continue  # the body refers to an earlier CTE: the whole statement covers it
+        parts.append((name, column_roles(cte_plan)))
+    return [*parts, ("", column_roles(plan))]
+
+
 def advise(engine: Engine, sql: str, params: Params = None, *, max_candidates: int = 8) -> Advice:
-    """Propose and cost candidate indexes for ``sql``; nothing is left behind in the database."""
+    """Propose and cost candidate indexes for ``sql``; nothing is left behind in the database.
+
+    For a statement with CTEs, each CTE's relations get their own candidates first (``Candidate.cte``
+    names the CTE), then the whole statement's.
+    """
     statement = clean_sql(sql)
     values = dict(params or {})
     plan = explain(engine, statement, values, analyze=False, buffers=False, verbose=True)
+    parts = part_roles(engine, statement, values, plan)
     try:
         with engine.connect() as conn:
             proposals: list[Candidate] = []
-            for table, roles in column_roles(plan).items():
-                cols, existing = _catalog(conn, table)
-                proposals += candidates(roles, table, cols, existing)
+            for cte, part in parts:
+                for table, roles in part.items():
+                    cols, existing = _catalog(conn, table)
+                    for cand in candidates(roles, table, cols, existing):
+                        if all(c.key() != cand.key() for c in proposals):
+                            proposals.append(Candidate(*cand.key(), cte=cte))
             hypopg = extension_schema(conn, "hypopg")
             conn.rollback()
             costs = [

@@ -30,9 +30,10 @@ def clean_sql(sql: str) -> str:
 def explain_options(
     *, analyze: bool = True, buffers: bool = True, timing: bool = True, verbose: bool = False
 ) -> str:
-    opts = [f"ANALYZE {str(analyze).upper()}", f"BUFFERS {str(buffers).upper()}"]
+    # No "ANALYZE FALSE": HypoPG ignores its hypothetical indexes when the option is named at all.
+    opts = [f"BUFFERS {str(buffers).upper()}"]
     if analyze:
-        opts.append(f"TIMING {str(timing).upper()}")
+        opts = ["ANALYZE TRUE", *opts, f"TIMING {str(timing).upper()}"]
     if verbose:
         opts.append("VERBOSE TRUE")
     opts.append("FORMAT JSON")

@@ -176,6 +176,7 @@ def bookings(
             duration,
             as_of_us,
             first_payment_id,
+            cast.owner_user[shop],
         ),
         len(paid),
     )
@@ -193,6 +194,7 @@ def _payments(
     duration: np.ndarray,
     as_of_us: int,
     first_id: int,
+    owner: np.ndarray,
 ) -> dict[str, b.Fixed | b.Var]:
     m = len(paid)
     codes, p = _codes(PAYMENT_STATUSES, profile.payment_status)
@@ -205,9 +207,15 @@ def _payments(
     stripe = np.empty((m, 27), dtype=np.uint8)
     stripe[:, :3] = np.frombuffer(b"pi_", np.uint8)
     stripe[:, 3:] = _STRIPE_ALPHABET[rng.integers(0, len(_STRIPE_ALPHABET), size=(m, 24))]
+    payer = user[paid]
+    foreign = profile.payments["foreign_payer_share"]
+    if foreign > 0:  # drawn only when asked for, so other profiles keep their random stream
+        moved = rng.random(m) < foreign
+        own = payer == barber[paid] + 1
+        payer = np.where(moved, np.where(own, owner[paid], barber[paid] + 1), payer)
     return {
         "id": b.int4(first_id + np.arange(m)),
-        "user_id": b.int4(user[paid]),
+        "user_id": b.int4(payer),
         "appointment_id": b.int4(ids[paid]),
         "barber_id": b.int4(barber[paid] + 1),
         "amount": b.numeric(amount, 2),

@@ -64,6 +64,11 @@ _SPEC: dict[str, dict[str, str]] = {
         "platform_fee_rate": "share",
     },
 }
+# Optional keys: (kind, default). foreign_payer_share: the share of payments whose user_id is another
+# barber's account, not their appointment's user_id (breaks the `denormalized` metrics' invariant).
+_OPTIONAL: dict[str, dict[str, tuple[str, Any]]] = {
+    "payments": {"foreign_payer_share": ("share", 0.0)},
+}
 _SHARE_TABLES = {
     "status.past": ("completed", "cancelled", "no_show"),
     "status.future": ("pending", "confirmed"),
@@ -172,7 +177,9 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         table = data.get(section)
         if not isinstance(table, dict):
             raise fail(section, "missing section")
-        extra = set(table) - set(keys) - ({"status"} if section == "payments" else set())
+        extra = set(table) - set(keys) - set(_OPTIONAL.get(section, {})) - (
+            {"status"} if section == "payments" else set()
+        )
         if extra:
             raise fail(f"{section}.{sorted(extra)[0]}", "unknown key")
         sections[section] = {}
@@ -180,6 +187,9 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
             if key not in table:
                 raise fail(f"{section}.{key}", "missing")
             sections[section][key] = _check(table[key], kind, f"{section}.{key}", fail)
+        for key, (kind, default) in _OPTIONAL.get(section, {}).items():
+            value = table.get(key, default)
+            sections[section][key] = _check(value, kind, f"{section}.{key}", fail)
     status = data.get("status", {})
     if not isinstance(status, dict) or set(status) - {"past", "future"}:
         raise fail("status", "expected only [status.past] and [status.future]")

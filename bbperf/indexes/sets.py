@@ -1,4 +1,5 @@
-"""Built-in index sets (``seed``: the original migration's; ``none``: keys only) and TOML sets.
+"""Built-in index sets (``seed``: the original migration's; ``none``: keys only; ``metrics``:
+the six-figure metrics' covering indexes, in ``builtin/metrics.toml``) and TOML sets.
 
 A set file looks like::
 
@@ -123,7 +124,7 @@ SEED = IndexSet(
     ),
 )
 NONE = IndexSet(name="none", description="keys and unique constraints only (the 'before' state)")
-BUILTIN_SETS: dict[str, IndexSet] = {s.name: s for s in (SEED, NONE)}
+BUILTIN_DIR = Path(__file__).with_name("builtin")
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -192,6 +193,13 @@ def load_toml(path: str | Path) -> IndexSet:
         return IndexSet(name, indexes, data.get("description", ""), source=str(path))
     except IndexSetError as exc:
         raise IndexSetError(f"{path}: {exc}") from None
+
+
+# Built-in sets kept as TOML beside this module (same format as a user's set file).
+BUILTIN_SETS: dict[str, IndexSet] = {
+    s.name: s
+    for s in (SEED, NONE, *(load_toml(p) for p in sorted(BUILTIN_DIR.glob("*.toml"))))
+}
 
 
 def load_set(name_or_path: str | Path | IndexSet) -> IndexSet:

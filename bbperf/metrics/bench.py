@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Engine, text
 from bbperf.explain import Timing, compare, explain
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import BEFORE_STATEMENTS, CTE_SQL, barber_ids, fetch_raw, window_params
+from bbperf.metrics.rollup import READ_SQL as ROLLUP_READ_SQL
+from bbperf.metrics.rollup import fetch_from_rollup, read_params
 from bbperf.metrics.variants import (
     VIEW_READ_SQL,
     create_metrics_view,
@@ -44,6 +46,9 @@ FETCHERS: dict[str, Fetcher] = {
     "after_equivalent": partial(fetch_raw, variant="after_equivalent"),
     "prepared": fetch_prepared,
     "view": fetch_from_view,
+    "barber_driven": partial(fetch_raw, variant="barber_driven"),
+    "denormalized": partial(fetch_raw, variant="denormalized"),
+    "rollup": fetch_from_rollup,
 }
 
 _LOAD_SQL = """
@@ -93,6 +98,8 @@ def server_statements(conn: Connection, variant: str) -> list[str]:
         return [execute_sql(ensure_prepared(conn))]
     if variant == "view":
         return [VIEW_READ_SQL]
+    if variant == "rollup":
+        return [ROLLUP_READ_SQL]
     return [CTE_SQL[variant]]
 
 
@@ -105,7 +112,7 @@ def server_timing(
     ``warmup`` rounds are discarded; a prepared statement needs six executions before PostgreSQL
     may settle on a generic plan, so give it ``warmup`` ≥ 6 to time the steady state.
     """
-    params = window_params(user_id, as_of)
+    params = read_params(user_id, as_of) if variant == "rollup" else window_params(user_id, as_of)
     executions: list[float] = []
     planning: list[float] = []
     with engine.connect() as conn:
@@ -232,13 +239,17 @@ def view_costs(engine: Engine, as_of: datetime, refreshes: int = 3) -> dict[str,
 
 
 def set_indexes(engine: Engine, index_set: str) -> None:
-    """Leave exactly ``index_set`` of bbperf's named sets on the tables: ``none`` drops the seed set."""
+    """Leave exactly ``index_set`` of bbperf's named sets on the tables (``seed+metrics`` for
+    both): ``none`` drops the seed and metrics sets."""
     from bbperf.indexes import apply as apply_set
     from bbperf.indexes import drop, load_set
 
-    drop(engine, load_set("seed"))
-    if index_set != "none":
-        apply_set(engine, load_set(index_set))
+    wanted = [] if index_set == "none" else index_set.split("+")
+    for name in ("seed", "metrics"):
+        if name not in wanted:
+            drop(engine, load_set(name))
+    for name in wanted:
+        apply_set(engine, load_set(name))
 
 
 def scale_sweep(

@@ -3,7 +3,8 @@
 ``before`` reproduces the original service: four statements on one pooled session, the per-client
 visit rows pulled into Python and counted there. ``after`` is the original's CTE rewrite, including
 the two meanings it silently changed (30-day average ticket; yearly visits that count appointments
-without a client). ``after_equivalent`` is a CTE query with ``before``'s meaning exactly. Windows end
+without a client). ``after_equivalent`` is a CTE query with ``before``'s meaning exactly, and so are
+``barber_driven`` and ``denormalized`` (``shapes.py``; the ladder in ``ladder.py``). Windows end
 at ``as_of`` (exclusive) — the dataset's as_of by default, never the wall clock.
 """
 
@@ -21,8 +22,9 @@ from sqlalchemy.orm import Session
 from bbperf.asof import as_of_datetime
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics.model import DEFAULT_TARGET, RawMetrics, SixFigureMetrics, derive
+from bbperf.metrics.shapes import BARBER_DRIVEN_SQL, DENORMALIZED_SQL
 
-VARIANTS = ("before", "after", "after_equivalent")
+VARIANTS = ("before", "after", "after_equivalent", "barber_driven", "denormalized")
 BARBER_ROLES = ("barber", "admin")
 
 BEFORE_STATEMENTS: dict[str, str] = {
@@ -98,7 +100,12 @@ client_frequency AS (
       AND start_time >= :since_365d AND start_time < :as_of
 ){_CTE_TAIL}"""
 
-CTE_SQL = {"after": AFTER_SQL, "after_equivalent": AFTER_EQUIVALENT_SQL}
+CTE_SQL = {
+    "after": AFTER_SQL,
+    "after_equivalent": AFTER_EQUIVALENT_SQL,
+    "barber_driven": BARBER_DRIVEN_SQL,
+    "denormalized": DENORMALIZED_SQL,
+}
 
 
 def parse_as_of(value: str | date | datetime) -> datetime:
@@ -193,6 +200,8 @@ FETCHERS: dict[str, Callable[[Session, dict[str, Any]], RawMetrics]] = {
     "before": fetch_before,
     "after": _cte_fetcher("after"),
     "after_equivalent": _cte_fetcher("after_equivalent"),
+    "barber_driven": _cte_fetcher("barber_driven"),
+    "denormalized": _cte_fetcher("denormalized"),
 }
 
 

