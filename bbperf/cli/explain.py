@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from bbperf.cli import engine_from, print_json
@@ -14,8 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "explain", help="EXPLAIN ANALYZE a statement: self time per node, estimates"
     )
-    ex.add_argument("sql", help="the statement; SQLAlchemy :name parameters come from --params")
+    add_sql_source(ex)
     ex.add_argument("--params", metavar="JSON", help="parameter values, e.g. '{\"barber_id\": 7}'")
+    ex.add_argument(
+        "--from-file",
+        metavar="PLAN",
+        help="analyze saved EXPLAIN output instead of running SQL: FORMAT JSON or the TEXT psql "
+        "prints / auto_explain logs ('-' reads stdin); needs no database",
+    )
+    ex.add_argument(
+        "--out",
+        metavar="PLAN.json",
+        help="also save the plan and query for PEV2 / explain.dalibo.com",
+    )
     ex.add_argument(
         "--format", choices=("text", "json"), default="text", help="output (default text)"
     )
@@ -29,14 +42,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=run_explain)
 
     ad = sub.add_parser("advise", help="propose and cost candidate indexes for a statement")
-    ad.add_argument("sql", help="the statement; SQLAlchemy :name parameters come from --params")
+    add_sql_source(ad)
     ad.add_argument("--params", metavar="JSON", help="parameter values as a JSON object")
+    ad.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output (default text)"
+    )
     ad.add_argument(
         "--verify",
         action="store_true",
         help="build the best index in bbperf's schema, measure before/after, drop it",
     )
     ad.set_defaults(func=run_advise)
+
+
+def add_sql_source(parser: argparse.ArgumentParser) -> None:
+    """The statement as an argument, or ``-f FILE`` (``-f -`` reads stdin)."""
+    parser.add_argument(
+        "sql",
+        nargs="?",
+        help="the statement ('-' reads stdin); SQLAlchemy :name parameters come from --params",
+    )
+    parser.add_argument(
+        "-f", "--file", metavar="FILE", help="read the statement from FILE ('-' for stdin)"
+    )
+
+
+def read_text(source: str, what: str) -> str:
+    """The content of ``source`` (a path, or ``-`` for stdin); a missing file is a ConfigError."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} from {source}: {exc.strerror or exc}") from None
+
+
+def sql_of(args: argparse.Namespace) -> str:
+    """The statement from the positional argument, ``-f FILE`` or stdin — exactly one of them."""
+    if args.sql is not None and args.file is not None:
+        raise ConfigError("give the statement either as an argument or with -f FILE, not both")
+    if args.file is not None:
+        sql = read_text(args.file, "the statement")
+    elif args.sql == "-":
+        sql = sys.stdin.read()
+    elif args.sql is not None:
+        sql = args.sql
+    else:
+        raise ConfigError("no statement: pass it as an argument, with -f FILE, or '-' for stdin")
+    if not sql.strip():
+        raise ConfigError("the statement is empty")
+    return sql
 
 
 def parse_params(value: str | None) -> dict[str, Any]:
@@ -55,18 +110,36 @@ def parse_params(value: str | None) -> dict[str, Any]:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    from bbperf.explain.plan import parse_plan
     from bbperf.explain.run import explain
 
-    engine = engine_from(args)
-    params = parse_params(args.params)
     if args.overhead is not None and args.overhead < 1:
         raise ConfigError(f"--overhead needs a positive number of rounds, got {args.overhead}")
-    plan = explain(engine, args.sql, params, analyze=not args.no_analyze)
     overhead = None
+    if args.from_file is not None:
+        if args.overhead:
+            raise ConfigError("--overhead runs the statement: it cannot be used with --from-file")
+        query = sql_of(args) if (args.sql is not None or args.file is not None) else None
+        try:
+            plan = parse_plan(read_text(args.from_file, "the plan"), sql=query)
+        except ValueError as exc:
+            raise ConfigError(f"{args.from_file}: {exc}") from None
+        return _show_plan(args, plan, None)
+    sql = sql_of(args)
+    engine = engine_from(args)
+    params = parse_params(args.params)
+    plan = explain(engine, sql, params, analyze=not args.no_analyze)
     if args.overhead:
         from bbperf.explain.overhead import explain_overhead
 
-        overhead = explain_overhead(engine, args.sql, params, rounds=args.overhead)
+        overhead = explain_overhead(engine, sql, params, rounds=args.overhead)
+    return _show_plan(args, plan, overhead)
+
+
+def _show_plan(args: argparse.Namespace, plan: Any, overhead: Any) -> int:
+    if args.out:
+        saved = plan.save(args.out)
+        print(f"plan saved for PEV2: {saved}", file=sys.stderr)
     if args.format == "json":
         print_json(
             {
@@ -87,9 +160,23 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_advise(args: argparse.Namespace) -> int:
     from bbperf.explain.advisor import advise, verify
 
+    sql = sql_of(args)
     engine = engine_from(args)
-    advice = advise(engine, args.sql, parse_params(args.params))
+    advice = advise(engine, sql, parse_params(args.params))
+    checked = verify(engine, advice) if args.verify else None
+    if args.format == "json":
+        best = advice.best
+        print_json(
+            {
+                "plan_cost": advice.base_cost,
+                "method": advice.method,
+                "best": str(best.candidate) if best else None,
+                "candidates": advice.to_frame().to_dict(orient="records"),
+                "verification": checked.text() if checked else None,
+            }
+        )
+        return 0
     print(advice.text())
-    if args.verify:
-        print(verify(engine, advice).text())
+    if checked:
+        print(checked.text())
     return 0

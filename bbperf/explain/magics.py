@@ -1,19 +1,24 @@
-"""Jupyter: ``%load_ext bbperf`` registers ``%%explain`` and ``%%bench`` on the default engine.
+"""Jupyter: ``%load_ext bbperf`` registers ``%sql``/``%%sql``, ``%%explain`` and ``%%bench``.
 
-``%%explain [--no-analyze] [--params JSON]`` renders the cell's SQL plan analysis (the Plan's HTML);
-``%%bench [--rounds N] [--warmup N] [--server-time] [--cold] [--params JSON]`` runs ``measure`` and
-returns the Timing. The engine is ``bbperf.target.connect()`` (``BBPERF_DATABASE_URL`` or the
-embedded server), created on first use.
+``%sql SELECT …`` or a ``%%sql`` cell returns the rows as a DataFrame; ``%%explain [--no-analyze]`` the
+plan analysis (a Plan, shown as HTML); ``%%bench [--rounds N] [--warmup N] [--server-time] [--cold]``
+the Timing of ``measure``. SQLAlchemy ``:name`` parameters take their values from ``--params JSON`` or,
+when it is absent, from the notebook's variables of the same name; a missing one is one line of error.
+Options are parsed by IPython's ``magic_arguments``: a bad option prints the usage, ``%%bench?`` the
+help. The engine is ``bbperf.target.connect()`` (``BBPERF_DATABASE_URL`` or the embedded server),
+created on first use.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
+from sqlalchemy import Engine, text
 
 from bbperf.errors import BbperfError
 
@@ -29,50 +34,153 @@ def default_engine() -> Engine:
     return _engine
 
 
-def _parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"%%{name}", add_help=False, exit_on_error=False)
-    parser.add_argument("--params", type=json.loads, default=None)
-    return parser
+def bind_names(sql: str) -> list[str]:
+    """The ``:name`` parameters of ``sql``, in order (SQLAlchemy's own reading of the text)."""
+    return list(text(sql).compile().params)
+
+
+def resolve_params(sql: str, given: str | None, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """``--params`` as a dict, or each ``:name`` of ``sql`` from ``namespace`` (the notebook's
+    variables). Raises ``UsageError`` (one line in a notebook) for bad JSON or a missing value."""
+    if given:
+        if len(given) >= 2 and given[0] == given[-1] and given[0] in "'\"":
+            given = given[1:-1]  # magic_arguments keeps the quotes around a shell-quoted value
+        try:
+            params = json.loads(given)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--params is not valid JSON ({exc.msg})") from None
+        if not isinstance(params, dict):
+            raise UsageError("--params must be a JSON object of parameter names to values")
+        return params
+    names = bind_names(sql)
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise UsageError(
+            f"no value for {', '.join(':' + n for n in missing)}: set "
+            f"{', '.join(missing)} in the notebook or pass --params"
+        )
+    return {n: namespace[n] for n in names}
+
+
+def _one_statement(sql: str) -> str:
+    """The cell's SQL, refused when it holds more than one statement (the lead's ``bbperf.sql`` checks
+    this in ``explain``; a plain query goes through here)."""
+    body = sql.strip().rstrip(";").strip()
+    if not body:
+        raise UsageError("no SQL: write the statement after %sql or in the %%sql cell")
+    try:
+        from bbperf.sql import parse_one
+    except ImportError:
+        return body
+    try:
+        parse_one(body)
+    except BbperfError as exc:
+        raise UsageError(str(exc)) from None
+    return body
+
+
+def run_sql(engine: Engine, sql: str, params: Mapping[str, Any]) -> Any:
+    """Rows of ``sql`` as a DataFrame; a statement without rows returns a one-line summary."""
+    import pandas as pd
+
+    with engine.begin() as conn:
+        result = conn.execute(text(sql), dict(params))
+        if not result.returns_rows:
+            return f"{result.rowcount} row(s) affected"
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+@magics_class
+class BbperfMagics(Magics):
+    """bbperf's magics; see the module docstring."""
+
+    def _namespace(self) -> Mapping[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("--params", metavar="JSON", help="values for :name parameters")
+    @magic_arguments.argument("statement", nargs="*", help="the SQL (line form)")
+    @line_cell_magic
+    def sql(self, line: str, cell: str | None = None) -> Any:
+        """Run one SQL statement and return its rows as a DataFrame."""
+        args = magic_arguments.parse_argstring(self.sql, line)
+        statement = _one_statement(cell if cell is not None else " ".join(args.statement))
+        params = resolve_params(statement, args.params, self._namespace())
+        try:
+            return run_sql(default_engine(), statement, params)
+        except BbperfError as exc:
+            raise UsageError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - a driver error becomes one line, not a traceback
+            from bbperf.errors import first_line
+
+            raise UsageError(first_line(exc)) from None
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("--params", metavar="JSON", help="values for :name parameters")
+    @magic_arguments.argument("--no-analyze", action="store_true", help="plan only; do not execute")
+    @cell_magic
+    def explain(self, line: str, cell: str) -> Any:
+        """EXPLAIN (ANALYZE, BUFFERS) the cell's statement; returns the Plan (self time per node)."""
+        from bbperf.explain.run import explain
+
+        args = magic_arguments.parse_argstring(self.explain, line)
+        params = resolve_params(cell, args.params, self._namespace())
+        try:
+            return explain(default_engine(), cell, params, analyze=not args.no_analyze)
+        except BbperfError as exc:
+            raise UsageError(str(exc)) from None
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("--params", metavar="JSON", help="values for :name parameters")
+    @magic_arguments.argument("--rounds", type=int, default=30, help="timed runs (default 30)")
+    @magic_arguments.argument(
+        "--warmup", type=int, default=5, help="untimed runs first (default 5)"
+    )
+    @magic_arguments.argument(
+        "--server-time", action="store_true", help="also record EXPLAIN's Execution Time"
+    )
+    @magic_arguments.argument("--cold", action="store_true", help="new connection per round")
+    @cell_magic
+    def bench(self, line: str, cell: str) -> Any:
+        """Time the cell's statement (``bbperf.explain.measure``); returns the Timing."""
+        from bbperf.explain.measure import measure
+
+        args = magic_arguments.parse_argstring(self.bench, line)
+        if args.rounds < 1 or args.warmup < 0:
+            raise UsageError("--rounds must be at least 1 and --warmup at least 0")
+        params = resolve_params(cell, args.params, self._namespace())
+        try:
+            return measure(
+                default_engine(),
+                cell,
+                params,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                server_time=args.server_time,
+                cold=args.cold,
+            )
+        except BbperfError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _without_shell(name: str, line: str, cell: str) -> Any:
+    try:
+        return getattr(BbperfMagics(shell=None), name)(line, cell)
+    except UsageError as exc:
+        print(f"bbperf: error: {exc}")
+        return None
 
 
 def explain_magic(line: str, cell: str) -> Any:
-    from bbperf.explain.run import explain
-
-    parser = _parser("explain")
-    parser.add_argument("--no-analyze", action="store_true")
-    args = parser.parse_args(shlex.split(line))
-    try:
-        return explain(default_engine(), cell, args.params, analyze=not args.no_analyze)
-    except BbperfError as exc:
-        print(f"bbperf: error: {exc}")
-        return None
+    """``%%explain`` as a plain function (no IPython shell): on an error, one printed line and None."""
+    return _without_shell("explain", line, cell)
 
 
 def bench_magic(line: str, cell: str) -> Any:
-    from bbperf.explain.measure import measure
-
-    parser = _parser("bench")
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--server-time", action="store_true")
-    parser.add_argument("--cold", action="store_true")
-    args = parser.parse_args(shlex.split(line))
-    try:
-        return measure(
-            default_engine(),
-            cell,
-            args.params,
-            rounds=args.rounds,
-            warmup=args.warmup,
-            server_time=args.server_time,
-            cold=args.cold,
-        )
-    except BbperfError as exc:
-        print(f"bbperf: error: {exc}")
-        return None
+    """``%%bench`` as a plain function (no IPython shell): on an error, one printed line and None."""
+    return _without_shell("bench", line, cell)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext bbperf`` (re-exported from ``bbperf``)."""
-    ipython.register_magic_function(explain_magic, magic_kind="cell", magic_name="explain")
-    ipython.register_magic_function(bench_magic, magic_kind="cell", magic_name="bench")
+    ipython.register_magics(BbperfMagics)

@@ -18,6 +18,7 @@ import html
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,6 +120,21 @@ class PlanNode:
         if self.rows_removed_by_filter is None or self.loops is None:
             return None
         return self.rows_removed_by_filter * self.loops
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("self", _ms(self.self_ms)),
+            ("inclusive", _ms(self.inclusive_ms)),
+            ("rows (estimated)", f"{_num(self.actual_rows)} ({_num(self.plan_rows)})"),
+            ("loops", str(self.loops or "")),
+            *((k, v) for k, v in self.conditions.items()),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+            if v
+        )
+        return f"<p><b>{html.escape(self.label)}</b></p><table>{body}</table>"
 
     def walk(self) -> Iterator[PlanNode]:
         """This node and its descendants, depth first, in EXPLAIN's order."""
@@ -237,13 +253,35 @@ class Plan:
         )
         return f"{header}<table>{head}{''.join(cells)}</table>"
 
+    def chart(self, *, top: int = 12, ax: Any = None, title: str | None = None) -> Any:
+        """Self time per node as bars, worst highlighted (``bbperf.explain.planchart``)."""
+        from bbperf.explain.planchart import plan_chart
+
+        return plan_chart(self, top=top, ax=ax, title=title)
+
+    def save(self, path: str | Path, title: str | None = None) -> Path:
+        """Write the plan and its query for PEV2 / explain.dalibo.com (``bbperf.explain.pev2``)."""
+        from bbperf.explain.pev2 import save_plan
+
+        return save_plan(self, path, title)
+
     def to_json(self) -> str:
         return json.dumps(self.raw, indent=2)
 
 
 def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -> Plan:
-    """A Plan from EXPLAIN (FORMAT JSON) output: the JSON text, the list, or its one element."""
-    parsed: Any = json.loads(data) if isinstance(data, str) else data
+    """A Plan from EXPLAIN output: FORMAT JSON (the text, the list, or its one element) or the TEXT
+    format psql prints and auto_explain logs (``bbperf.explain.textplan``) — the same tree either way."""
+    from bbperf.explain.textplan import looks_like_text_plan, parse_text
+
+    if isinstance(data, str) and looks_like_text_plan(data):
+        data = parse_text(data)
+    try:
+        parsed: Any = json.loads(data) if isinstance(data, str) else data
+    except json.JSONDecodeError:
+        raise ValueError(
+            "not EXPLAIN output: expected FORMAT JSON or the TEXT format psql prints"
+        ) from None
     if isinstance(parsed, list):
         if len(parsed) != 1 or not isinstance(parsed[0], dict):
             raise ValueError("EXPLAIN JSON must be a list holding one object with a 'Plan' key")

@@ -217,3 +217,29 @@ def compare(
         alpha=alpha,
         significant=bool(excludes_one and p_value < alpha),
     )
+
+
+def median_ci(
+    samples: Sequence[float], *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``samples`` (at least two)."""
+    values = _values(samples)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, (n_boot, values.size)), axis=1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(medians, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def relative_ci_half_width(samples: Sequence[float], *, confidence: float = 0.95) -> float:
+    """Half the width of the median's bootstrap CI as a fraction of the median (inf when undefined).
+
+    ``0.1`` means the median is known to ±10 %: the stopping rule for rounds sized to a CI width.
+    """
+    if len(samples) < 2:
+        return math.inf
+    median = float(np.median(np.asarray(samples, dtype=float)))
+    if median <= 0:
+        return math.inf
+    low, high = median_ci(samples, confidence=confidence)
+    return (high - low) / 2.0 / median

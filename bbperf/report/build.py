@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import Settings, load_settings
 from bbperf.errors import BbperfError, ConfigError
 from bbperf.report.index import results_document, write_report_files
-from bbperf.report.provenance import collect_provenance, now_utc
+from bbperf.report.provenance import collect_provenance, dataset_fingerprint, now_utc
 from bbperf.report.runner import (
     DATABASE_URL_ENV,
     CodeDisplay,
@@ -24,7 +25,16 @@ from bbperf.report.runner import (
     discover_notebooks,
     run_notebooks,
 )
+from bbperf.report.story import DATASET_KEYS
 from bbperf.secrets import find_leaks, passwords, redact_files
+
+# A report with no dataset asked for and none loaded: ~100 k appointments, loads in a few seconds.
+DEFAULT_DATASET: dict[str, Any] = {
+    "profile": "default",
+    "scale": 0.1,
+    "seed": 42,
+    "as_of": "2026-11-01",
+}
 
 
 @dataclass
@@ -47,6 +57,27 @@ class Report:
     def ok(self) -> bool:
         return not self.failures and not self.leaks
 
+    def summary(self) -> dict[str, Any]:
+        """What ``bbperf report --format json`` prints: where the report is and how each notebook did."""
+        return {
+            "run_id": self.run_id,
+            "ok": self.ok,
+            "index_html": str(self.index_html),
+            "results_json": str(self.results_json),
+            "leaks": [str(p) for p in self.leaks],
+            "notebooks": [
+                {
+                    "name": r.name,
+                    "status": "ok" if r.ok else "failed",
+                    "error": r.error,
+                    "duration_s": r.duration_s,
+                    "verdict": " ".join(s["verdict"] for s in r.results if s.get("verdict"))
+                    or None,
+                }
+                for r in self.runs
+            ],
+        }
+
 
 def default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -62,6 +93,46 @@ def _connect_for_provenance(settings: Settings) -> Engine | None:
         return None
 
 
+def report_dataset(
+    requested: Mapping[str, Any], loaded: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The one dataset every notebook of a report gets: what was asked for, the rest from the dataset
+    already loaded (so ``bbperf generate --scale 1 && bbperf report`` reports on SF 1), the rest from
+    ``DEFAULT_DATASET``."""
+    loaded = loaded or {}
+    return {
+        key: next(
+            v for v in (requested.get(key), loaded.get(key), DEFAULT_DATASET[key]) if v is not None
+        )
+        for key in DATASET_KEYS
+    }
+
+
+def _prepare_dataset(engine: Engine | None, dataset: Mapping[str, Any], progress: bool) -> None:
+    """Load the report's dataset once, before any notebook, so each of them finds it in place."""
+    if engine is None:
+        return
+    from bbperf.generate import ensure_dataset
+
+    ensure_dataset(
+        engine,
+        dataset["profile"],
+        dataset["scale"],
+        dataset["seed"],
+        dataset["as_of"],
+        progress=progress,
+    )
+
+
+def _loaded_dataset(engine: Engine | None) -> dict[str, Any] | None:
+    if engine is None:
+        return None
+    try:
+        return dataset_fingerprint(engine)
+    except DBAPIError:
+        return None
+
+
 def run_report(
     *,
     notebooks_dir: str | Path = "notebooks",
@@ -70,6 +141,7 @@ def run_report(
     profile: str | None = None,
     scale: float | None = None,
     seed: int | None = None,
+    as_of: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     database_url: str | None = None,
     schema: str | None = None,
@@ -79,15 +151,17 @@ def run_report(
 ) -> Report:
     """Run notebooks (all of ``notebooks_dir``, or those named) into ``out`` (``reports/<run-id>``).
 
-    ``profile``, ``scale``, ``seed`` and any extra ``parameters`` go to each notebook that declares them
-    in its ``parameters`` cell; None keeps the notebook's default. The database is ``database_url`` or
-    ``BBPERF_DATABASE_URL`` or the embedded server, passed to kernels through the environment only.
-    A failing notebook is marked in the report; the others still run.
+    One dataset per report: ``profile``, ``scale``, ``seed`` and ``as_of`` (each defaulting to the
+    loaded dataset's, then to ``DEFAULT_DATASET``) are loaded once, before the notebooks, and passed to
+    every notebook that declares them; any extra ``parameters`` go to notebooks declaring them. The
+    database is ``database_url`` or ``BBPERF_DATABASE_URL`` or the embedded server, passed to kernels
+    through the environment only. A failing notebook is marked in the report; the others still run.
     """
     settings = load_settings(database_url=database_url, schema=schema)
     sources = discover_notebooks(notebooks_dir, notebooks)
-    params = {"profile": profile, "scale": scale, "seed": seed, **(parameters or {})}
-    check_parameters(sources, params, cell_timeout_s)
+    asked = {"profile": profile, "scale": scale, "seed": seed, "as_of": as_of}
+    user_params = {**(parameters or {}), **{k: v for k, v in asked.items() if v is not None}}
+    check_parameters(sources, user_params, cell_timeout_s)
     run_id = default_run_id()
     out_dir = Path(out) if out else Path("reports") / run_id
     if out:
@@ -96,7 +170,15 @@ def run_report(
     started = time.time()
     started_at = now_utc()
     engine = _connect_for_provenance(settings)
+
+    def record_dataset(run: NotebookRun) -> None:
+        run.dataset = _loaded_dataset(engine)
+
     try:
+        dataset = report_dataset(user_params, _loaded_dataset(engine))
+        params = {**user_params, **dataset}
+        _prepare_dataset(engine, dataset, progress)
+        loaded = _loaded_dataset(engine)
         runs = run_notebooks(
             sources,
             out_dir,
@@ -105,6 +187,7 @@ def run_report(
             code=code,
             progress=progress,
             cell_timeout_s=cell_timeout_s,
+            after_each=record_dataset,
         )
         provenance = collect_provenance(
             engine,
@@ -114,7 +197,8 @@ def run_report(
     finally:
         if engine is not None:
             engine.dispose()
-    index, results = write_report_files(out_dir, results_document(run_id, runs, provenance))
+    document = results_document(run_id, runs, provenance, dataset=loaded or dataset)
+    index, results = write_report_files(out_dir, document)
     write_log(out_dir / "report.log", runs)
     hidden = passwords(settings.database_url)
     leaks = find_leaks(written_since(out_dir, started), hidden)
@@ -132,7 +216,12 @@ def check_parameters(
 
     check_parameter_names(params)
     declared = set().union(*(declared_parameters(source) for source in sources))
-    unknown = sorted(k for k, v in params.items() if v is not None and k not in declared)
+    # The dataset's four values load the report's dataset even when no notebook declares them.
+    unknown = sorted(
+        k
+        for k, v in params.items()
+        if v is not None and k not in declared and k not in DATASET_KEYS
+    )
     if unknown:
         raise ConfigError(
             f"no chosen notebook declares parameter(s) {', '.join(unknown)}: "

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from bbperf.results import RESULTS_DIR_ENV
 from bbperf.urls import mask_text
 
 CodeDisplay = Literal["show", "hide", "collapse"]
+CHART_TAG = "report-chart"
 DATABASE_URL_ENV = "BBPERF_DATABASE_URL"
 # The database URL reaches notebooks through the environment only: a papermill parameter is written
 # in clear text into the executed notebook.
@@ -41,6 +42,8 @@ class NotebookRun:
     error: str | None = None
     duration_s: float = 0.0
     results: list[dict[str, Any]] = field(default_factory=list)
+    dataset: dict[str, Any] | None = None
+    chart: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +204,26 @@ def render_html(ipynb: Path, html: Path, code: CodeDisplay = "show") -> Path:
     return html
 
 
+def extract_chart(ipynb: Path, dest: Path) -> Path | None:
+    """The notebook's chart for the index page: the first PNG of a cell tagged ``report-chart``, else
+    the first PNG output at all; written to ``dest`` (None when the notebook drew nothing)."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(str(ipynb), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in cells if CHART_TAG in c.metadata.get("tags", [])]
+    for cell in [*tagged, *cells]:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(base64.b64decode(png))
+                return dest
+    return None
+
+
 def run_notebooks(
     notebooks: Sequence[Path],
     out_dir: Path,
@@ -211,8 +234,12 @@ def run_notebooks(
     progress: bool = True,
     kernel_name: str = "python3",
     cell_timeout_s: float | None = 600,
+    after_each: Callable[[NotebookRun], None] | None = None,
 ) -> list[NotebookRun]:
-    """Execute and render each notebook in turn under a progress bar; failures are marked, not raised."""
+    """Execute and render each notebook in turn under a progress bar; failures are marked, not raised.
+
+    ``after_each(run)`` is called once a notebook has run (the report records the dataset it left).
+    """
     from tqdm.auto import tqdm
 
     check_parameter_names(parameters)
@@ -234,6 +261,9 @@ def run_notebooks(
                 run.html = render_html(run.ipynb, run.ipynb.with_suffix(".html"), code)
             except Exception as exc:  # noqa: BLE001 - a rendering failure marks this notebook only
                 run.error = run.error or f"rendering failed: {describe_error(exc)}"
+            run.chart = extract_chart(run.ipynb, out_dir / "charts" / f"{source.stem}.png")
+        if after_each is not None:
+            after_each(run)
         runs.append(run)
         bar.set_postfix_str(f"{source.stem}: {'ok' if run.ok else 'FAILED'}")
     return runs

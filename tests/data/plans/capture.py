@@ -1,7 +1,10 @@
 """Re-capture the saved plans: ``python tests/data/plans/capture.py`` (PostgreSQL 18 embedded and 15).
 
 Each plan comes from a small generated database built for the shape it shows; the JSON files are the
-raw output of ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)``.
+raw output of ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)``, the .txt files of ``EXPLAIN (ANALYZE,
+BUFFERS)`` in TEXT format (what psql prints). ``--text`` captures pairs into ``text/``: each statement
+in TEXT and then in JSON back to back on the same statistics (same plan and estimates; timings differ),
+for the TEXT parser's tests; ``--json`` re-captures only the JSON files here.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ PLANS: dict[str, tuple[str, str]] = {
 }
 
 
-def capture(admin_url: str, tag: str) -> None:
+def capture(admin_url: str, tag: str, formats: tuple[str, ...] = ("json", "text")) -> None:
     name = f"capture_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(admin_url)
     admin.autocommit = True
@@ -119,12 +122,29 @@ def capture(admin_url: str, tag: str) -> None:
         conn.cursor().execute(SETUP)
         conn.autocommit = False
         for plan_name, (settings, sql) in PLANS.items():
-            with conn.cursor() as cur:
-                cur.execute(settings)
-                cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
-                data = cur.fetchone()[0]
-            conn.rollback()
-            (HERE / f"{tag}_{plan_name}.json").write_text(json.dumps(data, indent=1) + "\n")
+            if "text" in formats:
+                with conn.cursor() as cur:
+                    cur.execute(settings)
+                    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+                    lines = [row[0] for row in cur.fetchall()]
+                conn.rollback()  # an UPDATE's twin must not see the first run's row versions
+                with conn.cursor() as cur:
+                    cur.execute(settings)
+                    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+                    twin = cur.fetchone()[0]
+                conn.rollback()
+                (HERE / "text").mkdir(exist_ok=True)
+                (HERE / "text" / f"{tag}_{plan_name}.txt").write_text("\n".join(lines) + "\n")
+                (HERE / "text" / f"{tag}_{plan_name}.json").write_text(
+                    json.dumps(twin, indent=1) + "\n"
+                )
+            if "json" in formats:
+                with conn.cursor() as cur:
+                    cur.execute(settings)
+                    cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+                    data = cur.fetchone()[0]
+                conn.rollback()
+                (HERE / f"{tag}_{plan_name}.json").write_text(json.dumps(data, indent=1) + "\n")
         conn.close()
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -138,13 +158,14 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parents[2]))
     from tests import pg15
 
+    formats = tuple(f for f in ("json", "text") if f"--{f}" in sys.argv[1:]) or ("json", "text")
     server = EmbeddedServer(load_settings().home)
     server.start()
-    capture(server.url("postgres"), "pg18")
+    capture(server.url("postgres"), "pg18", formats)
     if pg15.available():
         cluster = pg15.start()
         try:
-            capture(cluster.admin_url(), "pg15")
+            capture(cluster.admin_url(), "pg15", formats)
         finally:
             pg15.stop(cluster)
 

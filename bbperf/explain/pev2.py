@@ -1,0 +1,34 @@
+"""Plans for PEV2 (github.com/dalibo/pev2, explain.dalibo.com): the document its "new plan" form and
+``/new.json`` API accept — the plan as EXPLAIN JSON text and the query beside it.
+
+bbperf does not embed PEV2 in reports: its licence (PostgreSQL-style) would allow it, but it is a
+prebuilt JavaScript application that pip cannot fetch and that bbperf would have to vendor and keep
+current. Open a saved file in PEV2's all-in-one ``index.html`` (offline) or post it:
+``curl -H 'Content-Type: application/json' -d @plan.json https://explain.dalibo.com/new.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bbperf.explain.plan import Plan
+
+
+def pev2_document(plan: Plan, title: str | None = None) -> dict[str, Any]:
+    """``{"title", "plan", "query"}``: ``plan`` is the EXPLAIN (FORMAT JSON) text PEV2 parses."""
+    return {
+        "title": title or "bbperf plan",
+        "plan": json.dumps(plan.raw, indent=2),
+        "query": plan.sql or "",
+    }
+
+
+def save_plan(plan: Plan, path: str | Path, title: str | None = None) -> Path:
+    """Write ``pev2_document(plan)`` as JSON to ``path`` (parents created); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(pev2_document(plan, title), indent=2) + "\n", encoding="utf-8")
+    return target
