@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
+from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ConnectionFailed, QueryError, first_line
-from bbperf.server import EmbeddedServer
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
@@ -51,7 +51,7 @@ def engine_for(
     settings: Settings, environment: str = "development", *, check: bool = True, **overrides: Any
 ) -> Engine:
     """The engine for already-resolved ``settings`` (what ``connect`` and the CLI use)."""
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(resolve_url(settings), environment, schema=settings.schema, **overrides)
     engine.update_execution_options(bbperf_embedded=settings.embedded)

@@ -6,7 +6,7 @@ slow an hour ago does not alert now. The p95 over a window is estimated from the
 standard deviation (pg_stat_statements keeps a running sum of squares, so the window's variance is
 exact) under a normal approximation, capped at the statement's slowest call: it is an estimate, named so.
 Plans come from the server log, where auto_explain writes one JSON document per statement slower
-than its ``log_min_duration`` (see ``bbperf.server.AUTO_EXPLAIN_SETTINGS``), keyed by Query Identifier.
+than its ``log_min_duration`` (see ``bbperf.embedded.AUTO_EXPLAIN_SETTINGS``), keyed by Query Identifier.
 """
 
 from __future__ import annotations

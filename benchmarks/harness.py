@@ -43,11 +43,11 @@ from typing import Any
 from sqlalchemy import Engine, make_url, text
 
 from bbperf.config import Settings, load_settings
+from bbperf.embedded import EmbeddedServer
 from bbperf.explain import explain, measure
 from bbperf.explain.measure import compile_sql
 from bbperf.generate import ensure_dataset
 from bbperf.indexes import SEED, IndexSet, apply
-from bbperf.server import EmbeddedServer
 from bbperf.target import connect, resolve_url
 from bbperf.workload import QUERY_NAMES, catalogue
 

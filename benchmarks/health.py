@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 from bbperf.explain.stats import summarize
-from bbperf.serve import make_server, serve_in_thread
+from bbperf.pool.http import make_server, serve_in_thread
 from bbperf.target import connect
 
 

@@ -18,7 +18,7 @@ from tests import pg15
 @pytest.fixture(scope="session")
 def bbperf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private BBPERF_HOME with a running embedded server; the user's own server is never used."""
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
 
     home = Path(os.environ.get("BBPERF_TEST_HOME") or tmp_path_factory.mktemp("bbperf-home"))
     saved = {k: os.environ.get(k) for k in ("BBPERF_HOME", "BBPERF_DATABASE_URL", "BBPERF_SCHEMA")}
@@ -49,7 +49,7 @@ def bbperf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def server(bbperf_home: Path):  # type: ignore[no-untyped-def]
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
 
     return EmbeddedServer(bbperf_home)
 
@@ -81,7 +81,7 @@ def fresh_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fresh_engine(fresh_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(fresh_url, echo_pool=False)
     yield engine
@@ -137,7 +137,7 @@ def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     Read-only by convention (it is the template ``tiny_copy_url`` clones); dropped at session end.
     """
     from bbperf.generate import generate
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
     from bbperf.schema import create_schema
 
     conn = _admin(server)
@@ -158,7 +158,7 @@ def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_url: str) -> Iterator[Engine]:
     """A session engine on the tiny dataset (do not write through it: use ``tiny_copy_url``)."""
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_url, echo_pool=False)
     yield engine

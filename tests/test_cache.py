@@ -181,7 +181,7 @@ def cache_server(cache_home: Path) -> CacheServer:
 
 @pytest.fixture
 def copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     yield engine

@@ -77,7 +77,7 @@ def test_explain_on_a_connection_uses_a_savepoint(visits: Engine) -> None:
     ],
 )
 def test_failures_are_query_errors(fresh_url: str, sql: str, message: str) -> None:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(fresh_url, statement_timeout_ms=100, echo_pool=False)
     try:

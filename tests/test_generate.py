@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.generate import dataset_info, ensure_dataset, generate
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
 from bbperf.schema import TABLE_ORDER
 
 

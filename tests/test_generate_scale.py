@@ -19,7 +19,7 @@ from bbperf.generate.profile import load_profile
 from bbperf.generate.rowhash import row_text
 from bbperf.generate.stream import Plan, chunks
 from bbperf.generate.tally import LATEST_US, ClientTally
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
 from tests import pg15
 
 AS_OF = "2026-11-01"

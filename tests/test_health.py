@@ -12,16 +12,16 @@ import psycopg2
 import pytest
 from sqlalchemy import Engine, make_url
 
-from bbperf.health import combine, health_detailed, http_status, pool_check, system_check
-from bbperf.monitor import (
+from bbperf.pool.config import make_engine
+from bbperf.pool.health import combine, health_detailed, http_status, pool_check, system_check
+from bbperf.pool.http import HealthServer, make_server, serve_in_thread
+from bbperf.pool.snapshot import (
     HealthCheck,
     PoolSnapshot,
     Snapshot,
     SystemMetrics,
     Thresholds,
 )
-from bbperf.pools import make_engine
-from bbperf.serve import HealthServer, make_server, serve_in_thread
 
 SYSTEM = SystemMetrics(
     cpu_percent=10.0, memory_percent=20.0, open_files=1, threads=1, pid=1, rss_bytes=1

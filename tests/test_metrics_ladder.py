@@ -30,7 +30,7 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _engine(url: str) -> Engine:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     return make_engine(url, echo_pool=False)
 

@@ -25,7 +25,7 @@ AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 @pytest.fixture
 def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     yield engine

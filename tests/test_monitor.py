@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
-from bbperf.monitor import (
+from bbperf.pool.config import make_engine
+from bbperf.pool.monitor import PoolMonitor
+from bbperf.pool.snapshot import (
     DatabaseMetrics,
-    PoolMonitor,
     PoolSnapshot,
     Snapshot,
     SystemMetrics,
@@ -20,7 +21,6 @@ from bbperf.monitor import (
     percentile,
     worst,
 )
-from bbperf.pools import make_engine
 
 POOL = PoolSnapshot(
     pool_type="QueuePool",

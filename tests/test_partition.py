@@ -53,7 +53,7 @@ def test_unknown_granularity_is_refused(bad: str) -> None:
 
 @pytest.fixture
 def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     yield engine

@@ -190,7 +190,7 @@ def test_pool_fit_matches_the_seed_settings() -> None:
 
 
 def test_pool_load_via_is_checked(tiny_engine) -> None:  # type: ignore[no-untyped-def]
-    from bbperf.poolload import pool_load
+    from bbperf.pool.load import pool_load
 
     with pytest.raises(ConfigError, match="choose direct or pgbouncer"):
         pool_load(tiny_engine, ["development"], [1], 0.1, via="carrier-pigeon")
@@ -198,7 +198,7 @@ def test_pool_load_via_is_checked(tiny_engine) -> None:  # type: ignore[no-untyp
 
 @needs_pgbouncer
 def test_pool_load_and_fanout_through_pgbouncer(home: Path, tiny_engine, pg_url: str) -> None:  # type: ignore[no-untyped-def]
-    from bbperf.poolload import pool_load
+    from bbperf.pool.load import pool_load
     from bbperf.topology.fanout import direct_server_connections, fanout
 
     frame = pool_load(

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Connection, Engine, make_url, text
 
 from bbperf.errors import ConfigError, DataError
-from bbperf.poolload import pool_costs, pool_load, recommend_pool_size
-from bbperf.pools import make_engine
+from bbperf.pool import pool_costs, pool_load, recommend_pool_size
+from bbperf.pool.config import make_engine
 
 
 def target(url: str) -> Engine:

@@ -147,7 +147,7 @@ def test_bad_input_is_one_line(args: list[str], capsys: pytest.CaptureFixture[st
 def test_replica_stopped_mid_run_falls_back_or_fails_but_never_hangs(
     replica: EmbeddedReplica, tiny_copy_url: str
 ) -> None:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
     from bbperf.topology.mix import read_shape, remove_probe_rows
     from bbperf.topology.readsplit import run_placement
     from bbperf.workload import dataset_as_of

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.cli import main
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS_DOC = ROOT / "docs" / "errors.md"
@@ -542,7 +542,7 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
 
 # -- the health server under load --------------------------------------------------------------------
 def test_health_server_answers_truthfully_under_32_clients(fresh_url: str) -> None:
-    from bbperf.serve import make_server, serve_in_thread
+    from bbperf.pool.http import make_server, serve_in_thread
 
     engine: Engine = make_engine(fresh_url, echo_pool=False)
     server = make_server(engine, port=0)

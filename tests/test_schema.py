@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from bbperf.errors import ConfigError, SchemaError
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
 from bbperf.schema import (
     TABLE_ORDER,
     build_metadata,

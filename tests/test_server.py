@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ServerError
-from bbperf.server import EmbeddedServer
 
 
 def _one(url: str, sql: str) -> object:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.cli import main
-from bbperf.server import CONFIGURED_SETTINGS
+from bbperf.embedded import CONFIGURED_SETTINGS
 from bbperf.watch import StatementTotals, Watcher, alerts, parse_log, window
 
 
@@ -66,7 +66,7 @@ def test_parse_log_reads_json_plans_and_skips_everything_else() -> None:
 
 
 def test_the_embedded_server_configures_auto_explain(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
 
     server = EmbeddedServer(
         tmp_path / "home"

@@ -70,7 +70,7 @@ def test_subset_and_unknown_names(tiny_engine: Engine) -> None:
 
 @pytest.fixture
 def tiny_copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     yield engine

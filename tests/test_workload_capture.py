@@ -22,7 +22,7 @@ from bbperf.workload.verify import verify_workload
 
 @pytest.fixture
 def copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     engine = make_engine(tiny_copy_url, echo_pool=False)
     yield engine

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from bbperf.errors import SchemaError
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
 from bbperf.workload import catalogue, load_workload
 from bbperf.workload.advise import advise_workload
 from bbperf.workload.capture import capture

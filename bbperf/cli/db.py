@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bbperf.cli import print_json, settings_from
-from bbperf.server import EmbeddedServer
+from bbperf.embedded import EmbeddedServer
 from bbperf.target import resolve_url
 from bbperf.urls import mask_url
 

@@ -8,7 +8,7 @@ import sys
 from sqlalchemy import Engine
 
 from bbperf.cli import engine_from, print_json, print_table, settings_from
-from bbperf.pools import ENVIRONMENTS
+from bbperf.pool.config import ENVIRONMENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +105,7 @@ def _health_engine(args: argparse.Namespace) -> Engine:
 
 
 def show_health(args: argparse.Namespace) -> int:
-    from bbperf.health import health_basic, health_detailed
+    from bbperf.pool.health import health_basic, health_detailed
 
     engine = _health_engine(args)
     report = health_basic(engine) if args.basic else health_detailed(engine)
@@ -115,7 +115,7 @@ def show_health(args: argparse.Namespace) -> int:
 
 
 def serve_health(args: argparse.Namespace) -> int:
-    from bbperf.serve import LOOPBACK, make_server
+    from bbperf.pool.http import LOOPBACK, make_server
 
     server = make_server(_health_engine(args), args.host, args.port)
     if args.host != LOOPBACK:
@@ -131,8 +131,9 @@ def serve_health(args: argparse.Namespace) -> int:
 
 def pool_load(args: argparse.Namespace) -> int:
     from bbperf.errors import ConfigError
-    from bbperf.poolload import pool_costs, validate
-    from bbperf.poolload import pool_load as run
+    from bbperf.pool import pool_costs
+    from bbperf.pool import pool_load as run
+    from bbperf.pool.load import validate
 
     validate(args.environment or ["development"], args.concurrency, args.duration)
     given = {

@@ -6,7 +6,7 @@ import argparse
 
 from bbperf.cli import print_json, settings_from
 from bbperf.cli.health import register_pool_load
-from bbperf.pools import ENVIRONMENTS, describe, pool_config
+from bbperf.pool.config import ENVIRONMENTS, describe, pool_config
 from bbperf.target import resolve_url
 
 

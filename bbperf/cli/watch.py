@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bbperf.cli import engine_from, settings_from
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
     from bbperf.watch import check_positive, watch
 
     check_positive("threshold-ms", args.threshold_ms, "milliseconds")

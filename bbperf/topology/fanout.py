@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg2
 
 from bbperf.errors import ConfigError, first_line
-from bbperf.snapshot import percentile
+from bbperf.pool.snapshot import percentile
 from bbperf.topology.processes import check_open_files
 from bbperf.urls import mask_text
 
@@ -190,7 +190,7 @@ def pool_fit(usable_connections: int, max_client_conn: int, default_pool_size: i
     """Per environment: one process's pool capacity (pool_size + max_overflow), and how many such
     processes fit the server directly and through PgBouncer (which keeps ``default_pool_size``
     server connections per database and user whatever the clients)."""
-    from bbperf.pools import ENVIRONMENTS, pool_config
+    from bbperf.pool.config import ENVIRONMENTS, pool_config
 
     rows = []
     for env in ENVIRONMENTS:

@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from bbperf.errors import BbperfError, ConfigError, first_line
-from bbperf.snapshot import percentile
+from bbperf.pool.snapshot import percentile
 from bbperf.topology.lag import Lag, LagSampler
 from bbperf.topology.mix import (
     DRIVER_ERRORS,

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import psutil
 
+from bbperf.embedded import EmbeddedServer, _quiet_embedded_logger
 from bbperf.errors import ConfigError, ServerError
-from bbperf.server import EmbeddedServer, _quiet_embedded_logger
 from bbperf.topology.processes import (
     chown_for_server,
     locked,
@@ -305,7 +305,7 @@ class ReplicaStatus:
 def replica_engine(url: str, **overrides: Any) -> Engine:
     """An engine on a replica with a short connect timeout, so a replica that is down is reported
     at once instead of stalling a run."""
-    from bbperf.pools import make_engine
+    from bbperf.pool.config import make_engine
 
     return make_engine(url, echo_pool=False, connect_timeout_s=2, **overrides)
 

@@ -102,7 +102,7 @@ def owns_target(url: str | URL | None, home: Path) -> bool:
     """
     if url is None:
         return True
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
     from bbperf.urls import is_unix_socket, parse_url
 
     parsed = parse_url(url) if isinstance(url, str) else url

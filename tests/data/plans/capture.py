@@ -153,7 +153,7 @@ def capture(admin_url: str, tag: str, formats: tuple[str, ...] = ("json", "text"
 
 def main() -> None:
     from bbperf.config import load_settings
-    from bbperf.server import EmbeddedServer
+    from bbperf.embedded import EmbeddedServer
 
     sys.path.insert(0, str(HERE.parents[2]))
     from tests import pg15

@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bbperf.errors import ConfigError
-from bbperf.health import health_basic, health_detailed, http_status
-from bbperf.monitor import DEFAULT_THRESHOLDS, PoolMonitor, Thresholds
+from bbperf.pool.health import health_basic, health_detailed, http_status
+from bbperf.pool.monitor import PoolMonitor
+from bbperf.pool.snapshot import DEFAULT_THRESHOLDS, Thresholds
 
 LOOPBACK = "127.0.0.1"
 ROUTES = ("/api/v1/health", "/api/v1/health/detailed")

@@ -1,7 +1,7 @@
 """PoolMonitor: pool, PostgreSQL and system metrics for an engine, and a verdict with advice.
 
-The snapshot dataclasses, thresholds and the pure ``evaluate`` live in bbperf.snapshot and are
-re-exported here; this module reads the metrics (pool events, pg_stat_activity, psutil).
+The snapshot dataclasses, thresholds and the pure ``evaluate`` live in bbperf.pool.snapshot; this
+module reads the metrics (pool events, pg_stat_activity, psutil).
 """
 
 from __future__ import annotations
@@ -17,37 +17,16 @@ import psutil
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from bbperf.snapshot import (
+from bbperf.pool.snapshot import (
     DEFAULT_THRESHOLDS,
     DatabaseMetrics,
     HealthCheck,
     PoolSnapshot,
     Snapshot,
-    Status,
     SystemMetrics,
     Thresholds,
     evaluate,
-    percentile,
-    worst,
 )
-
-__all__ = [
-    "DEFAULT_THRESHOLDS",
-    "DatabaseMetrics",
-    "HealthCheck",
-    "PoolMonitor",
-    "PoolSnapshot",
-    "Snapshot",
-    "Status",
-    "SystemMetrics",
-    "Thresholds",
-    "evaluate",
-    "percentile",
-    "read_database_metrics",
-    "read_system_metrics",
-    "worst",
-]
-
 
 _ACTIVITY_SQL = text("""
 SELECT count(*) FILTER (WHERE datname = current_database()) AS total,

@@ -3,7 +3,7 @@
 ``pool_load`` records, per environment and concurrency, throughput, request latency p50/p95/p99,
 checkout wait, pool timeouts, server refusals, overflow used and server-side connections, plus the
 PoolMonitor's verdict mid-step. Running out of server connections is data (``server_refusals``),
-never a crash. ``pool_costs`` and ``recommend_pool_size`` live in bbperf.poolcosts and are
+never a crash. ``pool_costs`` and ``recommend_pool_size`` live in bbperf.pool.costs and are
 re-exported here.
 """
 
@@ -24,24 +24,12 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bbperf.errors import ConfigError, DataError, first_line
-from bbperf.monitor import DatabaseMetrics, PoolMonitor, evaluate, percentile, read_database_metrics
-from bbperf.poolcosts import PoolRecommendation, pool_costs, recommend_pool_size
-from bbperf.pools import make_engine, pool_config
+from bbperf.pool.config import make_engine, pool_config
+from bbperf.pool.monitor import PoolMonitor, read_database_metrics
+from bbperf.pool.snapshot import DatabaseMetrics, evaluate, percentile
 from bbperf.sql import parse_one
 from bbperf.target import schema_of
 from bbperf.urls import mask_text
-
-__all__ = [
-    "WORKLOADS",
-    "PoolRecommendation",
-    "Workload",
-    "pool_costs",
-    "pool_load",
-    "recommend_pool_size",
-    "resolve_workload",
-    "run_step",
-    "validate",
-]
 
 Workload = str | Callable[[Connection], object]
 WORKLOADS = {

@@ -16,10 +16,10 @@ import psutil
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bbperf.monitor import (
+from bbperf.pool.monitor import PoolMonitor
+from bbperf.pool.snapshot import (
     DEFAULT_THRESHOLDS,
     HealthCheck,
-    PoolMonitor,
     Snapshot,
     Status,
     SystemMetrics,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bbperf.explain.stats import Comparison, compare
-from bbperf.poolcosts import PoolRecommendation
+from bbperf.pool.costs import PoolRecommendation
 from bbperf.report.humanize import format_value
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
 from bbperf.errors import ConfigError, DataError
-from bbperf.monitor import percentile
-from bbperf.pools import make_engine
+from bbperf.pool.config import make_engine
+from bbperf.pool.snapshot import percentile
 from bbperf.target import schema_of
 
 
