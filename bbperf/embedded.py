@@ -41,7 +41,7 @@ CONFIGURED_SETTINGS: dict[str, str] = {
     # partition; the default 64 × max_connections slots run out ("out of shared memory").
     "max_locks_per_transaction": "512",
 }
-_MARKER = "bbperf_initialized"
+INITIALIZED_MARKER = "bbperf_initialized"  # written into pgdata once the cluster is set up
 _CONFIGURED = "auto_explain and lock table configured"
 _log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class EmbeddedServer:
 
     @property
     def initialized(self) -> bool:
-        return (self.pgdata / _MARKER).exists()
+        return (self.pgdata / INITIALIZED_MARKER).exists()
 
     def status(self) -> ServerStatus:
         info = self._postmaster() if self.pgdata.exists() else None
@@ -153,7 +153,7 @@ class EmbeddedServer:
     def start(self) -> str:
         """Start (or attach to) the server, initialising it on first use; return the bench URL."""
         if self.initialized and self._postmaster() is not None:
-            if _CONFIGURED not in (self.pgdata / _MARKER).read_text():
+            if _CONFIGURED not in (self.pgdata / INITIALIZED_MARKER).read_text():
                 with self._start_lock():
                     self._configure_settings()
             return self.url()
@@ -248,7 +248,7 @@ class EmbeddedServer:
                     cur.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
         finally:
             conn.close()
-        (self.pgdata / _MARKER).write_text(
+        (self.pgdata / INITIALIZED_MARKER).write_text(
             f"shared_preload_libraries, track_io_timing, extensions\n{_CONFIGURED}\n"
         )
 
@@ -256,7 +256,7 @@ class EmbeddedServer:
         """Write CONFIGURED_SETTINGS with ALTER SYSTEM and reload, once per home: homes initialised
         before bbperf configured auto_explain get it on their next start (restarted only when a
         setting needs it, i.e. max_locks_per_transaction)."""
-        marker = self.pgdata / _MARKER
+        marker = self.pgdata / INITIALIZED_MARKER
         if _CONFIGURED in marker.read_text():
             return
         import psycopg2

@@ -9,6 +9,7 @@ when given, always with the one schema bbperf owns there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -67,8 +68,21 @@ def schema_of(engine: Engine | Connection) -> str:
 
 
 def is_embedded(engine: Engine | Connection) -> bool:
-    """True when ``engine`` points at bbperf's own embedded server (a target bbperf owns)."""
-    return bool(engine.get_execution_options().get("bbperf_embedded", False))
+    """True when ``engine`` points at bbperf's own embedded server (a target bbperf owns): made by
+    ``connect`` for it, or a Unix socket in a data directory bbperf initialised."""
+    if engine.get_execution_options().get("bbperf_embedded", False):
+        return True
+    url = engine.engine.url if isinstance(engine, Connection) else engine.url
+    host = url.query.get("host")
+    if isinstance(host, tuple):
+        host = host[0] if host else None
+    from bbperf.embedded import INITIALIZED_MARKER
+
+    return (
+        bool(host)
+        and str(host).startswith("/")
+        and (Path(str(host)) / INITIALIZED_MARKER).is_file()
+    )
 
 
 def check_connection(engine: Engine) -> str:

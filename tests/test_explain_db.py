@@ -93,9 +93,9 @@ def test_measure_warm_server_time_and_cold(visits: Engine) -> None:
     warm = measure(visits, SCHEDULE, {"b": 3}, rounds=8, warmup=2, server_time=True)
     assert warm.rounds == 8 and warm.warmup == 2 and warm.cache == "warm"
     assert len(warm.server_ms) == 8
-    # The client clock wraps the round trip, the server figure is the executor's part of it. The two
-    # come from separate runs, so on a busy machine compare the least disturbed run of each.
-    assert warm.summary.min > warm.server_summary.min > 0
+    # Client and server figures come from separate runs (the server's from EXPLAIN ANALYZE after each
+    # timed round), so no ordering between them holds on a busy machine: both are recorded, per round.
+    assert all(ms > 0 for ms in warm.samples_ms) and all(ms > 0 for ms in warm.server_ms)
     cold = measure(visits, SCHEDULE, {"b": 3}, rounds=3, cold=True)
     assert cold.rounds == 3 and cold.warmup == 0
     assert "shared buffers and OS cache kept" in cold.cache

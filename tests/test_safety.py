@@ -587,3 +587,40 @@ def test_health_server_answers_truthfully_under_32_clients(fresh_url: str) -> No
 if __name__ == "__main__":
     ERRORS_DOC.write_text(render_errors_doc())
     print(f"wrote {ERRORS_DOC}")
+
+
+@pytest.mark.pg15
+def test_advise_without_hypopg_builds_nothing_on_a_server_bbperf_does_not_own(
+    pg15_cluster, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from tests import pg15
+
+    name = f"t_advise_{os.getpid()}"
+    admin = psycopg2.connect(pg15_cluster.admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" OWNER {pg15.USER}')
+    url = pg15_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA bbperf")
+        cur.execute(
+            "CREATE TABLE bbperf.t AS SELECT g AS a, g % 7 AS b FROM generate_series(1, 20000) g"
+        )
+        cur.execute("ANALYZE bbperf.t")
+    try:
+        sql = "SELECT * FROM t WHERE a = 42"
+        code, _, err = cli(capsys, "--database-url", url, "advise", sql)
+        assert code == 2 and "HypoPG" in err and "--allow-build" in err
+        code, out, err = cli(capsys, "--database-url", url, "advise", "--allow-build", sql)
+        assert code == 0, err
+        assert "(a)" in out
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 't'")
+            assert cur.fetchone()[0] == 0  # costed in a rolled-back transaction, nothing left
+    finally:
+        conn.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

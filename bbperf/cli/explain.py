@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="build the best index in bbperf's schema, measure before/after, drop it",
     )
+    ad.add_argument(
+        "--allow-build",
+        action="store_true",
+        help="without HypoPG on a server bbperf does not own: cost candidates by building each "
+        "in a rolled-back transaction under a lock_timeout",
+    )
     ad.set_defaults(func=run_advise)
 
 
@@ -162,7 +168,7 @@ def run_advise(args: argparse.Namespace) -> int:
 
     sql = sql_of(args)
     engine = engine_from(args)
-    advice = advise(engine, sql, parse_params(args.params))
+    advice = advise(engine, sql, parse_params(args.params), allow_build=args.allow_build)
     checked = verify(engine, advice) if args.verify else None
     if args.format == "json":
         best = advice.best

@@ -24,8 +24,14 @@ from bbperf.explain.plan import Plan
 from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
-from bbperf.target import query_error, schema_of
+from bbperf.target import is_embedded, query_error, schema_of
 
+INSTALL_HYPOPG = (
+    "HypoPG is not installed in this database and bbperf does not own this server, so it will not "
+    "build indexes to cost them: an administrator runs CREATE EXTENSION hypopg (Debian/Ubuntu: "
+    "apt-get install postgresql-<major>-hypopg), or pass --allow-build to cost each candidate by "
+    "building it in a rolled-back transaction under a lock_timeout"
+)
 BUILD_LOCK_TIMEOUT = "5s"  # dexter's habit: never wait behind live writers to build an index
 
 if TYPE_CHECKING:
@@ -256,11 +262,20 @@ def part_roles(
     return [*parts, ("", column_roles(plan))]
 
 
-def advise(engine: Engine, sql: str, params: Params = None, *, max_candidates: int = 8) -> Advice:
+def advise(
+    engine: Engine,
+    sql: str,
+    params: Params = None,
+    *,
+    max_candidates: int = 8,
+    allow_build: bool = False,
+) -> Advice:
     """Propose and cost candidate indexes for ``sql``; nothing is left behind in the database.
 
     For a statement with CTEs, each CTE's relations get their own candidates first (``Candidate.cte``
-    names the CTE), then the whole statement's.
+    names the CTE), then the whole statement's. Candidates are costed with HypoPG's hypothetical
+    indexes where it is installed; otherwise each is built inside a transaction that is rolled back
+    (with a lock timeout) — only on bbperf's own embedded server, or anywhere with ``allow_build``.
     """
     statement = clean_sql(sql)
     values = dict(params or {})
@@ -277,6 +292,8 @@ def advise(engine: Engine, sql: str, params: Params = None, *, max_candidates: i
                             proposals.append(Candidate(*cand.key(), cte=cte))
             hypopg = extension_schema(conn, "hypopg")
             conn.rollback()
+            if not hypopg and proposals and not (allow_build or is_embedded(engine)):
+                raise SchemaError(INSTALL_HYPOPG)
             costs = [
                 _cost(conn, cand, statement, values, plan.total_cost, hypopg)
                 for cand in proposals[:max_candidates]
@@ -343,6 +360,7 @@ def _cost(
             name = str(row[0])
         else:
             name = "bbperf_whatif"
+            conn.execute(text(f"SET LOCAL lock_timeout = '{BUILD_LOCK_TIMEOUT}'"))
             conn.execute(text(cand.ddl(name)))
         plan = explain(conn, sql, params, analyze=False, buffers=False)
         if hypopg:
