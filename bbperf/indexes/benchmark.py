@@ -16,7 +16,7 @@ from bbperf.explain.diff import diff
 from bbperf.explain.stats import relative_ci_half_width
 from bbperf.indexes.apply import apply, drop
 from bbperf.indexes.model import IndexSet
-from bbperf.target import schema_of
+from bbperf.target import is_embedded, schema_of
 from bbperf.workload import WorkloadQuery
 
 # Rounds sized to a CI width: stop once the median server time is known to ±10 % (95 % CI).
@@ -223,9 +223,10 @@ def measure_to_width(
 
 
 def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str | None = None) -> bool:
-    """Whether what-if advice costs little here: HypoPG is installed (hypothetical indexes), or the
-    set's tables hold at most ``ADVISOR_MAX_ROWS`` rows (without HypoPG each candidate index is built
-    for real inside a rolled-back transaction: about a second per candidate at 1 M rows)."""
+    """Whether what-if advice costs little here: HypoPG is installed (hypothetical indexes), or this
+    is bbperf's own server and the set's tables hold at most ``ADVISOR_MAX_ROWS`` rows (without HypoPG
+    each candidate index is built for real inside a rolled-back transaction: about a second per
+    candidate at 1 M rows — and never on a server bbperf does not own)."""
     from bbperf.schema import extension_schema
 
     tables = sorted({i.table for i in index_set.indexes})
@@ -233,6 +234,8 @@ def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str | None = N
     with engine.connect() as conn:
         if extension_schema(conn, "hypopg"):
             return True
+        if not is_embedded(engine):
+            return False
         largest = conn.execute(
             text(
                 "SELECT coalesce(max(c.reltuples), 0) FROM pg_class c "
