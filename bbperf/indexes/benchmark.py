@@ -222,7 +222,7 @@ def measure_to_width(
     return timing
 
 
-def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str | None = None) -> bool:
+def advisor_is_cheap(engine: Engine, index_set: IndexSet) -> bool:
     """Whether what-if advice costs little here: HypoPG is installed (hypothetical indexes), or this
     is bbperf's own server and the set's tables hold at most ``ADVISOR_MAX_ROWS`` rows (without HypoPG
     each candidate index is built for real inside a rolled-back transaction: about a second per
@@ -230,7 +230,7 @@ def advisor_is_cheap(engine: Engine, index_set: IndexSet, schema: str | None = N
     from bbperf.schema import extension_schema
 
     tables = sorted({i.table for i in index_set.indexes})
-    schema = schema or schema_of(engine)
+    schema = schema_of(engine)
     with engine.connect() as conn:
         if extension_schema(conn, "hypopg"):
             return True
@@ -283,7 +283,7 @@ def run_benchmark(
         for table in sorted({i.table for i in index_set.indexes}):
             conn.execute(text(f"ANALYZE {schema}.{table}"))
     before = _measure_all(engine, queries, rounds, warmup, ci_width)
-    wanted = advisor_is_cheap(engine, index_set, schema) if advisor == "auto" else advisor
+    wanted = advisor_is_cheap(engine, index_set) if advisor == "auto" else advisor
     advice = [
         advise(engine, q.sql, q.params, max_candidates=3) if wanted else None for q in queries
     ]
