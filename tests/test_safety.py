@@ -540,6 +540,26 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
     assert "Traceback" not in err and err.strip().splitlines() == ["bbperf: interrupted"]
 
 
+# -- loads under the CLI's Ctrl-C wait callback ----------------------------------------------------
+def test_load_runs_under_the_interruptible_wait_callback(schema_engine: Engine) -> None:
+    """`bbperf report` loads its dataset inside the CLI's wait callback; psycopg2 refuses COPY there,
+    so the load must lift it for its stream (a fresh home's report failed on this)."""
+    import psycopg2.extensions
+
+    from bbperf.cli import interruptible_queries
+    from bbperf.generate import generate
+
+    with interruptible_queries():
+        info = generate(schema_engine, "tiny", 0.05, 7, "2026-11-01", progress=False)
+        installed = psycopg2.extensions.get_wait_callback()
+    assert info.fingerprints["appointments"]["rows"] > 0
+    assert installed is not None  # the load put the callback back
+    with schema_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM appointments")).scalar_one() == (
+            info.fingerprints["appointments"]["rows"]
+        )
+
+
 # -- the health server under load --------------------------------------------------------------------
 def test_health_server_answers_truthfully_under_32_clients(fresh_url: str) -> None:
     from bbperf.pool.http import make_server, serve_in_thread

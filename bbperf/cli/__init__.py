@@ -55,8 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in _COPY_COMMANDS:
-            return int(args.func(args) or 0)
         with interruptible_queries():
             return int(args.func(args) or 0)
     except BbperfError as exc:
@@ -72,10 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-
-
-# psycopg2 cannot COPY while a wait callback is installed; these commands load data with COPY.
-_COPY_COMMANDS = {"generate", "data"}
 
 
 @contextlib.contextmanager

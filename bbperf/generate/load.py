@@ -148,7 +148,7 @@ def _load(
     sums: dict[str, list[int]] = {t: [0, 0] for t in TABLE_ORDER}
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     stats: dict[str, float] = {}
-    with phases("stream"):
+    with phases("stream"), _no_wait_callback():
         for chunk in chunks(plan, jobs, stats):
             copied = time.perf_counter()
             if chunk.rows:
@@ -208,6 +208,21 @@ def _load(
         )
         _store(conn, schema, info)
     return info, fks
+
+
+@contextmanager
+def _no_wait_callback() -> Iterator[None]:
+    """psycopg2 refuses COPY while a wait callback is installed (the CLI installs one so Ctrl-C
+    cancels a running statement); lift it for the COPY stream. Ctrl-C still ends the load between
+    chunks (each ≤ 16,384 rows), and the rollback keeps the previous dataset."""
+    import psycopg2.extensions
+
+    previous = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(previous)
 
 
 def _store(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
