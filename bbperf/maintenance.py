@@ -2,11 +2,13 @@
 
 Readers (``index_usage``, ``table_stats``, ``bloat``, ``cache_hits``, ``top_statements``) query the
 server and return DataFrames; ``recommendations`` is pure and turns them into actions with the SQL.
+``verdict`` and ``claims`` (pure) are what notebook 04 tells the report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, text
@@ -267,3 +269,109 @@ def index_usage_window(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFram
     merged.loc[merged["scans_gained"] > 0, "verdict"] = "used"
     columns = [*keys, "scans_gained", "tuples_read_gained", "size_bytes", "verdict"]
     return merged[columns].sort_values(["scans_gained", *keys], ascending=[False, True, True])
+
+
+# -- what notebook 04 tells the report (pure) ---------------------------------------------------
+HEALTH_SECTIONS = ("database", "system", "process", "connection_pool")
+
+
+@dataclass(frozen=True)
+class AlertCheck:
+    """How the alert timeline treated its deliberately slow query: it ran in ``bad_window`` (1-based)
+    of ``windows``; it alerted in ``alerted_windows``; ``other_alerts`` came from the rest."""
+
+    windows: int
+    bad_window: int
+    alerted_windows: tuple[int, ...]
+    other_alerts: int
+    threshold_ms: float
+
+    @classmethod
+    def from_alerts(
+        cls, alerts: pd.DataFrame, marker: str, windows: int, bad_window: int, threshold_ms: float
+    ) -> AlertCheck:
+        """From ``alert_timeline``'s alerts: the bad query is the one whose text holds ``marker``."""
+        bad = alerts["query"].astype(str).str.contains(marker, regex=False)
+        return cls(
+            windows,
+            bad_window,
+            tuple(sorted({int(w) for w in alerts.loc[bad, "window"]})),
+            int((~bad).sum()),
+            threshold_ms,
+        )
+
+    @property
+    def caught(self) -> bool:
+        return self.bad_window in self.alerted_windows
+
+    @property
+    def clean(self) -> bool:
+        """Caught in its own window only, and nothing else alerted."""
+        return self.alerted_windows == (self.bad_window,) and self.other_alerts == 0
+
+
+def _health_words(health: dict[str, Any]) -> str:
+    checks = health.get("checks") or {}
+    return ", ".join(f"{name} {checks[name].get('status', '?')}" for name in checks) or "no checks"
+
+
+def verdict(
+    health: dict[str, Any],
+    hit_ratio: float | None,
+    alerts: AlertCheck,
+    window_review: pd.DataFrame,
+    actions: pd.DataFrame,
+) -> str:
+    """Notebook 04's line: health status, whether the slow query's alert came in its own window,
+    the cache hit ratio, index use over the workload window and the actions recommended."""
+    if alerts.caught:
+        alerted = (
+            f"the deliberately slow query alerted in window {alerts.bad_window} of "
+            f"{alerts.windows}, the one it ran in"
+            + (f" (and in windows {', '.join(map(str, alerts.alerted_windows))})"
+               if len(alerts.alerted_windows) > 1 else "")
+        )  # fmt: skip
+    else:
+        alerted = (
+            f"the deliberately slow query did NOT alert (it ran in window {alerts.bad_window})"
+        )
+    counts = window_review["verdict"].value_counts() if len(window_review) else pd.Series()
+    judged = int(counts.get("used", 0) + counts.get("unused in window", 0))
+    kinds = actions["action"].value_counts() if len(actions) else pd.Series()
+    return (
+        f"Health {health.get('status', 'unknown')} ({_health_words(health)}); {alerted}, with "
+        f"{alerts.other_alerts} other alerts at {alerts.threshold_ms:g} ms; cache hit ratio "
+        + (f"{hit_ratio:.1%}" if hit_ratio is not None else "not measured (no blocks read)")
+        + f"; {int(counts.get('used', 0))} of {judged} indexes judged over the workload window were "
+        f"used; {len(actions)} recommended actions"
+        + (f" ({', '.join(f'{k} ×{v}' for k, v in kinds.items())})" if len(kinds) else "")
+        + "."
+    )
+
+
+def claims(health: dict[str, Any], alerts: AlertCheck) -> list[dict[str, Any]]:
+    """The seed's detailed-health claim and the road map's slow-query alerts, checked on this run."""
+    checks = health.get("checks") or {}
+    present = [s for s in HEALTH_SECTIONS if s in checks]
+    database_ok = (checks.get("database") or {}).get("status") == "healthy"
+    if len(present) == len(HEALTH_SECTIONS) and database_ok:
+        health_verdict = "confirmed"
+    else:
+        health_verdict = "partly" if present else "refuted"
+    missing = [s for s in HEALTH_SECTIONS if s not in checks]
+    return [
+        {
+            "claim": "monitoring.health_detailed",
+            "measured": f"status {health.get('status', 'unknown')}; {_health_words(health)}"
+            + (f"; missing: {', '.join(missing)}" if missing else ""),
+            "verdict": health_verdict,
+        },
+        {
+            "claim": "roadmap.slow_query_alerts",
+            "measured": f"a slow query run in window {alerts.bad_window} of {alerts.windows} alerted "
+            f"in window(s) {', '.join(map(str, alerts.alerted_windows)) or 'none'}; "
+            f"{alerts.other_alerts} other alerts at {alerts.threshold_ms:g} ms",
+            "verdict": "confirmed" if alerts.clean else "partly" if alerts.caught else "refuted",
+            "figure": "bad_query_alert_windows",
+        },
+    ]

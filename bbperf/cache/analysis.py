@@ -133,3 +133,65 @@ def write_cost_summary(samples: dict[str, list[float]]) -> dict[str, float]:
         "ratio_ci_low": low,
         "ratio_ci_high": high,
     }
+
+
+def _x(value: float) -> str:
+    from bbperf.report.humanize import format_value
+
+    return format_value(value, "x") if np.isfinite(value) else "n/a"
+
+
+def _trigger_cost(write_cost: dict[str, float]) -> str:
+    return (
+        f"the invalidation triggers make a write {_x(write_cost['ratio'])} as slow "
+        f"(95 % CI {_x(write_cost['ratio_ci_low'])} – {_x(write_cost['ratio_ci_high'])})"
+    )
+
+
+def verdict(
+    summary: pd.DataFrame | None, write_cost: dict[str, float], skipped: str | None = None
+) -> str:
+    """Notebook 08's line: the invalidate policy's hit ratio and hit speed-up over ``before`` (95 %
+    CI), stale reads under each policy, and what the triggers cost a write. ``summary`` is indexed
+    by policy; "skipped: …" leads when no cache server was available."""
+    if skipped or summary is None or "invalidate" not in summary.index:
+        return f"skipped: {skipped or 'no invalidate run'}; {_trigger_cost(write_cost)}."
+    inv = summary.loc["invalidate"]
+    if not inv["hit_ratio"] > 0:
+        text = f"No read hit the cache in {int(inv['reads'])} reads (invalidate policy)"
+    else:
+        text = (
+            f"With invalidation by the database, {inv['hit_ratio']:.0%} of reads hit the cache and a "
+            f"hit was {_x(inv['hit_speedup'])} faster than the four queries (95 % CI "
+            f"{_x(inv['hit_speedup_ci_low'])} – {_x(inv['hit_speedup_ci_high'])}), "
+            f"{int(inv['stale_reads'])} stale reads of {int(inv['reads']):,}"
+        )
+    if "ttl" in summary.index:
+        ttl = summary.loc["ttl"]
+        text += f" vs {int(ttl['stale_reads'])} of {int(ttl['reads']):,} under the TTL"
+    return f"{text}; {_trigger_cost(write_cost)}."
+
+
+def claims(summary: pd.DataFrame | None) -> list[dict[str, object]]:
+    """The road map's "Redis caching for expensive queries" claim, checked on the invalidate policy
+    (none when the experiment was skipped)."""
+    if summary is None or "invalidate" not in summary.index:
+        return []
+    inv = summary.loc["invalidate"]
+    fast = bool(inv["hit_ratio"] > 0 and inv["hit_speedup_ci_low"] > 1)
+    fresh = int(inv["stale_reads"]) == 0
+    ttl_stale = int(summary.loc["ttl", "stale_reads"]) if "ttl" in summary.index else None
+    measured = (
+        f"invalidate policy: {inv['hit_ratio']:.0%} hits, a hit {_x(inv['hit_speedup'])} faster "
+        f"(95 % CI {_x(inv['hit_speedup_ci_low'])} – {_x(inv['hit_speedup_ci_high'])}), "
+        f"{int(inv['stale_reads'])} stale reads"
+        + (f"; a TTL served {ttl_stale}" if ttl_stale is not None else "")
+    )
+    return [
+        {
+            "claim": "roadmap.result_cache",
+            "measured": measured,
+            "verdict": "confirmed" if fast and fresh else "partly" if fast or fresh else "refuted",
+            "figure": "invalidate_hit_speedup",
+        }
+    ]

@@ -243,3 +243,28 @@ def relative_ci_half_width(samples: Sequence[float], *, confidence: float = 0.95
         return math.inf
     low, high = median_ci(samples, confidence=confidence)
     return (high - low) / 2.0 / median
+
+
+def median_speedup_across(
+    pairs: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Median over several queries of median(before) / median(after), with a bootstrap CI: each
+    round resamples every query's two sides, recomputes its ratio and takes the median across
+    queries. ``pairs`` holds each query's (before, after) samples, at least two a side."""
+    sides = [(_values(before), _values(after)) for before, after in pairs]
+    if not sides:
+        raise ValueError("median_speedup_across needs at least one query")
+    rng = np.random.default_rng(seed)
+    boot = np.empty((len(sides), n_boot))
+    for i, (a, b) in enumerate(sides):
+        boot[i] = np.median(rng.choice(a, (n_boot, a.size)), axis=1) / np.median(
+            rng.choice(b, (n_boot, b.size)), axis=1
+        )
+    point = float(np.median([np.median(a) / np.median(b) for a, b in sides]))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(np.median(boot, axis=0), [tail, 100.0 - tail])
+    return point, float(low), float(high)
