@@ -119,7 +119,9 @@ def test_index_links_notebooks_and_shows_headlines(report: Report) -> None:
     assert "FAILED" in page and "deliberate failure with seed 7" in page
     assert "round trip of SELECT 1" in page  # headline figure, by its description
     assert "rounds<" not in page  # not a headline
-    assert "unused indexes" not in page  # a side effect of the run
+    headlines = page[page.index("<h2>Headline") : page.index("Left out as side effects")]
+    assert "unused indexes" not in headlines  # a side effect of the run: named below, not shown
+    assert "database shows): unused indexes (ok_figures)." in page
     assert "SELECT 1 answers in a round trip; 4 rounds." in page  # the notebook's verdict
     assert "<td>×2.00</td>".replace("<td>", '<td class="num">') in page
     assert "×2.00 – ×2.00" in page and "significant (p = 0.013)" in page
@@ -258,9 +260,10 @@ def test_index_page_verdicts_claims_cis_and_one_dataset() -> None:
     row = page[page.index("by orders of magnitude") :]
     assert row.index("median ×522 over 8 queries") < row.index('"v-confirmed">confirmed')
     assert '"v-refuted">refuted' in page and '"v-not-measured">not measured' in page
-    assert "2 of 14 claims of the original summary checked" in page
+    assert "2 of 20 claims of the original summary and its road map checked" in page
     assert '<td class="num">×522</td><td class="num">×480 – ×562</td>' in page
-    assert "significant (p &lt; 0.001)" in page and "unused indexes" not in page
+    assert "significant (p &lt; 0.001)" in page
+    assert page.count("unused indexes") == 1 and "database shows): unused indexes (01_index)." in page
     expected = story.fingerprint({"appointments": {"rows": 1003586, "checksum": "5786"}})
     assert page.count(f"<code>{expected}</code>") == 1
     assert page.count("profile default, scale 1, seed 42, as of 2026-11-01") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from markupsafe import escape
 from typing import Any
 
 import pandas as pd
@@ -9,6 +10,9 @@ import pytest
 
 from bbperf import maintenance, partition_story
 from bbperf.cache import analysis as cache_story
+from bbperf.report import story
+from bbperf.report.index import render_index
+from bbperf.results import Results
 from bbperf.topology import story as topology_story
 from bbperf.topology.experiments import BouncerExperiment, ReplicaExperiment
 from bbperf.topology.mix import Tally
@@ -271,3 +275,76 @@ def test_09_workload_verdict_and_claim() -> None:
     assert workload_story.verdict(15, 0, 0.0, None).startswith("No index saves enough")
     assert workload_story.verdict(15, 0, None, None, "no HypoPG").startswith("skipped: no HypoPG")
     assert workload_story.claims(0, None, None) == []
+
+
+# -- the index page from a results document ------------------------------------------------------
+def _notebook_results() -> dict[str, Results]:
+    """One Results per notebook 04–09, filled by the verdict and claim functions above."""
+    alerts = _alerts([3], ["SELECT md5(id::text)"])
+    table = _partition_table(2.0)
+    pruned = partition_story.pruned_speedup(table, {"window": (SLOW, FAST), "month": (SLOW, FAST)})
+    measured = workload_story.measured_speedup(VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST)})
+    made = {
+        "04_health_maintenance": (
+            maintenance.verdict(HEALTH, 0.99, alerts, REVIEW, ACTIONS),
+            maintenance.claims(HEALTH, alerts),
+        ),
+        "05_read_replica": (
+            topology_story.replica_verdict(_replica(SLOW, FAST)),
+            topology_story.replica_claims(_replica(SLOW, FAST)),
+        ),
+        "06_pgbouncer": (
+            topology_story.pgbouncer_verdict(_bouncer(1000, 20)),
+            topology_story.pgbouncer_claims(_bouncer(1000, 20)),
+        ),
+        "07_partitioning": (
+            partition_story.verdict(table, pruned, PLANNING, KEPT),
+            partition_story.claims(table, pruned),
+        ),
+        "08_result_cache": (
+            cache_story.verdict(_cache(0, 30.1), WRITE_COST),
+            cache_story.claims(_cache(0, 30.1)),
+        ),
+        "09_workload": (
+            workload_story.verdict(15, 2, 63.4, measured),
+            workload_story.claims(2, 63.4, measured),
+        ),
+    }
+    out = {}
+    for name, (line, claims) in made.items():
+        results = Results(name)
+        results.add("figure", 1.0, "ms", headline=True)
+        results.set_verdict(line)
+        for claim in claims:
+            results.claim(**claim)
+        out[name] = results
+    return out
+
+
+def test_index_page_has_a_verdict_per_notebook_and_the_road_map() -> None:
+    notebooks = _notebook_results()
+    page = render_index(
+        {
+            "run_id": "fixture",
+            "ok": True,
+            "dataset": {"profile": "tiny", "scale": 1.0, "seed": 42, "as_of": "2026-11-01"},
+            "provenance": {},
+            "notebooks": {
+                name: {"status": "ok", "ipynb": f"{name}.ipynb", "results": [r.to_dict()]}
+                for name, r in notebooks.items()
+            },
+            "figures": [],
+        }
+    )
+    assert "No verdict recorded" not in page
+    for name, results in notebooks.items():
+        section = page[page.index(f"<h3>{name}</h3>") :]
+        assert results.verdict and escape(results.verdict) in section[: section.index("</div>")]
+    road_map = page[page.index("<h3>The road map") : page.index("<h2>Headline")]
+    summary = page[page.index("<h2>The original") : page.index("<h3>The road map")]
+    for claim in story.load_claims():
+        assert (escape(claim["text"]) in road_map) == (claim["topic"] == story.ROAD_MAP), claim["id"]
+    assert road_map.count('"v-confirmed">confirmed') == 6  # every road-map step measured above
+    assert "indexes.holds_as_data_grows" not in page
+    assert summary.count('"v-not-measured">not measured') == 13  # 01-03 are not in this fixture
+    assert 'class="v-confirmed">confirmed</td><td>04_health_maintenance' in summary

@@ -14,6 +14,7 @@ from typing import Any
 from bbperf.report.humanize import format_ci, format_p, format_value
 
 DATASET_KEYS = ("profile", "scale", "seed", "as_of")
+ROAD_MAP = "road map"  # the claims.toml topic of the seed's next steps, shown in a table of its own
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,21 @@ class Story:
     claims: list[ClaimRow]
     headlines: list[HeadlineRow]
     provenance: list[tuple[str, str]] = field(default_factory=list)
+    side_effects: list[str] = field(default_factory=list)
 
     @property
     def claims_checked(self) -> int:
         return sum(1 for c in self.claims if c.verdict != "not measured")
+
+    @property
+    def summary_claims(self) -> list[ClaimRow]:
+        """The claims of the seed's optimization summary (what it says it did)."""
+        return [c for c in self.claims if c.topic != ROAD_MAP]
+
+    @property
+    def road_map(self) -> list[ClaimRow]:
+        """The seed's next steps, each measured before anyone builds it."""
+        return [c for c in self.claims if c.topic == ROAD_MAP]
 
 
 def load_claims() -> list[dict[str, str]]:
@@ -226,6 +238,15 @@ def headline_rows(figures: Sequence[dict[str, Any]]) -> list[HeadlineRow]:
     return rows
 
 
+def side_effect_labels(figures: Sequence[dict[str, Any]]) -> list[str]:
+    """The figures left out because the run itself caused them, as "label (notebook)"."""
+    return [
+        f"{_label(fig)} ({fig['notebook']})"
+        for fig in figures
+        if fig.get("side_effect")
+    ]
+
+
 def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
     """The compact provenance lines: code, server, settings, machine, times."""
     server = prov.get("postgresql") or {}
@@ -263,5 +284,6 @@ def build_story(document: dict[str, Any]) -> Story:
         notebooks=notebook_stories(document, report_dataset),
         claims=claim_rows(document, load_claims()),
         headlines=headline_rows(document.get("figures") or []),
+        side_effects=side_effect_labels(document.get("figures") or []),
         provenance=provenance_rows(document.get("provenance") or {}),
     )
