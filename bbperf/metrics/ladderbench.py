@@ -252,12 +252,13 @@ def equivalence_table(
     """Per ladder variant: barbers checked against before (``users``, default every barber),
     figures that differ, verdict."""
     from bbperf.metrics.ladder import equivalence
-    from bbperf.metrics.queries import barber_ids
+    from bbperf.metrics.queries import barber_ids, fetch_raw
 
     users = list(users) if users is not None else barber_ids(engine)
+    before = {u: fetch_raw(engine, u, as_of, "before") for u in users}  # once for every variant
     rows = []
     for variant in progress_bar(LADDER_BENCH[1:], desc="equivalence"):
-        found = equivalence(engine, variant, users, as_of)
+        found = equivalence(engine, variant, users, as_of, before=before)
         rows.append({
             "variant": variant, "barbers": len(users), "differing_figures": len(found),
             "verdict": "equivalent" if not found else
