@@ -71,8 +71,13 @@ def verdict(
     the queries that could not prune, planning time at the most partitions, retention's WAL."""
     if pruned.queries:
         parts = [
-            f"After partitioning, the {pruned.queries} queries whose plans pruned partitions ran "
-            f"{_faster(pruned.speedup)} on the server (median speedup {_x(pruned.speedup)}, 95 % CI "
+            f"After partitioning, the {pruned.queries} queries whose plans pruned partitions "
+            + (
+                f"ran {_faster(pruned.speedup)}"
+                if pruned.ci_low > 1 or pruned.ci_high < 1
+                else "showed no measurable change"
+            )
+            + f" on the server (median speedup {_x(pruned.speedup)}, 95 % CI "
             f"{_x(pruned.ci_low)} – {_x(pruned.ci_high)})"
         ]
     else:

@@ -162,6 +162,11 @@ def verdict(
             f"No read hit the cache in {int(inv['reads']):,} reads with invalidation by the database "
             "(too few reads for the barbers read: run longer to see hits)"
         )
+    elif not np.isfinite(inv["hit_speedup_ci_low"]):
+        text = (
+            f"With invalidation by the database, {inv['hit_ratio']:.0%} of {int(inv['reads']):,} "
+            "reads hit the cache: too few hits to time (run longer)"
+        )
     else:
         text = (
             f"With invalidation by the database, {inv['hit_ratio']:.0%} of reads hit the cache and a "
@@ -185,11 +190,13 @@ def claims(summary: pd.DataFrame | None) -> list[dict[str, object]]:
     stale = f"{int(inv['stale_reads'])} stale reads" + (
         f" (a TTL served {ttl_stale})" if ttl_stale is not None else ""
     )
-    if not inv["hit_ratio"] > 0:  # the cache was never exercised: this run cannot judge the claim
+    if not (inv["hit_ratio"] > 0 and np.isfinite(inv["hit_speedup_ci_low"])):
+        # the cache was barely exercised (under two hits to time): this run cannot judge the claim
         return [
             {
                 "claim": "roadmap.result_cache",
-                "measured": f"no read hit the cache in {int(inv['reads']):,} reads; {stale}",
+                "measured": f"{inv['hit_ratio']:.0%} of {int(inv['reads']):,} reads hit the cache, "
+                f"too few to time; {stale}",
                 "verdict": "not measured",
             }
         ]
