@@ -328,15 +328,19 @@ def _health_words(health: dict[str, Any]) -> str:
     return ", ".join(f"{name} {checks[name].get('status', '?')}" for name in checks) or "no checks"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def verdict(
     health: dict[str, Any],
     hit_ratio: float | None,
     alerts: AlertCheck,
     window_review: pd.DataFrame,
-    actions: pd.DataFrame,
 ) -> str:
-    """Notebook 04's line: health status, whether the slow query's alert came in its own window,
-    the cache hit ratio, index use over the workload window and the actions recommended."""
+    """Notebook 04's line: health status, whether the slow query's alert came in its own window
+    (and what else alerted), the cache hit ratio and index use over the workload window. Counters
+    the run itself makes (unused indexes, the actions they call for) are left out."""
     if alerts.caught:
         alerted = (
             f"the deliberately slow query alerted in window {alerts.bad_window} of "
@@ -350,19 +354,17 @@ def verdict(
         )
     counts = window_review["verdict"].value_counts() if len(window_review) else pd.Series()
     judged = int(counts.get("used", 0) + counts.get("unused in window", 0))
-    kinds = actions["action"].value_counts() if len(actions) else pd.Series()
     return (
         f"Health {health.get('status', 'unknown')} ({_health_words(health)}); {alerted}, with "
-        f"{alerts.other_alerts} other alerts at {format_value(alerts.threshold_ms, 'ms')}; cache hit ratio "
+        f"{_count(alerts.other_alerts, 'other alert')} at {format_value(alerts.threshold_ms, 'ms')}; "
+        "cache hit ratio "
         + (
             format_value(hit_ratio, "ratio")
             if hit_ratio is not None
             else "not measured (no blocks read)"
         )
         + f"; {int(counts.get('used', 0))} of {judged} indexes judged over the workload window were "
-        f"used; {len(actions)} recommended actions"
-        + (f" ({', '.join(f'{k} ×{v}' for k, v in kinds.items())})" if len(kinds) else "")
-        + "."
+        "used."
     )
 
 
@@ -387,7 +389,7 @@ def claims(health: dict[str, Any], alerts: AlertCheck) -> list[dict[str, Any]]:
             "claim": "roadmap.slow_query_alerts",
             "measured": f"a slow query run in window {alerts.bad_window} of {alerts.windows} alerted "
             f"in window(s) {', '.join(map(str, alerts.alerted_windows)) or 'none'}; "
-            f"{alerts.other_alerts} other alerts at {format_value(alerts.threshold_ms, 'ms')}",
+            f"{_count(alerts.other_alerts, 'other alert')} at {format_value(alerts.threshold_ms, 'ms')}",
             "verdict": "confirmed" if alerts.clean else "partly" if alerts.caught else "refuted",
             "figure": "bad_query_alert_windows",
         },

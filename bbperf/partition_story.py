@@ -94,9 +94,11 @@ def verdict(
     if len(kept) == 2:
         by = kept.set_index("method")
         delete, drop = by.loc["DELETE"], by.loc["DETACH + DROP"]
+        ratio = delete.wal_bytes / max(drop.wal_bytes, 1)
         parts.append(
-            f"dropping the oldest month wrote {_x(delete.wal_bytes / max(drop.wal_bytes, 1))} less "
-            "WAL than DELETE"
+            f"dropping the oldest month wrote {_x(ratio)} less WAL than DELETE"
+            if ratio >= 1
+            else f"dropping the oldest month wrote {_x(1 / ratio)} more WAL than DELETE"
         )
     return "; ".join(parts) + "."
 

@@ -295,6 +295,7 @@ def test_claim_ids_are_known_and_verdicts_checked() -> None:
         (41_000_000, "bytes", "39.1 MiB"),
         (0.9342, "ratio", "93.4 %"),
         (0.99968, "ratio", "99.97 %"),
+        (0.999951, "ratio", "> 99.99 %"),
         (1.0, "ratio", "100.0 %"),
         (1003586, "rows", "1,003,586 rows"),
         (1, "alerts", "1 alert"),

@@ -33,7 +33,6 @@ HEALTH = {
     "checks": {s: {"status": "healthy"} for s in maintenance.HEALTH_SECTIONS},
 }
 REVIEW = pd.DataFrame({"verdict": ["used", "used", "unused in window", "new in window"]})
-ACTIONS = pd.DataFrame({"action": ["analyze", "analyze", "vacuum"]})
 
 
 def _alerts(windows: list[int], queries: list[str]) -> maintenance.AlertCheck:
@@ -43,12 +42,12 @@ def _alerts(windows: list[int], queries: list[str]) -> maintenance.AlertCheck:
 
 def test_04_verdict_when_the_slow_query_alerts_in_its_window() -> None:
     alerts = _alerts([3], ["SELECT md5(id::text)"])
-    line = maintenance.verdict(HEALTH, 0.9912, alerts, REVIEW, ACTIONS)
+    line = maintenance.verdict(HEALTH, 0.9912, alerts, REVIEW)
     assert line == (
         "Health healthy (database healthy, system healthy, process healthy, connection_pool "
         "healthy); the deliberately slow query alerted in window 3 of 5, the one it ran in, with "
         "0 other alerts at 2.00 ms; cache hit ratio 99.1 %; 2 of 3 indexes judged over the workload "
-        "window were used; 3 recommended actions (analyze ×2, vacuum ×1)."
+        "window were used."
     )
     assert _verdicts(maintenance.claims(HEALTH, alerts)) == {
         "monitoring.health_detailed": "confirmed",
@@ -59,10 +58,11 @@ def test_04_verdict_when_the_slow_query_alerts_in_its_window() -> None:
 def test_04_verdict_when_the_alert_is_missed_or_noisy() -> None:
     missed = _alerts([2], ["SELECT 1"])
     assert missed.alerted_windows == () and missed.other_alerts == 1
-    line = maintenance.verdict(HEALTH, None, missed, REVIEW.iloc[:0], ACTIONS.iloc[:0])
+    line = maintenance.verdict(HEALTH, None, missed, REVIEW.iloc[:0])
     assert "did NOT alert (it ran in window 3)" in line and "not measured" in line
     assert line.endswith(
-        "0 of 0 indexes judged over the workload window were used; 0 recommended actions."
+        "1 other alert at 2.00 ms; cache hit ratio not measured (no blocks read); 0 of 0 indexes "
+        "judged over the workload window were used."
     )
     broken = {"status": "unhealthy", "checks": {"database": {"status": "unhealthy"}}}
     assert _verdicts(maintenance.claims(broken, missed)) == {
@@ -188,6 +188,10 @@ def test_07_partitioning_verdict_and_claim() -> None:
     assert "; the 1 that read every partition ran ×1.25 slower (median);" in line
     assert "planning took ×3.00 as long at 12 partitions" in line
     assert "dropping the oldest month wrote ×50.0 less WAL than DELETE" in line
+    more = KEPT.assign(wal_bytes=[8_000, 10_000])
+    assert "wrote ×1.25 more WAL than DELETE" in partition_story.verdict(
+        table, pruned, PLANNING, more
+    )
     assert _verdicts(partition_story.claims(table, pruned)) == {
         "roadmap.partitioning_time_ranges": "confirmed"
     }
@@ -295,6 +299,9 @@ def test_09_workload_verdict_and_claim() -> None:
         "skipped: no HypoPG"
     )
     assert workload_story.claims(0, None, None) == []
+    assert _verdicts(workload_story.claims(0, 0.0, None)) == {
+        "roadmap.index_usage_analysis": "not measured"
+    }
 
 
 # -- the index page from a results document ------------------------------------------------------
@@ -306,7 +313,7 @@ def _notebook_results() -> dict[str, Results]:
     measured = workload_story.measured_speedup(VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST)})
     made = {
         "04_health_maintenance": (
-            maintenance.verdict(HEALTH, 0.99, alerts, REVIEW, ACTIONS),
+            maintenance.verdict(HEALTH, 0.99, alerts, REVIEW),
             maintenance.claims(HEALTH, alerts),
         ),
         "05_read_replica": (

@@ -32,6 +32,8 @@ def format_number(value: float, unit: str = "") -> str:
         return _bytes(value)
     if unit == "ratio":
         # 99.97 % must not read as 100.0 %: near the top, the missing share is what matters
+        if 0.9999 <= value < 1:
+            return "> 99.99 %"
         digits = 2 if 0.9995 <= value < 1 else 1
         return f"{value * 100:.{digits}f} %"
     if unit == "%":

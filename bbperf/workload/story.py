@@ -107,9 +107,11 @@ def claims(chosen: int, saved_pct: float | None, measured: Measured | None) -> l
         measured_text = (
             f"{chosen} indexes save {saved_pct:.0f} % of planner cost (predicted; not built here)"
         )
-    else:
-        verdict_word = "refuted"
-        measured_text = "no candidate index saved enough planner cost on this workload"
+    else:  # nothing to build: the run says nothing about whether advice pays off
+        verdict_word = "not measured"
+        measured_text = (
+            "the advice kept no index (none saved enough planner cost on the statements replayed)"
+        )
     return [
         {
             "claim": "roadmap.index_usage_analysis",
