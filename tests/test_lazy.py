@@ -22,6 +22,6 @@ def test_every_public_name_resolves_and_unknown_names_raise(package: str) -> Non
     module = importlib.import_module(package)
     for name in module.__all__:
         assert getattr(module, name) is not None, name
-    assert dir(module) == list(module.__all__)
+    assert dir(module) == sorted(module.__all__)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         _ = module.no_such_name
