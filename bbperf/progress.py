@@ -5,6 +5,7 @@ executed notebooks carry no bar widgets)."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,12 @@ def bar(
     leave: bool = False,
 ) -> Any:
     """A ``tqdm.auto`` bar (a widget in Jupyter, text in a terminal), disabled when not ``enabled()``."""
-    from tqdm.auto import tqdm
+    if not enabled():
+        from tqdm import tqdm as silent  # tqdm.auto would warn in a kernel without ipywidgets
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=not enabled())
+        return silent(iterable, total=total, disable=True)
+    with warnings.catch_warnings():  # no ipywidgets: tqdm.auto falls back to text, with a warning
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave)

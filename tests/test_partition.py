@@ -164,9 +164,8 @@ def test_empty_layout_shows_partitions_without_rows_and_changes_nothing(tiny_cop
     assert sorted(planning["partitions"].unique()) == [0, 3, 12]
     assert (planning["planning_ms"] > 0).all()
     assert _shape(tiny_copy) == shape and _fingerprints(tiny_copy) == prints
-    with pytest.raises(ConfigError):
-        with partition.empty_layout(tiny_copy, 10**6):
-            pass
+    with pytest.raises(ConfigError), partition.empty_layout(tiny_copy, 10**6):
+        pass
 
 
 def test_no_dataset_is_refused_in_one_line(

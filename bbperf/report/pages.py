@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 from html import escape
 from typing import Any
 
@@ -58,6 +59,8 @@ def format_cell(value: Any, unit: str | None) -> str:
         value = value.item()
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, Decimal):  # numeric columns: rounded like any number
+        value = float(value)
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             return "∞" if value > 0 else ""
