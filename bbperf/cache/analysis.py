@@ -187,7 +187,8 @@ def claims(summary: pd.DataFrame | None) -> list[dict[str, object]]:
         return []
     inv = summary.loc["invalidate"]
     ttl_stale = int(summary.loc["ttl", "stale_reads"]) if "ttl" in summary.index else None
-    stale = f"{int(inv['stale_reads'])} stale reads" + (
+    count = int(inv["stale_reads"])
+    stale = f"{count} stale read{'' if count == 1 else 's'}" + (
         f" (a TTL served {ttl_stale})" if ttl_stale is not None else ""
     )
     if not (inv["hit_ratio"] > 0 and np.isfinite(inv["hit_speedup_ci_low"])):
