@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -50,3 +51,35 @@ def test_tidy_removes_every_leftover_and_keeps_the_rows(
     assert _prints(tiny_copy) == before
     assert main(["--database-url", tiny_copy_url, "schema", "tidy"]) == 0
     assert capsys.readouterr().out.strip() == "nothing left by an experiment"
+
+
+def test_report_tidies_after_a_notebook_fails_half_way(
+    tiny_copy: Engine, tiny_copy_url: str, tmp_path: Path
+) -> None:
+    import nbformat
+
+    from bbperf.report.build import run_report
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    parameters = nbformat.v4.new_code_cell('as_of = "2026-11-01"')
+    parameters.metadata["tags"] = ["parameters"]
+    crash = nbformat.v4.new_code_cell(
+        "from datetime import datetime, UTC\n"
+        "from bbperf.metrics.variants import create_metrics_view\n"
+        "from bbperf.target import connect\n"
+        "create_metrics_view(connect(), datetime(2026, 11, 1, tzinfo=UTC))\n"
+        "raise RuntimeError('half-way')"
+    )
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    notebook = nbformat.v4.new_notebook(cells=[parameters, crash], metadata=kernel)
+    nbformat.write(notebook, notebooks / "crash.ipynb")
+    report = run_report(
+        notebooks_dir=notebooks, out=tmp_path / "out", database_url=tiny_copy_url, progress=False
+    )
+    (run,) = report.runs
+    assert (
+        run.error
+        == "RuntimeError: half-way; removed what it left: materialized view six_figure_metrics_mv"
+    )
+    assert leftovers(tiny_copy) == []

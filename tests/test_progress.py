@@ -33,3 +33,10 @@ def test_bars_show_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_numeric_cells_are_rounded_like_floats() -> None:
     assert format_cell(Decimal("33.8135506877228732"), None) == "33.8"
     assert format_cell(Decimal("2159"), None) == "2,159"
+
+
+def test_timestamps_are_shown_to_the_second() -> None:
+    import pandas as pd
+
+    stamp = pd.Timestamp("2026-11-30 07:21:38.830197+00:00")
+    assert format_cell(stamp, None) == "2026-11-30 07:21:38+00:00"

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import Settings, load_settings
-from bbperf.errors import BbperfError, ConfigError
+from bbperf.errors import BbperfError, ConfigError, first_line
 from bbperf.report.index import results_document, write_report_files
 from bbperf.report.provenance import collect_provenance, dataset_fingerprint, now_utc
 from bbperf.report.runner import (
@@ -108,6 +108,20 @@ def report_dataset(
     }
 
 
+def _tidy_after_failure(engine: Engine, run: NotebookRun) -> None:
+    """A notebook that failed half-way may leave its experiment's objects (a view, triggers,
+    partitioned tables) and so change what the next notebook measures: remove them, and say so."""
+    from bbperf.leftovers import tidy
+
+    try:
+        removed = tidy(engine)
+    except (BbperfError, DBAPIError) as exc:
+        run.error = f"{run.error}; could not tidy after it: {first_line(exc)}"
+        return
+    if removed:
+        run.error = f"{run.error}; removed what it left: {', '.join(removed)}"
+
+
 def _prepare_dataset(engine: Engine | None, dataset: Mapping[str, Any], progress: bool) -> None:
     """Load the report's dataset once, before any notebook, so each of them finds it in place."""
     if engine is None:
@@ -172,6 +186,8 @@ def run_report(
     engine = _connect_for_provenance(settings)
 
     def record_dataset(run: NotebookRun) -> None:
+        if not run.ok and engine is not None:
+            _tidy_after_failure(engine, run)
         run.dataset = _loaded_dataset(engine)
 
     try:

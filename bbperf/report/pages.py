@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 from typing import Any
@@ -59,6 +60,8 @@ def format_cell(value: Any, unit: str | None) -> str:
         value = value.item()
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, datetime):  # pandas Timestamps too: to the second, no microseconds
+        return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, Decimal):  # numeric columns: rounded like any number
         value = float(value)
     if isinstance(value, int | float):

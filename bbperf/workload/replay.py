@@ -261,10 +261,17 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> None:
 
 
 def _wait(started: float, duration_s: float, counter: list[int], progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
+
+    from bbperf.progress import bar as progress_bar
 
     ticks = max(1, round(duration_s * 10))
-    with tqdm(total=ticks, desc="replay", unit="tick", disable=not progress, leave=False) as bar:
+    shown = (
+        progress_bar(total=ticks, desc="replay", unit="tick")
+        if progress
+        else tqdm(total=ticks, disable=True)
+    )
+    with shown as bar:
         done = 0
         while (elapsed := time.monotonic() - started) < duration_s:
             time.sleep(min(0.1, duration_s - elapsed))
