@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,7 +181,7 @@ def verdict(
     return f"{text}; {_trigger_cost(write_cost)}."
 
 
-def claims(summary: pd.DataFrame | None) -> list[dict[str, object]]:
+def claims(summary: pd.DataFrame | None) -> list[dict[str, Any]]:
     """The road map's "Redis caching for expensive queries" claim, checked on the invalidate policy
     (none when the experiment was skipped)."""
     if summary is None or "invalidate" not in summary.index:
