@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -96,8 +97,6 @@ class ChunkWriter:
         """COPY ``chunk`` and record it in one transaction; the chunk comes back without its payload."""
         if chunk.skipped:
             return chunk
-        import time
-
         started = time.perf_counter()
         schema = self.sink.schema
         with self.conn.cursor() as cur:
