@@ -89,14 +89,14 @@ def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
     with watcher.cursor() as cur:
         while not killed and time.monotonic() < deadline and loader.is_alive():
             cur.execute("SELECT to_regclass('bbperf._load_progress') IS NOT NULL")
-            if not cur.fetchone()[0]:  # type: ignore[index]
+            if not cur.fetchone()[0]:
                 continue
             cur.execute("SELECT count(*) FROM bbperf.appointments")  # readers see the old dataset
-            reads += cur.fetchone()[0] == before["fingerprints"]["appointments"]["rows"]  # type: ignore[index]
+            reads += cur.fetchone()[0] == before["fingerprints"]["appointments"]["rows"]
             cur.execute(
                 "SELECT count(*) FROM bbperf._load_progress WHERE table_name = 'appointments'"
             )
-            if cur.fetchone()[0] < 3:  # type: ignore[index]
+            if cur.fetchone()[0] < 3:
                 continue
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -106,7 +106,7 @@ def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
             killed = bool(cur.fetchall())
         loader.join()
         cur.execute("SELECT count(*) FROM bbperf._load_progress")
-        committed = cur.fetchone()[0]  # type: ignore[index]
+        committed = cur.fetchone()[0]
     watcher.close()
     assert killed, f"the load ended before a worker could be terminated: {failure}"
     assert failure and isinstance(failure[0], QueryError), failure
@@ -212,6 +212,6 @@ def test_resumable_over_tcp_to_postgresql_15(
     assert main(["--database-url", pg15_url, "data", "verify"]) == 0
     loaded = dataset_info(engine)
     assert loaded is not None and loaded["resumable"] and loaded["jobs"] == 2
-    assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
+    assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]
     assert pg15.PASSWORD not in capsys.readouterr().out
     engine.dispose()
