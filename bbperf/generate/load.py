@@ -5,13 +5,14 @@ secondary indexes), ``copy`` and ``waiting`` (one binary COPY stream, and the ti
 chunks generated, encoded and fingerprinted ahead of it), ``indexes`` (rebuild), ``constraints``
 (foreign keys re-added NOT VALID: no scan), ``sequences``, ``provenance``; then after the commit
 ``validate+analyze``: per table, VALIDATE CONSTRAINT (one join each) and ANALYZE, tables in
-parallel on ``jobs`` connections (a table's own steps conflict, different tables' do not).
+parallel on ``server_connections(jobs)`` connections (a table's own steps conflict, different tables' do not).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -281,12 +282,19 @@ def _store(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
         conn.execute(sql, params)
 
 
+def server_connections(jobs: int) -> int:
+    """Connections for the phases where only the server works (validation, ANALYZE, key builds):
+    ``jobs``, but at least the client's cores — the generator is idle by then, so ``--jobs 1``
+    need not serialise the server's work."""
+    return max(1, jobs, os.cpu_count() or 1)
+
+
 def validate_and_analyze(
     engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1, *, freeze: bool = False
 ) -> None:
     """VALIDATE every foreign key in ``fks`` and ANALYZE every table of the dataset (``freeze``:
     VACUUM (FREEZE, ANALYZE), for rows not COPYed with FREEZE): each table's steps on one
-    connection, up to ``jobs`` tables at once, the biggest first."""
+    connection, up to ``server_connections(jobs)`` tables at once, the biggest first."""
     schema = schema_of(engine)
     biggest_first = ("appointments", "payments", "clients", "services", "users")
     tables = [*biggest_first, "user_organizations", "organizations"]
@@ -302,7 +310,7 @@ def validate_and_analyze(
             conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {qualified}"))
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:
             list(pool.map(run, tables))
     except DBAPIError as exc:
         raise QueryError(

@@ -296,7 +296,7 @@ def build_keys(
     engine: Engine, schema: str, wanted: dict[str, list[tuple[str, str, str]]], jobs: int
 ) -> None:
     """The real tables' keys and indexes, built on the staging tables under temporary names: one
-    connection per table, ``jobs`` tables at once, biggest first. Idempotent (a rerun skips what a
+    connection per table, ``server_connections(jobs)`` tables at once, biggest first. Idempotent (a rerun skips what a
     previous attempt built)."""
 
     def run(table: str) -> None:
@@ -325,7 +325,9 @@ def build_keys(
                     body = definition.removeprefix("UNIQUE ")
                     conn.execute(text(f'{create} "{tmp}" ON {target}{body}'))
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    from bbperf.generate.load import server_connections
+
+    with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:
         list(pool.map(run, BIGGEST_FIRST))
 
 
