@@ -19,6 +19,7 @@ PHASE_ORDER = (
     "constraints",
     "sequences",
     "provenance",
+    "commit",
     "stream",
     "keys",
     "swap",

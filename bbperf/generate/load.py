@@ -117,6 +117,8 @@ def generate(
             except (DBAPIError, psycopg2.Error) as exc:
                 first_error.append(exc)  # the rollback that follows may fail with a vaguer error
                 raise
+            committing = time.perf_counter()
+        phases.seconds["commit"] = time.perf_counter() - committing
     except (DBAPIError, psycopg2.Error) as exc:
         failed = first_error[0] if first_error else exc
         # psycopg2's own errors (raw COPY cursor) are not wrapped by SQLAlchemy: wrap for query_error
