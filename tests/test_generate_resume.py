@@ -64,6 +64,28 @@ def test_resumable_gives_the_plain_loads_rows_for_jobs_1_and_3(
     engine.dispose()
 
 
+def test_staging_left_by_another_load_is_dropped_and_the_load_starts_over(
+    tiny_copy_url: str, tiny_engine: Engine
+) -> None:
+    from bbperf.generate.staging import prepare
+
+    engine = make_engine(tiny_copy_url, echo_pool=False)
+    with engine.begin() as conn:  # what an interrupted load of another seed leaves behind
+        prepare(conn, "bbperf", "another-load")
+        conn.execute(
+            text(
+                "INSERT INTO bbperf._load_progress (load_key, table_name, chunk, rows, checksum) "
+                "VALUES ('another-load', 'appointments', 0, 5, 123)"
+            )
+        )
+        conn.execute(text("INSERT INTO bbperf._load_users SELECT * FROM bbperf.users"))
+    info = generate(engine, "tiny", 1.0, 42, AS_OF, progress=False, resumable=True)
+    assert info.chunks["skipped"] == 0
+    assert info.fingerprints == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
+    assert all(row["ok"] for row in verify(engine))
+    engine.dispose()
+
+
 def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
     tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
