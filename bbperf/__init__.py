@@ -8,8 +8,7 @@ functions: a submodule import would shadow them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bbperf.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -72,14 +71,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bbperf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

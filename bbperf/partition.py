@@ -193,8 +193,11 @@ def _convert(
     table: str,
     ranges: list[tuple[datetime, datetime]] | None,
     by: str | None,
+    *,
+    copy_rows: bool = True,
 ) -> TableChange:
-    """Rebuild ``table`` as a range-partitioned table over ``ranges`` (None: as a plain table)."""
+    """Rebuild ``table`` as a range-partitioned table over ``ranges`` (None: as a plain table);
+    without ``copy_rows`` the new table is the layout only (keys and indexes, no rows)."""
     key = PARTITION_KEYS[table]
     q = f'"{schema}"'
     old = f"{table}_old"
@@ -226,9 +229,13 @@ def _convert(
     if ranges is not None:
         conn.execute(text(f"CREATE TABLE {q}.{table}_default PARTITION OF {q}.{table} DEFAULT"))
     # Rows first, keys and indexes after: one build per index beats maintaining it row by row.
-    rows = conn.execute(
-        text(f"INSERT INTO {q}.{table} OVERRIDING SYSTEM VALUE SELECT * FROM {q}.{old}")
-    ).rowcount
+    rows = (
+        conn.execute(
+            text(f"INSERT INTO {q}.{table} OVERRIDING SYSTEM VALUE SELECT * FROM {q}.{old}")
+        ).rowcount
+        if copy_rows
+        else 0
+    )
     conn.execute(text(f"DROP TABLE {q}.{old}"))
     primary_key = f"id, {key}" if ranges is not None else "id"
     conn.execute(
@@ -348,6 +355,46 @@ def apply(engine: Engine, by: str = "month", *, partitions: int | None = None) -
         foreign_keys_dropped=[f"{fk['table']}.{fk['name']}" for fk in waiting],
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+@contextlib.contextmanager
+def empty_layout(engine: Engine, partitions: int) -> Iterator[Connection]:
+    """A connection that sees appointments and payments split into ``partitions`` equal ranges of
+    their time span (+ DEFAULT; 0: plain tables), with their keys and indexes but no rows, inside a
+    transaction that is always rolled back: nothing is copied and nothing changes.
+
+    For planning-time studies, whose cost follows the partition and index count, not the rows; the
+    tables are locked (ACCESS EXCLUSIVE) while the block runs. DataError when no dataset is loaded
+    or the tables are partitioned already.
+    """
+    if not 0 <= partitions <= MAX_PARTITIONS:
+        raise ConfigError(
+            f"partition count must be between 0 and {MAX_PARTITIONS}, got {partitions}"
+        )
+    schema = schema_of(engine)
+    with engine.connect() as conn:
+        conn.begin()
+        try:
+            _prepare(engine, conn, schema)
+            for table in PARTITION_KEYS:
+                if _relkind(conn, schema, table) == "p":
+                    raise DataError(
+                        f"{schema}.{table} is already partitioned: run `bbperf partition drop` first"
+                    )
+            fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+            for fk in fks:
+                conn.execute(
+                    text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}')
+                )
+            for table in PARTITION_KEYS:
+                span = time_span(conn, schema, table)
+                ranges = (
+                    None if not partitions else (equal_bounds(*span, partitions) if span else [])
+                )
+                _convert(conn, schema, table, ranges, None, copy_rows=False)
+            yield conn
+        finally:
+            conn.rollback()
 
 
 def drop(engine: Engine) -> Conversion:

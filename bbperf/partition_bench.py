@@ -23,6 +23,7 @@ from bbperf.errors import DataError
 from bbperf.explain import explain, measure
 from bbperf.explain.plan import Plan
 from bbperf.explain.stats import Timing, compare, summarize
+from bbperf.progress import bar as progress_bar
 from bbperf.target import schema_of
 from bbperf.workload import WorkloadQuery
 
@@ -77,17 +78,25 @@ class StateRun:
     planning_ms: list[float]
 
 
-def planning_times(engine: Engine, query: WorkloadQuery, rounds: int) -> list[float]:
-    """Planning time (ms) of ``rounds`` plain EXPLAINs on one connection, after one untimed."""
-    times = []
-    with engine.connect() as conn:
-        for i in range(rounds + 1):
-            doc = conn.execute(
-                text(f"EXPLAIN (SUMMARY ON, FORMAT JSON) {query.sql}"), query.params
-            ).scalar_one()
-            if i:
-                times.append(float(doc[0]["Planning Time"]))
+def planning_times(target: Engine | Connection, query: WorkloadQuery, rounds: int) -> list[float]:
+    """Planning time (ms) of ``rounds`` plain EXPLAINs on one connection, after one untimed; on an
+    engine's connection rolled back after, on a given connection inside its transaction."""
+    if isinstance(target, Connection):
+        return _planning_on(target, query, rounds)
+    with target.connect() as conn:
+        times = _planning_on(conn, query, rounds)
         conn.rollback()
+    return times
+
+
+def _planning_on(conn: Connection, query: WorkloadQuery, rounds: int) -> list[float]:
+    times = []
+    for i in range(rounds + 1):
+        doc = conn.execute(
+            text(f"EXPLAIN (SUMMARY ON, FORMAT JSON) {query.sql}"), query.params
+        ).scalar_one()
+        if i:
+            times.append(float(doc[0]["Planning Time"]))
     return times
 
 
@@ -143,21 +152,16 @@ def planning_by_partition_count(
     engine: Engine, queries: list[WorkloadQuery], counts: list[int], rounds: int
 ) -> pd.DataFrame:
     """Median planning time (ms) of each query with the tables unpartitioned (0) and split into each
-    of ``counts`` equal ranges (+ DEFAULT). Leaves the tables unpartitioned. Columns: partitions,
-    query, planning_ms, conversion_s (how long ``apply`` took)."""
+    of ``counts`` equal ranges (+ DEFAULT), measured on the layout without rows inside a rolled-back
+    transaction (``partition.empty_layout``): planning cost follows the partitions and indexes, not
+    the rows, so nothing is copied and the study costs the same at any scale. Columns: partitions,
+    query, planning_ms."""
     rows = []
-    for count in [0, *counts]:
-        seconds = 0.0
-        if count:
-            seconds = partition.apply(engine, partitions=count).seconds
-        try:
+    for count in progress_bar([0, *counts], desc="planning vs partitions", unit="layout"):
+        with partition.empty_layout(engine, count) as conn:
             for q in queries:
-                median = summarize(planning_times(engine, q, rounds)).median
-                rows.append({"partitions": count, "query": q.name, "planning_ms": median,
-                             "conversion_s": seconds})  # fmt: skip
-        finally:
-            if count:
-                partition.drop(engine)
+                median = summarize(planning_times(conn, q, rounds)).median
+                rows.append({"partitions": count, "query": q.name, "planning_ms": median})
     return pd.DataFrame(rows)
 
 

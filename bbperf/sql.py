@@ -130,6 +130,71 @@ def parse_one(sql: str, *, allow_writes: bool = True) -> Statement:
     )
 
 
+def cte_bodies(sql: str) -> dict[str, str]:
+    """A top-level ``WITH`` statement's CTEs by name, each body as its own SELECT text (binds kept).
+
+    PostgreSQL's own scanner finds the parentheses (quotes, comments and dollar quotes are tokens,
+    never counted); a statement without a leading WITH, with WITH RECURSIVE (whose bodies cannot
+    stand alone) or that does not parse has none.
+    """
+    import pglast
+    from pglast.parser import ParseError
+
+    body = sql.strip().rstrip(";").strip()
+    numbered, to_source = _numbered_with_offsets(body)
+    try:
+        parsed = pglast.parse_sql(numbered)
+        tokens = list(pglast.parser.scan(numbered))
+    except ParseError:
+        return {}
+    if len(parsed) != 1:
+        return {}
+    with_clause = getattr(parsed[0].stmt, "withClause", None)
+    if with_clause is None or with_clause.recursive or not tokens or tokens[0].name != "WITH":
+        return {}
+    names = [cte.ctename for cte in with_clause.ctes]
+    out: dict[str, str] = {}
+    i = 1
+    for name in names:
+        # name [ (columns) ] AS [ NOT ] [ MATERIALIZED ] ( body )
+        while i < len(tokens) and tokens[i].name != "AS":
+            i += 1
+        while i < len(tokens) and tokens[i].name != "ASCII_40":
+            i += 1
+        if i >= len(tokens):
+            return out
+        opened, depth = tokens[i], 0
+        for j in range(i, len(tokens)):
+            depth += {"ASCII_40": 1, "ASCII_41": -1}.get(tokens[j].name, 0)
+            if depth == 0:
+                start, end = to_source(opened.end + 1), to_source(tokens[j].start)
+                out[name] = body[start:end].strip()
+                i = j + 1
+                break
+        else:
+            return out
+    return out
+
+
+def _numbered_with_offsets(sql: str) -> tuple[str, Any]:
+    """``sql`` with ``:name`` → ``$n``, and a function mapping an offset in it back to ``sql``."""
+    numbers = {name: i for i, name in enumerate(bind_names(sql), start=1)}
+    pieces, marks, last, shift = [], [(0, 0)], 0, 0
+    for match in _BIND.finditer(sql):
+        replacement = f"${numbers[match.group(1)]}"
+        pieces += [sql[last : match.start()], replacement]
+        shift += len(replacement) - (match.end() - match.start())
+        marks.append((match.end() + shift, match.end()))  # numbered offset → source offset
+        last = match.end()
+    pieces.append(sql[last:])
+
+    def to_source(offset: int) -> int:
+        base_numbered, base_source = max(m for m in marks if m[0] <= offset)
+        return base_source + offset - base_numbered
+
+    return "".join(pieces), to_source
+
+
 def _number_binds(sql: str, binds: tuple[str, ...]) -> str:
     """``:name`` → ``$n`` so PostgreSQL's grammar accepts the text (parse only; never executed)."""
     numbers = {name: i for i, name in enumerate(binds, start=1)}

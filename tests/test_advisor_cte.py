@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from bbperf.explain.advisor import advise, cte_bodies
+from bbperf.explain.advisor import advise
 from bbperf.metrics.queries import AFTER_SQL, window_params
+from bbperf.sql import cte_bodies
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -43,3 +44,16 @@ def test_advisor_proposes_per_cte_indexes_for_after(tiny_engine: Engine) -> None
     assert any(c.startswith("payments (status") for c in by_cte["payment_metrics"])
     assert advice.best is not None and advice.best.candidate.table == "appointments"
     assert "[CTE " in advice.text()
+
+
+def test_cte_bodies_keep_binds_and_skip_dollar_quotes() -> None:
+    sql = (
+        "WITH a AS (SELECT :user_id AS u, $$)$$ AS s WHERE x > :a), "
+        "b AS (SELECT * FROM a WHERE u = :user_id) SELECT * FROM b"
+    )
+    assert cte_bodies(sql) == {
+        "a": "SELECT :user_id AS u, $$)$$ AS s WHERE x > :a",
+        "b": "SELECT * FROM a WHERE u = :user_id",
+    }
+    assert cte_bodies("WITH a AS (SELECT 1) SELECT 1; SELECT 2") == {}  # not one statement
+    assert cte_bodies("WITH a AS (SELECT") == {}  # does not parse

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bbperf.metrics.ladderbench import best_non_cached, median_ci, verdicts
+from bbperf.explain.stats import median_ci
+from bbperf.metrics.ladderbench import best_non_cached, verdicts
 
 
 def _table(server: dict[str, float], client_ms: float = 1.5) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def nbval(paths: list[Path], database_url: str) -> subprocess.CompletedProcess[s
 
     Returns the completed process with nbval's colour codes stripped from stdout.
     """
-    env = {**os.environ, "BBPERF_DATABASE_URL": database_url}
+    env = {**os.environ, "BBPERF_DATABASE_URL": database_url, "BBPERF_PROGRESS": "0"}
     result = subprocess.run(
         [
             sys.executable,

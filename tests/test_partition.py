@@ -145,6 +145,29 @@ def test_equal_ranges_give_the_asked_partition_count(tiny_copy: Engine) -> None:
     partition.drop(tiny_copy)
 
 
+def test_empty_layout_shows_partitions_without_rows_and_changes_nothing(tiny_copy: Engine) -> None:
+    from bbperf.partition_bench import planning_by_partition_count, point_lookup
+
+    apply_set(tiny_copy, load_set("seed"))
+    shape, prints = _shape(tiny_copy), _fingerprints(tiny_copy)
+    with partition.empty_layout(tiny_copy, 6) as conn:
+        kind = conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = 'appointments'::regclass")
+        )
+        assert kind.scalar_one() == "p"
+        parts = conn.execute(text("SELECT count(*) FROM pg_inherits "
+                                  "WHERE inhparent = 'appointments'::regclass"))  # fmt: skip
+        assert parts.scalar_one() == 7  # 6 ranges + DEFAULT
+        assert conn.execute(text("SELECT count(*) FROM appointments")).scalar_one() == 0
+    assert _shape(tiny_copy) == shape and _fingerprints(tiny_copy) == prints
+    planning = planning_by_partition_count(tiny_copy, [point_lookup(tiny_copy)], [3, 12], 2)
+    assert sorted(planning["partitions"].unique()) == [0, 3, 12]
+    assert (planning["planning_ms"] > 0).all()
+    assert _shape(tiny_copy) == shape and _fingerprints(tiny_copy) == prints
+    with pytest.raises(ConfigError), partition.empty_layout(tiny_copy, 10**6):
+        pass
+
+
 def test_no_dataset_is_refused_in_one_line(
     schema_engine: Engine, fresh_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

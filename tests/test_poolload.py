@@ -216,12 +216,13 @@ def test_cli_bad_input_is_one_line(
 def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from bbperf.cli import main
 
-    code = main(
-        ["--database-url", fresh_url, "pool", "load", "-c", "2", "--duration", "0.2", "--json"]
-    )
-    assert code == 0
-    out = json.loads(capsys.readouterr().out)
-    assert [(r["environment"], r["concurrency"]) for r in out["load"]] == [("development", 2)]
+    for flag in (["--json"], ["--format", "json"]):  # --json stays as an alias of --format json
+        code = main(
+            ["--database-url", fresh_url, "pool", "load", "-c", "2", "--duration", "0.2", *flag]
+        )
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert [(r["environment"], r["concurrency"]) for r in out["load"]] == [("development", 2)]
 
 
 def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(pg15_cluster) -> None:  # type: ignore[no-untyped-def]

@@ -348,6 +348,7 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["compare", "/dev/zero", "/dev/zero"], "larger than"),
     (["compare", "/bin/sh", "/bin/sh"], "not text"),
     (["indexes", "alembic", "-o", "/proc/x/y.py"], "cannot write"),
+    (["--schema", "nosuch", "schema", "tidy"], "schema 'nosuch' does not exist"),
 ]
 
 

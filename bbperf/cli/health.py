@@ -73,7 +73,12 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
         metavar="ROUNDS",
         help="also measure pre-ping and connection-setup cost over ROUNDS requests",
     )
-    load.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    load.add_argument(
+        "--format", choices=("text", "json"), default="text", help="tables (default) or JSON"
+    )
+    load.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
     load.set_defaults(func=pool_load)
 
 
@@ -157,7 +162,7 @@ def pool_load(args: argparse.Namespace) -> int:
         **overrides,
     )
     costs = pool_costs(target, args.costs) if args.costs else None
-    if args.json:
+    if args.format == "json":
         # NaN is not JSON: steps that served nothing have no percentiles.
         out = {"load": frame.astype(object).where(frame.notna(), None).to_dict(orient="records")}
         if costs is not None:

@@ -1,4 +1,4 @@
-"""``bbperf schema create | drop | status``: bbperf's own schema on the target."""
+"""``bbperf schema create | drop | status | tidy``: bbperf's own schema on the target."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = scsub.add_parser("status", help="tables, estimated rows and sizes")
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=status)
+    td = scsub.add_parser(
+        "tidy",
+        help="remove what an interrupted experiment left (view, rollup, triggers, partitions)",
+    )
+    td.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    td.set_defaults(func=tidy)
 
 
 def create(args: argparse.Namespace) -> int:
@@ -50,3 +56,14 @@ def status(args: argparse.Namespace) -> int:
     if st.tables:
         print_table(st.tables)
     return 0 if st.exists else 1
+
+
+def tidy(args: argparse.Namespace) -> int:
+    from bbperf.leftovers import leftovers
+    from bbperf.leftovers import tidy as tidy_schema
+
+    engine = engine_from(args)
+    found = leftovers(engine) if args.dry_run else tidy_schema(engine)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb}: {', '.join(found)}" if found else "nothing left by an experiment")
+    return 0

@@ -24,6 +24,7 @@ from bbperf.explain.plan import Plan
 from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
+from bbperf.sql import cte_bodies
 from bbperf.target import is_embedded, query_error, schema_of
 
 INSTALL_HYPOPG = (
@@ -190,62 +191,6 @@ def candidates(
     return out
 
 
-_CTE_HEAD = re.compile(
-    r"\s*(?:,\s*)?([A-Za-z_]\w*)\s*(?:\([^)]*\)\s*)?AS\s+(?:NOT\s+)?(?:MATERIALIZED\s+)?\(",
-    re.IGNORECASE,
-)
-
-
-def cte_bodies(sql: str) -> dict[str, str]:
-    """A top-level ``WITH`` statement's CTEs by name, each body as its own SELECT text.
-
-    Parentheses inside quotes and comments are skipped; a statement without a leading WITH (or
-    with WITH RECURSIVE, whose bodies cannot stand alone) has none.
-    """
-    text_ = clean_sql(sql)
-    head = re.match(r"\s*WITH\s+(?!RECURSIVE\b)", text_, re.IGNORECASE)
-    if not head:
-        return {}
-    out: dict[str, str] = {}
-    pos = head.end()
-    while True:
-        match = _CTE_HEAD.match(text_, pos)
-        if not match:
-            return out
-        end = _closing(text_, match.end())
-        if end < 0:
-            return out
-        out[match.group(1)] = text_[match.end() : end].strip()
-        pos = end + 1
-
-
-def _closing(sql: str, start: int) -> int:
-    """Index of the parenthesis closing the one opened just before ``start`` (−1 if none)."""
-    depth, i = 1, start
-    while i < len(sql):
-        two = sql[i : i + 2]
-        if sql[i] in "'\"":
-            i = sql.find(sql[i], i + 1)
-            if i < 0:
-                return -1
-        elif two == "--":
-            i = sql.find("\n", i)
-            if i < 0:
-                return -1
-        elif two == "/*":
-            i = sql.find("*/", i) + 1
-            if i <= 0:
-                return -1
-        elif sql[i] == "(":
-            depth += 1
-        elif sql[i] == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
 def part_roles(
     engine: Engine, statement: str, values: dict[str, Any], plan: Plan
 ) -> list[tuple[str, dict[tuple[str, str], dict[str, list[str]]]]]:
@@ -286,7 +231,7 @@ def advise(
             proposals: list[Candidate] = []
             for cte, part in parts:
                 for table, roles in part.items():
-                    cols, existing = _catalog(conn, table)
+                    cols, existing = table_catalog(conn, table)
                     for cand in candidates(roles, table, cols, existing):
                         if all(c.key() != cand.key() for c in proposals):
                             proposals.append(Candidate(*cand.key(), cte=cte))
@@ -371,7 +316,9 @@ def _cost(
     return CandidateCost(cand, base, plan.total_cost, used)
 
 
-def _catalog(conn: Connection, table: tuple[str, str]) -> tuple[set[str], list[tuple[str, ...]]]:
+def table_catalog(
+    conn: Connection, table: tuple[str, str]
+) -> tuple[set[str], list[tuple[str, ...]]]:
     """The table's column names and the column lists of its existing indexes."""
     rel = f"{_quote(table[0])}.{_quote(table[1])}"
     cols = (

@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from bbperf.explain import Timing, compare, explain
+from bbperf.explain.stats import relative_ci_half_width
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import BEFORE_STATEMENTS, CTE_SQL, barber_ids, fetch_raw, window_params
 from bbperf.metrics.rollup import READ_SQL as ROLLUP_READ_SQL
@@ -36,7 +37,10 @@ from bbperf.metrics.variants import (
     fetch_prepared,
     refresh_metrics_view,
 )
+from bbperf.progress import bar as progress_bar
 
+# Rounds sized to a CI width time at least this many rounds (the bootstrap needs a few samples).
+MIN_ROUNDS = 5
 BENCH_VARIANTS = ("before", "after", "after_equivalent", "prepared", "view")
 Fetcher = Callable[[Engine, int, datetime], RawMetrics]
 
@@ -104,13 +108,23 @@ def server_statements(conn: Connection, variant: str) -> list[str]:
 
 
 def server_timing(
-    engine: Engine, variant: str, user_id: int, as_of: datetime, rounds: int = 10, warmup: int = 2
+    engine: Engine,
+    variant: str,
+    user_id: int,
+    as_of: datetime,
+    rounds: int = 10,
+    warmup: int = 2,
+    *,
+    ci_width: float = 0.0,
+    min_rounds: int = MIN_ROUNDS,
 ) -> Timing:
     """Execution Time (ms) of one call's statements, summed, per round, from
     ``EXPLAIN (ANALYZE, TIMING OFF)``; median planning time in ``extra['planning_ms']``.
 
     ``warmup`` rounds are discarded; a prepared statement needs six executions before PostgreSQL
-    may settle on a generic plan, so give it ``warmup`` ≥ 6 to time the steady state.
+    may settle on a generic plan, so give it ``warmup`` ≥ 6 to time the steady state. With
+    ``ci_width`` > 0, timing stops once at least ``min_rounds`` rounds put the median's 95 % CI
+    within ±``ci_width`` (a fraction), at most ``rounds``.
     """
     params = read_params(user_id, as_of) if variant == "rollup" else window_params(user_id, as_of)
     executions: list[float] = []
@@ -122,6 +136,8 @@ def server_timing(
             if i >= warmup:
                 executions.append(sum(p.execution_ms or 0.0 for p in plans))
                 planning.append(sum(p.planning_ms or 0.0 for p in plans))
+                if _known_to(executions, ci_width, min_rounds):
+                    break
         conn.rollback()
     return Timing(
         samples_ms=tuple(executions),
@@ -129,6 +145,13 @@ def server_timing(
         sql=";\n".join(sqls),
         warmup=warmup,
         extra={"planning_ms": statistics.median(planning), "statements": len(sqls)},
+    )
+
+
+def _known_to(samples: Sequence[float], ci_width: float, min_rounds: int) -> bool:
+    """Enough rounds: at least ``min_rounds`` and the median's 95 % CI within ±``ci_width``."""
+    return (
+        ci_width > 0 and len(samples) >= min_rounds and relative_ci_half_width(samples) <= ci_width
     )
 
 
@@ -140,10 +163,14 @@ def client_timings(
     rounds: int = 30,
     warmup: int = 5,
     seed: int = 0,
+    *,
+    ci_width: float = 0.0,
+    min_rounds: int = MIN_ROUNDS,
 ) -> dict[str, Timing]:
     """End-to-end time (ms) of one call per variant, ``rounds`` times, interleaved in a shuffled
     order each round after ``warmup`` untimed rounds (which also PREPARE on the pooled connection);
-    GC is off while timing."""
+    GC is off while timing. With ``ci_width`` > 0, rounds stop once every variant's median is known
+    to ±``ci_width`` (95 % CI) after at least ``min_rounds``."""
     rng = random.Random(seed)
     samples: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(warmup):
@@ -159,6 +186,8 @@ def client_timings(
                 start = time.perf_counter_ns()
                 FETCHERS[v](engine, user_id, as_of)
                 samples[v].append((time.perf_counter_ns() - start) / 1e6)
+            if all(_known_to(s, ci_width, min_rounds) for s in samples.values()):
+                break
     finally:
         if was_enabled:
             gc.enable()
@@ -210,24 +239,34 @@ def benchmark(
     rounds: int = 30,
     warmup: int = 5,
     server_rounds: int = 10,
+    *,
+    ci_width: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], Timing]]:
     """Server and client timings of every variant for each picked barber.
 
-    Returns the speed table and the client Timings by (barber label, variant) for figures.
-    The ``view`` variant needs ``create_metrics_view(engine, as_of)`` first.
+    ``rounds`` and ``server_rounds`` are maxima when ``ci_width`` > 0 (rounds stop once medians are
+    known to ±``ci_width``, 95 % CI). Returns the speed table and the client Timings by (barber
+    label, variant) for figures. The ``view`` variant needs ``create_metrics_view(engine, as_of)``
+    first.
     """
     rows: list[dict[str, Any]] = []
     timings: dict[tuple[str, str], Timing] = {}
-    for pick in picks:
-        server = {
-            v: server_timing(
-                engine, v, pick.user_id, as_of, server_rounds, warmup=7 if v == "prepared" else 2
+    picks = list(picks)
+    with progress_bar(total=len(picks) * (len(variants) + 1), desc="metrics speed") as shown:
+        for pick in picks:
+            server = {}
+            for v in variants:
+                server[v] = server_timing(
+                    engine, v, pick.user_id, as_of, server_rounds,
+                    warmup=7 if v == "prepared" else 2, ci_width=ci_width,
+                )  # fmt: skip
+                shown.update()
+            client = client_timings(
+                engine, variants, pick.user_id, as_of, rounds, warmup, ci_width=ci_width
             )
-            for v in variants
-        }
-        client = client_timings(engine, variants, pick.user_id, as_of, rounds, warmup)
-        rows += speed_rows(pick, server, client)
-        timings.update({(pick.label, v): t for v, t in client.items()})
+            shown.update()
+            rows += speed_rows(pick, server, client)
+            timings.update({(pick.label, v): t for v, t in client.items()})
     return pd.DataFrame(rows), timings
 
 
@@ -262,6 +301,8 @@ def scale_sweep(
     variants: Sequence[str] = BENCH_VARIANTS,
     rounds: int = 10,
     server_rounds: int = 5,
+    *,
+    ci_width: float = 0.0,
 ) -> pd.DataFrame:
     """For each scale: load the dataset (reused when already there), set the indexes, build the
     view, and time every variant for the busiest and median barber. One row per
@@ -282,6 +323,7 @@ def scale_sweep(
             rounds,
             warmup=3,
             server_rounds=server_rounds,
+            ci_width=ci_width,
         )
         frames.append(table.assign(scale=scale, appointments=info.rows["appointments"], **costs))
     return pd.concat(frames, ignore_index=True)

@@ -150,10 +150,13 @@ def drift_rows(
     candidate: str = "after",
 ) -> list[dict[str, Any]]:
     """``drift`` for several barbers, flattened to rows (one per differing metric) for a table."""
+    from bbperf.progress import bar
+
     when = resolve_as_of(engine, as_of)
+    users = list(user_ids)
     return [
         d.to_dict()
-        for user in user_ids
+        for user in bar(users, desc=f"{candidate} vs {baseline}", unit="barber")
         for d in drift(engine, user, when, target_annual, baseline, candidate)
     ]
 

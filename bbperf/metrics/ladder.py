@@ -9,7 +9,7 @@ missing — its index set not applied, the rollup not installed, the view not bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -169,10 +169,13 @@ def equivalence(
     variant: str,
     user_ids: Iterable[int],
     as_of: str | date | datetime | None = None,
+    *,
+    before: Mapping[int, RawMetrics] | None = None,
 ) -> list[Difference]:
     """Every difference between ``variant`` and ``before`` over ``user_ids`` (empty: equivalent).
 
-    Prerequisites are checked once, then each barber is computed both ways.
+    Prerequisites are checked once, then each barber is computed both ways; ``before`` may hold
+    before's answers already computed (by user id), so several variants share one computation.
     """
     check_ladder_variant(variant)
     when = resolve_as_of(engine, as_of)
@@ -180,7 +183,9 @@ def equivalence(
     fetch = FETCHERS[variant]
     out: list[Difference] = []
     for user_id in user_ids:
-        out += differences(fetch_raw(engine, user_id, when, "before"), fetch(engine, user_id, when))
+        theirs = before[user_id] if before is not None and user_id in before else None
+        mine = theirs if theirs is not None else fetch_raw(engine, user_id, when, "before")
+        out += differences(mine, fetch(engine, user_id, when))
     return out
 
 

@@ -14,12 +14,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from bbperf.explain.stats import median_ci
 from bbperf.metrics import bench
 from bbperf.metrics.ladder import NEEDS_INDEXES
+from bbperf.progress import bar as progress_bar
 from bbperf.target import schema_of
 
 LADDER_BENCH = (
@@ -40,15 +41,6 @@ SCALE_RATIO_TARGET = 1.5
 ROLLUP_TARGET_MS = 0.2
 
 
-def median_ci(samples: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % bootstrap CI of the median of ``samples`` (ms)."""
-    values = np.asarray(samples, dtype=float)
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(values, size=(n_boot, len(values)), replace=True), axis=1)
-    low, high = np.percentile(medians, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def speed(
     engine: Engine,
     as_of: datetime,
@@ -56,16 +48,25 @@ def speed(
     variants: Sequence[str] = LADDER_BENCH,
     rounds: int = 30,
     server_rounds: int = 20,
+    *,
+    ci_width: float = 0.0,
 ) -> pd.DataFrame:
-    """One row per (barber, variant): server median with its CI, planning, end-to-end median/IQR."""
+    """One row per (barber, variant): server median with its CI, planning, end-to-end median/IQR.
+    ``rounds`` and ``server_rounds`` are maxima when ``ci_width`` > 0 (see ``bench.benchmark``)."""
     rows: list[dict[str, Any]] = []
+    picks = list(picks)
+    shown = progress_bar(total=len(picks) * (len(variants) + 1), desc="ladder speed")
     for pick in picks:
-        client = bench.client_timings(engine, variants, pick.user_id, as_of, rounds, warmup=5)
+        client = bench.client_timings(
+            engine, variants, pick.user_id, as_of, rounds, warmup=5, ci_width=ci_width
+        )
+        shown.update()
         for variant in variants:
             warm = 7 if variant == "prepared" else 3
             server = bench.server_timing(
-                engine, variant, pick.user_id, as_of, server_rounds, warmup=warm
+                engine, variant, pick.user_id, as_of, server_rounds, warmup=warm, ci_width=ci_width
             )
+            shown.update()
             low, high = median_ci(server.samples_ms)
             rows.append({
                 "barber": pick.label, "user_id": pick.user_id,
@@ -74,6 +75,7 @@ def speed(
                 "plan_ms": server.extra["planning_ms"],
                 "client_ms": client[variant].median_ms, "client_iqr_ms": client[variant].summary.iqr,
             })  # fmt: skip
+    shown.close()
     return pd.DataFrame(rows)
 
 
@@ -223,6 +225,8 @@ def ladder_sweep(
     as_of: datetime,
     rounds: int = 10,
     server_rounds: int = 5,
+    *,
+    ci_width: float = 0.0,
 ) -> pd.DataFrame:
     """The ladder's speed table at each scale (dataset loaded or reused, every prerequisite set),
     with a ``scale`` and ``appointments`` column; the database ends at the last scale."""
@@ -235,21 +239,26 @@ def ladder_sweep(
         info = ensure_dataset(engine, profile, scale, seed, as_of.date())
         prepare_ladder(engine, as_of)
         table = speed(
-            engine, as_of, bench.pick_barbers(engine, as_of, 2), LADDER_BENCH, rounds, server_rounds
-        )
+            engine, as_of, bench.pick_barbers(engine, as_of, 2), LADDER_BENCH, rounds,
+            server_rounds, ci_width=ci_width,
+        )  # fmt: skip
         frames.append(table.assign(scale=scale, appointments=info.rows["appointments"]))
     return pd.concat(frames, ignore_index=True)
 
 
-def equivalence_table(engine: Engine, as_of: datetime) -> pd.DataFrame:
-    """Per ladder variant: barbers checked against before, figures that differ, verdict."""
+def equivalence_table(
+    engine: Engine, as_of: datetime, users: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Per ladder variant: barbers checked against before (``users``, default every barber),
+    figures that differ, verdict."""
     from bbperf.metrics.ladder import equivalence
-    from bbperf.metrics.queries import barber_ids
+    from bbperf.metrics.queries import barber_ids, fetch_raw
 
-    users = barber_ids(engine)
+    users = list(users) if users is not None else barber_ids(engine)
+    before = {u: fetch_raw(engine, u, as_of, "before") for u in users}  # once for every variant
     rows = []
-    for variant in LADDER_BENCH[1:]:
-        found = equivalence(engine, variant, users, as_of)
+    for variant in progress_bar(LADDER_BENCH[1:], desc="equivalence"):
+        found = equivalence(engine, variant, users, as_of, before=before)
         rows.append({
             "variant": variant, "barbers": len(users), "differing_figures": len(found),
             "verdict": "equivalent" if not found else

@@ -247,6 +247,28 @@ def barber_ids(engine: Engine) -> list[int]:
         return [int(r[0]) for r in rows]
 
 
+def barber_sample(engine: Engine, size: int, seed: int = 42) -> list[int]:
+    """``size`` barbers drawn from ``barber_ids`` with ``seed`` (the same on any machine), in id
+    order; all of them when ``size`` is 0 or at least their number. The busiest barber (most
+    completed appointments overall) is always in the sample, so the heaviest case is checked."""
+    import random
+
+    users = barber_ids(engine)
+    if size <= 0 or size >= len(users):
+        return users
+    with engine.connect() as conn:
+        busiest = conn.execute(
+            text(
+                "SELECT user_id FROM appointments WHERE status = 'completed' AND user_id = ANY(:u) "
+                "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
+            ),
+            {"u": users},
+        ).scalar()
+    rest = [u for u in users if u != busiest]
+    drawn = random.Random(seed).sample(rest, size - 1 if busiest is not None else size)
+    return sorted(drawn + ([int(busiest)] if busiest is not None else []))
+
+
 def six_figure_metrics(
     engine: Engine,
     user_id: int,

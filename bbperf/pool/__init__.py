@@ -9,43 +9,32 @@ Names are imported on first use so that ``bbperf.target`` (which needs only ``ma
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bbperf.lazy import lazy_exports
 
 _EXPORTS = {
-    "ENVIRONMENTS": "config",
-    "PoolConfig": "config",
-    "pool_config": "config",
-    "make_engine": "config",
-    "describe": "config",
-    "Thresholds": "snapshot",
-    "DEFAULT_THRESHOLDS": "snapshot",
-    "Snapshot": "snapshot",
-    "evaluate": "snapshot",
-    "PoolMonitor": "monitor",
-    "health_basic": "health",
-    "health_detailed": "health",
-    "HealthServer": "http",
-    "make_server": "http",
-    "serve_in_thread": "http",
-    "WORKLOADS": "load",
-    "pool_load": "load",
-    "pool_costs": "costs",
-    "recommend_pool_size": "costs",
-    "PoolRecommendation": "costs",
+    "ENVIRONMENTS": ".config",
+    "PoolConfig": ".config",
+    "pool_config": ".config",
+    "make_engine": ".config",
+    "describe": ".config",
+    "Thresholds": ".snapshot",
+    "DEFAULT_THRESHOLDS": ".snapshot",
+    "Snapshot": ".snapshot",
+    "evaluate": ".snapshot",
+    "PoolMonitor": ".monitor",
+    "health_basic": ".health",
+    "health_detailed": ".health",
+    "HealthServer": ".http",
+    "make_server": ".http",
+    "serve_in_thread": ".http",
+    "WORKLOADS": ".load",
+    "pool_load": ".load",
+    "pool_costs": ".costs",
+    "recommend_pool_size": ".costs",
+    "PoolRecommendation": ".costs",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bbperf.pool' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bbperf.pool.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -66,7 +66,9 @@ def format_cell(value: Any, unit: str | None) -> str:
         return format_number(value, unit)
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list | tuple | set):
+    if isinstance(value, set | frozenset):  # sorted: a set's order changes from run to run
+        return ", ".join(sorted(str(v) for v in value))
+    if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bbperf.errors import ConfigError
+from bbperf.progress import PROGRESS_ENV
 from bbperf.results import RESULTS_DIR_ENV
 from bbperf.urls import mask_text
 
@@ -162,6 +163,7 @@ def execute_notebook(
     kernel_env: dict[str, str | None] = {
         **(environment or {}),
         RESULTS_DIR_ENV: str(results_dir.resolve()),
+        PROGRESS_ENV: "0",  # a rendered report carries no progress-bar widgets
     }
     start = time.perf_counter()
     try:

@@ -7,43 +7,32 @@ do not load pandas.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bbperf.lazy import lazy_exports
 
 _EXPORTS = {
-    "stop_companions": "companions",
-    "BouncerExperiment": "experiments",
-    "ReplicaExperiment": "experiments",
-    "pgbouncer_conclusion": "findings",
-    "pgbouncer_experiment": "experiments",
-    "pgbouncer_figures": "findings",
-    "read_replica_experiment": "experiments",
-    "replica_conclusion": "findings",
-    "replica_figures": "findings",
-    "fanout": "fanout",
-    "pool_fit": "fanout",
-    "Lag": "lag",
-    "LagSampler": "lag",
-    "read_lag": "lag",
-    "PgBouncer": "pgbouncer",
-    "PgBouncerMissing": "pgbouncer",
-    "EmbeddedReplica": "replica",
-    "replica_status": "replica",
-    "resolve_replica_url": "replica",
-    "session_state_trap": "sessiontrap",
+    "stop_companions": ".companions",
+    "BouncerExperiment": ".experiments",
+    "ReplicaExperiment": ".experiments",
+    "pgbouncer_conclusion": ".findings",
+    "pgbouncer_experiment": ".experiments",
+    "pgbouncer_figures": ".findings",
+    "read_replica_experiment": ".experiments",
+    "replica_conclusion": ".findings",
+    "replica_figures": ".findings",
+    "fanout": ".fanout",
+    "pool_fit": ".fanout",
+    "Lag": ".lag",
+    "LagSampler": ".lag",
+    "read_lag": ".lag",
+    "PgBouncer": ".pgbouncer",
+    "PgBouncerMissing": ".pgbouncer",
+    "EmbeddedReplica": ".replica",
+    "replica_status": ".replica",
+    "resolve_replica_url": ".replica",
+    "session_state_trap": ".sessiontrap",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bbperf.topology' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bbperf.topology.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -122,6 +122,16 @@ def book(engine: Engine, shape: DatasetShape, user_id: int, rng: random.Random) 
         )
 
 
+def probe_rows(engine: Engine) -> int:
+    """How many bookings the mixes wrote are still there (an interrupted run leaves them)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM appointments WHERE notes = :mark"), {"mark": PROBE_MARK}
+            ).scalar_one()
+        )
+
+
 def remove_probe_rows(engine: Engine) -> int:
     """Delete every booking and payment the mixes wrote; returns the bookings removed."""
     with engine.begin() as conn:

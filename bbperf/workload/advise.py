@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, QueryError, SchemaError
-from bbperf.explain.advisor import Candidate, _catalog, candidates, column_roles
+from bbperf.explain.advisor import Candidate, candidates, column_roles, table_catalog
 from bbperf.explain.plan import Plan, parse_plan
 from bbperf.explain.run import rolled_back
 from bbperf.schema import extension_schema
@@ -299,7 +299,7 @@ def _base_and_candidates(
         tables[s.name] = {(n.schema or "public", n.relation) for n in plan.nodes() if n.relation}
         for table, roles in column_roles(plan).items():
             if table not in catalogs:
-                catalogs[table] = _catalog(conn, table)
+                catalogs[table] = table_catalog(conn, table)
             cols, existing = catalogs[table]
             for cand in candidates(roles, table, cols, existing):
                 if cand not in proposals:
