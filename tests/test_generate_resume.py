@@ -81,7 +81,7 @@ def test_staging_left_by_another_load_is_dropped_and_the_load_starts_over(
         conn.execute(text("INSERT INTO bbperf._load_users SELECT * FROM bbperf.users"))
     info = generate(engine, "tiny", 1.0, 42, AS_OF, progress=False, resumable=True)
     assert info.chunks["skipped"] == 0
-    assert info.fingerprints == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
+    assert info.fingerprints == dataset_info(tiny_engine)["fingerprints"]
     assert all(row["ok"] for row in verify(engine))
     engine.dispose()
 
