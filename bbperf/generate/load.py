@@ -5,7 +5,9 @@ secondary indexes), ``copy`` and ``waiting`` (one binary COPY stream, and the ti
 chunks generated, encoded and fingerprinted ahead of it), ``indexes`` (rebuild), ``constraints``
 (foreign keys re-added NOT VALID: no scan), ``sequences``, ``provenance``; then after the commit
 ``validate+analyze``: per table, VALIDATE CONSTRAINT (one join each) and ANALYZE, tables in
-parallel on ``server_connections(jobs)`` connections (a table's own steps conflict, different tables' do not).
+parallel on ``server_connections(jobs)`` connections (a table's own steps conflict, different
+tables' do not). ``generate(..., resumable=True)`` loads through staging tables instead
+(``bbperf.generate.staging``, ``bbperf.generate.resume``).
 """
 
 from __future__ import annotations

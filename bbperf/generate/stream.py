@@ -113,6 +113,8 @@ def _encoded(
     for lo in range(0, max(n, 1), PAYLOAD_ROWS):
         rows = slice(lo, min(lo + PAYLOAD_ROWS, n))
         size, number = rows.stop - rows.start, base + lo // PAYLOAD_ROWS
+        if lo // PAYLOAD_ROWS >= 1 << PART_BITS:  # a pair is ~56,000 rows at most: 4 payloads
+            raise ValueError(f"{n:,} rows do not fit the chunk numbering of one {table} part")
         final = last and rows.stop >= n
         if (table, number) in done:
             gen_s = {"generate": generate_s if lo == 0 else 0.0}
