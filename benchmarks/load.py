@@ -3,7 +3,7 @@ rows, peak memory across scales, --jobs 1 against --jobs 2, and a naive Faker lo
 issue #17 targets with verdicts.
 
 Usage: python benchmarks/load.py [--scale 1] [--big-scale 10] [--rss-scales 0.1,1,10] [--jobs 1,2]
-       [--profile default] [--seed 42] [--naive-rows 5000] [--database-url URL]
+       [--resumable-jobs 1,2] [--profile default] [--seed 42] [--naive-rows 5000] [--database-url URL]
 Every load replaces the dataset in bbperf's schema on the target (embedded server unless
 --database-url). Each load runs in a child process, so its peak RSS is its own.
 """
@@ -33,28 +33,39 @@ from bbperf.target import connect
 
 _CHILD = """
 import json, resource, sys
-from bbperf.generate.load import generate
+from sqlalchemy import text
+import bbperf.generate.load as load
 from bbperf.target import connect
-url, profile, scale, seed, as_of, jobs = sys.argv[1:]
-info = generate(connect(url or None, echo_pool=False), profile, float(scale), int(seed), as_of,
-                jobs=int(jobs), progress=False)
-print(json.dumps({"info": info.to_dict(),
+url, profile, scale, seed, as_of, jobs, resumable, freeze = sys.argv[1:]
+load.FREEZE_AFTER_RESUMABLE = freeze == "1"
+engine = connect(url or None, echo_pool=False)
+info = load.generate(engine, profile, float(scale), int(seed), as_of, jobs=int(jobs),
+                     progress=False, resumable=resumable == "1")
+with engine.connect() as conn:  # pages an index-only scan can skip the heap for, right after
+    visible = conn.execute(text("SELECT relallvisible::float / greatest(relpages, 1) FROM pg_class "
+                                "WHERE oid = 'appointments'::regclass")).scalar()
+print(json.dumps({"info": info.to_dict(), "all_visible": visible,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "workers_rss_mb": info.peak_rss_mb.get("worker", 0.0)}))
 """
 
 
-def load(args: argparse.Namespace, scale: float, jobs: int) -> dict[str, Any]:
-    """One `generate` in a child process: its provenance (phases included) and peak RSS."""
+def load(
+    args: argparse.Namespace, scale: float, jobs: int, resumable: bool = False, freeze: bool = True
+) -> dict[str, Any]:
+    """One `generate` in a child process: its provenance (phases included) and peak RSS;
+    ``resumable`` loads through staging tables, ``freeze`` picks VACUUM (FREEZE, ANALYZE) after it."""
     argv = [args.database_url or "", args.profile, str(scale), str(args.seed), args.as_of]
+    flags = [str(jobs), "1" if resumable else "0", "1" if freeze else "0"]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, *argv, str(jobs)], capture_output=True, text=True
+        [sys.executable, "-c", _CHILD, *argv, *flags], capture_output=True, text=True
     )
     if done.returncode:
         sys.exit(f"generate failed at scale {scale}:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - started
+    result["load_average"] = load_average()
     return result
 
 
@@ -130,6 +141,10 @@ def naive_rows_per_second(engine: Engine, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def describe(label: str, run: dict[str, Any]) -> None:
     info = run["info"]
     total = sum(fp["rows"] for fp in info["fingerprints"].values())
@@ -138,8 +153,10 @@ def describe(label: str, run: dict[str, Any]) -> None:
     print(
         f"{label}: {total:,} rows in {info['load_seconds']:.1f} s end to end "
         f"({total / info['load_seconds']:,.0f} rows/s); peak RSS {run['rss_mb']:.0f} MB "
-        f"(workers {run['workers_rss_mb']:.0f} MB)\n    phases s: {phases}\n"
-        f"    client CPU s (overlapping the COPY): {client}"
+        f"(workers {run['workers_rss_mb']:.0f} MB); appointments all-visible "
+        f"{100 * run['all_visible']:.0f} %; {run['load_average']}\n    phases s: {phases}\n"
+        f"    client CPU s (overlapping the COPY): {client}",
+        flush=True,
     )
 
 
@@ -157,6 +174,52 @@ def rss_only(args: argparse.Namespace, jobs: int) -> None:
     )
 
 
+def resumable_runs(args: argparse.Namespace) -> dict[Any, dict[str, Any]]:
+    """Resumable loads at --scale: each --resumable-jobs value with VACUUM (FREEZE, ANALYZE) after the
+    swap, and the first value again with ANALYZE only (what the choice between them costs)."""
+    values = [int(j) for j in args.resumable_jobs.split(",") if j]
+    runs: dict[Any, dict[str, Any]] = {}
+    for jobs in values:
+        runs[jobs] = load(args, args.scale, jobs, resumable=True)
+        describe(
+            f"SF {args.scale:g} --resumable --jobs {jobs} (VACUUM FREEZE, ANALYZE)", runs[jobs]
+        )
+    if values:
+        runs["analyze"] = load(args, args.scale, values[0], resumable=True, freeze=False)
+        describe(
+            f"SF {args.scale:g} --resumable --jobs {values[0]} (ANALYZE only)", runs["analyze"]
+        )
+    return runs
+
+
+def resumable_targets(
+    args: argparse.Namespace, runs: dict[Any, dict[str, Any]], plain_s: float, server_s: float
+) -> None:
+    values = [k for k in runs if isinstance(k, int)]
+    if not values:
+        return
+    first = runs[values[0]]["info"]
+    e2e = first["load_seconds"]
+    print(
+        f"  resumable SF {args.scale:g} --jobs {values[0]} {e2e:.1f} s: {plain_s / e2e:.2f}x the "
+        f"one-transaction load, {server_s / e2e:.2f}x the server's COPY FROM file"
+    )
+    if len(values) > 1:
+        t1, t2 = (runs[j]["info"]["load_seconds"] for j in values[:2])
+        print(
+            f"  resumable --jobs {values[1]} {t2:.1f} s vs --jobs {values[0]} {t1:.1f} s: "
+            f"{t1 / t2:.2f}x (target > 1): {verdict(t2 < t1)}"
+        )
+    plain = runs["analyze"]
+    frozen_s = first["phases"]["validate+analyze"]
+    analyze_s = plain["info"]["phases"]["validate+analyze"]
+    print(
+        f"  after the swap: VACUUM (FREEZE, ANALYZE) + validate {frozen_s:.1f} s, all-visible "
+        f"{100 * runs[values[0]]['all_visible']:.0f} %; ANALYZE + validate {analyze_s:.1f} s, "
+        f"all-visible {100 * plain['all_visible']:.0f} %"
+    )
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
@@ -171,6 +234,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--as-of", default="2026-11-01")
     parser.add_argument("--naive-rows", type=int, default=5000)
+    parser.add_argument(
+        "--resumable-jobs",
+        default="1,2",
+        help="--jobs values for the resumable loads at --scale ('' to skip them)",
+    )
     parser.add_argument("--database-url")
     parser.add_argument(
         "--rss-only", action="store_true", help="only the --rss-scales loads and the memory target"
@@ -180,7 +248,7 @@ def main() -> None:
     create_schema(engine)
     one, two = (int(j) for j in args.jobs.split(","))
     print(f"profile {args.profile} seed {args.seed} as of {args.as_of}; {os.cpu_count()} cores")
-    os.system("uptime")  # noqa: S605 - the machine's load, for the reader of the figures
+    print(f"{load_average()} at the start; each run prints the load average at its end")
 
     if args.rss_only:
         rss_only(args, one)
@@ -188,11 +256,13 @@ def main() -> None:
     runs = {(args.scale, j): load(args, args.scale, j) for j in (one, two)}
     for (scale, jobs), run in runs.items():
         describe(f"SF {scale:g} --jobs {jobs}", run)
+    resumable = resumable_runs(args)
     server = sum(
         server_copy_seconds(
             engine, args.profile, args.scale, args.seed, normalize_as_of(args.as_of)
         ).values()
     )
+    print(f"server COPY FROM file, SF {args.scale:g}: {server:.1f} s; {load_average()}")
     base = runs[(args.scale, one)]["info"]
     rss = {args.scale: runs[(args.scale, one)]["rss_mb"]}
     for scale in (float(s) for s in args.rss_scales.split(",")):
@@ -226,6 +296,7 @@ def main() -> None:
         f"  --jobs {two} {t2:.1f} s vs --jobs {one} {t1:.1f} s: {t1 / t2:.2f}x "
         f"(target > 1): {verdict(t2 < t1)}"
     )
+    resumable_targets(args, resumable, runs[(args.scale, one)]["info"]["load_seconds"], server)
     naive = naive_rows_per_second(engine, args.naive_rows)
     total = sum(fp["rows"] for fp in base["fingerprints"].values())
     print(

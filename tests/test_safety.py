@@ -514,7 +514,7 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
              "--set", str(index_set), "--concurrently"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded CI machine starts the CLI slowly
         waiting = False
         watcher = psycopg2.connect(
             tiny_copy_url

@@ -19,6 +19,10 @@ PHASE_ORDER = (
     "constraints",
     "sequences",
     "provenance",
+    "commit",
+    "stream",
+    "keys",
+    "swap",
     "validate+analyze",
 )
 
@@ -46,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=str(os.cpu_count() or 1),
         help="worker processes that generate, encode and fingerprint ahead of the COPY "
         f"(default: the machine's cores, {os.cpu_count() or 1}); same data for any value",
+    )
+    gen.add_argument(
+        "--resumable",
+        action="store_true",
+        help="load into staging tables a committed chunk at a time, each worker on its own "
+        "connection, then swap them in; after a dropped connection the same command resumes "
+        "per chunk (refused when the tables carry views, triggers, grants, ... bbperf did not create)",
     )
     gen.add_argument("--timings", action="store_true", help="print the time of every load phase")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,6 +98,7 @@ def run_generate(args: argparse.Namespace) -> int:
         jobs=jobs,
         progress=not args.no_progress,
         scratch_dir=home if home.is_dir() else None,
+        resumable=args.resumable,
     )
     total = sum(info.rows.values())
     print(
@@ -94,6 +106,11 @@ def run_generate(args: argparse.Namespace) -> int:
         f"{total:,} rows in {info.load_seconds:.1f} s ({total / info.load_seconds:,.0f} rows/s, "
         f"{info.jobs} job{'s' if info.jobs > 1 else ''})"
     )
+    if info.resumable and info.chunks.get("skipped"):
+        print(
+            f"resumed: {info.chunks['skipped']:,} of {info.chunks['total']:,} chunks were "
+            "committed by an earlier run and not sent again"
+        )
     if args.timings:
         print_table(timing_rows(info.to_dict()))
     return 0

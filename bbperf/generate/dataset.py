@@ -29,6 +29,8 @@ class DatasetInfo:
     ``client_seconds`` the generator's own time per activity, summed over its workers, spent while
     the COPY ran; ``copy_seconds`` the stream's time per table; ``peak_rss_mb`` the peak resident
     memory of the loading process (``coordinator``) and of its largest worker (``worker``).
+    A resumable load sets ``resumable`` and counts its ``chunks``: ``total``, ``sent`` this run,
+    ``skipped`` (committed by an interrupted run before).
     """
 
     profile: str
@@ -46,6 +48,8 @@ class DatasetInfo:
     client_seconds: dict[str, float] = field(default_factory=dict)
     jobs: int = 1
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    resumable: bool = False
+    chunks: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> dict[str, int]:

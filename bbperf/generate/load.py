@@ -5,13 +5,16 @@ secondary indexes), ``copy`` and ``waiting`` (one binary COPY stream, and the ti
 chunks generated, encoded and fingerprinted ahead of it), ``indexes`` (rebuild), ``constraints``
 (foreign keys re-added NOT VALID: no scan), ``sequences``, ``provenance``; then after the commit
 ``validate+analyze``: per table, VALIDATE CONSTRAINT (one join each) and ANALYZE, tables in
-parallel on ``jobs`` connections (a table's own steps conflict, different tables' do not).
+parallel on ``server_connections(jobs)`` connections (a table's own steps conflict, different
+tables' do not). ``generate(..., resumable=True)`` loads through staging tables instead
+(``bbperf.generate.staging``, ``bbperf.generate.resume``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +27,7 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import QueryError
+from bbperf.errors import QueryError, first_line
 from bbperf.generate.dataset import (
     DATASET_KEY,
     DatasetInfo,
@@ -42,6 +45,9 @@ from bbperf.target import query_error, schema_of
 COPY_BUFFER_BYTES = 1 << 20
 # Sorts for index builds and the foreign-key checks' joins: enough to stay in memory at SF 10.
 LOAD_MEMORY = "256MB"
+# After a resumable load (rows committed chunk by chunk, not COPYed with FREEZE): VACUUM (FREEZE,
+# ANALYZE) rather than ANALYZE; see docs/scale.md for the measurement behind the choice.
+FREEZE_AFTER_RESUMABLE = True
 
 
 class Phases:
@@ -72,6 +78,7 @@ def generate(
     jobs: int = 1,
     progress: bool = True,
     scratch_dir: Path | None = None,
+    resumable: bool = False,
 ) -> DatasetInfo:
     """Replace the dataset in the engine's schema with ``profile`` at ``scale`` from ``seed``, anchored
     on ``as_of`` (default today, UTC).
@@ -82,6 +89,11 @@ def generate(
     temporary directory). Everything happens in one transaction; ANALYZE runs after the commit.
     Raises ConfigError / ProfileError before touching the database, SchemaError when the schema is
     missing, QueryError (after rolling back) when the server fails.
+
+    ``resumable``: chunks go to staging tables a transaction each (``jobs`` workers COPY on their own
+    connections), then one short transaction swaps them in (``bbperf.generate.staging``); rerunning
+    after a dropped connection sends only the chunks not yet committed. SchemaError, before any
+    work, when the swap would lose objects on the tables that bbperf did not create.
     """
     schema = schema_of(engine)
     prof = load_profile(profile)
@@ -92,6 +104,14 @@ def generate(
     phases = Phases()
     bar = Progress(progress, estimated_rows(prof, scale))
     first_error: list[BaseException] = []
+    if resumable:
+        try:
+            info, fks = _resumable(engine, plan, jobs, bar, phases)
+        finally:
+            bar.close()
+        with phases("validate+analyze"):
+            validate_and_analyze(engine, fks, jobs, freeze=FREEZE_AFTER_RESUMABLE)
+        return _finish(engine, schema, info, phases, started)
     try:
         with engine.begin() as conn:
             try:
@@ -99,6 +119,8 @@ def generate(
             except (DBAPIError, psycopg2.Error) as exc:
                 first_error.append(exc)  # the rollback that follows may fail with a vaguer error
                 raise
+            committing = time.perf_counter()
+        phases.seconds["commit"] = time.perf_counter() - committing
     except (DBAPIError, psycopg2.Error) as exc:
         failed = first_error[0] if first_error else exc
         # psycopg2's own errors (raw COPY cursor) are not wrapped by SQLAlchemy: wrap for query_error
@@ -110,6 +132,12 @@ def generate(
         bar.close()
     with phases("validate+analyze"):
         validate_and_analyze(engine, fks, jobs)
+    return _finish(engine, schema, info, phases, started)
+
+
+def _finish(
+    engine: Engine, schema: str, info: DatasetInfo, phases: Phases, started: float
+) -> DatasetInfo:
     done = DatasetInfo.from_dict(
         {
             **info.to_dict(),
@@ -119,6 +147,26 @@ def generate(
     )
     _store(engine, schema, done)
     return done
+
+
+def _resumable(
+    engine: Engine, plan: Plan, jobs: int, bar: Progress, phases: Phases
+) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
+    """``load_resumable``, its failures turned into one line that says what survives."""
+    from bbperf.generate.resume import committed_chunks, load_resumable
+
+    try:
+        return load_resumable(engine, plan, jobs, bar, phases)
+    except (DBAPIError, psycopg2.Error, QueryError) as exc:
+        cause = query_error(exc) if isinstance(exc, DBAPIError) else first_line(exc)
+        try:
+            kept = f"{committed_chunks(engine, plan):,} chunks are committed"
+        except (DBAPIError, psycopg2.Error):
+            kept = "the committed chunks are kept"
+        raise QueryError(
+            f"resumable load interrupted ({cause}); the previous dataset is unchanged and {kept}: "
+            "rerun the same command to resume"
+        ) from None
 
 
 def _load(
@@ -238,9 +286,19 @@ def _store(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
         conn.execute(sql, params)
 
 
-def validate_and_analyze(engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1) -> None:
-    """VALIDATE every foreign key in ``fks`` and ANALYZE every table of the dataset: each table's
-    steps on one connection, up to ``jobs`` tables at once, the biggest first."""
+def server_connections(jobs: int) -> int:
+    """Connections for the phases where only the server works (validation, ANALYZE, key builds):
+    ``jobs``, but at least the client's cores — the generator is idle by then, so ``--jobs 1``
+    need not serialise the server's work."""
+    return max(1, jobs, os.cpu_count() or 1)
+
+
+def validate_and_analyze(
+    engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1, *, freeze: bool = False
+) -> None:
+    """VALIDATE every foreign key in ``fks`` and ANALYZE every table of the dataset (``freeze``:
+    VACUUM (FREEZE, ANALYZE), for rows not COPYed with FREEZE): each table's steps on one
+    connection, up to ``server_connections(jobs)`` tables at once, the biggest first."""
     schema = schema_of(engine)
     biggest_first = ("appointments", "payments", "clients", "services", "users")
     tables = [*biggest_first, "user_organizations", "organizations"]
@@ -253,10 +311,10 @@ def validate_and_analyze(engine: Engine, fks: list[tuple[str, str, str]], jobs: 
             for tbl, name, _ in fks:
                 if tbl in (qualified, table, f"{schema}.{table}"):
                     conn.execute(text(f'ALTER TABLE {qualified} VALIDATE CONSTRAINT "{name}"'))
-            conn.execute(text(f"ANALYZE {qualified}"))
+            conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {qualified}"))
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:
             list(pool.map(run, tables))
     except DBAPIError as exc:
         raise QueryError(

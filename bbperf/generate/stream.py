@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,22 +36,32 @@ from bbperf.generate.profile import Profile
 from bbperf.generate.rowhash import checksum
 from bbperf.generate.tally import ClientTally
 
+if TYPE_CHECKING:
+    from bbperf.generate.staging import Sink
+
 # Random streams: one per purpose, and one per (week, barber block) of bookings.
 _CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
 SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
 AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coordinator's memory
 PAYLOAD_ROWS = 16_384  # rows per COPY payload
+# A chunk's number within its table: (pair or clients part) << PART_BITS | payload within it.
+PART_BITS = 8
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What to generate; ``scratch`` is where the client tally's files go (None: the system's)."""
+    """What to generate; ``scratch`` is where the client tally's files go (None: the system's).
+
+    A resumable load adds ``done``, the (table, chunk) pairs already committed (generated for their
+    ids and tally, never encoded or sent), and ``sink``, where workers COPY their own chunks."""
 
     profile: Profile
     scale: float
     seed: int
     as_of: date
     scratch: Path | None = None
+    done: frozenset[tuple[str, int]] = frozenset()
+    sink: Sink | None = None
 
     @property
     def as_of_us(self) -> int:
@@ -68,7 +78,9 @@ class Plan:
 @dataclass
 class Encoded:
     """One chunk ready for COPY: its rows' binary payload and their part of the table's checksum.
-    ``seconds`` is client time spent on it: generate, encode, fingerprint."""
+    ``seconds`` is client time spent on it: generate, encode, fingerprint. ``chunk`` numbers it
+    within its table, the same in every run; ``skipped`` (a resumed load had it already: no payload)
+    and ``committed`` (a worker COPYed it on its own connection) are for resumable loads."""
 
     table: str
     columns: str
@@ -77,6 +89,9 @@ class Encoded:
     checksum: int
     last: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    chunk: int = 0
+    skipped: bool = False
+    committed: bool = False
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -84,13 +99,28 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def _encoded(
-    table: str, columns: b.Columns, n: int, last: bool, generate_s: float
+    table: str,
+    columns: b.Columns,
+    n: int,
+    last: bool,
+    generate_s: float,
+    base: int = 0,
+    done: frozenset[tuple[str, int]] = frozenset(),
 ) -> Iterator[Encoded]:
     """The rows as COPY payloads of at most PAYLOAD_ROWS rows each, encoded and fingerprinted only
-    when asked for: what waits in the queue stays small whatever the chunk's size."""
+    when asked for: what waits in the queue stays small whatever the chunk's size. Chunks numbered
+    from ``base``; those in ``done`` come out empty and ``skipped``."""
     for lo in range(0, max(n, 1), PAYLOAD_ROWS):
         rows = slice(lo, min(lo + PAYLOAD_ROWS, n))
-        part, size = b.take(columns, rows), rows.stop - rows.start
+        size, number = rows.stop - rows.start, base + lo // PAYLOAD_ROWS
+        if lo // PAYLOAD_ROWS >= 1 << PART_BITS:  # a pair is ~56,000 rows at most: 4 payloads
+            raise ValueError(f"{n:,} rows do not fit the chunk numbering of one {table} part")
+        final = last and rows.stop >= n
+        if (table, number) in done:
+            gen_s = {"generate": generate_s if lo == 0 else 0.0}
+            yield Encoded(table, "", b"", size, 0, final, gen_s, number, skipped=True)
+            continue
+        part = b.take(columns, rows)
         started = time.perf_counter()
         order, payload = b.encode(part, size)
         encoded = time.perf_counter()
@@ -100,8 +130,7 @@ def _encoded(
             "encode": encoded - started,
             "fingerprint": time.perf_counter() - encoded,
         }
-        final = last and rows.stop >= n
-        yield Encoded(table, ", ".join(order), payload, size, total, final, seconds)
+        yield Encoded(table, ", ".join(order), payload, size, total, final, seconds, number)
 
 
 def _shift(columns: b.Columns, name: str, by: int) -> None:
@@ -125,7 +154,7 @@ class _Generator:
     def small_tables(self) -> Iterator[Encoded]:
         for table in SMALL_TABLES:
             columns, n = self.cast.tables[table]
-            yield from _encoded(table, columns, n, True, 0.0)
+            yield from _encoded(table, columns, n, True, 0.0, 0, self.plan.done)
 
     def pair(self, k: int, first_appointment: int, first_payment: int) -> tuple[Chunk, Chunk]:
         week, block = divmod(k, block_count(self.cast))
@@ -153,7 +182,7 @@ class _Generator:
             self.pools,
             plan.as_of_us,
         )
-        done = 0
+        done, index = 0, 0
         while True:
             started = time.perf_counter()
             part = next(rows, None)
@@ -161,9 +190,10 @@ class _Generator:
                 return
             columns, n = part
             done += n
-            yield from _encoded(
-                "clients", columns, n, done >= self.tally.n, time.perf_counter() - started
-            )
+            spent = time.perf_counter() - started
+            base = index << PART_BITS
+            yield from _encoded("clients", columns, n, done >= self.tally.n, spent, base, plan.done)
+            index += 1
 
 
 def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
@@ -176,9 +206,10 @@ def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
         (appts, n_a), (pays, n_p) = gen.pair(k, next_a, next_p)
         spent = time.perf_counter() - started
         next_a, next_p = next_a + n_a, next_p + n_p
-        yield from _encoded("appointments", appts, n_a, k == pairs - 1, spent)
+        last, base = k == pairs - 1, k << PART_BITS
+        yield from _encoded("appointments", appts, n_a, last, spent, base, plan.done)
         del appts  # not alive while the payments are encoded or the next pair is generated
-        yield from _encoded("payments", pays, n_p, k == pairs - 1, 0.0)
+        yield from _encoded("payments", pays, n_p, last, 0.0, base, plan.done)
         del pays
     yield from gen.clients()
 

@@ -12,8 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
+from bbperf.errors import QueryError, first_line
 from bbperf.generate.stream import (
     AHEAD_PER_WORKER,
+    PART_BITS,
     Encoded,
     Plan,
     _encoded,
@@ -25,9 +29,15 @@ from bbperf.generate.tally import ClientTally
 
 
 def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> None:
-    """A worker process: generate the pairs it is given, wait for their id offsets, encode them."""
+    """A worker process: generate the pairs it is given, wait for their id offsets, encode them;
+    in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
+    writer = None
     try:
         gen = _Generator(plan, ClientTally(n, path=tally_path))
+        if plan.sink is not None:
+            from bbperf.generate.staging import ChunkWriter
+
+            writer = ChunkWriter(plan.sink, f"bbperf-load-worker-{mp.current_process().name}")
         waiting: list[Any] = []
         while (task := waiting.pop(0) if waiting else inbox.get()) is not None:
             k = task[1]
@@ -41,15 +51,24 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> No
             _shift(appts, "id", shift_a)
             _shift(pays, "id", shift_p)
             _shift(pays, "appointment_id", shift_a)
-            last = k == plan.pairs() - 1
-            encoded = list(_encoded("appointments", appts, n_a, last, spent))
+            last, base = k == plan.pairs() - 1, k << PART_BITS
+            encoded = list(_encoded("appointments", appts, n_a, last, spent, base, plan.done))
             del appts  # not alive while the payments are encoded or the next pair is generated
-            outbox.put(("chunk", k, encoded, list(_encoded("payments", pays, n_p, last, 0.0))))
-            del pays, encoded
+            payments = list(_encoded("payments", pays, n_p, last, 0.0, base, plan.done))
+            del pays
+            if writer is not None:
+                encoded, payments = writer.write_all(encoded), writer.write_all(payments)
+            outbox.put(("chunk", k, encoded, payments))
+            del encoded, payments
         gen.tally.close()
         outbox.put(("done", peak_rss_mb()))
+    except psycopg2.Error as exc:  # the worker's own connection: one line, the load says what next
+        outbox.put(("error", f"a load worker's connection failed: {first_line(exc)}"))
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
         outbox.put(("error", traceback.format_exc(limit=5)))
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def parallel(
@@ -166,6 +185,8 @@ class _Dispatch:
                 self.cond.wait(timeout=1.0)
 
     def _check(self) -> None:
+        if self.error.startswith("a load worker's connection failed"):
+            raise QueryError(self.error)
         if self.error:
             raise RuntimeError(f"a generator worker failed:\n{self.error}")
         if self.stopped:
