@@ -293,3 +293,42 @@ def ladder_conclusion(
         f"The rollup answers in {rollup['server_ms']:.3f} ms; each booking then costs "
         f"×{book:.2f} the time without triggers."
     )
+
+
+def ladder_chart(table: pd.DataFrame, barber: str = "median", ax: Any = None) -> Any:
+    """Server time per ladder variant for ``barber`` against the 1 ms target: horizontal bars with
+    their 95 % CI at one scale, one line per variant across scales when ``ladder_scales`` added some.
+    Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    rows = table[table["barber"] == barber]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5))
+    if rows["scale"].nunique() <= 1:
+        rows = rows.sort_values("server_ms")
+        errors = [
+            rows["server_ms"] - rows["server_ci_low"],
+            rows["server_ci_high"] - rows["server_ms"],
+        ]
+        ax.barh(rows["variant"], rows["server_ms"], xerr=errors, color="tab:blue", capsize=3)
+        ax.axvline(
+            SERVER_TARGET_MS, color="k", ls="--", lw=0.8, label=f"{SERVER_TARGET_MS:g} ms target"
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("server execution (ms, median, 95 % CI; log)")
+        scale = rows["scale"].iloc[0] if len(rows) else ""
+        ax.set_title(f"the ladder at SF {scale:g}, {barber} barber, seed + metrics indexes")
+        ax.legend(fontsize=8)
+        return ax
+    for variant, part in rows.groupby("variant", sort=False):
+        ax.plot(part["appointments"], part["server_ms"], marker="o", label=variant)
+    ax.axhline(
+        SERVER_TARGET_MS, color="k", ls="--", lw=0.8, label=f"{SERVER_TARGET_MS:g} ms target"
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("appointments in the dataset")
+    ax.set_ylabel("server execution (ms, median)")
+    ax.set_title(f"the ladder, {barber} barber, seed + metrics indexes")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
