@@ -247,8 +247,8 @@ def _prober(
     seed: int,
 ) -> Callable[[float], None]:
     """Commit a payment on the primary, then read the barber's metrics on the replica until they
-    count it: the staleness is the time from commit to the first replica read that includes it
-    (upper bound, within one read)."""
+    count it: the staleness is the time from commit to the end of the first replica read that
+    includes it (an upper bound: the write became visible at most one read earlier)."""
     rng = random.Random(seed * 1000 + 950)
 
     def loop(deadline: float) -> None:
@@ -260,13 +260,14 @@ def _prober(
                 run.writes += 1
                 first = True
                 while True:
-                    started = time.perf_counter()
-                    if _payment_count(replica, barber, shape) >= expected:
-                        run.staleness_ms.append((started - committed) * 1000)
+                    seen = _payment_count(replica, barber, shape) >= expected
+                    finished = time.perf_counter()  # the write was visible by the end of this read
+                    if seen:
+                        run.staleness_ms.append((finished - committed) * 1000)
                         run.staleness_first_read_fresh += first
                         break
                     first = False
-                    if started - committed > timeout_s:
+                    if finished - committed > timeout_s:
                         run.staleness_timeouts += 1
                         break
             except (*DRIVER_ERRORS, BbperfError) as exc:
