@@ -36,7 +36,8 @@ def now_utc() -> str:
 
 
 def git_commit(directory: Path | None = None) -> dict[str, Any] | None:
-    """``{commit, dirty}`` of the git checkout holding ``directory`` (bbperf's own by default), or None."""
+    """``{commit, dirty}`` of the git checkout holding ``directory`` (bbperf's own by default), or None;
+    dirty means a tracked file outside ``reports/`` differs from the commit."""
     where = Path(directory) if directory else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -48,7 +49,9 @@ def git_commit(directory: Path | None = None) -> dict[str, Any] | None:
         if commit.returncode != 0:
             return None
         status = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            # Rendered reports (the sample a run may be rewriting) are output, not code.
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no",
+             "--", ":(top)", ":(top,exclude)reports"],  # fmt: skip
             capture_output=True,
             text=True,
             timeout=10,
