@@ -336,3 +336,23 @@ def test_report_dataset_fills_from_loaded_then_defaults() -> None:
     assert report_dataset({"scale": 0.5}, loaded) == {**loaded, "scale": 0.5}
     assert report_dataset({}, None) == DEFAULT_DATASET
     assert report_dataset({"seed": 3}, None)["seed"] == 3
+
+
+def test_provenance_dirty_ignores_rendered_reports(tmp_path: Path) -> None:
+    import subprocess
+
+    from bbperf.report.provenance import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "index.html").write_text("old")
+    (tmp_path / "code.py").write_text("x = 1")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (tmp_path / "reports" / "index.html").write_text("rewritten by a report")
+    assert git_commit(tmp_path)["dirty"] is False  # type: ignore[index]
+    (tmp_path / "code.py").write_text("x = 2")
+    assert git_commit(tmp_path)["dirty"] is True  # type: ignore[index]
