@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 from bbperf.explain import Timing, compare, explain
-from bbperf.explain.stats import relative_ci_half_width
+from bbperf.explain.stats import median_ci, relative_ci_half_width
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import BEFORE_STATEMENTS, CTE_SQL, barber_ids, fetch_raw, window_params
 from bbperf.metrics.rollup import READ_SQL as ROLLUP_READ_SQL
@@ -214,6 +214,7 @@ def speed_rows(
             "appointments_30d": barber.appointments_30d,
             "variant": variant,
             "server_exec_ms": server[variant].median_ms if variant in server else None,
+            **_server_ci(server.get(variant)),
             "server_plan_ms": server[variant].extra["planning_ms"] if variant in server else None,
             "client_ms": summary.median,
             "client_iqr_ms": summary.iqr,
@@ -229,6 +230,14 @@ def speed_rows(
             )
         rows.append(row)
     return rows
+
+
+def _server_ci(timing: Timing | None) -> dict[str, float | None]:
+    """The 95 % bootstrap CI of a server median (None with fewer than two samples)."""
+    if timing is None or len(timing.samples_ms) < 2:
+        return {"server_ci_low": None, "server_ci_high": None}
+    low, high = median_ci(timing.samples_ms)
+    return {"server_ci_low": low, "server_ci_high": high}
 
 
 def benchmark(
