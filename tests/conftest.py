@@ -112,13 +112,18 @@ def any_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "pg18":
         yield request.getfixturevalue("fresh_url")
         return
-    cluster: pg15.Cluster = request.getfixturevalue("pg15_cluster")
+    yield request.getfixturevalue("pg15_url")
+
+
+@pytest.fixture
+def pg15_url(pg15_cluster: pg15.Cluster) -> Iterator[str]:
+    """A fresh database on the PostgreSQL 15 cluster, reached over TCP with a password."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(cluster.admin_url())
+    conn = psycopg2.connect(pg15_cluster.admin_url())
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}" OWNER {pg15.USER}')
-    yield cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    yield pg15_cluster.url.rsplit("/", 1)[0] + f"/{name}"
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     conn.close()
@@ -182,3 +187,13 @@ def tiny_copy_url(server, tiny_url: str, tiny_engine: Engine) -> Iterator[str]: 
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     conn.close()
+
+
+@pytest.fixture
+def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
+    """An engine on a private copy of the tiny dataset."""
+    from bbperf.pool.config import make_engine
+
+    engine = make_engine(tiny_copy_url, echo_pool=False)
+    yield engine
+    engine.dispose()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
@@ -206,19 +204,6 @@ def test_resumable_refuses_what_the_swap_would_lose_and_touches_nothing(
         if kind == "view":
             assert conn.execute(text("SELECT count(*) FROM public.v_appts")).scalar_one() > 0
     engine.dispose()
-
-
-@pytest.fixture
-def pg15_url(pg15_cluster: pg15.Cluster) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg15_cluster.admin_url())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" OWNER {pg15.USER}')
-    yield pg15_cluster.url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_resumable_over_tcp_to_postgresql_15(

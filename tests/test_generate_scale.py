@@ -4,12 +4,9 @@ phase timings are recorded, ``data verify`` catches a changed row, a load over T
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
-import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 
@@ -20,7 +17,6 @@ from bbperf.generate.rowhash import row_text
 from bbperf.generate.stream import Plan, chunks
 from bbperf.generate.tally import LATEST_US, ClientTally
 from bbperf.pool.config import make_engine
-from tests import pg15
 
 AS_OF = "2026-11-01"
 
@@ -144,20 +140,6 @@ def test_bad_jobs_is_one_line_exit_2(
     assert main(["--database-url", fresh_url, "generate", "--jobs", jobs]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
-
-
-@pytest.fixture
-def pg15_url(pg15_cluster: pg15.Cluster) -> Iterator[str]:
-    """A fresh database on the PostgreSQL 15 cluster, reached over TCP with a password."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(pg15_cluster.admin_url())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" OWNER {pg15.USER}')
-    yield pg15_cluster.url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_parallel_load_over_tcp_to_postgresql_15_verifies(

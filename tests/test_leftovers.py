@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,15 +15,6 @@ from bbperf.generate.fingerprint import fingerprints
 from bbperf.leftovers import leftovers, tidy
 from bbperf.metrics.rollup import apply_rollup
 from bbperf.metrics.variants import create_metrics_view
-
-
-@pytest.fixture
-def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
 
 
 def _prints(engine: Engine) -> dict[str, dict[str, object]]:

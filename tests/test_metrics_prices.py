@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,15 +18,6 @@ from bbperf.metrics.queries import barber_ids, fetch_raw
 from bbperf.metrics.rollup import apply_rollup, rollup_status
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
 
 
 def test_trigger_cost_measures_every_write_in_every_mode_and_leaves_no_trace(

@@ -4,7 +4,6 @@ random inserts, status changes, refunds, owner and client changes and deletes â€
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,15 +20,6 @@ from bbperf.metrics.rollup import (
 )
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
 
 
 def _mismatches(engine: Engine) -> list[str]:

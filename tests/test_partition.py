@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -49,15 +48,6 @@ def test_equal_bounds_split_the_span_and_include_the_last_moment() -> None:
 def test_unknown_granularity_is_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="granularity"):
         partition.bounds(utc(2026, 1, 1), utc(2026, 2, 1), bad)
-
-
-@pytest.fixture
-def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
 
 
 def _fingerprints(engine: Engine) -> dict[str, dict[str, object]]:
