@@ -157,3 +157,15 @@ def test_show_prints_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["workload", "show", "catalogue"]) == 0
     out = capsys.readouterr().out
     assert "barber_schedule" in out and "$1: appointments.barber_id =" in out
+
+
+def test_bbperf_own_write_cost_statements_are_never_captured() -> None:
+    from bbperf.workload.capture import _capturable
+
+    own = (
+        "INSERT INTO bbperf.appointments (user_id, price) SELECT user_id, price FROM _bbperf_batch"
+    )
+    assert _capturable(own) is None
+    assert _capturable("SELECT count(*) FROM _bbperf_batch") is None
+    app = _capturable("SELECT * FROM appointments WHERE user_id = $1")
+    assert app is not None and [r.name for r in app.user_relations] == ["appointments"]

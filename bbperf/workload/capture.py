@@ -21,6 +21,9 @@ from bbperf.workload.parse import Analysis, Relation, analyze
 
 Order = Literal["total", "mean"]
 _HIDDEN = "<insufficient privilege>"
+# Scratch relations bbperf's measurements create (e.g. write cost's ``_bbperf_batch``): statements
+# touching them are bbperf's own traffic, never part of a captured workload.
+OWN_SCRATCH_PREFIX = "_bbperf_"
 
 
 @dataclass
@@ -170,6 +173,8 @@ def _capturable(query: str | None) -> Analysis | None:
         return None
     if analysis.kind == "utility":
         return None
+    if any(r.name.startswith(OWN_SCRATCH_PREFIX) for r in analysis.user_relations):
+        return None  # bbperf's own measurement (the write-cost batches), not the application's
     user = [r for r in analysis.user_relations if not r.name.startswith("pg_")]
     return analysis if user else None
 
