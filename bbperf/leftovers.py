@@ -11,57 +11,50 @@ notebook sets the indexes it measures).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Engine, text
 
 from bbperf.target import schema_of
 
 
-def leftovers(engine: Engine) -> list[str]:
-    """What experiments left in the engine's schema, one readable item each (empty: nothing)."""
+def _found(engine: Engine) -> list[tuple[str, Callable[[Engine], object]]]:
+    """Each leftover as (what it is, how to remove it), in an order that removes dependents first
+    (the view before partitioning, which cannot convert a table a view depends on)."""
     from bbperf import partition
-    from bbperf.cache.invalidation import triggers_installed
-    from bbperf.metrics.rollup import installed_mode
-    from bbperf.metrics.variants import VIEW_NAME
-    from bbperf.topology.mix import probe_rows
+    from bbperf.cache.invalidation import remove_triggers, triggers_installed
+    from bbperf.metrics.rollup import drop_rollup, installed_mode
+    from bbperf.metrics.variants import VIEW_NAME, drop_metrics_view
+    from bbperf.topology.mix import probe_rows, remove_probe_rows
 
     schema = schema_of(engine)
-    found = []
+    found: list[tuple[str, Callable[[Engine], object]]] = []
     with engine.connect() as conn:
         if conn.execute(text("SELECT to_regclass(:v)"), {"v": f'"{schema}".{VIEW_NAME}'}).scalar():
-            found.append(f"materialized view {VIEW_NAME}")
+            found.append((f"materialized view {VIEW_NAME}", drop_metrics_view))
         mode = installed_mode(conn, schema)
     if mode is not None:
-        found.append(f"rollup ({mode} triggers)")
+        found.append((f"rollup ({mode} triggers)", drop_rollup))
     triggers = triggers_installed(engine)
     if triggers:
-        found.append(f"{triggers} cache invalidation triggers")
+        found.append((f"{triggers} cache invalidation triggers", remove_triggers))
     if partition.status(engine).partitioned:
-        found.append("partitioned appointments/payments")
+        found.append(("partitioned appointments/payments", partition.drop))
     probes = probe_rows(engine)
     if probes:
-        found.append(f"{probes} probe bookings")
+        found.append((f"{probes} probe bookings", remove_probe_rows))
     return found
+
+
+def leftovers(engine: Engine) -> list[str]:
+    """What experiments left in the engine's schema, one readable item each (empty: nothing)."""
+    return [what for what, _ in _found(engine)]
 
 
 def tidy(engine: Engine) -> list[str]:
     """Remove everything ``leftovers`` finds (partitioned tables are converted back, keeping their
     rows); returns what was removed."""
-    from bbperf import partition
-    from bbperf.cache.invalidation import remove_triggers
-    from bbperf.metrics.rollup import drop_rollup
-    from bbperf.metrics.variants import drop_metrics_view
-    from bbperf.topology.mix import remove_probe_rows
-
-    found = leftovers(engine)
-    for item in found:
-        if item.startswith("materialized view"):
-            drop_metrics_view(engine)
-        elif item.startswith("rollup"):
-            drop_rollup(engine)
-        elif item.endswith("cache invalidation triggers"):
-            remove_triggers(engine)
-        elif item.startswith("partitioned"):
-            partition.drop(engine)
-        elif item.endswith("probe bookings"):
-            remove_probe_rows(engine)
-    return found
+    found = _found(engine)
+    for _, remove in found:
+        remove(engine)
+    return [what for what, _ in found]

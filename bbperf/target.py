@@ -9,6 +9,8 @@ when given, always with the one schema bbperf owns there.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,18 @@ def query_error(exc: DBAPIError, sql: str | None = None) -> QueryError:
         line = " ".join(sql.split())
         snippet = f" in: {line[:80]}{'…' if len(line) > 80 else ''}"
     return QueryError(f"{mask_text(first)}{snippet}")
+
+
+@contextmanager
+def wait_callback(callback: Callable[[Any], None] | None) -> Iterator[None]:
+    """psycopg2's process-wide wait callback set to ``callback`` (None: libpq waits in C) for the
+    block, then put back. The CLI installs one so Ctrl-C cancels a running statement; psycopg2
+    refuses COPY under any, so loads lift it for their COPY stream."""
+    import psycopg2.extensions
+
+    previous = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(callback)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(previous)

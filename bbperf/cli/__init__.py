@@ -9,7 +9,7 @@ import json
 import os
 import pkgutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,22 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
-@contextlib.contextmanager
-def interruptible_queries() -> Iterator[None]:
+def interruptible_queries() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C during a running statement cancels it on the server and ends the command (exit 130).
 
     libpq blocks in C while a statement runs, so Python cannot see the signal until the statement
     ends; with psycopg2's wait callback the wait happens in Python, the statement is cancelled and
     KeyboardInterrupt is raised once the server has stopped it.
     """
-    import psycopg2.extensions
+    from bbperf.target import wait_callback
 
-    previous = psycopg2.extensions.get_wait_callback()
-    psycopg2.extensions.set_wait_callback(_wait_interruptibly)
-    try:
-        yield
-    finally:
-        psycopg2.extensions.set_wait_callback(previous)
+    return wait_callback(_wait_interruptibly)
 
 
 def _wait_interruptibly(conn: Any) -> None:

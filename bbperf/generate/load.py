@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg2
@@ -40,7 +41,7 @@ from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
 from bbperf.generate.stream import Plan, chunks, peak_rss_mb
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
-from bbperf.target import query_error, schema_of
+from bbperf.target import query_error, schema_of, wait_callback
 
 COPY_BUFFER_BYTES = 1 << 20
 # Sorts for index builds and the foreign-key checks' joins: enough to stay in memory at SF 10.
@@ -145,7 +146,7 @@ def _finish(
             "load_seconds": round(time.perf_counter() - started, 3),
         }
     )
-    _store(engine, schema, done)
+    store_info(engine, schema, done)
     return done
 
 
@@ -173,7 +174,6 @@ def _load(
     conn: Connection, schema: str, plan: Plan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
     """Everything inside the load transaction: truncate, COPY, constraints, sequences, provenance."""
-    from bbperf import __version__
 
     with phases("prepare"):
         require_schema(conn, schema)
@@ -196,7 +196,7 @@ def _load(
     sums: dict[str, list[int]] = {t: [0, 0] for t in TABLE_ORDER}
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     stats: dict[str, float] = {}
-    with phases("stream"), _no_wait_callback():
+    with phases("stream"), wait_callback(None):  # psycopg2 refuses COPY under one
         for chunk in chunks(plan, jobs, stats):
             copied = time.perf_counter()
             if chunk.rows:
@@ -234,46 +234,47 @@ def _load(
                 )
             )
     with phases("provenance"):
-        info = DatasetInfo(
-            profile=plan.profile.name,
-            scale=plan.scale,
-            seed=plan.seed,
-            as_of=plan.as_of.isoformat(),
-            fingerprints={
-                t: {"rows": sums[t][0], "checksum": str(sums[t][1])} for t in TABLE_ORDER
-            },
-            bbperf_version=__version__,
-            server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
-            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            copy_seconds={t: round(v, 3) for t, v in copy_seconds.items()},
-            versions=_library_versions(),
-            client_seconds={k: round(v, 3) for k, v in client.items()},
-            jobs=jobs,
-            peak_rss_mb={
-                "coordinator": round(peak_rss_mb(), 1),
-                "worker": round(stats.get("worker_peak_rss_mb", 0.0), 1),
-            },
-        )
-        _store(conn, schema, info)
+        fingerprints = {t: {"rows": sums[t][0], "checksum": str(sums[t][1])} for t in TABLE_ORDER}
+        info = loaded_info(conn, plan, fingerprints, copy_seconds, client, jobs, stats)
+        store_info(conn, schema, info)
     return info, fks
 
 
-@contextmanager
-def _no_wait_callback() -> Iterator[None]:
-    """psycopg2 refuses COPY while a wait callback is installed (the CLI installs one so Ctrl-C
-    cancels a running statement); lift it for the COPY stream. Ctrl-C still ends the load between
-    chunks (each ≤ 16,384 rows), and the rollback keeps the previous dataset."""
-    import psycopg2.extensions
+def loaded_info(
+    conn: Connection,
+    plan: Plan,
+    fingerprints: dict[str, dict[str, Any]],
+    copy_seconds: dict[str, float],
+    client: dict[str, float],
+    jobs: int,
+    stats: dict[str, float],
+    **extra: Any,
+) -> DatasetInfo:
+    """The provenance a load stores: what was loaded, with which versions, and what it cost."""
+    from bbperf import __version__
 
-    previous = psycopg2.extensions.get_wait_callback()
-    psycopg2.extensions.set_wait_callback(None)
-    try:
-        yield
-    finally:
-        psycopg2.extensions.set_wait_callback(previous)
+    return DatasetInfo(
+        profile=plan.profile.name,
+        scale=plan.scale,
+        seed=plan.seed,
+        as_of=plan.as_of.isoformat(),
+        fingerprints=fingerprints,
+        bbperf_version=__version__,
+        server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        copy_seconds={t: round(v, 3) for t, v in copy_seconds.items()},
+        versions=library_versions(),
+        client_seconds={k: round(v, 3) for k, v in client.items()},
+        jobs=jobs,
+        peak_rss_mb={
+            "coordinator": round(peak_rss_mb(), 1),
+            "worker": round(stats.get("worker_peak_rss_mb", 0.0), 1),
+        },
+        **extra,
+    )
 
 
-def _store(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
+def store_info(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
     sql = text(
         f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
@@ -357,7 +358,7 @@ def secondary_indexes(conn: Connection, schema: str) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     import faker
 
     return {"numpy": np.__version__, "faker": faker.VERSION}

@@ -5,7 +5,6 @@ on the staging tables in parallel, and swap them in with the provenance in one s
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
 
@@ -26,7 +25,7 @@ from bbperf.generate.staging import (
     refuse_blockers,
     swap,
 )
-from bbperf.generate.stream import Plan, chunks, peak_rss_mb
+from bbperf.generate.stream import Plan, chunks
 from bbperf.schema import require_schema
 from bbperf.target import schema_of
 
@@ -56,7 +55,8 @@ def load_resumable(
     """Every step up to and including the swap; returns the provenance and the foreign keys to
     validate. Raises SchemaError before any work when the swap would lose objects bbperf did not
     create; a dropped connection leaves the committed chunks for the next run."""
-    from bbperf.generate.load import _library_versions, _no_wait_callback, _store, foreign_keys
+    from bbperf.generate.load import foreign_keys, loaded_info, store_info
+    from bbperf.target import wait_callback
 
     schema = schema_of(engine)
     key = load_key(plan)
@@ -71,7 +71,7 @@ def load_resumable(
     stats: dict[str, float] = {}
     writer = ChunkWriter(sink, "bbperf-load")
     try:
-        with phases("stream"), _no_wait_callback():
+        with phases("stream"), wait_callback(None):
             for chunk in chunks(plan, jobs, stats):
                 if not chunk.skipped and not chunk.committed:
                     chunk = writer.write(chunk)
@@ -87,32 +87,14 @@ def load_resumable(
             wanted = keys_and_indexes(conn, schema)
         build_keys(engine, schema, wanted, jobs)
     with phases("swap"), engine.begin() as conn:
-        from bbperf import __version__
-
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         fingerprints = recorded(conn, schema, key)
         fks = foreign_keys(conn, schema)
         swap(conn, schema, wanted, {t: fp["rows"] for t, fp in fingerprints.items()}, fks)
-        info = DatasetInfo(
-            profile=plan.profile.name,
-            scale=plan.scale,
-            seed=plan.seed,
-            as_of=plan.as_of.isoformat(),
-            fingerprints=fingerprints,
-            bbperf_version=__version__,
-            server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
-            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            copy_seconds={t: round(v, 3) for t, v in writer.copy_seconds.items()},
-            versions=_library_versions(),
-            client_seconds={k: round(v, 3) for k, v in client.items()},
-            jobs=jobs,
-            peak_rss_mb={
-                "coordinator": round(peak_rss_mb(), 1),
-                "worker": round(stats.get("worker_peak_rss_mb", 0.0), 1),
-            },
-            resumable=True,
-            chunks=counts,
-        )
-        _store(conn, schema, info)
+        info = loaded_info(
+            conn, plan, fingerprints, writer.copy_seconds, client, jobs, stats,
+            resumable=True, chunks=counts,
+        )  # fmt: skip
+        store_info(conn, schema, info)
         conn.execute(text(f'DROP TABLE "{schema}".{PROGRESS_TABLE}'))
     return info, fks

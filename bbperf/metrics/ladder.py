@@ -181,11 +181,11 @@ def equivalence(
     when = resolve_as_of(engine, as_of)
     require(engine, variant, when)
     fetch = FETCHERS[variant]
+    known = before or {}
     out: list[Difference] = []
     for user_id in user_ids:
-        theirs = before[user_id] if before is not None and user_id in before else None
-        mine = theirs if theirs is not None else fetch_raw(engine, user_id, when, "before")
-        out += differences(mine, fetch(engine, user_id, when))
+        base = known[user_id] if user_id in known else fetch_raw(engine, user_id, when, "before")
+        out += differences(base, fetch(engine, user_id, when))
     return out
 
 
