@@ -12,7 +12,12 @@ are refused too.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import decimal
+import itertools
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,8 +26,6 @@ from bbperf.errors import ConfigError, QueryError
 
 Kind = Literal["read", "write"]
 
-# SQLAlchemy text()'s own bind-parameter pattern: ``:name`` but not ``::type`` casts.
-_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 _WRITES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
 _REFUSED_FUNCTIONS = frozenset(
     {
@@ -55,16 +58,23 @@ _REFUSED_FUNCTIONS = frozenset(
     }
 )
 _MAX_SQL_CHARS = 1_000_000
+_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
 class Statement:
-    """One checked statement: its text (no trailing ``;``), kind, bind names and fingerprint."""
+    """One checked statement.
+
+    ``text`` is what the user wrote (no trailing ``;``); ``numbered`` is the same text with each
+    ``:name`` placeholder turned into ``$n`` — the text PostgreSQL prepares and runs, parsed by
+    pglast to be exactly one statement. ``binds`` are the names in ``$n`` order.
+    """
 
     text: str
     kind: Kind
     binds: tuple[str, ...]
     fingerprint: str
+    numbered: str = ""
 
     @property
     def is_write(self) -> bool:
@@ -80,17 +90,52 @@ class Statement:
                 f"no value for {names}: pass them as parameters, e.g. --params '{{{example}}}'"
             )
 
+    def values(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
+        """The values for ``$1 … $n`` from ``params`` (checked first)."""
+        self.check_params(params)
+        return tuple((params or {})[name] for name in self.binds)
+
+
+def placeholders(sql: str) -> list[tuple[int, int, str]]:
+    """The ``:name`` placeholders of ``sql`` as (start, end, name), found by PostgreSQL's own scanner.
+
+    Only real tokens count: a ``:`` token immediately followed by a name, not preceded by a word
+    character (``arr[1:n]`` is a slice, ``::`` a cast). Inside string literals (plain, ``E''``,
+    dollar-quoted), quoted identifiers and comments there are no tokens, so a value can never be
+    spliced there. Raises QueryError when the text does not scan (an unterminated literal).
+    """
+    import pglast
+    from pglast.parser import ParseError
+
+    try:
+        tokens = list(pglast.parser.scan(sql))
+    except ParseError as exc:
+        raise QueryError(f"SQL does not parse: {exc}") from None
+    found = []
+    for colon, name in itertools.pairwise(tokens):
+        if colon.name != "ASCII_58" or name.start != colon.end + 1:
+            continue
+        word = sql[name.start : name.end + 1]
+        if not _NAME.fullmatch(word):
+            continue
+        before = sql[colon.start - 1] if colon.start > 0 else ""
+        if before and (before.isalnum() or before in "_:\\"):
+            continue
+        found.append((colon.start, name.end + 1, word))
+    return found
+
 
 def bind_names(sql: str) -> tuple[str, ...]:
     """The distinct ``:name`` placeholders of ``sql`` in order of first use."""
-    return tuple(dict.fromkeys(_BIND.findall(sql)))
+    return tuple(dict.fromkeys(name for _, _, name in placeholders(sql)))
 
 
-def parse_one(sql: str, *, allow_writes: bool = True) -> Statement:
+def parse_one(sql: str, *, allow_writes: bool = True, refuse_functions: bool = True) -> Statement:
     """Parse ``sql`` and return it as one Statement, or raise ConfigError in one line.
 
     ``allow_writes=False`` also refuses INSERT/UPDATE/DELETE/MERGE (for paths that run the statement
-    for real, such as ``measure`` and load tests).
+    for real, such as ``measure`` and load tests). ``refuse_functions=False`` skips the friendly
+    denylist of functions (the tests use it to show PostgreSQL's privileges refuse them alone).
     """
     import pglast
     from pglast.parser import ParseError
@@ -101,8 +146,8 @@ def parse_one(sql: str, *, allow_writes: bool = True) -> Statement:
         raise ConfigError(
             f"the SQL is {len(sql):,} characters; bbperf takes at most {_MAX_SQL_CHARS:,}"
         )
-    binds = bind_names(sql)
-    numbered = _number_binds(sql, binds)
+    text = sql.strip()
+    numbered, _ = _numbered_with_offsets(text)
     try:
         parsed = pglast.parse_sql(numbered)
     except ParseError as exc:
@@ -119,14 +164,23 @@ def parse_one(sql: str, *, allow_writes: bool = True) -> Statement:
             f"{_name(node)} modifies data; this command runs the statement for real, so it takes "
             "read-only statements only (use `bbperf explain`, which rolls back)"
         )
-    for function in _functions(node):
-        if function in _REFUSED_FUNCTIONS:
-            raise ConfigError(
-                f"{function}() has effects a rolled-back transaction cannot undo; bbperf refuses it"
-            )
-    text = sql.strip().rstrip(";").strip()
+    if refuse_functions:
+        for function in _functions(node):
+            if function in _REFUSED_FUNCTIONS:
+                raise ConfigError(
+                    f"{function}() has effects a rolled-back transaction cannot undo; "
+                    "bbperf refuses it"
+                )
+    # The one statement pglast found, without the ';' and anything after it (comments only).
+    location = parsed[0].stmt_location or 0
+    length = parsed[0].stmt_len or len(numbered) - location
+    runs = numbered[location : location + length].strip()
     return Statement(
-        text=text, kind=kind, binds=binds, fingerprint=pglast.parser.fingerprint(numbered)
+        text=text.rstrip(";").strip(),
+        kind=kind,
+        binds=bind_names(text),
+        fingerprint=pglast.parser.fingerprint(numbered),
+        numbered=runs,
     )
 
 
@@ -178,14 +232,15 @@ def cte_bodies(sql: str) -> dict[str, str]:
 
 def _numbered_with_offsets(sql: str) -> tuple[str, Any]:
     """``sql`` with ``:name`` → ``$n``, and a function mapping an offset in it back to ``sql``."""
-    numbers = {name: i for i, name in enumerate(bind_names(sql), start=1)}
+    found = placeholders(sql)
+    numbers = {name: i for i, name in enumerate(dict.fromkeys(n for _, _, n in found), start=1)}
     pieces, marks, last, shift = [], [(0, 0)], 0, 0
-    for match in _BIND.finditer(sql):
-        replacement = f"${numbers[match.group(1)]}"
-        pieces += [sql[last : match.start()], replacement]
-        shift += len(replacement) - (match.end() - match.start())
-        marks.append((match.end() + shift, match.end()))  # numbered offset → source offset
-        last = match.end()
+    for start, end, name in found:
+        replacement = f"${numbers[name]}"
+        pieces += [sql[last:start], replacement]
+        shift += len(replacement) - (end - start)
+        marks.append((end + shift, end))  # numbered offset → source offset
+        last = end
     pieces.append(sql[last:])
 
     def to_source(offset: int) -> int:
@@ -193,12 +248,6 @@ def _numbered_with_offsets(sql: str) -> tuple[str, Any]:
         return base_source + offset - base_numbered
 
     return "".join(pieces), to_source
-
-
-def _number_binds(sql: str, binds: tuple[str, ...]) -> str:
-    """``:name`` → ``$n`` so PostgreSQL's grammar accepts the text (parse only; never executed)."""
-    numbers = {name: i for i, name in enumerate(binds, start=1)}
-    return _BIND.sub(lambda m: f"${numbers[m.group(1)]}", sql)
 
 
 def _name(node: Any) -> str:
@@ -262,3 +311,124 @@ def _functions(node: Any) -> Iterator[str]:
             parts = [getattr(p, "sval", "") for p in current.funcname or ()]
             if parts:
                 yield str(parts[-1]).lower()
+
+
+# -- running a checked statement with server-side binding ------------------------------------------
+# The statement's text is PREPAREd exactly as pglast parsed it (``Statement.numbered``); values only
+# ever travel as the arguments of EXECUTE, where PostgreSQL binds them as parameters of the one
+# prepared statement. Whatever a value holds, it cannot become a second statement or leave a string
+# literal: it is never part of the statement's text.
+_INDETERMINATE = "42P18"  # could not determine data type of parameter $n
+_TYPE_OF: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "bigint"),
+    (float, "double precision"),
+    (decimal.Decimal, "numeric"),
+    (datetime.datetime, "timestamptz"),
+    (datetime.date, "date"),
+    (datetime.time, "time"),
+    (str, "text"),
+)
+
+
+def _sql_type(value: Any) -> str:
+    for python_type, pg_type in _TYPE_OF:
+        if isinstance(value, python_type):
+            if python_type is datetime.datetime and value.tzinfo is None:
+                return "timestamp"
+            return pg_type
+    return "text"
+
+
+def execute_args(values: tuple[Any, ...]) -> str:
+    """``(%s, %s, …)`` for EXECUTE with ``values`` (empty string when there are none)."""
+    return f"({', '.join(['%s'] * len(values))})" if values else ""
+
+
+@contextlib.contextmanager
+def prepared(cursor: Any, statement: Statement, values: tuple[Any, ...]) -> Iterator[str]:
+    """PREPARE ``statement`` on a psycopg2 ``cursor`` under a fresh name; yield the name; DEALLOCATE.
+
+    Run it with ``cursor.execute(f"EXECUTE {name}{execute_args(values)}", values)`` (or prefix
+    ``EXPLAIN (…)``). The session's ``standard_conforming_strings`` is made ``on`` first, so the server
+    reads backslashes in literals exactly as pglast did. A parameter whose type the statement does not
+    fix (``SELECT :x IS NULL``) is typed from its Python value.
+    """
+    connection = cursor.connection
+    if connection.get_parameter_status("standard_conforming_strings") != "on":
+        _in_savepoint(cursor, "SET standard_conforming_strings = on")
+    name = f"bbperf_{secrets.token_hex(6)}"
+    types: list[str] = ["unknown"] * len(values)
+    for _ in range(len(values) + 1):
+        declared = f"({', '.join(types)})" if values and any(t != "unknown" for t in types) else ""
+        try:
+            _in_savepoint(cursor, f"PREPARE {name}{declared} AS {statement.numbered}")
+            break
+        except connection.DatabaseError as exc:
+            number = _indeterminate_parameter(exc)
+            if number is None or not 1 <= number <= len(values) or types[number - 1] != "unknown":
+                raise
+            types[number - 1] = _sql_type(values[number - 1])
+    try:
+        yield name
+    finally:
+        _deallocate(cursor, name)
+
+
+def _indeterminate_parameter(exc: Any) -> int | None:
+    if getattr(exc, "pgcode", None) != _INDETERMINATE:
+        return None
+    match = re.search(r"parameter \$(\d+)", str(exc))
+    return int(match.group(1)) if match else None
+
+
+def _in_savepoint(cursor: Any, sql: str) -> None:
+    """Run ``sql`` (no parameters: ``%`` is not interpreted); inside a transaction, in a savepoint so
+    a failure leaves the transaction usable."""
+    import psycopg2.extensions
+
+    status = cursor.connection.info.transaction_status
+    if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+        cursor.execute(sql)
+        return
+    cursor.execute("SAVEPOINT bbperf_prepare")
+    try:
+        cursor.execute(sql)
+    except Exception:
+        cursor.execute("ROLLBACK TO SAVEPOINT bbperf_prepare")
+        raise
+    cursor.execute("RELEASE SAVEPOINT bbperf_prepare")
+
+
+def _deallocate(cursor: Any, name: str) -> None:
+    """DEALLOCATE ``name`` unless the transaction is aborted (then the caller's rollback comes first
+    and ``reset_session`` or closing the connection ends it)."""
+    import psycopg2.extensions
+
+    if cursor.closed or cursor.connection.closed:
+        return
+    if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+        return
+    cursor.execute(f"DEALLOCATE {name}")
+
+
+def reset_session(dbapi_connection: Any) -> None:
+    """End every piece of session state a user statement may have left on a connection bbperf owns:
+    ``DISCARD ALL`` releases session advisory locks, resets SET, drops prepared statements and
+    temporary tables. Run between transactions."""
+    previous = dbapi_connection.autocommit
+    if dbapi_connection.info.transaction_status != 0:  # not idle: end the transaction first
+        dbapi_connection.rollback()
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("DISCARD ALL")
+    finally:
+        dbapi_connection.autocommit = previous
+
+
+def scratch_name(prefix: str) -> str:
+    """A name for an object bbperf creates and drops within one run (a what-if or verify index): a
+    random suffix, so it can never be a user's object of the same name; at most 63 bytes."""
+    suffix = secrets.token_hex(4)
+    return f"{prefix[: 63 - len(suffix) - 1]}_{suffix}"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
@@ -130,3 +130,55 @@ def wait_callback(callback: Callable[[Any], None] | None) -> Iterator[None]:
         yield
     finally:
         psycopg2.extensions.set_wait_callback(previous)
+
+
+def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
+    """The engine a user's own SQL runs on: on bbperf's own server, one that logs in as a
+    least-privilege role (``bbperf.roles``: ``bbperf_query``, or ``bbperf_dml`` when ``writes`` for a
+    rolled-back EXPLAIN ANALYZE of DML), so PostgreSQL refuses what bbperf's checks miss; on any other
+    server the engine itself (the user's own role: see ``privilege_note``). Made once per engine."""
+    if not is_embedded(engine):
+        return engine
+    from bbperf.pool.config import make_engine
+    from bbperf.roles import DML_ROLE, QUERY_ROLE, ensure_roles
+
+    options = engine.get_execution_options()
+    cache: dict[str, Engine] | None = options.get("bbperf_user_engines")
+    if cache is None:
+        raw = engine.raw_connection()
+        try:
+            raw.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            ensure_roles(raw.dbapi_connection)
+        finally:
+            raw.close()
+        cache = {}
+        engine.update_execution_options(bbperf_user_engines=cache)
+        made_for = cache
+
+        @event.listens_for(engine, "engine_disposed")
+        def _dispose_role_engines(_: Engine) -> None:
+            for role_engine in made_for.values():
+                role_engine.dispose()
+
+    role = DML_ROLE if writes else QUERY_ROLE
+    if role not in cache:
+        url = engine.url.set(username=role, password=None)
+        made = make_engine(url, schema=schema_of(engine), echo_pool=False)
+        made.update_execution_options(bbperf_embedded=True, bbperf_role=role)
+        cache[role] = made
+    return cache[role]
+
+
+def privilege_note(engine: Engine) -> str | None:
+    """One line when ``engine`` is not bbperf's own server and its role can do more than bbperf
+    needs there (a superuser, or writes outside bbperf's schema); None otherwise."""
+    if is_embedded(engine):
+        return None
+    from bbperf.roles import privilege_note as note
+
+    raw = engine.raw_connection()
+    try:
+        return note(raw.dbapi_connection, schema_of(engine))
+    finally:
+        raw.rollback()
+        raw.close()

@@ -37,7 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overhead",
         type=int,
         metavar="ROUNDS",
-        help="also time plain vs EXPLAIN ANALYZE TIMING OFF vs ON over ROUNDS interleaved rounds",
+        help="also time plain vs EXPLAIN ANALYZE TIMING OFF vs ON over ROUNDS interleaved rounds "
+        "(each run rolled back)",
+    )
+    ex.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="on a server bbperf does not own: EXPLAIN ANALYZE a data-modifying statement there "
+        "(rolled back, but it takes locks and fires triggers)",
     )
     ex.set_defaults(func=run_explain)
 
@@ -55,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ad.add_argument(
         "--allow-build",
         action="store_true",
-        help="without HypoPG on a server bbperf does not own: cost candidates by building each "
-        "in a rolled-back transaction under a lock_timeout",
+        help="on a server bbperf does not own: without HypoPG, cost candidates by building each "
+        "in a rolled-back transaction under a lock_timeout; with --verify, build the best one "
+        "CONCURRENTLY (a random name; only what this run built is dropped)",
     )
     ad.set_defaults(func=run_advise)
 
@@ -131,15 +139,37 @@ def run_explain(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"{args.from_file}: {exc}") from None
         return _show_plan(args, plan, None)
+    from bbperf.sql import parse_one
+    from bbperf.target import is_embedded, user_engine
+
     sql = sql_of(args)
-    engine = engine_from(args)
     params = parse_params(args.params)
+    checked = parse_one(sql)
+    executes = not args.no_analyze or bool(args.overhead)
+    engine = engine_from(args)
+    note_privileges(engine)
+    if checked.is_write and executes and not is_embedded(engine) and not args.allow_writes:
+        raise ConfigError(
+            "EXPLAIN ANALYZE runs this data-modifying statement on a server bbperf does not own "
+            "(rolled back, but it takes locks, fires triggers and draws from sequences): pass "
+            "--allow-writes, or --no-analyze for the plan alone"
+        )
+    engine = user_engine(engine, writes=checked.is_write)
     plan = explain(engine, sql, params, analyze=not args.no_analyze)
     if args.overhead:
         from bbperf.explain.overhead import explain_overhead
 
         overhead = explain_overhead(engine, sql, params, rounds=args.overhead)
     return _show_plan(args, plan, overhead)
+
+
+def note_privileges(engine: Any) -> None:
+    """One line on stderr when the role on a server bbperf does not own can do more than it needs."""
+    from bbperf.target import privilege_note
+
+    note = privilege_note(engine)
+    if note:
+        print(f"bbperf: note: {note}", file=sys.stderr)
 
 
 def _show_plan(args: argparse.Namespace, plan: Any, overhead: Any) -> int:
@@ -168,8 +198,9 @@ def run_advise(args: argparse.Namespace) -> int:
 
     sql = sql_of(args)
     engine = engine_from(args)
+    note_privileges(engine)
     advice = advise(engine, sql, parse_params(args.params), allow_build=args.allow_build)
-    checked = verify(engine, advice) if args.verify else None
+    checked = verify(engine, advice, allow_build=args.allow_build) if args.verify else None
     if args.format == "json":
         best = advice.best
         print_json(

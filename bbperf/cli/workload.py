@@ -139,7 +139,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if out.exists() and not (in_place or args.force):
         raise ConfigError(f"{out} exists: pass --force to overwrite it, or choose another file")
     workload = load_workload(args.workload)
-    result = sample(engine_from(args), workload, sets=args.sets, seed=args.seed)
+    from bbperf.target import user_engine
+
+    result = sample(user_engine(engine_from(args)), workload, sets=args.sets, seed=args.seed)
     save_workload(result.workload, out, force=True)
     print(f"wrote {out}: values for {len(result.filled)} statement(s) with placeholders")
     unresolved = result.unresolved_frame()
@@ -156,8 +158,10 @@ def run_replay(args: argparse.Namespace) -> int:
     workload = load_workload(args.workload)
     # Refuse before connecting: --allow-writes on a target bbperf does not own is a usage error.
     replayable(workload, allow_writes=args.allow_writes, owned=_owned(args))
+    from bbperf.target import user_engine
+
     result = replay(
-        engine_from(args),
+        user_engine(engine_from(args), writes=args.allow_writes),
         workload,
         duration_s=args.duration,
         concurrency=args.concurrency,

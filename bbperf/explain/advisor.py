@@ -24,7 +24,7 @@ from bbperf.explain.plan import Plan
 from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
-from bbperf.sql import cte_bodies
+from bbperf.sql import cte_bodies, scratch_name
 from bbperf.target import is_embedded, query_error, schema_of
 
 INSTALL_HYPOPG = (
@@ -249,9 +249,20 @@ def advise(
     return Advice(statement, values, plan.total_cost, "hypopg" if hypopg else "transaction", costs)
 
 
-def verify(engine: Engine, advice: Advice, *, rounds: int = 30, warmup: int = 5) -> Verification:
-    """Build ``advice.best`` for real, measure before and after, drop it. Only in bbperf's schema,
-    with a lock timeout so a busy table makes the build fail rather than queue writers behind it."""
+def verify(
+    engine: Engine,
+    advice: Advice,
+    *,
+    rounds: int = 30,
+    warmup: int = 5,
+    allow_build: bool = False,
+) -> Verification:
+    """Build ``advice.best`` for real, measure before and after, drop it.
+
+    Only in bbperf's schema, with a lock timeout so a busy table makes the build fail rather than
+    queue writers behind it. On a server bbperf does not own only with ``allow_build``, and then
+    CONCURRENTLY. The index gets a random name and only the index this call built is dropped.
+    """
     from bbperf.explain.measure import measure
 
     best = advice.best
@@ -259,29 +270,48 @@ def verify(engine: Engine, advice: Advice, *, rounds: int = 30, warmup: int = 5)
         raise BbperfError("no candidate index lowered the plan cost: nothing to verify")
     schema = schema_of(engine)
     cand = best.candidate
+    owned = is_embedded(engine)
+    if not owned and not allow_build:
+        raise SchemaError(
+            f"--verify builds an index on {cand.schema}.{cand.table}, on a server bbperf does not "
+            "own: pass --allow-build to build it CONCURRENTLY under a lock timeout and drop it after"
+        )
     if cand.schema != schema:
         raise SchemaError(
             f"refusing to build an index on {cand.schema}.{cand.table}: verify only builds in "
             f"bbperf's schema {schema!r}"
         )
-    name = f"bbperf_verify_{cand.table}_{'_'.join(cand.columns)}"[:63]
+    name = scratch_name(f"bbperf_verify_{cand.table}")
+    ddl = (
+        cand.ddl(name)
+        if owned
+        else cand.ddl(name).replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+    )
     before_plan = explain(engine, advice.sql, advice.params)
     before = measure(
         engine, advice.sql, advice.params, rounds=rounds, warmup=warmup, label="before"
     )
+    built = False
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f"SET LOCAL lock_timeout = '{BUILD_LOCK_TIMEOUT}'"))
-            conn.execute(text(cand.ddl(name)))
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text(f"SET lock_timeout = '{BUILD_LOCK_TIMEOUT}'"))
+            conn.execute(text(ddl))
+            built = True
         after = measure(
             engine, advice.sql, advice.params, rounds=rounds, warmup=warmup, label="after"
         )
         after_plan = explain(engine, advice.sql, advice.params)
     except DBAPIError as exc:
-        raise query_error(exc, cand.ddl(name)) from None
+        raise query_error(exc, ddl) from None
     finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP INDEX IF EXISTS {_quote(cand.schema)}.{_quote(name)}"))
+        if built:
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                concurrently = "" if owned else " CONCURRENTLY"
+                conn.execute(
+                    text(f"DROP INDEX{concurrently} IF EXISTS {_quote(cand.schema)}.{_quote(name)}")
+                )
     return Verification(
         cand, best.predicted_speedup, compare(before, after), diff(before_plan, after_plan)
     )
@@ -304,7 +334,7 @@ def _cost(
             ).one()
             name = str(row[0])
         else:
-            name = "bbperf_whatif"
+            name = scratch_name("bbperf_whatif")
             conn.execute(text(f"SET LOCAL lock_timeout = '{BUILD_LOCK_TIMEOUT}'"))
             conn.execute(text(cand.ddl(name)))
         plan = explain(conn, sql, params, analyze=False, buffers=False)

@@ -2,8 +2,14 @@
 
 ``%sql SELECT …`` or a ``%%sql`` cell returns the rows as a DataFrame; ``%%explain [--no-analyze]`` the
 plan analysis (a Plan, shown as HTML); ``%%bench [--rounds N] [--warmup N] [--server-time] [--cold]``
-the Timing of ``measure``. SQLAlchemy ``:name`` parameters take their values from ``--params JSON`` or,
-when it is absent, from the notebook's variables of the same name; a missing one is one line of error.
+the Timing of ``measure``. ``:name`` parameters take their values from ``--params JSON`` or, when it is
+absent, from the notebook's variables of the same name; a missing one is one line of error. Values are
+always bound by the server, never written into the SQL.
+
+The same contract as ``bbperf explain``: one statement; ``%sql`` runs it in a read-only transaction
+unless ``--allow-writes`` (then it commits, and says so); on bbperf's own server every magic logs in as
+a least-privilege role (``bbperf.roles``); session state a statement takes (an advisory lock, a
+setting) ends with the cell.
 Options are parsed by IPython's ``magic_arguments``: a bad option prints the usage, ``%%bench?`` the
 help. The engine is ``bbperf.target.connect()`` (``BBPERF_DATABASE_URL`` or the embedded server),
 created on first use.
@@ -15,12 +21,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg2
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import BbperfError
+from bbperf.sql import Statement, bind_names, execute_args, parse_one, prepared, reset_session
+from bbperf.target import query_error, user_engine
 
 _engine: Engine | None = None
 
@@ -32,11 +42,6 @@ def default_engine() -> Engine:
 
         _engine = connect(echo_pool=False)
     return _engine
-
-
-def bind_names(sql: str) -> list[str]:
-    """The ``:name`` parameters of ``sql``, in order (SQLAlchemy's own reading of the text)."""
-    return list(text(sql).compile().params)
 
 
 def resolve_params(sql: str, given: str | None, namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,7 +57,10 @@ def resolve_params(sql: str, given: str | None, namespace: Mapping[str, Any]) ->
         if not isinstance(params, dict):
             raise UsageError("--params must be a JSON object of parameter names to values")
         return params
-    names = bind_names(sql)
+    try:
+        names = bind_names(sql)
+    except BbperfError as exc:
+        raise UsageError(str(exc)) from None
     missing = [n for n in names if n not in namespace]
     if missing:
         raise UsageError(
@@ -62,32 +70,62 @@ def resolve_params(sql: str, given: str | None, namespace: Mapping[str, Any]) ->
     return {n: namespace[n] for n in names}
 
 
-def _one_statement(sql: str) -> str:
-    """The cell's SQL, refused when it holds more than one statement (the lead's ``bbperf.sql`` checks
-    this in ``explain``; a plain query goes through here)."""
-    body = sql.strip().rstrip(";").strip()
-    if not body:
+def _one_statement(sql: str, *, allow_writes: bool) -> Statement:
+    """The cell's SQL, checked: one statement, and a read unless ``allow_writes``."""
+    if not sql.strip().rstrip(";").strip():
         raise UsageError("no SQL: write the statement after %sql or in the %%sql cell")
     try:
-        from bbperf.sql import parse_one
-    except ImportError:
-        return body
-    try:
-        parse_one(body)
+        checked = parse_one(sql)
     except BbperfError as exc:
         raise UsageError(str(exc)) from None
-    return body
+    if checked.is_write and not allow_writes:
+        raise UsageError(
+            "this statement modifies data: %sql runs reads only; add --allow-writes to run it and "
+            "commit, or use %%explain (which rolls back)"
+        )
+    return checked
 
 
-def run_sql(engine: Engine, sql: str, params: Mapping[str, Any]) -> Any:
-    """Rows of ``sql`` as a DataFrame; a statement without rows returns a one-line summary."""
+def run_sql(
+    engine: Engine, sql: str, params: Mapping[str, Any], *, allow_writes: bool = False
+) -> Any:
+    """Rows of ``sql`` as a DataFrame (values bound by the server). A read runs in a read-only
+    transaction; a write only with ``allow_writes``, committed, and returns a one-line summary that
+    says so. The connection's session state is reset afterwards."""
     import pandas as pd
 
-    with engine.begin() as conn:
-        result = conn.execute(text(sql), dict(params))
-        if not result.returns_rows:
-            return f"{result.rowcount} row(s) affected"
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    checked = _one_statement(sql, allow_writes=allow_writes)
+    values = checked.values(params)
+    target = user_engine(engine, writes=checked.is_write)
+    with target.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        try:
+            with dbapi.cursor() as cursor:  # type: ignore[union-attr]
+                if not checked.is_write:
+                    cursor.execute("SET LOCAL transaction_read_only = on")
+                with prepared(cursor, checked, values) as name:
+                    cursor.execute(f"EXECUTE {name}{execute_args(values)}", values)
+                    columns = [c.name for c in cursor.description or ()]
+                    rows = cursor.fetchall() if cursor.description is not None else None
+                    count = cursor.rowcount
+            if checked.is_write:
+                dbapi.commit()
+            else:
+                dbapi.rollback()
+        except psycopg2.Error as exc:
+            dbapi.rollback()
+            raise UsageError(
+                query_error(DBAPIError(checked.text, None, exc), checked.text).args[0]
+            ) from None
+        finally:
+            try:
+                reset_session(dbapi)
+            except psycopg2.Error:
+                conn.invalidate()
+    if rows is None:
+        return f"{count} row(s) affected — committed (--allow-writes)"
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame
 
 
 @magics_class
@@ -99,15 +137,21 @@ class BbperfMagics(Magics):
 
     @magic_arguments.magic_arguments()
     @magic_arguments.argument("--params", metavar="JSON", help="values for :name parameters")
+    @magic_arguments.argument(
+        "--allow-writes",
+        action="store_true",
+        help="run a data-modifying statement and commit it (reads only without it)",
+    )
     @magic_arguments.argument("statement", nargs="*", help="the SQL (line form)")
     @line_cell_magic
     def sql(self, line: str, cell: str | None = None) -> Any:
         """Run one SQL statement and return its rows as a DataFrame."""
         args = magic_arguments.parse_argstring(self.sql, line)
-        statement = _one_statement(cell if cell is not None else " ".join(args.statement))
+        statement = cell if cell is not None else " ".join(args.statement)
+        _one_statement(statement, allow_writes=args.allow_writes)
         params = resolve_params(statement, args.params, self._namespace())
         try:
-            return run_sql(default_engine(), statement, params)
+            return run_sql(default_engine(), statement, params, allow_writes=args.allow_writes)
         except BbperfError as exc:
             raise UsageError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a driver error becomes one line, not a traceback
@@ -126,7 +170,9 @@ class BbperfMagics(Magics):
         args = magic_arguments.parse_argstring(self.explain, line)
         params = resolve_params(cell, args.params, self._namespace())
         try:
-            return explain(default_engine(), cell, params, analyze=not args.no_analyze)
+            writes = parse_one(cell).is_write
+            engine = user_engine(default_engine(), writes=writes)
+            return explain(engine, cell, params, analyze=not args.no_analyze)
         except BbperfError as exc:
             raise UsageError(str(exc)) from None
 
@@ -151,7 +197,7 @@ class BbperfMagics(Magics):
         params = resolve_params(cell, args.params, self._namespace())
         try:
             return measure(
-                default_engine(),
+                user_engine(default_engine()),
                 cell,
                 params,
                 rounds=args.rounds,

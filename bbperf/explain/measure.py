@@ -13,9 +13,13 @@ figure is the query's, not SQLAlchemy's: it matches ``pgbench -f`` with one clie
   on the database host), so "cold" reads come from RAM, not disk: this is PostgreSQL-cold, OS-warm.
   No warm-up rounds are run in cold mode.
 
-``wire_only=True`` measures the query rather than the Python stack, as pgbench does: the parameters are
-rendered into the statement text once before the loop (psycopg2 sends the same bytes either way) and
-only ``execute`` is timed — the result arrives complete in libpq's buffer — while turning rows into
+The statement is prepared once per connection, exactly as parsed, and each round runs
+``EXECUTE name(values)``: the server binds the values (a value can never become SQL) and plans each
+round afresh (``plan_cache_mode = force_custom_plan``, as a statement sent with literal values would
+be). Parsing the text is therefore not in the figure.
+
+``wire_only=True`` measures the query rather than the Python stack, as pgbench does: the EXECUTE is
+rendered once before the loop (psycopg2 sends the same bytes either way) and only ``execute`` is timed — the result arrives complete in libpq's buffer — while turning rows into
 Python objects happens outside the timed span. The default (False) times what an application sees.
 """
 
@@ -27,23 +31,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import QueryError
 from bbperf.explain.run import Params, explain_options
 from bbperf.explain.stats import Timing
-from bbperf.sql import parse_one
+from bbperf.sql import Statement, execute_args, parse_one, prepared, reset_session
 from bbperf.target import query_error
 
 _SERVER_EXPLAIN = explain_options(analyze=True, buffers=False, timing=False)
-
-
-def compile_sql(engine: Engine, sql: str, params: Params = None) -> tuple[str, dict[str, Any]]:
-    """SQLAlchemy ``:name`` style SQL and params turned into the driver's own paramstyle."""
-    compiled = text(sql).compile(dialect=engine.dialect)
-    values = compiled.construct_params(dict(params or {})) or {}
-    return compiled.string, dict(values)
 
 
 def measure(
@@ -69,10 +67,8 @@ def measure(
     if rounds < 1 or warmup < 0:
         raise ValueError("measure needs rounds >= 1 and warmup >= 0")
     checked = parse_one(sql, allow_writes=False)
-    checked.check_params(params)
+    values = checked.values(params)
     statement = checked.text
-    driver_sql, values = compile_sql(engine, statement, params)
-    explain_sql, _ = compile_sql(engine, f"EXPLAIN ({_SERVER_EXPLAIN}) {statement}", params)
     client: list[float] = []
     server: list[float] = []
     cache = "warm"
@@ -89,8 +85,7 @@ def measure(
                     with _read_only(conn):
                         _rounds(
                             conn,
-                            driver_sql,
-                            explain_sql,
+                            checked,
                             values,
                             1,
                             0,
@@ -103,8 +98,7 @@ def measure(
             with _autocommit(engine) as conn, _read_only(conn):
                 _rounds(
                     conn,
-                    driver_sql,
-                    explain_sql,
+                    checked,
                     values,
                     rounds,
                     warmup,
@@ -136,22 +130,23 @@ def _autocommit(engine: Engine) -> Connection:
 
 @contextlib.contextmanager
 def _read_only(conn: Connection) -> Iterator[None]:
-    """Every transaction inside is read-only; the setting is reset before the pool takes it back."""
+    """Every transaction inside is read-only and plans each execution for its values; all session
+    state (settings, advisory locks, prepared statements) ends before the pool takes it back."""
     conn.execute(text("SET SESSION default_transaction_read_only = on"))
+    conn.execute(text("SET SESSION plan_cache_mode = force_custom_plan"))
     try:
         yield
     finally:
         try:
-            conn.execute(text("RESET default_transaction_read_only"))
-        except DBAPIError:
+            reset_session(conn.connection.dbapi_connection)
+        except psycopg2.Error:
             conn.invalidate()
 
 
 def _rounds(
     conn: Connection,
-    driver_sql: str,
-    explain_sql: str,
-    values: dict[str, Any],
+    checked: Statement,
+    values: tuple[Any, ...],
     rounds: int,
     warmup: int,
     server_time: bool,
@@ -160,37 +155,37 @@ def _rounds(
     wire_only: bool = False,
 ) -> None:
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    # Always pass the mapping, even empty: the compiled SQL escapes % as %%, which psycopg2 only
-    # unescapes when it formats parameters.
-    args = values
-    timed_sql: str = driver_sql
-    timed_args: dict[str, Any] | None = args
-    if wire_only:
-        timed_sql, timed_args = cursor.mogrify(driver_sql, args).decode(), None
     try:
-        for _ in range(warmup):
-            cursor.execute(driver_sql, args)
-            if cursor.description is not None:
-                cursor.fetchall()
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for _ in range(rounds):
-                start = time.perf_counter_ns()
-                cursor.execute(timed_sql, timed_args)
-                if wire_only:
-                    client.append((time.perf_counter_ns() - start) / 1e6)
+        with prepared(cursor, checked, values) as name:
+            run_sql = f"EXECUTE {name}{execute_args(values)}"
+            explain_sql = f"EXPLAIN ({_SERVER_EXPLAIN}) {run_sql}"
+            timed_sql: str = run_sql
+            timed_args: tuple[Any, ...] | None = values
+            if wire_only:
+                timed_sql, timed_args = cursor.mogrify(run_sql, values).decode(), None
+            for _ in range(warmup):
+                cursor.execute(run_sql, values)
                 if cursor.description is not None:
                     cursor.fetchall()
-                if not wire_only:
-                    client.append((time.perf_counter_ns() - start) / 1e6)
-                if server_time:
-                    cursor.execute(explain_sql, args)
-                    (row,) = cursor.fetchall()
-                    server.append(float(row[0][0]["Execution Time"]))
-        finally:
-            if was_enabled:
-                gc.enable()
+            was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                for _ in range(rounds):
+                    start = time.perf_counter_ns()
+                    cursor.execute(timed_sql, timed_args)
+                    if wire_only:
+                        client.append((time.perf_counter_ns() - start) / 1e6)
+                    if cursor.description is not None:
+                        cursor.fetchall()
+                    if not wire_only:
+                        client.append((time.perf_counter_ns() - start) / 1e6)
+                    if server_time:
+                        cursor.execute(explain_sql, values)
+                        (row,) = cursor.fetchall()
+                        server.append(float(row[0][0]["Execution Time"]))
+            finally:
+                if was_enabled:
+                    gc.enable()
     finally:
         cursor.close()
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg2
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.explain.measure import compile_sql, cursor_error
-from bbperf.explain.run import Params, clean_sql, explain_options
+from bbperf.explain.measure import cursor_error
+from bbperf.explain.run import Params, explain_options
 from bbperf.explain.stats import Timing, summarize
+from bbperf.sql import execute_args, parse_one, prepared, reset_session
 
 VARIANTS = ("plain", "analyze_timing_off", "analyze_timing_on")
 
@@ -58,33 +60,48 @@ def explain_overhead(
 ) -> Overhead:
     """Measure plain execution, EXPLAIN (ANALYZE, TIMING OFF) and (ANALYZE, TIMING ON), interleaved.
 
-    The statement really runs ``3 × (rounds + warmup)`` times in autocommit: use it on queries only.
+    The statement runs ``3 × (rounds + warmup)`` times, each run in its own transaction that is
+    rolled back (read-only for a query), so a data-modifying statement changes nothing; only the
+    execution is timed. It is prepared once and its values bound by the server.
     """
     import time
 
-    statement = clean_sql(sql)
-    texts = {
-        "plain": statement,
-        "analyze_timing_off": f"EXPLAIN ({explain_options(timing=False, buffers=False)}) {statement}",
-        "analyze_timing_on": f"EXPLAIN ({explain_options(timing=True, buffers=False)}) {statement}",
-    }
-    compiled = {k: compile_sql(engine, v, params) for k, v in texts.items()}
+    checked = parse_one(sql)
+    values = checked.values(params)
     samples: dict[str, list[float]] = {k: [] for k in VARIANTS}
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            for i in range(warmup + rounds):
-                for variant in VARIANTS:
-                    driver_sql, values = compiled[variant]
-                    start = time.perf_counter_ns()
-                    cursor.execute(driver_sql, values)  # always a mapping: % is escaped
-                    cursor.fetchall()
-                    if i >= warmup:
-                        samples[variant].append((time.perf_counter_ns() - start) / 1e6)
-            cursor.close()
-    except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
-        raise cursor_error(exc, statement) from None
+        with engine.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+            cursor = dbapi.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("SET plan_cache_mode = force_custom_plan")
+                with prepared(cursor, checked, values) as name:
+                    run = f"EXECUTE {name}{execute_args(values)}"
+                    texts = {
+                        "plain": run,
+                        "analyze_timing_off": f"EXPLAIN ({explain_options(timing=False, buffers=False)}) {run}",
+                        "analyze_timing_on": f"EXPLAIN ({explain_options(timing=True, buffers=False)}) {run}",
+                    }
+                    dbapi.commit()  # the PREPARE's own transaction; each run gets a fresh one
+                    for i in range(warmup + rounds):
+                        for variant in VARIANTS:
+                            if not checked.is_write:
+                                cursor.execute("SET LOCAL transaction_read_only = on")
+                            start = time.perf_counter_ns()
+                            cursor.execute(texts[variant], values)
+                            if cursor.description is not None:
+                                cursor.fetchall()
+                            elapsed_ms = (time.perf_counter_ns() - start) / 1e6
+                            dbapi.rollback()
+                            if i >= warmup:
+                                samples[variant].append(elapsed_ms)
+            finally:
+                cursor.close()
+                dbapi.rollback()
+                reset_session(dbapi)
+    except (DBAPIError, psycopg2.Error) as exc:
+        raise cursor_error(exc, checked.text) from None
     summarize(samples["plain"])  # fails loudly on an empty run
     return Overhead(
-        {k: Timing(tuple(v), label=k, sql=statement, warmup=warmup) for k, v in samples.items()}
+        {k: Timing(tuple(v), label=k, sql=checked.text, warmup=warmup) for k, v in samples.items()}
     )

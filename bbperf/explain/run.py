@@ -12,11 +12,12 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.explain.plan import Plan, parse_plan
-from bbperf.sql import parse_one
+from bbperf.sql import execute_args, parse_one, prepared, reset_session
 from bbperf.target import query_error
 
 Params = Mapping[str, Any] | None
@@ -67,6 +68,11 @@ def rolled_back(
         finally:
             if trans.is_active:
                 trans.rollback()
+            # Session state the statement took (an advisory lock, a prepared statement) ends here.
+            try:
+                reset_session(conn.connection.dbapi_connection)
+            except psycopg2.Error:
+                conn.invalidate()
 
 
 def explain(
@@ -79,21 +85,31 @@ def explain(
     timing: bool = True,
     verbose: bool = False,
 ) -> Plan:
-    """EXPLAIN ``sql`` (SQLAlchemy ``:name`` parameters from ``params``) and parse the JSON plan.
+    """EXPLAIN ``sql`` (``:name`` parameters from ``params``) and parse the JSON plan.
 
-    ``analyze`` executes the statement (rolled back afterwards); ``timing=False`` keeps row counts but
-    drops per-node clocks (less overhead, no node times); ``buffers`` adds shared hit/read blocks.
-    Failures (syntax, missing relation, statement timeout) raise ``QueryError``.
+    The statement is prepared as parsed and its values bound by the server
+    (``bbperf.sql.prepared``): a value can never become SQL. ``analyze`` executes the statement
+    (rolled back afterwards); ``timing=False`` keeps row counts but drops per-node clocks (less
+    overhead, no node times); ``buffers`` adds shared hit/read blocks. Failures (syntax, missing
+    relation, statement timeout) raise ``QueryError``.
     """
     checked = parse_one(sql)
-    checked.check_params(params)
-    statement = checked.text
+    values = checked.values(params)
     options = explain_options(analyze=analyze, buffers=buffers, timing=timing, verbose=verbose)
     try:
         with rolled_back(engine_or_conn, read_only=not checked.is_write) as conn:
-            data = conn.execute(
-                text(f"EXPLAIN ({options}) {statement}"), dict(params or {})
-            ).scalar_one()
-    except DBAPIError as exc:
-        raise query_error(exc, statement) from None
-    return parse_plan(data, sql=statement)
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with prepared(cursor, checked, values) as name:
+                    cursor.execute(
+                        f"EXPLAIN ({options}) EXECUTE {name}{execute_args(values)}", values
+                    )
+                    data = cursor.fetchone()[0]
+            finally:
+                cursor.close()
+    except (DBAPIError, psycopg2.Error) as exc:
+        raise query_error(
+            exc if isinstance(exc, DBAPIError) else DBAPIError(checked.text, None, exc),
+            checked.text,
+        ) from None
+    return parse_plan(data, sql=checked.text)

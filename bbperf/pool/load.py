@@ -28,7 +28,7 @@ from bbperf.pool.config import make_engine, pool_config
 from bbperf.pool.monitor import PoolMonitor, read_database_metrics
 from bbperf.pool.snapshot import DatabaseMetrics, evaluate, percentile
 from bbperf.sql import parse_one
-from bbperf.target import schema_of
+from bbperf.target import schema_of, user_engine
 from bbperf.urls import mask_text
 
 Workload = str | Callable[[Connection], object]
@@ -67,9 +67,25 @@ def resolve_workload(workload: Workload, engine: Engine) -> Callable[[Connection
             f"unknown workload {workload!r}: choose one of {', '.join(sorted(WORKLOADS))}, "
             "point_lookup, or a SELECT statement"
         )
-    sql = WORKLOADS.get(workload) or parse_one(workload, allow_writes=False).text
-    statement = text(sql)
-    return lambda conn: conn.execute(statement).all()
+    if workload in WORKLOADS:
+        statement = text(WORKLOADS[workload])
+        return lambda conn: conn.execute(statement).all()
+    checked = parse_one(workload, allow_writes=False)
+    if checked.binds:
+        raise ConfigError(
+            f"a load-test statement takes no parameters; this one has "
+            f"{', '.join(':' + b for b in checked.binds)}: write the values into the SQL"
+        )
+    # Your SQL runs exactly as parsed, in a read-only transaction (and, on bbperf's own server, as
+    # the least-privilege role: see run_step), so a load test can never change data.
+    return lambda conn: (
+        conn.execution_options(postgresql_readonly=True).exec_driver_sql(checked.numbered).all()
+    )
+
+
+def is_user_sql(workload: Workload) -> bool:
+    """True for a workload given as SQL text (not a built-in name or a callable)."""
+    return isinstance(workload, str) and workload not in WORKLOADS and workload != "point_lookup"
 
 
 def _point_lookup(engine: Engine) -> Callable[[Connection], object]:
@@ -159,6 +175,8 @@ def run_step(
     """
     config = pool_config(environment, echo_pool=False, **pool_overrides)
     url, schema = target.url, schema_of(target)
+    if is_user_sql(workload):
+        url = user_engine(target).url  # the least-privilege role on bbperf's own server
     engine = make_engine(url, environment, schema=schema, echo_pool=False, **pool_overrides)
     probe = make_engine(
         url,

@@ -25,6 +25,7 @@ from bbperf.explain.advisor import Candidate, candidates, column_roles, table_ca
 from bbperf.explain.plan import Plan, parse_plan
 from bbperf.explain.run import rolled_back
 from bbperf.schema import extension_schema
+from bbperf.sql import scratch_name
 from bbperf.target import query_error
 from bbperf.workload.file import Statement, Workload
 
@@ -346,7 +347,7 @@ def _present(
             conn.execute(text(f"SELECT {schema}.hypopg_reset()"))
             conn.rollback()
     elif method == "transaction":
-        names = [f"bbperf_whatif_{i}" for i in range(len(cands))]
+        names = [scratch_name("bbperf_whatif") for _ in cands]
         try:
             for cand, name in zip(cands, names, strict=True):
                 conn.execute(text(cand.ddl(name)))
@@ -354,9 +355,10 @@ def _present(
         finally:
             conn.rollback()
     else:
-        names = [f"bbperf_whatif_{i}" for i in range(len(cands))]
+        names = [scratch_name("bbperf_whatif") for _ in cands]
         # CREATE INDEX CONCURRENTLY waits for every open transaction, ours included: end it first.
         conn.rollback()
+        built: list[tuple[Candidate, str]] = []
         with engine.connect() as ddl:
             ddl = ddl.execution_options(isolation_level="AUTOCOMMIT")
             ddl.execute(text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
@@ -365,10 +367,12 @@ def _present(
                     ddl.execute(
                         text(cand.ddl(name).replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1))
                     )
+                    built.append((cand, name))
                 yield names
             finally:
                 conn.rollback()
-                for cand, name in zip(cands, names, strict=True):
+                # Only what this run created: a name that failed to build is never dropped.
+                for cand, name in built:
                     ddl.execute(
                         text(
                             f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(cand.schema)}.{_quote(name)}"

@@ -4,20 +4,25 @@ overall throughput. Read-only transactions unless writes are allowed on a target
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg2
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, first_line
 from bbperf.explain.stats import summarize
+from bbperf.sql import Statement as SqlStatement
+from bbperf.sql import execute_args, parse_one, prepared, reset_session
 from bbperf.urls import mask_text
 from bbperf.workload.file import Statement, Workload
 
@@ -175,7 +180,7 @@ def replay(
     result = Replay(
         0.0, concurrency, {s.name: s.calls / total for s in statements}, skipped=skipped
     )
-    prepared = [(s, s.driver_sql()) for s in statements]
+    prepared = [(s, checked(s)) for s in statements]
     readonly = not allow_writes
     _warm(engine, prepared, warmup, readonly, result)
     lock = threading.Lock()
@@ -188,19 +193,16 @@ def replay(
         errors: dict[str, int] = defaultdict(int)
         firsts: dict[str, str] = {}
         weights = [s.calls for s, _ in prepared]
-        with engine.connect() as conn:
-            conn = conn.execution_options(postgresql_readonly=readonly)
+        with engine.connect() as conn, _session(conn, readonly) as run:
             while not stop.is_set():
-                statement, sql = rng.choices(prepared, weights)[0]
-                params = statement.params(
-                    rng.randrange(max(1, len(statement.values))), bind_names=False
-                )
+                statement, bound = rng.choices(prepared, weights)[0]
+                values = _values(statement, rng.randrange(max(1, len(statement.values))))
                 try:
                     start = time.perf_counter_ns()
-                    _execute(conn, sql, params)
+                    run(bound, values)
                     elapsed_ms = (time.perf_counter_ns() - start) / 1e6
                     samples[statement.name].append(elapsed_ms)
-                except DBAPIError as exc:
+                except (DBAPIError, psycopg2.Error) as exc:
                     errors[statement.name] += 1
                     firsts.setdefault(statement.name, mask_text(first_line(exc)))
                 finally:
@@ -232,32 +234,67 @@ def replay(
     return result
 
 
+def checked(statement: Statement) -> SqlStatement:
+    """A workload statement as PostgreSQL's parser reads it: exactly one statement, ``$n`` kept."""
+    return parse_one(statement.sql)
+
+
+def _values(statement: Statement, index: int) -> tuple[Any, ...]:
+    """Value set ``index`` in ``$1 … $n`` order (a number no placeholder uses gets NULL)."""
+    params = statement.params(index, bind_names=False)
+    count = max((p.number for p in statement.placeholders), default=0)
+    return tuple(params.get(f"p{n}") for n in range(1, count + 1))
+
+
+@contextlib.contextmanager
+def _session(conn: Connection, readonly: bool) -> Iterator[Callable[[SqlStatement, tuple], None]]:
+    """A runner on ``conn``: each statement prepared once on first use (values bound by the server,
+    each execution planned for its values), executed and fetched; everything deallocated and the
+    session reset at the end."""
+    conn = conn.execution_options(postgresql_readonly=readonly)
+    dbapi = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
+    names: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi.commit()
+
+        def run(bound: SqlStatement, values: tuple) -> None:
+            name = names.get(bound.numbered)
+            if name is None:
+                name = stack.enter_context(prepared(cursor, bound, values))
+                names[bound.numbered] = name
+            cursor.execute(f"EXECUTE {name}{execute_args(values)}", values)
+            if cursor.description is not None:
+                cursor.fetchall()
+
+        try:
+            yield run
+        finally:
+            dbapi.rollback()
+    cursor.close()
+    try:
+        reset_session(dbapi)
+    except psycopg2.Error:
+        conn.invalidate()
+
+
 def _warm(
     engine: Engine,
-    prepared: list[tuple[Statement, str]],
+    prepared: list[tuple[Statement, SqlStatement]],
     rounds: int,
     readonly: bool,
     result: Replay,
 ) -> None:
-    with engine.connect() as conn:
-        conn = conn.execution_options(postgresql_readonly=readonly)
+    with engine.connect() as conn, _session(conn, readonly) as run:
         for _ in range(rounds):
-            for statement, sql in prepared:
-                params = statement.params(0, bind_names=False)
+            for statement, bound in prepared:
                 try:
-                    _execute(conn, sql, params)
-                except DBAPIError as exc:
+                    run(bound, _values(statement, 0))
+                except (DBAPIError, psycopg2.Error) as exc:
                     result.first_error.setdefault(statement.name, mask_text(first_line(exc)))
                 finally:
                     conn.rollback()
-
-
-def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> None:
-    if params:
-        conn.exec_driver_sql(sql, params).fetchall()
-    else:
-        # Without parameters psycopg2 sends the text as is, so %% must go back to %.
-        conn.exec_driver_sql(sql.replace("%%", "%")).fetchall()
 
 
 def _wait(started: float, duration_s: float, counter: list[int], progress: bool) -> None:

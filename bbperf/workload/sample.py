@@ -171,11 +171,18 @@ def _value(
 
 def _column_sample(conn: Connection, table: str, column: str, limit: int, seed: int) -> list[Any]:
     rel = ".".join(_quote(part) for part in table.split(".", 1))
-    estimate = conn.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:rel)"), {"rel": rel}
-    ).scalar()
-    if estimate is None:
+    found = conn.execute(
+        text(
+            "SELECT c.reltuples, n.nspname FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(:rel)"
+        ),
+        {"rel": rel},
+    ).first()
+    if found is None:
         return []
+    estimate, schema = found
+    if schema.startswith("pg_") or schema == "information_schema":
+        return []  # system catalogs hold secrets (pg_authid) and are never sampled
     # Ask for ~4× the rows needed (pages vary); small or never-analysed tables are read whole,
     # still capped by the LIMIT.
     percent = 100.0 if estimate <= 0 else min(100.0, max(0.01, 400.0 * limit / float(estimate)))
