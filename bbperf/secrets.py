@@ -19,6 +19,8 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL
 
+from bbperf.sql import unwrap_prepared
+
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
 
@@ -127,7 +129,7 @@ def statement_text(query: str, url: URL | None = None, chars: int | None = None)
     """A statement text from the server (pg_stat_statements, auto_explain) fit to show: blanks
     collapsed, passwords masked (``url``'s and any ``PASSWORD '…'`` literal), then cut to ``chars``."""
     known = passwords(url, environ={}, pgpass=False) if url is not None else []
-    text = redact(" ".join(query.split()), known)
+    text = redact(" ".join(unwrap_prepared(query).split()), known)
     return text if chars is None or len(text) <= chars else text[: chars - 1] + "…"
 
 

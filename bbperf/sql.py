@@ -75,6 +75,7 @@ class Statement:
     binds: tuple[str, ...]
     fingerprint: str
     numbered: str = ""
+    executes: str | None = None  # EXECUTE of a statement bbperf prepared itself: its name
 
     @property
     def is_write(self) -> bool:
@@ -181,7 +182,18 @@ def parse_one(sql: str, *, allow_writes: bool = True, refuse_functions: bool = T
         binds=bind_names(text),
         fingerprint=pglast.parser.fingerprint(numbered),
         numbered=runs,
+        executes=_executes(node),
     )
+
+
+def _executes(node: Any) -> str | None:
+    """The name an ``EXECUTE name($1, …, $n)`` runs, its arguments exactly ``$1 … $n`` in order."""
+    if type(node).__name__ != "ExecuteStmt":
+        return None
+    numbers = [getattr(p, "number", None) for p in node.params or ()]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ConfigError("EXECUTE takes only :name parameters as its arguments, each once")
+    return str(node.name)
 
 
 def cte_bodies(sql: str) -> dict[str, str]:
@@ -354,6 +366,9 @@ def prepared(cursor: Any, statement: Statement, values: tuple[Any, ...]) -> Iter
     reads backslashes in literals exactly as pglast did. A parameter whose type the statement does not
     fix (``SELECT :x IS NULL``) is typed from its Python value.
     """
+    if statement.executes is not None:  # already prepared by bbperf on this connection
+        yield statement.executes
+        return
     connection = cursor.connection
     if connection.get_parameter_status("standard_conforming_strings") != "on":
         _in_savepoint(cursor, "SET standard_conforming_strings = on")
@@ -432,3 +447,12 @@ def scratch_name(prefix: str) -> str:
     random suffix, so it can never be a user's object of the same name; at most 63 bytes."""
     suffix = secrets.token_hex(4)
     return f"{prefix[: 63 - len(suffix) - 1]}_{suffix}"
+
+
+_PREPARED_PREFIX = re.compile(r"^\s*PREPARE\s+bbperf_[0-9a-f]{12}\s*(\([^)]*\))?\s+AS\s+", re.I)
+
+
+def unwrap_prepared(query: str) -> str:
+    """A pg_stat_statements text without the ``PREPARE bbperf_… AS`` bbperf wrapped it in (the
+    statement as the user wrote it, with ``$n`` placeholders); any other text unchanged."""
+    return _PREPARED_PREFIX.sub("", query, count=1)

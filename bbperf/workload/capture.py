@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
+from bbperf.sql import unwrap_prepared
 from bbperf.target import query_error
 from bbperf.urls import describe_target
 from bbperf.workload.file import Statement, Workload, placeholders_of
@@ -168,7 +169,7 @@ def _capturable(query: str | None) -> Analysis | None:
     if not query or query == _HIDDEN:
         return None
     try:
-        analysis = analyze(query)
+        analysis = analyze(unwrap_prepared(query))
     except QueryError:
         return None
     if analysis.kind == "utility":
