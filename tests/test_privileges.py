@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -315,13 +316,21 @@ def mydata(url: str) -> int:
 
 
 @pytest.mark.pg15
+@pytest.mark.parametrize("as_role", ["plain role", "superuser"])
 @pytest.mark.parametrize("context", list(CONTEXTS))
 def test_no_value_reaches_a_strangers_table(
-    stranger: str, context: str, capsys: pytest.CaptureFixture[str]
+    stranger: str,
+    pg15_cluster: object,
+    context: str,
+    as_role: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    url = stranger
+    if as_role == "superuser":
+        url = pg15_cluster.admin_url(stranger.rsplit("/", 1)[1])  # type: ignore[attr-defined]
     for payload in (p.replace("payments", "public.mydata") for p in PAYLOADS):
         params = json.dumps({"v": payload, "x": payload})
-        code = main(["--database-url", stranger, "explain", CONTEXTS[context], "--params", params])
+        code = main(["--database-url", url, "explain", CONTEXTS[context], "--params", params])
         assert code == 0, capsys.readouterr().err
     assert mydata(stranger) == 50
 
@@ -400,3 +409,67 @@ def test_role_sql_prints_what_a_dba_runs(capsys: pytest.CaptureFixture[str]) -> 
     assert "CREATE ROLE analyst LOGIN" in out and "NOSUPERUSER" in out
     assert "pg_read_all_stats" in out
     assert main(["role", "sql", "--name", "x; DROP"]) == 2
+
+
+# -- replay and pool load: the same path ------------------------------------------------------------
+def test_replay_binds_sampled_values_on_the_server(tiny_copy_url: str) -> None:
+    from bbperf.target import user_engine
+    from bbperf.workload.file import Placeholder, Statement, Workload
+    from bbperf.workload.replay import replay
+
+    before = payments(tiny_copy_url)
+    statement = Statement(
+        name="hostile",
+        sql="SELECT ':x' AS a, $1::text AS b -- :x",
+        placeholders=(Placeholder(1, "=", "payments", "status"),),
+        values=[[p] for p in PAYLOADS],
+    )
+    owner = make_engine(tiny_copy_url, echo_pool=False)
+    owner.update_execution_options(bbperf_embedded=True)
+    try:
+        result = replay(
+            user_engine(owner),
+            Workload("hostile", [statement]),
+            duration_s=0.3,
+            concurrency=2,
+            progress=False,
+        )
+    finally:
+        owner.dispose()
+    assert not result.errors, result.first_error
+    assert len(result.samples_ms["hostile"]) > 0
+    assert payments(tiny_copy_url) == before
+
+
+def test_pool_load_takes_no_parameters(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["pool", "load", "--duration", "0.2", "--workload", "SELECT * FROM payments WHERE id = :x"]
+    )
+    assert code == 2
+    assert "takes no parameters" in capsys.readouterr().err
+
+
+def test_sampling_never_reads_a_system_catalog(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "secrets.toml"
+    source.write_text(
+        'version = 1\nname = "secrets"\nsource = "file"\n\n[[statement]]\nname = "roles"\n'
+        'kind = "select"\ncalls = 1\n'
+        'sql = "SELECT rolname FROM pg_catalog.pg_authid WHERE rolpassword = $1"\n\n'
+        '[[statement.placeholder]]\nnumber = 1\nname = "secret"\noperator = "="\n'
+        'table = "pg_catalog.pg_authid"\ncolumn = "rolpassword"\n'
+    )
+    out = tmp_path / "sampled.toml"
+    admin = psycopg2.connect(target)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("CREATE ROLE bbperf_t_secret LOGIN PASSWORD 'hunter2'")  # a SCRAM secret
+    try:
+        assert main(["workload", "sample", str(source), "-o", str(out)]) == 0
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP ROLE bbperf_t_secret")
+        admin.close()
+    assert "SCRAM" not in out.read_text()
+    assert "not filled" in capsys.readouterr().out
