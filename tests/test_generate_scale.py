@@ -108,7 +108,8 @@ def test_timings_are_printed_and_stored(
     assert main(["--database-url", tiny_copy_url, "data", "status", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert set(info["phases"]) >= {"prepare", "copy", "waiting", "constraints", "validate+analyze"}
-    assert sum(info["phases"].values()) <= info["load_seconds"]
+    # Phases are rounded to the millisecond, so their sum may pass the total by rounding alone.
+    assert sum(info["phases"].values()) <= info["load_seconds"] + 0.001 * len(info["phases"])
     assert set(info["client_seconds"]) == {"generate", "encode", "fingerprint"}
 
 
