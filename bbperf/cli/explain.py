@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from bbperf.cli import engine_from, print_json
+from bbperf.cli import bounded, engine_from, print_json
 from bbperf.errors import ConfigError
+from bbperf.files import check_output, read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PLAN.json",
         help="also save the plan and query for PEV2 / explain.dalibo.com",
     )
+    ex.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     ex.add_argument(
         "--format", choices=("text", "json"), default="text", help="output (default text)"
     )
     ex.add_argument("--no-analyze", action="store_true", help="plan only; do not execute")
     ex.add_argument(
         "--overhead",
-        type=int,
+        type=bounded(int, 1, 10_000),
         metavar="ROUNDS",
         help="also time plain vs EXPLAIN ANALYZE TIMING OFF vs ON over ROUNDS interleaved rounds",
     )
@@ -73,14 +74,8 @@ def add_sql_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_text(source: str, what: str) -> str:
-    """The content of ``source`` (a path, or ``-`` for stdin); a missing file is a ConfigError."""
-    if source == "-":
-        return sys.stdin.read()
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} from {source}: {exc.strerror or exc}") from None
+MAX_SQL_BYTES = 1_000_000
+MAX_PLAN_BYTES = 64_000_000
 
 
 def sql_of(args: argparse.Namespace) -> str:
@@ -88,9 +83,9 @@ def sql_of(args: argparse.Namespace) -> str:
     if args.sql is not None and args.file is not None:
         raise ConfigError("give the statement either as an argument or with -f FILE, not both")
     if args.file is not None:
-        sql = read_text(args.file, "the statement")
+        sql = read_input(args.file, limit_bytes=MAX_SQL_BYTES, kind="the statement")
     elif args.sql == "-":
-        sql = sys.stdin.read()
+        sql = read_input("-", limit_bytes=MAX_SQL_BYTES, kind="the statement")
     elif args.sql is not None:
         sql = args.sql
     else:
@@ -122,12 +117,16 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.overhead is not None and args.overhead < 1:
         raise ConfigError(f"--overhead needs a positive number of rounds, got {args.overhead}")
     overhead = None
+    if args.out:
+        check_output(args.out, force=args.force)  # refused before any statement runs
     if args.from_file is not None:
         if args.overhead:
             raise ConfigError("--overhead runs the statement: it cannot be used with --from-file")
         query = sql_of(args) if (args.sql is not None or args.file is not None) else None
         try:
-            plan = parse_plan(read_text(args.from_file, "the plan"), sql=query)
+            plan = parse_plan(
+                read_input(args.from_file, limit_bytes=MAX_PLAN_BYTES, kind="the plan"), sql=query
+            )
         except ValueError as exc:
             raise ConfigError(f"{args.from_file}: {exc}") from None
         return _show_plan(args, plan, None)
@@ -144,7 +143,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def _show_plan(args: argparse.Namespace, plan: Any, overhead: Any) -> int:
     if args.out:
-        saved = plan.save(args.out)
+        saved = plan.save(args.out, force=args.force)
         print(f"plan saved for PEV2: {saved}", file=sys.stderr)
     if args.format == "json":
         print_json(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from bbperf.cli import print_json, settings_from
+from bbperf.cli import MAX_SECONDS, bounded, print_json, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.add_argument(
         "--max-lag-s",
-        type=float,
+        type=bounded(float, 0, MAX_SECONDS),
         default=10.0,
         help="flag the replica as lagging beyond this many seconds (default 10; exit 1)",
     )
