@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from bbperf.cli import bounded, engine_from, print_json
 from bbperf.errors import ConfigError
-from bbperf.files import check_output, read_input
+from bbperf.files import check_output, loads_json, read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,12 +98,7 @@ def parse_params(value: str | None) -> dict[str, Any]:
     """--params as a dict; anything but a JSON object is a ConfigError."""
     if not value:
         return {}
-    try:
-        params = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--params is not valid JSON ({exc.msg}): pass an object like '{{\"id\": 1}}'"
-        ) from None
+    params = loads_json(value, kind="--params")
     if not isinstance(params, dict):
         raise ConfigError("--params must be a JSON object of parameter names to values")
     return params
