@@ -62,6 +62,9 @@ _NUMBER_FIELDS = (
 )
 
 
+_NUMBERS = (int, float)
+
+
 def figure(raw: dict[str, Any], key: str, where: str) -> float | None:
     """A finite, non-negative number from the plan, or None when absent; ValueError otherwise."""
     value = raw.get(key)
@@ -76,21 +79,27 @@ def figure(raw: dict[str, Any], key: str, where: str) -> float | None:
 
 def check_node(raw: Any, node_id: int) -> None:
     """Refuse, in one line naming the node, what EXPLAIN never writes: wrong types, NaN, negatives."""
-    where = f"plan node {node_id}"
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} is {type(raw).__name__}, not an object")
+        raise ValueError(f"plan node {node_id} is {type(raw).__name__}, not an object")
     if not isinstance(raw.get("Node Type"), str):
-        raise ValueError(f"{where} has no 'Node Type' text")
+        raise ValueError(f"plan node {node_id} has no 'Node Type' text")
+    # The common case costs one type test and one comparison per field (plans of 10^5 nodes).
     for key in _TEXT_FIELDS:
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise ValueError(f"{where}: {key!r} is {raw[key]!r}, not text")
-    for key in (*_NUMBER_FIELDS, *_COUNT_FIELDS):
-        figure(raw, key, where)
+        value = raw.get(key)
+        if value is not None and type(value) is not str:
+            raise ValueError(f"plan node {node_id}: {key!r} is {value!r}, not text")
+    for key in _NUMBER_FIELDS:
+        value = raw.get(key)
+        if value is not None and not (type(value) in _NUMBERS and 0 <= value < math.inf):
+            figure(raw, key, f"plan node {node_id}")
     for key in _COUNT_FIELDS:
-        if raw.get(key) is not None and not float(raw[key]).is_integer():
-            raise ValueError(f"{where}: {key!r} is {raw[key]!r}, not a whole number")
-    if not isinstance(raw.get("Plans", []), list):
-        raise ValueError(f"{where}: 'Plans' is not a list of nodes")
+        value = raw.get(key)
+        if value is not None and not (type(value) is int and value >= 0):
+            figure(raw, key, f"plan node {node_id}")
+            if not float(value).is_integer():
+                raise ValueError(f"plan node {node_id}: {key!r} is {value!r}, not a whole number")
+    if type(raw.get("Plans", [])) is not list:
+        raise ValueError(f"plan node {node_id}: 'Plans' is not a list of nodes")
     sort_key = raw.get("Sort Key")
-    if sort_key is not None and not isinstance(sort_key, list):
-        raise ValueError(f"{where}: 'Sort Key' is not a list")
+    if sort_key is not None and type(sort_key) is not list:
+        raise ValueError(f"plan node {node_id}: 'Sort Key' is not a list")
