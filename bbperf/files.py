@@ -15,7 +15,18 @@ from typing import Any
 from bbperf.errors import ConfigError
 
 # Top-level folders whose files belong to the system; ``/lib*`` covers lib32, lib64, libx32.
-SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib")
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib",
+)
 MAX_JSON_DEPTH = 500
 """Deeper JSON is refused: real EXPLAIN plans and bbperf documents nest a few dozen levels."""
 
@@ -37,7 +48,9 @@ def check_output(path: str | Path, *, force: bool = False) -> Path:
     """
     target = Path(path).expanduser()
     if is_system_path(target):
-        raise ConfigError(f"refusing to write {target}: it is in a system folder; choose another path")
+        raise ConfigError(
+            f"refusing to write {target}: it is in a system folder; choose another path"
+        )
     if target.is_dir():
         raise ConfigError(f"{target} is a directory: name a file to write")
     if target.exists() and not force:

@@ -559,8 +559,9 @@ def test_load_runs_under_the_interruptible_wait_callback(schema_engine: Engine) 
     assert info.fingerprints["appointments"]["rows"] > 0
     assert installed is not None  # the load put the callback back
     with schema_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM appointments")).scalar_one() == (
-            info.fingerprints["appointments"]["rows"]
+        assert (
+            conn.execute(text("SELECT count(*) FROM appointments")).scalar_one()
+            == (info.fingerprints["appointments"]["rows"])
         )
 
 

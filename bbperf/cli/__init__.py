@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from bbperf.errors import BbperfError
+from bbperf.errors import BbperfError, ConfigError
 from bbperf.files import dumps_json
 from bbperf.urls import mask_text
 
@@ -29,10 +29,11 @@ def _version() -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with bbperf's contract for bad input: one line on stderr, exit 2 (no usage block)."""
+    """argparse with bbperf's contract for bad input: a ConfigError, which ``main`` prints as one
+    line and answers with exit 2 (no usage block), as it does for every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"bbperf: error: {message} (see `{self.prog} --help`)\n")
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
 
 Number = TypeVar("Number", int, float)
@@ -98,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as exc:  # a usage error (Parser.error): one line, exit 2, like any bad input
+        print(f"bbperf: error: {mask_text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     try:
         with interruptible_queries():
             return int(args.func(args) or 0)

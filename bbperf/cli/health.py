@@ -58,7 +58,10 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
         help="comma-separated worker counts (default 1,4,16,64)",
     )
     load.add_argument(
-        "--duration", type=seconds(), default=2.0, help="seconds per step (default 2; at most a day)"
+        "--duration",
+        type=seconds(),
+        default=2.0,
+        help="seconds per step (default 2; at most a day)",
     )
     load.add_argument(
         "--workload",
@@ -111,7 +114,8 @@ def _environment(parser: argparse.ArgumentParser) -> None:
 
 
 def _levels(value: str) -> list[int]:
-    level = bounded(int, 1, MAX_WORKERS)
+    """Whole numbers up to MAX_WORKERS; levels below 1 are refused by ``pool.load.validate``."""
+    level = bounded(int, -MAX_WORKERS, MAX_WORKERS)
     return [level(part.strip()) for part in value.split(",") if part.strip()]
 
 

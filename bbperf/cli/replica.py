@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = replica.add_subparsers(dest="replica_command", metavar="ACTION", required=True)
     start = rsub.add_parser("start", help="create (pg_basebackup -R) and start the replica")
     start.add_argument(
-        "--port", type=int, default=5433, help="the replica's socket port (default 5433)"
+        "--port",
+        type=bounded(int, 1024, 65535),
+        default=5433,
+        help="the replica's socket port (default 5433)",
     )
     start.add_argument(
         "--no-hot-standby-feedback",
@@ -65,8 +68,6 @@ def start_replica(args: argparse.Namespace) -> int:
             f"{mask_url(settings.database_url)} name an existing replica with {REPLICA_URL_ENV} "
             "or --replica-url"
         )
-    if not 1024 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port between 1024 and 65535")
     replica = EmbeddedReplica(
         settings.home,
         port=args.port,

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import MAX_BIGINT, MAX_WORKERS, bounded, engine_from, print_json, seconds, settings_from
+from bbperf.cli import (
+    MAX_BIGINT,
+    MAX_WORKERS,
+    bounded,
+    engine_from,
+    print_json,
+    seconds,
+    settings_from,
+)
+from bbperf.errors import ConfigError
+from bbperf.files import check_output
 
 SEED = bounded(int, 0, MAX_BIGINT)
 
@@ -22,8 +32,6 @@ def _value_sets(text: str) -> int:
     from bbperf.workload.file import MAX_VALUE_SETS
 
     return bounded(int, 1, MAX_VALUE_SETS)(text)
-from bbperf.errors import ConfigError
-from bbperf.files import check_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,14 +112,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ad.add_argument("workload", help="sampled workload file (see `bbperf workload sample`)")
     ad.add_argument(
         "--min-savings",
-        type=bounded(float, 0, 100, above=True),
+        type=float,
         default=10.0,
         metavar="PCT",
         help="a candidate must save this %% of a statement's planner cost (default 10)",
     )
     ad.add_argument(
         "--min-savings-multicolumn",
-        type=bounded(float, 0, 100, above=True),
+        type=float,
         default=20.0,
         metavar="PCT",
         help="the bar for multi-column candidates (default 20)",

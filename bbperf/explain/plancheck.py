@@ -73,7 +73,9 @@ def figure(raw: dict[str, Any], key: str, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{where}: {key!r} is {value!r}, not a number")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: {key!r} is {value!r}; times, costs and rows are finite and >= 0")
+        raise ValueError(
+            f"{where}: {key!r} is {value!r}; times, costs and rows are finite and >= 0"
+        )
     return float(value)
 
 

@@ -199,8 +199,7 @@ def load_toml(path: str | Path) -> IndexSet:
 
 # Built-in sets kept as TOML beside this module (same format as a user's set file).
 BUILTIN_SETS: dict[str, IndexSet] = {
-    s.name: s
-    for s in (SEED, NONE, *(load_toml(p) for p in sorted(BUILTIN_DIR.glob("*.toml"))))
+    s.name: s for s in (SEED, NONE, *(load_toml(p) for p in sorted(BUILTIN_DIR.glob("*.toml"))))
 }
 
 
