@@ -103,12 +103,19 @@ def test_bad_input_is_one_line_exit_2(
     assert time.monotonic() - started < 30  # /dev/zero is read to its bound, not without end
 
 
-def test_params_nested_5000_deep_is_one_line(
-    pg_url: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("command", "value"),
+    [
+        (["explain", "SELECT 1", "--params"], "[" * 5000 + "]" * 5000),
+        (["report", "--notebooks", "nosuch", "--param"], "x=" + "[" * 5000),
+    ],
+    ids=["explain --params", "report --param"],
+)
+def test_json_flags_nested_5000_deep_are_one_line(
+    command: list[str], value: str, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    deep = "[" * 5000 + "]" * 5000
-    code, _, err = cli(capsys, "--database-url", pg_url, "explain", "SELECT 1", "--params", deep)
-    one_line(code, err, "nested more than 500")
+    code, _, err = cli(capsys, "--database-url", pg_url, *command, value)
+    one_line(code, err, "nested")
 
 
 # -- files written: one writer ------------------------------------------------------------------------
