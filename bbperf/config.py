@@ -50,6 +50,18 @@ def validate_identifier(name: str, what: str) -> str:
     return name
 
 
+def validate_schema(name: str) -> str:
+    """A plain identifier that PostgreSQL does not reserve: ``pg_*`` names (pg_catalog, pg_temp,
+    pg_toast, and any new one, which CREATE SCHEMA refuses) and information_schema."""
+    validate_identifier(name, "schema")
+    if name.startswith("pg_") or name == "information_schema":
+        raise ConfigError(
+            f"schema {name!r} is reserved by PostgreSQL (pg_* and information_schema): "
+            "choose another name, e.g. bbperf"
+        )
+    return name
+
+
 def load_settings(
     database_url: str | None = None,
     schema: str | None = None,
@@ -69,5 +81,5 @@ def load_settings(
         settings = replace(settings, database_url=database_url)
     if schema:
         settings = replace(settings, schema=schema)
-    validate_identifier(settings.schema, "schema")
+    validate_schema(settings.schema)
     return settings

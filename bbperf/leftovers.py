@@ -4,7 +4,8 @@ Notebooks build objects for their experiments — the metrics view, the rollup t
 the cache's invalidation triggers, partitioned tables, probe bookings — and remove them at their end. A
 notebook that fails half-way leaves them, and the next experiment then measures a different schema or
 refuses to run (partitioning cannot convert a table a materialized view depends on). ``bbperf report``
-tidies after a failed notebook; ``bbperf schema tidy`` does it by hand. Only objects bbperf itself
+tidies after a failed notebook; ``bbperf schema tidy`` does it by hand, leaving what a running process
+(the cache listener) still uses. Only objects bbperf itself
 creates are looked for, each by its own module's name for it; index sets are left as they are (every
 notebook sets the indexes it measures).
 """
@@ -12,49 +13,92 @@ notebook sets the indexes it measures).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
 from bbperf.target import schema_of
 
 
-def _found(engine: Engine) -> list[tuple[str, Callable[[Engine], object]]]:
-    """Each leftover as (what it is, how to remove it), in an order that removes dependents first
-    (the view before partitioning, which cannot convert a table a view depends on)."""
+@dataclass(frozen=True)
+class Leftover:
+    """One object an experiment left: what it is, how to remove it, and the command that does.
+
+    ``owner`` names the running process that still uses it (then tidy leaves it in place);
+    ``replaced_by_load`` marks rows a new ``generate`` replaces anyway.
+    """
+
+    what: str
+    remove: Callable[[Engine], object]
+    command: str
+    owner: str | None = None
+    replaced_by_load: bool = False
+
+
+def survey(engine: Engine) -> list[Leftover]:
+    """Each leftover in an order that removes dependents first (the view before partitioning,
+    which cannot convert a table a view depends on)."""
     from bbperf import partition
-    from bbperf.cache.invalidation import remove_triggers, triggers_installed
+    from bbperf.cache.invalidation import listener_connected, remove_triggers, triggers_installed
     from bbperf.metrics.rollup import drop_rollup, installed_mode
     from bbperf.metrics.variants import VIEW_NAME, drop_metrics_view
     from bbperf.topology.mix import probe_rows, remove_probe_rows
 
     schema = schema_of(engine)
-    found: list[tuple[str, Callable[[Engine], object]]] = []
+    found: list[Leftover] = []
     with engine.connect() as conn:
         if conn.execute(text("SELECT to_regclass(:v)"), {"v": f'"{schema}".{VIEW_NAME}'}).scalar():
-            found.append((f"materialized view {VIEW_NAME}", drop_metrics_view))
+            found.append(
+                Leftover(f"materialized view {VIEW_NAME}", drop_metrics_view, "bbperf schema tidy")
+            )
         mode = installed_mode(conn, schema)
     if mode is not None:
-        found.append((f"rollup ({mode} triggers)", drop_rollup))
+        found.append(Leftover(f"rollup ({mode} triggers)", drop_rollup, "bbperf rollup drop"))
     triggers = triggers_installed(engine)
     if triggers:
-        found.append((f"{triggers} cache invalidation triggers", remove_triggers))
+        # A listener's session in pg_stat_activity is the proof that its process is alive and
+        # needs the triggers; `cache stop` ends it and removes them.
+        owner = "the running cache listener" if listener_connected(engine) else None
+        command = "bbperf cache stop" if owner else "bbperf schema tidy"
+        found.append(
+            Leftover(f"{triggers} cache invalidation triggers", remove_triggers, command, owner)
+        )
     if partition.status(engine).partitioned:
-        found.append(("partitioned appointments/payments", partition.drop))
+        found.append(
+            Leftover("partitioned appointments/payments", partition.drop, "bbperf partition drop")
+        )
     probes = probe_rows(engine)
     if probes:
-        found.append((f"{probes} probe bookings", remove_probe_rows))
+        found.append(
+            Leftover(
+                f"{probes} probe bookings",
+                remove_probe_rows,
+                "bbperf schema tidy",
+                replaced_by_load=True,
+            )
+        )
     return found
 
 
 def leftovers(engine: Engine) -> list[str]:
-    """What experiments left in the engine's schema, one readable item each (empty: nothing)."""
-    return [what for what, _ in _found(engine)]
+    """What experiments left in the engine's schema that tidy would remove, one readable item
+    each (empty: nothing). What a running process still uses is not a leftover: see ``in_use``."""
+    return [item.what for item in survey(engine) if item.owner is None]
+
+
+def in_use(engine: Engine) -> list[str]:
+    """Experiment objects a running process still uses, each with its owner; tidy leaves them."""
+    return [
+        f"{item.what}, used by {item.owner} (`{item.command}` removes them)"
+        for item in survey(engine)
+        if item.owner
+    ]
 
 
 def tidy(engine: Engine) -> list[str]:
     """Remove everything ``leftovers`` finds (partitioned tables are converted back, keeping their
-    rows); returns what was removed."""
-    found = _found(engine)
-    for _, remove in found:
-        remove(engine)
-    return [what for what, _ in found]
+    rows) and leave what a running process uses; returns what was removed."""
+    found = [item for item in survey(engine) if item.owner is None]
+    for item in found:
+        item.remove(engine)
+    return [item.what for item in found]

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from bbperf.config import DEFAULT_SCHEMA, validate_identifier
+from bbperf.config import DEFAULT_SCHEMA, validate_schema
 from bbperf.errors import SchemaError, first_line
 from bbperf.target import schema_of
 
@@ -87,7 +87,7 @@ def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
 
 def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
     """Fresh metadata for the seven BookedBarber tables plus ``bbperf_meta`` in ``schema``."""
-    validate_identifier(schema, "schema")
+    validate_schema(schema)
     md = MetaData(schema=schema)
     fk = f"{schema}."
 

@@ -347,7 +347,7 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["pool", "load", "--workload", "DELETE FROM payments"], "modifies data"),
     (["compare", "/dev/zero", "/dev/zero"], "larger than"),
     (["compare", "/bin/sh", "/bin/sh"], "not text"),
-    (["indexes", "alembic", "-o", "/proc/x/y.py"], "cannot write"),
+    (["indexes", "alembic", "-o", "/proc/x/y.py"], "in a system folder"),
     (["--schema", "nosuch", "schema", "tidy"], "schema 'nosuch' does not exist"),
 ]
 
@@ -440,14 +440,17 @@ def render_errors_doc() -> str:
     lines = [
         "# Bad input and what bbperf answers",
         "",
-        "Every row is a case from `tests/test_safety.py` (`BAD_INPUTS`), run by the test suite: the",
+        "Every row is a case from `tests/test_safety.py` (`BAD_INPUTS`) or `tests/test_inputs.py`",
+        "(`INPUT_CASES`), run by the test suite: the",
         "command, the fragment of the one-line error it prints on stderr, and the exit code (always",
         "2; nothing is changed). Regenerate with `python -m tests.test_safety`.",
         "",
         "| command | message contains | exit |",
         "|---|---|---|",
     ]
-    for args, fragment in BAD_INPUTS:
+    from tests.test_inputs import INPUT_CASES
+
+    for args, fragment in [*BAD_INPUTS, *INPUT_CASES]:
         command = " ".join(json.dumps(a) if (" " in a or not a or "\n" in a) else a for a in args)
         cell, message = command.replace("|", "\\|"), fragment.replace("|", "\\|")
         lines.append(f"| `bbperf {cell}` | {message} | 2 |")
@@ -556,8 +559,9 @@ def test_load_runs_under_the_interruptible_wait_callback(schema_engine: Engine) 
     assert info.fingerprints["appointments"]["rows"] > 0
     assert installed is not None  # the load put the callback back
     with schema_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM appointments")).scalar_one() == (
-            info.fingerprints["appointments"]["rows"]
+        assert (
+            conn.execute(text("SELECT count(*) FROM appointments")).scalar_one()
+            == (info.fingerprints["appointments"]["rows"])
         )
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
+import math
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
-from bbperf.errors import BbperfError
+from bbperf.errors import BbperfError, ConfigError
+from bbperf.files import dumps_json
 from bbperf.urls import mask_text
 
 
@@ -28,8 +28,54 @@ def _version() -> str:
     return __version__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with bbperf's contract for bad input: a ConfigError, which ``main`` prints as one
+    line and answers with exit 2 (no usage block), as it does for every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+Number = TypeVar("Number", int, float)
+MAX_SECONDS = 86_400.0
+"""The longest run any timed flag accepts: a day."""
+MAX_WORKERS = 10_000
+"""The most connections or workers any flag accepts."""
+MAX_BIGINT = 2**63 - 1
+
+
+def bounded(
+    kind: Callable[[str], Number], low: float, high: float, *, above: bool = False
+) -> Callable[[str], Number]:
+    """An argparse ``type``: a finite ``kind`` (int or float) in ``[low, high]`` (``(low, high]``
+    with ``above``). NaN, ±inf and values outside are refused in one line naming the bounds."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            floor = f"above {_shown(low)}" if above else f"at least {_shown(low)}"
+            raise argparse.ArgumentTypeError(f"{text!r} must be {floor} and at most {_shown(high)}")
+        return value
+
+    parse.__name__ = getattr(kind, "__name__", "number")
+    return parse
+
+
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+def seconds(high: float = MAX_SECONDS) -> Callable[[str], float]:
+    """A positive, finite number of seconds, at most ``high`` (default a day)."""
+    return bounded(float, 0, high, above=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bbperf",
         description="PostgreSQL performance workbench for the BookedBarber schema.",
     )
@@ -53,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as exc:  # a usage error (Parser.error): one line, exit 2, like any bad input
+        print(f"bbperf: error: {mask_text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     try:
         with interruptible_queries():
             return int(args.func(args) or 0)
@@ -128,22 +178,9 @@ def engine_from(args: argparse.Namespace, environment: str = "development"):
     return engine_for(settings_from(args), environment, echo_pool=False, connect_timeout_s=5)
 
 
-def write_new_file(path: Path, text: str, *, force: bool = False) -> None:
-    """Write ``text`` to ``path``; refuse to replace an existing file unless ``force``."""
-    from bbperf.errors import ConfigError
-
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists: pass --force to overwrite it, or choose another name")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{path} is not a regular file")
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    """Strict JSON on stdout: NaN and ±Infinity (a figure that does not exist) print as null."""
+    print(dumps_json(data))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -78,7 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from bbperf.generate.dataset import check_jobs, check_scale, check_seed, normalize_as_of
+    from bbperf.generate.dataset import (
+        check_jobs,
+        check_no_experiments,
+        check_scale,
+        check_seed,
+        normalize_as_of,
+    )
     from bbperf.generate.load import generate
     from bbperf.generate.profile import load_profile
 
@@ -89,8 +95,10 @@ def run_generate(args: argparse.Namespace) -> int:
     jobs = check_jobs(args.jobs)
     normalize_as_of(args.as_of)
     home = settings_from(args).home
+    engine = engine_from(args)
+    check_no_experiments(engine)
     info = generate(
-        engine_from(args),
+        engine,
         args.profile,
         args.scale,
         args.seed,

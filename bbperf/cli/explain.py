@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from bbperf.cli import engine_from, print_json
+from bbperf.cli import bounded, engine_from, print_json
 from bbperf.errors import ConfigError
+from bbperf.files import check_output, loads_json, read_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PLAN.json",
         help="also save the plan and query for PEV2 / explain.dalibo.com",
     )
+    ex.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     ex.add_argument(
         "--format", choices=("text", "json"), default="text", help="output (default text)"
     )
     ex.add_argument("--no-analyze", action="store_true", help="plan only; do not execute")
     ex.add_argument(
         "--overhead",
-        type=int,
+        type=bounded(int, 1, 10_000),
         metavar="ROUNDS",
         help="also time plain vs EXPLAIN ANALYZE TIMING OFF vs ON over ROUNDS interleaved rounds "
         "(each run rolled back)",
@@ -81,14 +81,8 @@ def add_sql_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_text(source: str, what: str) -> str:
-    """The content of ``source`` (a path, or ``-`` for stdin); a missing file is a ConfigError."""
-    if source == "-":
-        return sys.stdin.read()
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} from {source}: {exc.strerror or exc}") from None
+MAX_SQL_BYTES = 1_000_000
+MAX_PLAN_BYTES = 64_000_000
 
 
 def sql_of(args: argparse.Namespace) -> str:
@@ -96,9 +90,9 @@ def sql_of(args: argparse.Namespace) -> str:
     if args.sql is not None and args.file is not None:
         raise ConfigError("give the statement either as an argument or with -f FILE, not both")
     if args.file is not None:
-        sql = read_text(args.file, "the statement")
+        sql = read_input(args.file, limit_bytes=MAX_SQL_BYTES, kind="the statement")
     elif args.sql == "-":
-        sql = sys.stdin.read()
+        sql = read_input("-", limit_bytes=MAX_SQL_BYTES, kind="the statement")
     elif args.sql is not None:
         sql = args.sql
     else:
@@ -112,12 +106,7 @@ def parse_params(value: str | None) -> dict[str, Any]:
     """--params as a dict; anything but a JSON object is a ConfigError."""
     if not value:
         return {}
-    try:
-        params = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--params is not valid JSON ({exc.msg}): pass an object like '{{\"id\": 1}}'"
-        ) from None
+    params = loads_json(value, kind="--params")
     if not isinstance(params, dict):
         raise ConfigError("--params must be a JSON object of parameter names to values")
     return params
@@ -130,12 +119,16 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.overhead is not None and args.overhead < 1:
         raise ConfigError(f"--overhead needs a positive number of rounds, got {args.overhead}")
     overhead = None
+    if args.out:
+        check_output(args.out, force=args.force)  # refused before any statement runs
     if args.from_file is not None:
         if args.overhead:
             raise ConfigError("--overhead runs the statement: it cannot be used with --from-file")
         query = sql_of(args) if (args.sql is not None or args.file is not None) else None
         try:
-            plan = parse_plan(read_text(args.from_file, "the plan"), sql=query)
+            plan = parse_plan(
+                read_input(args.from_file, limit_bytes=MAX_PLAN_BYTES, kind="the plan"), sql=query
+            )
         except ValueError as exc:
             raise ConfigError(f"{args.from_file}: {exc}") from None
         return _show_plan(args, plan, None)
@@ -174,7 +167,7 @@ def note_privileges(engine: Any) -> None:
 
 def _show_plan(args: argparse.Namespace, plan: Any, overhead: Any) -> int:
     if args.out:
-        saved = plan.save(args.out)
+        saved = plan.save(args.out, force=args.force)
         print(f"plan saved for PEV2: {saved}", file=sys.stderr)
     if args.format == "json":
         print_json(

@@ -7,7 +7,16 @@ import sys
 
 from sqlalchemy import Engine
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import (
+    MAX_SECONDS,
+    MAX_WORKERS,
+    bounded,
+    engine_from,
+    print_json,
+    print_table,
+    seconds,
+    settings_from,
+)
 from bbperf.pool.config import ENVIRONMENTS
 
 
@@ -48,18 +57,31 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
         type=_levels,
         help="comma-separated worker counts (default 1,4,16,64)",
     )
-    load.add_argument("--duration", type=float, default=2.0, help="seconds per step (default 2)")
+    load.add_argument(
+        "--duration",
+        type=seconds(),
+        default=2.0,
+        help="seconds per step (default 2; at most a day)",
+    )
     load.add_argument(
         "--workload",
         default="select1",
         help="select1, sleep_5ms, point_lookup (needs a dataset) or any SQL text",
     )
     load.add_argument(
-        "--pool-timeout", type=float, help="override pool_timeout_s for every environment"
+        "--pool-timeout",
+        type=bounded(float, 0, MAX_SECONDS),
+        help="override pool_timeout_s for every environment",
     )
-    load.add_argument("--pool-size", type=int, help="override pool_size for every environment")
     load.add_argument(
-        "--max-overflow", type=int, help="override max_overflow for every environment"
+        "--pool-size",
+        type=bounded(int, 0, MAX_WORKERS),
+        help="override pool_size for every environment",
+    )
+    load.add_argument(
+        "--max-overflow",
+        type=bounded(int, 0, MAX_WORKERS),
+        help="override max_overflow for every environment",
     )
     load.add_argument(
         "--via",
@@ -69,7 +91,7 @@ def register_pool_load(psub: argparse._SubParsersAction) -> None:
     )
     load.add_argument(
         "--costs",
-        type=int,
+        type=bounded(int, 1, 100_000),
         metavar="ROUNDS",
         help="also measure pre-ping and connection-setup cost over ROUNDS requests",
     )
@@ -92,12 +114,9 @@ def _environment(parser: argparse.ArgumentParser) -> None:
 
 
 def _levels(value: str) -> list[int]:
-    try:
-        return [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a comma-separated list of integers"
-        ) from None
+    """Whole numbers up to MAX_WORKERS; levels below 1 are refused by ``pool.load.validate``."""
+    level = bounded(int, -MAX_WORKERS, MAX_WORKERS)
+    return [level(part.strip()) for part in value.split(",") if part.strip()]
 
 
 def _health_engine(args: argparse.Namespace) -> Engine:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from, write_new_file
+from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.files import check_output, write_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,6 +162,8 @@ def alembic(args: argparse.Namespace) -> int:
     from bbperf.indexes import alembic as render
 
     index_set = _set(args)
+    if args.output:
+        check_output(args.output, force=args.force)  # refused before the live schema is read
     text = render(
         index_set,
         schema=args.target_schema,
@@ -171,7 +173,7 @@ def alembic(args: argparse.Namespace) -> int:
         skip=_skips(args, index_set),
     )
     if args.output:
-        write_new_file(Path(args.output), text, force=args.force)
+        write_output(args.output, text, force=args.force)
         print(f"wrote {args.output}")
     else:
         print(text, end="")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from decimal import Decimal, InvalidOperation
 
-from bbperf.cli import engine_from, print_json, settings_from
+from bbperf.cli import MAX_BIGINT, bounded, engine_from, print_json, settings_from
 from bbperf.errors import ConfigError
 from bbperf.metrics.ladder import LADDER
 from bbperf.metrics.model import DEFAULT_TARGET
@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print one barber's six-figure metrics as JSON. Windows end at the dataset's "
         "as_of unless --as-of is given.",
     )
-    p.add_argument("--user-id", type=int, required=True, help="the barber's users.id")
+    p.add_argument(
+        "--user-id", type=bounded(int, 1, MAX_BIGINT), required=True, help="the barber's users.id"
+    )
     p.add_argument(
         "--variant",
         default="after",

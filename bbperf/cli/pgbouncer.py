@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import print_json, settings_from
+from bbperf.cli import MAX_WORKERS, bounded, print_json, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     start.add_argument(
         "--default-pool-size",
-        type=int,
+        type=bounded(int, 1, MAX_WORKERS),
         default=20,
         help="server connections per database and user (default 20)",
     )
     start.add_argument(
         "--max-client-conn",
-        type=int,
+        type=bounded(int, 1, 100_000),
         default=1100,
         help="client connections pgbouncer accepts (default 1100; needs as many open files)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from bbperf.cli import print_json, settings_from
+from bbperf.cli import MAX_SECONDS, bounded, print_json, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = replica.add_subparsers(dest="replica_command", metavar="ACTION", required=True)
     start = rsub.add_parser("start", help="create (pg_basebackup -R) and start the replica")
     start.add_argument(
-        "--port", type=int, default=5433, help="the replica's socket port (default 5433)"
+        "--port",
+        type=bounded(int, 1024, 65535),
+        default=5433,
+        help="the replica's socket port (default 5433)",
     )
     start.add_argument(
         "--no-hot-standby-feedback",
@@ -30,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.add_argument(
         "--max-lag-s",
-        type=float,
+        type=bounded(float, 0, MAX_SECONDS),
         default=10.0,
         help="flag the replica as lagging beyond this many seconds (default 10; exit 1)",
     )
@@ -65,8 +68,6 @@ def start_replica(args: argparse.Namespace) -> int:
             f"{mask_url(settings.database_url)} name an existing replica with {REPLICA_URL_ENV} "
             "or --replica-url"
         )
-    if not 1024 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not a port between 1024 and 65535")
     replica = EmbeddedReplica(
         settings.home,
         port=args.port,

@@ -104,6 +104,8 @@ def parse_param(text: str) -> tuple[str, object]:
         raise ConfigError(f"parameter {text!r} is not NAME=VALUE")
     try:
         return name.strip(), json.loads(raw)
+    except RecursionError:
+        raise ConfigError(f"parameter {name.strip()!r} is nested too deeply") from None
     except ValueError:
         return name.strip(), raw
 

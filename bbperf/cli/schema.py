@@ -59,11 +59,13 @@ def status(args: argparse.Namespace) -> int:
 
 
 def tidy(args: argparse.Namespace) -> int:
-    from bbperf.leftovers import leftovers
+    from bbperf.leftovers import in_use, leftovers
     from bbperf.leftovers import tidy as tidy_schema
 
     engine = engine_from(args)
     found = leftovers(engine) if args.dry_run else tidy_schema(engine)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb}: {', '.join(found)}" if found else "nothing left by an experiment")
+    for item in in_use(engine):
+        print(f"left in place: {item}")
     return 0

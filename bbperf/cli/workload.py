@@ -5,8 +5,33 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import engine_from, print_json, settings_from
+from bbperf.cli import (
+    MAX_BIGINT,
+    MAX_WORKERS,
+    bounded,
+    engine_from,
+    print_json,
+    seconds,
+    settings_from,
+)
 from bbperf.errors import ConfigError
+from bbperf.files import check_output
+
+SEED = bounded(int, 0, MAX_BIGINT)
+
+
+def _statements(text: str) -> int:
+    """--top: 1 to the most statements a workload holds (bbperf.workload.file.MAX_STATEMENTS)."""
+    from bbperf.workload.file import MAX_STATEMENTS  # imported late: the package loads pandas
+
+    return bounded(int, 1, MAX_STATEMENTS)(text)
+
+
+def _value_sets(text: str) -> int:
+    """--sets: 1 to the most value sets per statement (bbperf.workload.file.MAX_VALUE_SETS)."""
+    from bbperf.workload.file import MAX_VALUE_SETS
+
+    return bounded(int, 1, MAX_VALUE_SETS)(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     cap = wsub.add_parser(
         "capture", help="write the top statements of pg_stat_statements as a workload file"
     )
-    cap.add_argument("--top", type=int, default=20, help="how many statements (default 20)")
+    cap.add_argument(
+        "--top",
+        type=_statements,
+        default=20,
+        help="how many statements (default 20; at most 10,000)",
+    )
     cap.add_argument(
         "--min-calls",
-        type=int,
+        type=bounded(int, 0, MAX_BIGINT),
         default=1,
         help="leave out statements called fewer times (default 1)",
     )
@@ -43,8 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sm.add_argument(
         "-o", "--output", metavar="FILE", help="write here (default: the workload file itself)"
     )
-    sm.add_argument("--sets", type=int, default=20, help="value sets per statement (default 20)")
-    sm.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
+    sm.add_argument(
+        "--sets",
+        type=_value_sets,
+        default=20,
+        help="value sets per statement (default 20; at most 10,000)",
+    )
+    sm.add_argument("--seed", type=SEED, default=42, help="sampling seed (default 42)")
     sm.add_argument("--force", action="store_true", help="overwrite --output when it exists")
     sm.set_defaults(func=run_sample)
 
@@ -52,9 +87,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "replay", help="run the workload weighted by calls share; p50/p95/p99 per statement"
     )
     rp.add_argument("workload", help="sampled workload file (see `bbperf workload sample`)")
-    rp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    rp.add_argument("--concurrency", type=int, default=2, help="connections (default 2)")
-    rp.add_argument("--seed", type=int, default=42, help="statement-choice seed (default 42)")
+    rp.add_argument(
+        "--duration", type=seconds(), default=10.0, help="seconds (default 10; at most a day)"
+    )
+    rp.add_argument(
+        "--concurrency",
+        type=bounded(int, 1, MAX_WORKERS),
+        default=2,
+        help="connections (default 2)",
+    )
+    rp.add_argument("--seed", type=SEED, default=42, help="statement-choice seed (default 42)")
     rp.add_argument(
         "--allow-writes",
         action="store_true",
@@ -82,7 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PCT",
         help="the bar for multi-column candidates (default 20)",
     )
-    ad.add_argument("--max-indexes", type=int, default=5, help="keep at most N (default 5)")
+    ad.add_argument(
+        "--max-indexes", type=bounded(int, 1, 1_000), default=5, help="keep at most N (default 5)"
+    )
     ad.add_argument(
         "--allow-build",
         action="store_true",
@@ -95,7 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="embedded server only: build the set, replay before/after, predicted vs measured",
     )
     ad.add_argument(
-        "--duration", type=float, default=5.0, help="--verify: seconds per replay (default 5)"
+        "--duration", type=seconds(), default=5.0, help="--verify: seconds per replay (default 5)"
     )
     ad.add_argument("--format", choices=("text", "json"), default="text", help="output")
     ad.set_defaults(func=run_advise)
@@ -107,14 +151,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from bbperf.workload.capture import capture
     from bbperf.workload.tomlwrite import save_workload
 
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise ConfigError(f"{out} exists: pass --force to overwrite it, or choose another file")
+    out = check_output(args.output, force=args.force)  # refused before the target is read
     workload = capture(engine_from(args), top=args.top, min_calls=args.min_calls, order=args.order)
     save_workload(workload, out, force=args.force)
     unresolved = sum(len(s.unresolved) for s in workload.statements)
@@ -136,8 +176,8 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ConfigError("the built-in catalogue is read-only: pass -o FILE to write its sample")
     out = Path(args.output or args.workload)
     in_place = args.output is None or out.resolve() == Path(args.workload).resolve()
-    if out.exists() and not (in_place or args.force):
-        raise ConfigError(f"{out} exists: pass --force to overwrite it, or choose another file")
+    # Sampling rewrites the workload file itself by default: that file is the one asked for.
+    check_output(out, force=in_place or args.force)
     workload = load_workload(args.workload)
     from bbperf.target import user_engine
 

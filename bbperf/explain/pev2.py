@@ -9,9 +9,10 @@ current. Open a saved file in PEV2's all-in-one ``index.html`` (offline) or post
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bbperf.files import dumps_json, write_output
 
 if TYPE_CHECKING:
     from bbperf.explain.plan import Plan
@@ -21,14 +22,14 @@ def pev2_document(plan: Plan, title: str | None = None) -> dict[str, Any]:
     """``{"title", "plan", "query"}``: ``plan`` is the EXPLAIN (FORMAT JSON) text PEV2 parses."""
     return {
         "title": title or "bbperf plan",
-        "plan": json.dumps(plan.raw, indent=2),
+        "plan": dumps_json(plan.raw),
         "query": plan.sql or "",
     }
 
 
-def save_plan(plan: Plan, path: str | Path, title: str | None = None) -> Path:
-    """Write ``pev2_document(plan)`` as JSON to ``path`` (parents created); returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(pev2_document(plan, title), indent=2) + "\n", encoding="utf-8")
-    return target
+def save_plan(
+    plan: Plan, path: str | Path, title: str | None = None, *, force: bool = False
+) -> Path:
+    """Write ``pev2_document(plan)`` as JSON to ``path``; returns the path. An existing file is
+    replaced only with ``force`` (``bbperf.files.write_output`` states every refusal)."""
+    return write_output(path, dumps_json(pev2_document(plan, title)) + "\n", force=force)

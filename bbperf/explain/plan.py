@@ -15,11 +15,13 @@ Time accounting, all in milliseconds of wall-clock time:
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bbperf.explain.plancheck import check_node, figure, load_json
+from bbperf.files import MAX_JSON_DEPTH, dumps_json, json_depth
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -259,14 +261,15 @@ class Plan:
 
         return plan_chart(self, top=top, ax=ax, title=title)
 
-    def save(self, path: str | Path, title: str | None = None) -> Path:
-        """Write the plan and its query for PEV2 / explain.dalibo.com (``bbperf.explain.pev2``)."""
+    def save(self, path: str | Path, title: str | None = None, *, force: bool = False) -> Path:
+        """Write the plan and its query for PEV2 / explain.dalibo.com (``bbperf.explain.pev2``);
+        an existing file is replaced only with ``force``."""
         from bbperf.explain.pev2 import save_plan
 
-        return save_plan(self, path, title)
+        return save_plan(self, path, title, force=force)
 
     def to_json(self) -> str:
-        return json.dumps(self.raw, indent=2)
+        return dumps_json(self.raw)
 
 
 def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -> Plan:
@@ -276,32 +279,30 @@ def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -
 
     if isinstance(data, str) and looks_like_text_plan(data):
         data = parse_text(data)
-    try:
-        parsed: Any = json.loads(data) if isinstance(data, str) else data
-    except json.JSONDecodeError:
-        raise ValueError(
-            "not EXPLAIN output: expected FORMAT JSON or the TEXT format psql prints"
-        ) from None
+    parsed: Any = load_json(data) if isinstance(data, str) else data
+    if json_depth(parsed) > MAX_JSON_DEPTH:
+        raise ValueError(f"EXPLAIN output nested more than {MAX_JSON_DEPTH} levels deep: refused")
     if isinstance(parsed, list):
         if len(parsed) != 1 or not isinstance(parsed[0], dict):
             raise ValueError("EXPLAIN JSON must be a list holding one object with a 'Plan' key")
         parsed = parsed[0]
-    if "Plan" not in parsed:
-        raise ValueError("EXPLAIN JSON has no 'Plan' key")
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("Plan"), dict):
+        raise ValueError("EXPLAIN JSON has no 'Plan' object")
     doc: dict[str, Any] = parsed
     root = _node(doc["Plan"], depth=0, counter=[0])
     _account(root, processes=1)
     _exclusive(root, _cte_charges(root))
     return Plan(
         root=root,
-        planning_ms=doc.get("Planning Time"),
-        execution_ms=doc.get("Execution Time"),
+        planning_ms=figure(doc, "Planning Time", "the plan"),
+        execution_ms=figure(doc, "Execution Time", "the plan"),
         raw=[doc],
         sql=sql,
     )
 
 
 def _node(raw: dict[str, Any], depth: int, counter: list[int]) -> PlanNode:
+    check_node(raw, counter[0])
     node = PlanNode(
         node_type=raw["Node Type"],
         relation=raw.get("Relation Name"),
@@ -317,7 +318,7 @@ def _node(raw: dict[str, Any], depth: int, counter: list[int]) -> PlanNode:
         total_cost=float(raw.get("Total Cost", 0.0)),
         plan_rows=float(raw.get("Plan Rows", 0.0)),
         actual_rows=_float(raw.get("Actual Rows")),
-        loops=raw.get("Actual Loops"),
+        loops=None if raw.get("Actual Loops") is None else int(raw["Actual Loops"]),
         actual_total_ms=_float(raw.get("Actual Total Time")),
         workers_launched=raw.get("Workers Launched"),
         shared_hit_blocks=raw.get("Shared Hit Blocks"),

@@ -10,14 +10,17 @@ names, costs, actual rows/loops/time, workers, conditions, sort method, buffers)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+# Signs, NaN and Infinity are matched so that parse_plan refuses them by name instead of the
+# line silently becoming part of the node's name.
+_NUM = r"[-+]?(?:[\d.]+(?:e[-+]?\d+)?|NaN|Infinity)"
 _NODE = re.compile(
     r"^(?P<head>.*?)"
-    r"(?:\s+\(cost=(?P<startup>[\d.]+)\.\.(?P<total>[\d.]+) rows=(?P<rows>\d+) width=\d+\))?"
-    r"(?:\s+\((?:actual (?:time=(?P<astart>[\d.]+)\.\.(?P<atotal>[\d.]+) )?"
-    r"rows=(?P<arows>[\d.]+) loops=(?P<loops>\d+)|(?P<never>never executed))\))?\s*$"
+    rf"(?:\s+\(cost=(?P<startup>{_NUM})\.\.(?P<total>{_NUM}) rows=(?P<rows>{_NUM}) width=\d+\))?"
+    rf"(?:\s+\((?:actual (?:time=(?P<astart>{_NUM})\.\.(?P<atotal>{_NUM}) )?"
+    rf"rows=(?P<arows>{_NUM}) loops=(?P<loops>{_NUM})|(?P<never>never executed))\))?\s*$"
 )
 _SECTION = re.compile(r"^(CTE \S+|InitPlan \d+.*|SubPlan \d+.*)$")
 _DETAIL = re.compile(r"^(?P<key>[A-Z][A-Za-z /-]*?):\s+(?P<value>.*)$")
@@ -56,7 +59,7 @@ _FLOAT_KEYS = (
     "Rows Removed by Join Filter",
     "Rows Removed by Index Recheck",
 )
-_TRAILER = re.compile(r"^(Planning|Execution) Time:\s+([\d.]+) ms")
+_TRAILER = re.compile(rf"^(Planning|Execution) Time:\s+({_NUM}) ms")
 
 
 @dataclass
@@ -64,7 +67,7 @@ class _Open:
     node: dict[str, Any]
     content_col: int
     pending_section: str | None = None
-    children: list[dict[str, Any]] = field(default_factory=list)
+    has_plain_child: bool = False
 
 
 def looks_like_text_plan(data: str) -> bool:
@@ -183,16 +186,22 @@ def _node(match: re.Match[str]) -> dict[str, Any]:
     if match.group("total") is not None:
         raw["Startup Cost"] = float(match.group("startup"))
         raw["Total Cost"] = float(match.group("total"))
-        raw["Plan Rows"] = int(match.group("rows"))
+        raw["Plan Rows"] = _number(match.group("rows"))
     if match.group("never"):
         raw.update({"Actual Rows": 0.0, "Actual Loops": 0})
     elif match.group("loops") is not None:
         raw["Actual Rows"] = float(match.group("arows"))
-        raw["Actual Loops"] = int(match.group("loops"))
+        raw["Actual Loops"] = _number(match.group("loops"))
         if match.group("atotal") is not None:
             raw["Actual Startup Time"] = float(match.group("astart"))
             raw["Actual Total Time"] = float(match.group("atotal"))
     return raw
+
+
+def _number(text: str) -> int | float:
+    """An integer when the text is one (rows, loops), else the float for parse_plan to judge."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _buffers(value: str, raw: dict[str, Any]) -> None:
@@ -259,9 +268,9 @@ def text_to_json(text: str) -> dict[str, Any]:
                 child["Subplan Name"] = parent.pending_section
                 parent.pending_section = None
             else:
-                plain = [c for c in parent.children if "Subplan Name" not in c]
-                child["Parent Relationship"] = "Outer" if not plain else "Inner"
-            parent.children.append(child)
+                # A flag, not a scan of the siblings: 10^5 siblings must parse in linear time.
+                child["Parent Relationship"] = "Inner" if parent.has_plain_child else "Outer"
+                parent.has_plain_child = True
             parent.node.setdefault("Plans", []).append(child)
             stack.append(_Open(child, content_col=indent + len(body) - len(body[2:].lstrip())))
             continue
@@ -287,8 +296,14 @@ _BLOCK_KEYS = tuple(
 )
 
 
-def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(n for child in node.get("Plans", []) for n in _walk(child))]
+def _walk(root: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node, without recursion: a TEXT plan may nest deeper than Python's stack."""
+    nodes, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    return nodes
 
 
 def _zero_missing_buffers(root: dict[str, Any]) -> None:

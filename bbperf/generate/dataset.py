@@ -124,6 +124,29 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
     return dict(value) if value else None
 
 
+def check_no_experiments(engine: Engine) -> None:
+    """Refuse to replace the dataset while an experiment built on it is in place.
+
+    A rollup, a materialized view, cache invalidation triggers or partitioned tables were built
+    from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
+    the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
+    experiment's own choices (trigger mode, granularity, a running listener) with the user, and
+    the message names the command that removes each one. DataError in one line; no schema or
+    nothing in place passes.
+    """
+    from bbperf.leftovers import survey
+
+    if dataset_info(engine) is None:
+        return
+    blocking = [item for item in survey(engine) if not item.replaced_by_load]
+    if blocking:
+        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
+        raise DataError(
+            f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
+            f"built on it are in place: {listed}; remove them first"
+        )
+
+
 def ensure_dataset(
     engine: Engine,
     profile: str,
@@ -152,6 +175,7 @@ def ensure_dataset(
         return DatasetInfo.from_dict(current)
     if current is None:
         create_schema(engine)
+    check_no_experiments(engine)
     return generate(
         engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
     )

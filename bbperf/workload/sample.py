@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError
 from bbperf.target import query_error
-from bbperf.workload.file import Placeholder, Statement, Workload
+from bbperf.workload.file import MAX_VALUE_SETS, Placeholder, Statement, Workload
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +64,8 @@ def sample(
     ``window_share`` of the sampled values (a lone bound opens that share at the edge). ``LIMIT $n``
     takes the captured rows per call; ``OFFSET $n`` takes 0.
     """
-    if sets < 1:
-        raise ConfigError(f"--sets must be at least 1, got {sets}")
+    if not 1 <= sets <= MAX_VALUE_SETS:
+        raise ConfigError(f"--sets must be between 1 and {MAX_VALUE_SETS:,}, got {sets}")
     if not 0 < window_share <= 1:
         raise ConfigError(f"window share must be in (0, 1], got {window_share}")
     rng = random.Random(seed)

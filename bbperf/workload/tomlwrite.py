@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bbperf.errors import ConfigError
+from bbperf.files import write_output
 from bbperf.workload.file import FORMAT_VERSION, Workload
 
 _HEADER = (
@@ -23,12 +23,9 @@ _HEADER = (
 
 
 def save_workload(workload: Workload, path: str | Path, *, force: bool = False) -> Path:
-    """Write ``workload`` as TOML; refuse to replace an existing file unless ``force``."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise ConfigError(f"{target} exists: pass --force to overwrite it, or choose another file")
-    target.write_text(dumps(workload), encoding="utf-8")
-    return target
+    """Write ``workload`` as TOML (atomically, through ``bbperf.files.write_output``); refuse to
+    replace an existing file unless ``force``."""
+    return write_output(path, dumps(workload), force=force)
 
 
 def dumps(workload: Workload) -> str:
