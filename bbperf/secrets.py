@@ -19,7 +19,7 @@ from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL
 
-from bbperf.sql import unwrap_prepared
+from bbperf.binding import unwrap_prepared
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere

@@ -28,8 +28,9 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.errors import BbperfError
-from bbperf.sql import Statement, bind_names, execute_args, parse_one, prepared, reset_session
+from bbperf.sql import Statement, bind_names, parse_one
 from bbperf.target import query_error, user_engine
 
 _engine: Engine | None = None

@@ -35,10 +35,11 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.errors import QueryError
 from bbperf.explain.run import Params, explain_options
 from bbperf.explain.stats import Timing
-from bbperf.sql import Statement, execute_args, parse_one, prepared, reset_session
+from bbperf.sql import Statement, parse_one
 from bbperf.target import query_error
 
 _SERVER_EXPLAIN = explain_options(analyze=True, buffers=False, timing=False)

@@ -16,8 +16,9 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.explain.plan import Plan, parse_plan
-from bbperf.sql import execute_args, parse_one, prepared, reset_session
+from bbperf.sql import parse_one
 from bbperf.target import query_error
 
 Params = Mapping[str, Any] | None

@@ -12,9 +12,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import unwrap_prepared
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
-from bbperf.sql import unwrap_prepared
 from bbperf.target import query_error
 from bbperf.urls import describe_target
 from bbperf.workload.file import Statement, Workload, placeholders_of

@@ -19,10 +19,11 @@ import psycopg2
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.errors import ConfigError, first_line
 from bbperf.explain.stats import summarize
 from bbperf.sql import Statement as SqlStatement
-from bbperf.sql import execute_args, parse_one, prepared, reset_session
+from bbperf.sql import parse_one
 from bbperf.urls import mask_text
 from bbperf.workload.file import Statement, Workload
 
