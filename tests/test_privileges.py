@@ -210,6 +210,8 @@ def _escaping_statements(url: str) -> list[str]:
         "SELECT ts_stat('SELECT pg_read_file(''/etc/passwd'')')",
         "SELECT ts_stat('SELECT pg_stat_reset()')",
         "SELECT ts_stat('SELECT pg_stat_reset_shared(''io'')')",
+        "SELECT ts_stat('SELECT pg_stat_reset_single_table_counters(''payments''::regclass)')",
+        "SELECT ts_stat('SELECT pg_drop_replication_slot(''user_slot'')')",
         "SELECT ts_stat('SELECT pg_advisory_lock(4242)')",
         "SELECT ts_stat('SELECT 1 FROM pg_create_physical_replication_slot(''bbperf_t'')')",
         "SELECT ts_stat('SELECT pg_reload_conf()')",
@@ -473,3 +475,33 @@ def test_sampling_never_reads_a_system_catalog(
         admin.close()
     assert "SCRAM" not in out.read_text()
     assert "not filled" in capsys.readouterr().out
+
+
+def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: str) -> None:
+    from bbperf.target import user_engine
+    from bbperf.workload.file import Statement, Workload
+    from bbperf.workload.replay import replay
+
+    schema = _scalar(
+        tiny_copy_url,
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
+    )
+    count_statements = f"SELECT count(*) FROM {schema}.pg_stat_statements"
+    owner = make_engine(tiny_copy_url, echo_pool=False)
+    owner.update_execution_options(bbperf_embedded=True)
+    reset = Statement(
+        name="reset",
+        sql=f"SELECT * FROM ts_stat('SELECT {schema}.pg_stat_statements_reset()::text::tsvector')",
+    )
+    try:
+        with owner.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM payments").all()
+        before = _scalar(tiny_copy_url, count_statements)
+        result = replay(
+            user_engine(owner), Workload("reset", [reset]), duration_s=0.3, progress=False
+        )
+    finally:
+        owner.dispose()
+    assert result.errors.get("reset", 0) > 0
+    assert "permission denied" in result.first_error["reset"]
+    assert _scalar(tiny_copy_url, count_statements) >= before > 0
