@@ -61,6 +61,20 @@ def passwords(
     return [s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET_LEN]
 
 
+def libpq_password(url: URL, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """The password libpq would send for ``url``: userinfo or ``?password=``, else ``PGPASSWORD``,
+    else the first matching ``.pgpass`` line (``PGPASSFILE`` or ``~/.pgpass``); None when none."""
+    env = os.environ if environ is None else environ
+    query_pw = url.query.get("password")
+    if isinstance(query_pw, tuple):
+        query_pw = query_pw[0] if query_pw else None
+    for candidate in (url.password, query_pw, env.get("PGPASSWORD")):
+        if candidate:
+            return str(candidate)
+    found = _pgpass_passwords(url, env)
+    return found[0] if found else None
+
+
 def _userinfo_passwords(text: str) -> list[str]:
     return [m.group(2) for m in _USERINFO.finditer(text) if m.group(2)]
 
