@@ -155,6 +155,9 @@ def test_a_bounded_cli_run_exits_1_when_an_alert_fired(
         (["--interval", "0"], "--interval must be a positive number of seconds"),
         (["--threshold-ms", "-5"], "--threshold-ms must be a positive number of milliseconds"),
         (["--duration", "nan"], "--duration must be a positive number of seconds"),
+        (["--duration", "inf"], "--duration must be a positive number of seconds"),
+        (["--duration", "1e308"], "--duration must be at most 604800 seconds (7 days), got 1e+308"),
+        (["--interval", "1e9"], "--interval must be at most 604800 seconds (7 days), got 1e+09"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
