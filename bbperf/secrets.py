@@ -25,6 +25,11 @@ _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
 # Free-text shapes that carry a password whoever it belongs to.
 _USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 _PARAM = re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE)
+# Stored password hashes (pg_authid, PgBouncer's userlist): not the password, but enough to try
+# passwords offline against, so they are masked like one.
+_STORED_SECRET = re.compile(
+    r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+|\bmd5[0-9a-f]{32}\b"
+)
 _SQL_PASSWORD = re.compile(
     r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))", re.IGNORECASE | re.DOTALL
 )
@@ -126,7 +131,8 @@ def forms(secret: str) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every known secret (in every form) and every password-shaped value masked."""
+    """``text`` with every known secret (in every form), every password-shaped value and every stored
+    password hash (SCRAM-SHA-256 secret, md5 hash) masked."""
     for secret in secrets:
         for form in forms(secret):
             text = text.replace(form, MASK)
@@ -134,6 +140,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text
     )
     text = _PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _STORED_SECRET.sub(MASK, text)
     return _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
 
 

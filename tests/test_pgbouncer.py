@@ -85,6 +85,14 @@ def find_leaks_in_text(text: str, password: str) -> list[str]:
     return [form for form in forms(password) if form in text]
 
 
+def test_stored_secrets_are_masked_like_passwords() -> None:
+    from bbperf.secrets import redact
+
+    secret = scram_secret("pencil", b"0123456789abcdef")
+    md5 = "md5" + "0123456789abcdef" * 2
+    assert redact(f'"bbperf_user" "{secret}" and {md5}.') == '"bbperf_user" "***" and ***.'
+
+
 def test_scram_secret_matches_rfc_7677() -> None:
     # RFC 7677 section 3: user "user", password "pencil", this salt and 4096 iterations; the
     # exchange's ServerSignature is HMAC(ServerKey, AuthMessage), so the ServerKey is right when
