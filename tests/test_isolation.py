@@ -1,0 +1,110 @@
+"""Who can reach bbperf's server and what a fault leaves behind (issue 25): a private socket whatever
+the home's length, ownership proven by the server, disk-space safety, no process outliving a load."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from bbperf.embedded import EMBEDDED_USER, SOCKET_DIR_FILE, EmbeddedServer, owns
+from bbperf.pool.config import make_engine
+from bbperf.target import is_embedded
+from tests import pg15
+
+HOME_CHARS = 127  # the home of the report: too long for a socket path under pgdata
+
+
+def _bbperf(home: Path, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BBPERF_HOME": str(home)}
+    env.pop("BBPERF_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bbperf", *args],
+        capture_output=True, text=True, env=env, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def _home_of_length(parent: Path, length: int) -> Path:
+    stem = str(parent / "h")
+    assert len(stem) < length
+    return Path(stem + "x" * (length - len(stem)))
+
+
+@pytest.fixture
+def long_home(tmp_path: Path) -> Iterator[Path]:
+    """A 127-character BBPERF_HOME with a started server, stopped and its socket directory removed
+    afterwards."""
+    home = _home_of_length(tmp_path, HOME_CHARS)
+    started = _bbperf(home, "db", "start")
+    assert started.returncode == 0, started.stderr
+    yield home
+    _bbperf(home, "db", "stop")
+    record = home / SOCKET_DIR_FILE
+    if record.is_file():
+        shutil.rmtree(record.read_text().strip(), ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="connecting as another OS user needs root")
+def test_a_long_home_has_a_private_socket_other_users_cannot_use(long_home: Path) -> None:
+    server = EmbeddedServer(long_home)
+    socket_dir = Path(str(server.status().socket_dir))
+    socket_path = socket_dir / ".s.PGSQL.5432"
+    psql = [str(server.bin_dir() / "psql"), f"host={socket_dir} user=postgres dbname=postgres"]
+    query = ["-Atc", "SELECT current_setting('unix_socket_permissions')"]
+    mine = subprocess.run([*psql, *query], capture_output=True, text=True, timeout=30)
+    assert mine.returncode == 0, mine.stderr  # the socket works, for its owner
+    other = subprocess.run(
+        ["runuser", "-u", "nobody", "--", *psql, *query], capture_output=True, text=True, timeout=30
+    )
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout
+    dir_stat, socket_stat = os.lstat(socket_dir), os.lstat(socket_path)
+    assert stat.S_ISDIR(dir_stat.st_mode) and stat.S_IMODE(dir_stat.st_mode) == 0o700
+    assert dir_stat.st_uid == pwd.getpwnam(EMBEDDED_USER).pw_uid
+    assert stat.S_ISSOCK(socket_stat.st_mode) and stat.S_IMODE(socket_stat.st_mode) == 0o700
+    assert mine.stdout.strip() == "0700"
+
+
+def test_ownership_is_asked_of_the_server_not_read_from_the_url(
+    server: EmbeddedServer, pg_url: str, pg15_cluster: pg15.Cluster
+) -> None:
+    # A URL naming bbperf's pgdata as its socket host, but hostaddr/port reach PostgreSQL 15.
+    spoof = (
+        f"postgresql://{pg15.USER}:{pg15.PASSWORD}@/bbperf?host={server.pgdata.resolve()}"
+        f"&hostaddr=127.0.0.1&port={pg15_cluster.port}"
+    )
+    engines = {
+        "spoof": make_engine(spoof, echo_pool=False),
+        "pg15 superuser": make_engine(pg15_cluster.admin_url("bbperf"), echo_pool=False),
+        "embedded": make_engine(pg_url, echo_pool=False),
+    }
+    try:
+        with engines["spoof"].connect() as conn:  # it really is the other server
+            assert conn.exec_driver_sql("SHOW server_version_num").scalar_one().startswith("15")
+        answers = {name: is_embedded(engine) for name, engine in engines.items()}
+        assert answers == {"spoof": False, "pg15 superuser": False, "embedded": True}
+        with engines["embedded"].connect() as conn:
+            assert is_embedded(conn) and owns(conn)  # a Connection gets its engine's answer
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
+def test_ownership_costs_one_query_per_engine(pg_url: str) -> None:
+    engine: Engine = make_engine(pg_url, echo_pool=False)
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        assert owns(engine) and owns(engine) and is_embedded(engine)
+        assert sum("pg_control_system" in s for s in statements) == 1
+    finally:
+        engine.dispose()
