@@ -3,15 +3,18 @@ the home's length, ownership proven by the server, disk-space safety, no process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import Engine
 
@@ -108,3 +111,55 @@ def test_ownership_costs_one_query_per_engine(pg_url: str) -> None:
         assert sum("pg_control_system" in s for s in statements) == 1
     finally:
         engine.dispose()
+
+
+def test_a_killed_parallel_load_leaves_no_process_running(bbperf_home: Path, fresh_url: str) -> None:
+    from bbperf.schema import create_schema
+    from bbperf.topology.processes import LOAD_WORKER, processes_of
+
+    engine = make_engine(fresh_url, echo_pool=False)
+    create_schema(engine)
+    engine.dispose()
+    env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
+    load = subprocess.Popen(
+        [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
+         "--no-progress"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    coordinator = psutil.Process(load.pid)
+    descendants: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(coordinator.children(recursive=True)) < 3:  # two workers, the resource tracker
+            assert load.poll() is None and time.monotonic() < deadline, "no load workers started"
+            time.sleep(0.2)
+        time.sleep(2.0)  # mid-load: the workers are generating and copying
+        descendants = coordinator.children(recursive=True)
+        marked = processes_of(bbperf_home, names=(LOAD_WORKER,))
+        load.kill()
+        load.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=5)
+        assert not alive, f"survived their killed coordinator: {[p.cmdline() for p in alive]}"
+        assert len(marked) == 2 and {p.pid for p in marked} < {p.pid for p in descendants}
+    finally:
+        for proc in [coordinator, *descendants]:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+
+
+def test_db_stop_ends_a_load_worker_that_outlived_its_coordinator(tmp_path: Path) -> None:
+    from bbperf.topology.processes import LOAD_HOME_ENV
+
+    home = tmp_path / "home"
+    home.mkdir()
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        env={**os.environ, LOAD_HOME_ENV: str(home.resolve())},
+    )
+    try:
+        stopped = _bbperf(home, "db", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"stopped load worker {orphan.pid}" in stopped.stdout
+        assert orphan.wait(timeout=5) == -9
+    finally:
+        orphan.kill()
