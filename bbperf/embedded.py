@@ -196,11 +196,22 @@ class EmbeddedServer:
         except ServerError:
             raise
         except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+            # pg_ctl's exit status says nothing: the server's last FATAL or PANIC line says why.
+            cause = self._last_fatal() or str(exc)
             raise ServerError(
-                f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}; "
+                f"could not start the embedded PostgreSQL in {self.pgdata}: {cause}; "
                 f"see {self.pgdata / 'log'}"
             ) from exc
         return self.url()
+
+    def _last_fatal(self) -> str | None:
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()[-20:]
+            for line in reversed(lines):
+                for level in ("PANIC:", "FATAL:"):
+                    if level in line:
+                        return level + line.split(level, 1)[1]
+        return None
 
     # -- the socket: private whatever the home's length ------------------------------------------
     def socket_dir(self) -> Path:
@@ -292,10 +303,14 @@ class EmbeddedServer:
                     raise
 
     def _wait_ready(self, timeout_s: float) -> bool:
+        """True once the server is ready; False at ``timeout_s``, or as soon as no postmaster is
+        left to wait for (one that failed to start, e.g. on a full disk, removes its pid file)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._postmaster() is not None:
                 return True
+            if not (self.pgdata / "postmaster.pid").exists():
+                return False
             time.sleep(0.2)
         return False
 

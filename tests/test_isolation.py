@@ -163,3 +163,84 @@ def test_db_stop_ends_a_load_worker_that_outlived_its_coordinator(tmp_path: Path
         assert orphan.wait(timeout=5) == -9
     finally:
         orphan.kill()
+
+
+def _fill(volume: Path) -> Path:
+    """A file that takes every free byte of ``volume``."""
+    ballast = volume / "ballast"
+    block = bytes(1 << 20)
+    with open(ballast, "wb", buffering=0) as fh:
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(block)
+    return ballast
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 150 MB tmpfs, unmounted afterwards (with the server of any home on it stopped)."""
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=150m", "tmpfs", str(volume)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield volume
+    finally:
+        _bbperf(volume / "home", "db", "stop")
+        subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volume: Path) -> None:
+    import psycopg2
+
+    home = small_volume / "home"
+    assert _bbperf(home, "db", "start").returncode == 0
+    assert _bbperf(home, "schema", "create").returncode == 0
+    load = ("generate", "--scale", "0.1", "--resumable", "--no-progress")
+    refused = _bbperf(home, *load)  # ~105 MB free: 63 MB of load + 64 MB kept free do not fit
+    assert refused.returncode == 2 and "free" in refused.stderr, refused.stdout
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    subprocess.run(["mount", "-o", "remount,size=200m", str(small_volume)], check=True)
+    server = EmbeddedServer(home)
+    env = {**os.environ, "BBPERF_HOME": str(home)}
+    interrupted = subprocess.Popen(
+        [sys.executable, "-m", "bbperf", *load], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    committed = 0
+    while committed < 5:  # mid-load, then the disk fills up under it
+        assert interrupted.poll() is None and time.monotonic() < deadline, interrupted.stderr
+        time.sleep(0.3)
+        with contextlib.suppress(psycopg2.Error), psycopg2.connect(server.url()) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM bbperf._load_progress")
+                committed = int(cur.fetchone()[0])
+    ballast = _fill(small_volume)
+    _, err = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 2 and "No space left on device" in err, err
+    # WAL that cannot be written PANICs the server, and its recovery fails while the disk is full.
+    for n in range(10):
+        if not server.status().running:
+            break
+        with contextlib.suppress(psycopg2.Error), psycopg2.connect(server.url()) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_switch_wal()")
+                cur.execute(f"CREATE TABLE public.junk_{n} (x int)")
+        time.sleep(0.5)
+    assert not server.status().running
+    still_full = _bbperf(home, "db", "start")
+    assert still_full.returncode == 2 and "No space left on device" in still_full.stderr
+
+    ballast.unlink()
+    started = _bbperf(home, "db", "start")
+    assert started.returncode == 0, started.stderr
+    resumed = _bbperf(home, *load, "--timings")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed:" in resumed.stdout and "were committed by an earlier run" in resumed.stdout

@@ -214,9 +214,12 @@ def _resumable(
             kept = f"{committed_chunks(engine, plan):,} chunks are committed"
         except (DBAPIError, psycopg2.Error):
             kept = "the committed chunks are kept"
+        then = "rerun the same command to resume"
+        if "No space left on device" in cause:
+            then = f"free space on the server's volume, run `bbperf db start`, then {then}"
         raise QueryError(
             f"resumable load interrupted ({cause}); the previous dataset is unchanged and {kept}: "
-            "rerun the same command to resume"
+            f"{then}"
         ) from None
 
 
