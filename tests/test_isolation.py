@@ -18,7 +18,8 @@ import psutil
 import pytest
 from sqlalchemy import Engine
 
-from bbperf.embedded import EMBEDDED_USER, SOCKET_DIR_FILE, EmbeddedServer, owns
+from bbperf.embedded import EMBEDDED_USER, SOCKET_DIR_FILE, EmbeddedServer
+from bbperf.ownership import owns
 from bbperf.pool.config import make_engine
 from bbperf.target import is_embedded
 from tests import pg15

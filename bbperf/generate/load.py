@@ -29,7 +29,6 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.embedded import owned_data_directory
 from bbperf.errors import ConfigError, QueryError, first_line
 from bbperf.generate.dataset import (
     DATASET_KEY,
@@ -42,6 +41,7 @@ from bbperf.generate.dataset import (
 from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
 from bbperf.generate.stream import Plan, chunks, peak_rss_mb
+from bbperf.ownership import owned_data_directory
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
 from bbperf.target import query_error, schema_of, wait_callback
 
