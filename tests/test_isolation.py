@@ -245,3 +245,17 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
     resumed = _bbperf(home, *load, "--timings")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed:" in resumed.stdout and "were committed by an earlier run" in resumed.stdout
+
+
+def test_the_replica_is_made_only_of_a_primary_that_proves_it_is_the_embedded_one(
+    bbperf_home: Path, server: EmbeddedServer, pg_url: str, pg15_cluster: pg15.Cluster
+) -> None:
+    from bbperf.topology.replica import is_embedded_primary
+
+    socket_dir = server.status().socket_dir
+    spoof = (
+        f"postgresql://{pg15.USER}:{pg15.PASSWORD}@/bbperf?host={socket_dir}"
+        f"&hostaddr=127.0.0.1&port={pg15_cluster.port}"
+    )
+    assert not is_embedded_primary(spoof, bbperf_home)
+    assert is_embedded_primary(pg_url, bbperf_home)
