@@ -31,6 +31,8 @@ def owned_data_directory(engine: Engine | Connection) -> Path | None:
     cached = target.get_execution_options().get(_OWNER_OPTION)
     if cached is not None:
         return Path(cached) if cached else None
+    if target.dialect.name != "postgresql":
+        return None
     try:
         with target.connect() as conn:
             row = conn.exec_driver_sql(
