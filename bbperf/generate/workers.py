@@ -54,8 +54,8 @@ def _die_with(parent_pid: int) -> None:
 
 @contextlib.contextmanager
 def _marked(home: Path | None) -> Iterator[None]:
-    """``LOAD_HOME_ENV`` in the environment the worker processes (and the resource tracker) are
-    spawned with, then as it was."""
+    """``LOAD_HOME_ENV`` in the environment the worker processes are spawned with, then as it
+    was."""
     previous = os.environ.get(LOAD_HOME_ENV)
     os.environ[LOAD_HOME_ENV] = str(home) if home is not None else ""
     try:
@@ -128,18 +128,18 @@ def parallel(
     # Started unmarked: the tracker serves this process for its lifetime (not the load's), and
     # exits by itself once this process and the workers are gone.
     resource_tracker.ensure_running()
+    inboxes = [ctx.Queue() for _ in range(jobs)]
+    outbox = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(plan, paths[w], n, inboxes[w], outbox, os.getpid()),
+            name=f"bbperf-generate-{w}",
+            daemon=True,
+        )
+        for w in range(jobs)
+    ]
     with _marked(plan.home):
-        inboxes = [ctx.Queue() for _ in range(jobs)]
-        outbox = ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=_worker,
-                args=(plan, paths[w], n, inboxes[w], outbox, os.getpid()),
-                name=f"bbperf-generate-{w}",
-                daemon=True,
-            )
-            for w in range(jobs)
-        ]
         for proc in procs:
             proc.start()
     state = _Dispatch(pairs, jobs, inboxes)
