@@ -345,7 +345,9 @@ class EmbeddedServer:
                 )
             # Options on the command line, not in postgresql.auto.conf: ALTER SYSTEM RESET ALL
             # cannot open the socket to other users.
-            options = f"-h '' -k {shlex.quote(str(self.socket_dir()))} -c unix_socket_permissions=0700"
+            options = (
+                f"-h '' -k {shlex.quote(str(self.socket_dir()))} -c unix_socket_permissions=0700"
+            )
             pg_ctl(
                 ["-w", "-t", "60", "-o", options, "-l", str(pgdata / "log"), "start"],
                 pgdata=pgdata,
@@ -425,7 +427,10 @@ class EmbeddedServer:
         try:
             with _quiet_embedded_logger():
                 pg_ctl(
-                    ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=_server_user(), timeout=60
+                    ["-w", "-m", "fast", "stop"],
+                    pgdata=self.pgdata,
+                    user=_server_user(),
+                    timeout=60,
                 )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServerError(

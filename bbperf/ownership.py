@@ -33,22 +33,22 @@ def owned_data_directory(engine: Engine | Connection) -> Path | None:
         return Path(cached) if cached else None
     if target.dialect.name != "postgresql":
         return None
+    setting, identifier = None, None
     try:
         with target.connect() as conn:
-            row = conn.exec_driver_sql(
+            setting, identifier = conn.exec_driver_sql(
                 "SELECT (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory'), "
                 "(SELECT system_identifier FROM pg_catalog.pg_control_system())"
             ).one()
     except DBAPIError as exc:
         if "permission denied" not in str(exc):
             raise
-        row = (None, None)
     owned = None
-    if row[0] and row[1] is not None:
-        data_directory = Path(str(row[0]))
+    if setting and identifier is not None:
+        data_directory = Path(str(setting))
         marker = data_directory.parent / SERVER_ID_FILE
         with contextlib.suppress(OSError):
-            if data_directory.name == "pgdata" and marker.read_text().strip() == str(row[1]):
+            if data_directory.name == "pgdata" and marker.read_text().strip() == str(identifier):
                 owned = data_directory
     target.update_execution_options(**{_OWNER_OPTION: str(owned) if owned else ""})
     return owned

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -114,7 +115,9 @@ def test_ownership_costs_one_query_per_engine(pg_url: str) -> None:
         engine.dispose()
 
 
-def test_a_killed_parallel_load_leaves_no_process_running(bbperf_home: Path, fresh_url: str) -> None:
+def test_a_killed_parallel_load_leaves_no_process_running(
+    bbperf_home: Path, fresh_url: str
+) -> None:
     from bbperf.schema import create_schema
     from bbperf.topology.processes import LOAD_WORKER, processes_of
 
@@ -166,14 +169,19 @@ def test_db_stop_ends_a_load_worker_that_outlived_its_coordinator(tmp_path: Path
         orphan.kill()
 
 
+def _one_number(conn: Any, sql: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return int(cur.fetchone()[0])
+
+
 def _fill(volume: Path) -> Path:
     """A file that takes every free byte of ``volume``."""
     ballast = volume / "ballast"
     block = bytes(1 << 20)
-    with open(ballast, "wb", buffering=0) as fh:
-        with contextlib.suppress(OSError):
-            while True:
-                fh.write(block)
+    with open(ballast, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(block)
     return ballast
 
 
@@ -219,9 +227,7 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
         assert interrupted.poll() is None and time.monotonic() < deadline, interrupted.stderr
         time.sleep(0.3)
         with contextlib.suppress(psycopg2.Error), psycopg2.connect(server.url()) as conn:
-            with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM bbperf._load_progress")
-                committed = int(cur.fetchone()[0])
+            committed = _one_number(conn, "SELECT count(*) FROM bbperf._load_progress")
     ballast = _fill(small_volume)
     _, err = interrupted.communicate(timeout=60)
     assert interrupted.returncode == 2 and "No space left on device" in err, err

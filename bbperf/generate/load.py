@@ -168,9 +168,7 @@ def check_free_space(
         rows = max(0, rows - committed_rows(engine, plan))
     with engine.connect() as conn:
         max_wal_bytes = int(
-            conn.execute(
-                text("SELECT pg_size_bytes(current_setting('max_wal_size'))")
-            ).scalar_one()
+            conn.execute(text("SELECT pg_size_bytes(current_setting('max_wal_size'))")).scalar_one()
         )
     needed = rows * TABLE_BYTES_PER_ROW + min(rows * WAL_BYTES_PER_ROW, max_wal_bytes)
     free = shutil.disk_usage(data_directory).free
@@ -215,7 +213,7 @@ def _resumable(
         except (DBAPIError, psycopg2.Error):
             kept = "the committed chunks are kept"
         then = "rerun the same command to resume"
-        if "No space left on device" in cause:
+        if "No space left on device" in str(cause):
             then = f"free space on the server's volume, run `bbperf db start`, then {then}"
         raise QueryError(
             f"resumable load interrupted ({cause}); the previous dataset is unchanged and {kept}: "

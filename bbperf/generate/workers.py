@@ -67,9 +67,7 @@ def _marked(home: Path | None) -> Iterator[None]:
             os.environ[LOAD_HOME_ENV] = previous
 
 
-def _worker(
-    plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int
-) -> None:
+def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
     """A worker process: generate the pairs it is given, wait for their id offsets, encode them;
     in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
     _die_with(parent_pid)

@@ -101,7 +101,7 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-LOAD_WORKER = "load-worker"  # in ``processes_of``'s names: a worker of a load into the home's server
+LOAD_WORKER = "load-worker"  # a name for processes_of: a worker loading the home's server
 LOAD_HOME_ENV = "BBPERF_LOAD_HOME"  # in a load worker's environment: the home it loads, or ""
 
 
