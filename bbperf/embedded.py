@@ -271,7 +271,9 @@ class EmbeddedServer:
         )
         for line in result.stdout.splitlines():
             if line.startswith("Database system identifier:"):
-                marker.write_text(line.split(":", 1)[1].strip() + "\n")
+                # 0600: the identifier is half of the proof, no other user needs to read it.
+                with os.fdopen(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                    fh.write(line.split(":", 1)[1].strip() + "\n")
                 return
         raise ServerError(f"pg_controldata printed no system identifier for {self.pgdata}")
 

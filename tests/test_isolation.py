@@ -19,7 +19,7 @@ import psutil
 import pytest
 from sqlalchemy import Engine
 
-from bbperf.embedded import EMBEDDED_USER, SOCKET_DIR_FILE, EmbeddedServer
+from bbperf.embedded import EMBEDDED_USER, SERVER_ID_FILE, SOCKET_DIR_FILE, EmbeddedServer
 from bbperf.ownership import owns
 from bbperf.pool.config import make_engine
 from bbperf.target import is_embedded
@@ -95,6 +95,8 @@ def test_ownership_is_asked_of_the_server_not_read_from_the_url(
             assert conn.exec_driver_sql("SHOW server_version_num").scalar_one().startswith("15")
         answers = {name: is_embedded(engine) for name, engine in engines.items()}
         assert answers == {"spoof": False, "pg15 superuser": False, "embedded": True}
+        marker = server.home / SERVER_ID_FILE  # what the server must match, for no one else to read
+        assert stat.S_IMODE(marker.stat().st_mode) == 0o600
         with engines["embedded"].connect() as conn:
             assert is_embedded(conn) and owns(conn)  # a Connection gets its engine's answer
     finally:
