@@ -215,6 +215,8 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
     refused = _bbperf(home, *load)  # ~105 MB free: 63 MB of load + 64 MB kept free do not fit
     assert refused.returncode == 2 and "free" in refused.stderr, refused.stdout
     assert len(refused.stderr.strip().splitlines()) == 1
+    in_one_transaction = _bbperf(home, *load[:3], "--no-progress")  # the plain load is checked too
+    assert in_one_transaction.returncode == 2 and "free" in in_one_transaction.stderr
 
     subprocess.run(["mount", "-o", "remount,size=200m", str(small_volume)], check=True)
     server = EmbeddedServer(home)
