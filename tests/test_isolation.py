@@ -269,3 +269,31 @@ def test_the_replica_is_made_only_of_a_primary_that_proves_it_is_the_embedded_on
     )
     assert not is_embedded_primary(spoof, bbperf_home)
     assert is_embedded_primary(pg_url, bbperf_home)
+
+
+def test_a_long_replica_socket_dir_is_fresh_and_follows_no_planted_symlink(tmp_path: Path) -> None:
+    import hashlib
+
+    from bbperf.topology.processes import socket_dir_for
+
+    pgdata = _home_of_length(tmp_path, 120) / "replica" / "pgdata"
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    # The name bbperf 0b8ab43 derived from the path: anyone could plant it before bbperf ran.
+    digest = hashlib.sha256(str(pgdata.resolve()).encode()).hexdigest()[:12]
+    planted = Path("/tmp") / f"bbperf-{digest}"
+    planted.symlink_to(victim)
+    made: list[Path] = []
+    try:
+        made = [socket_dir_for(pgdata, 5433), socket_dir_for(pgdata, 5433)]
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o755 and victim.stat().st_uid == os.getuid()
+        for directory in made:
+            st = os.lstat(directory)
+            assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+            assert directory != planted
+        assert made[0] != made[1]
+    finally:
+        planted.unlink()
+        for directory in made:
+            if not directory.is_symlink():
+                shutil.rmtree(directory, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pwd
 import socket
@@ -73,11 +72,12 @@ def run_as_server(
 
 
 def socket_dir_for(directory: Path, port: int) -> Path:
-    """``directory`` when a socket path inside it fits, else a short per-directory one in /tmp."""
+    """``directory`` when a socket path inside it fits, else a fresh private directory in /tmp:
+    ``mkdtemp`` (mode 0700, a name nobody could have created or symlinked first), given to the
+    server user."""
     if len(str(directory / f".s.PGSQL.{port}")) <= _SOCKET_PATH_MAX:
         return directory
-    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:12]
-    short = Path(tempfile.gettempdir()) / f"bbperf-{digest}"
+    short = Path(tempfile.mkdtemp(prefix="bbperf-", dir="/tmp"))
     own_for_server(short)
     return short
 
