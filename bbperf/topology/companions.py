@@ -36,5 +36,6 @@ def stop_companions(home: Path) -> list[str]:
             continue
         proc.send_signal(signal.SIGTERM if proc.name() == "pgbouncer" else signal.SIGINT)
         stopped.append(f"{proc.name()} {proc.pid}")
-    psutil.wait_procs(others, timeout=15)
+    # SIGKILL needs no waiting (and a killed worker whose parent lives stays a zombie until reaped).
+    psutil.wait_procs([p for p in others if not is_load_worker(p)], timeout=15)
     return stopped
