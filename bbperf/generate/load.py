@@ -213,7 +213,9 @@ def _resumable(
         except (DBAPIError, psycopg2.Error):
             kept = "the committed chunks are kept"
         then = "rerun the same command to resume"
-        if "No space left on device" in str(cause):
+        # A WAL write on a full disk PANICs the server: its clients only see the connection drop.
+        full = plan.home is not None and shutil.disk_usage(plan.home).free < FREE_MARGIN_BYTES
+        if full or "No space left on device" in str(cause):
             then = f"free space on the server's volume, run `bbperf db start`, then {then}"
         raise QueryError(
             f"resumable load interrupted ({cause}); the previous dataset is unchanged and {kept}: "
