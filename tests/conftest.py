@@ -34,7 +34,8 @@ def bbperf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
         left_running = stop_companions(home)
         server.stop()
-        # No postgres or pgbouncer of this home may outlive the suite (or its own tests).
+        # No postgres, pgbouncer or load worker of this home may outlive the suite (or its own
+        # tests): processes_of finds workers by their BBPERF_LOAD_HOME.
         survivors = processes_of(home)
         for proc in survivors:
             proc.kill()

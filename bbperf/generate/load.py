@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import QueryError, first_line
+from bbperf.errors import ConfigError, QueryError, first_line
 from bbperf.generate.dataset import (
     DATASET_KEY,
     DatasetInfo,
@@ -40,12 +41,21 @@ from bbperf.generate.dataset import (
 from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
 from bbperf.generate.stream import Plan, chunks, peak_rss_mb
+from bbperf.ownership import owned_data_directory
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
 from bbperf.target import query_error, schema_of, wait_callback
 
 COPY_BUFFER_BYTES = 1 << 20
 # Sorts for index builds and the foreign-key checks' joins: enough to stay in memory at SF 10.
 LOAD_MEMORY = "256MB"
+# What a loaded row takes on the server's volume, measured on a real load of profile default at
+# SF 0.1 (192,482 rows, --jobs 2, after VACUUM/ANALYZE): tables with keys and indexes grew 162 B/row
+# (145 resumable) and the load wrote 163 B/row of WAL (126 resumable). Rounded up.
+TABLE_BYTES_PER_ROW = 170
+WAL_BYTES_PER_ROW = 170
+# Left free after the estimate: PostgreSQL PANICs when a WAL write finds the disk full, and its crash
+# recovery writes WAL and a checkpoint before the server accepts connections again.
+FREE_MARGIN_BYTES = 64 << 20
 # After a resumable load (rows committed chunk by chunk, not COPYed with FREEZE): VACUUM (FREEZE,
 # ANALYZE) rather than ANALYZE; see docs/scale.md for the measurement behind the choice.
 FREEZE_AFTER_RESUMABLE = True
@@ -95,12 +105,19 @@ def generate(
     connections), then one short transaction swaps them in (``bbperf.generate.staging``); rerunning
     after a dropped connection sends only the chunks not yet committed. SchemaError, before any
     work, when the swap would lose objects on the tables that bbperf did not create.
+
+    On a server bbperf owns, ConfigError before any work when the load would not fit on the data
+    directory's volume (``check_free_space``).
     """
     schema = schema_of(engine)
     prof = load_profile(profile)
     scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
     jobs = check_jobs(jobs)
-    plan = Plan(prof, scale, seed, day, scratch_dir)
+    data_directory = owned_data_directory(engine)
+    home = data_directory.parent if data_directory is not None else None
+    plan = Plan(prof, scale, seed, day, scratch_dir, home=home)
+    if data_directory is not None:
+        check_free_space(engine, plan, data_directory, resumable=resumable)
     started = time.perf_counter()
     phases = Phases()
     bar = Progress(progress, estimated_rows(prof, scale))
@@ -136,6 +153,37 @@ def generate(
     return _finish(engine, schema, info, phases, started)
 
 
+def check_free_space(
+    engine: Engine, plan: Plan, data_directory: Path, *, resumable: bool = False
+) -> None:
+    """ConfigError (one line) when loading ``plan`` would leave less than FREE_MARGIN_BYTES free on
+    the volume of ``data_directory``: rows × TABLE_BYTES_PER_ROW, plus rows × WAL_BYTES_PER_ROW up
+    to ``max_wal_size`` (checkpoints recycle WAL beyond it). The old dataset stays until the new
+    one commits, so what it occupies counts as used; a resumed load needs only its rows not yet
+    committed."""
+    from bbperf.generate.resume import committed_rows
+
+    rows = estimated_rows(plan.profile, plan.scale)
+    if resumable:
+        rows = max(0, rows - committed_rows(engine, plan))
+    with engine.connect() as conn:
+        max_wal_bytes = int(
+            conn.execute(text("SELECT pg_size_bytes(current_setting('max_wal_size'))")).scalar_one()
+        )
+    needed = rows * TABLE_BYTES_PER_ROW + min(rows * WAL_BYTES_PER_ROW, max_wal_bytes)
+    free = shutil.disk_usage(data_directory).free
+    if free - needed < FREE_MARGIN_BYTES:
+        raise ConfigError(
+            f"the load (profile {plan.profile.name}, scale {plan.scale:g}) needs about "
+            f"{_mb(needed)} on the server's volume but {data_directory} has {_mb(free)} free and "
+            f"{_mb(FREE_MARGIN_BYTES)} must stay free: free space there, or lower --scale"
+        )
+
+
+def _mb(size_bytes: float) -> str:
+    return f"{size_bytes / (1 << 20):,.0f} MB"
+
+
 def _finish(
     engine: Engine, schema: str, info: DatasetInfo, phases: Phases, started: float
 ) -> DatasetInfo:
@@ -164,9 +212,14 @@ def _resumable(
             kept = f"{committed_chunks(engine, plan):,} chunks are committed"
         except (DBAPIError, psycopg2.Error):
             kept = "the committed chunks are kept"
+        then = "rerun the same command to resume"
+        # A WAL write on a full disk PANICs the server: its clients only see the connection drop.
+        full = plan.home is not None and shutil.disk_usage(plan.home).free < FREE_MARGIN_BYTES
+        if full or "No space left on device" in str(cause):
+            then = f"free space on the server's volume, run `bbperf db start`, then {then}"
         raise QueryError(
             f"resumable load interrupted ({cause}); the previous dataset is unchanged and {kept}: "
-            "rerun the same command to resume"
+            f"{then}"
         ) from None
 
 

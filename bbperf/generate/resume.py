@@ -49,6 +49,26 @@ def committed_chunks(engine: Engine, plan: Plan) -> int:
         return chunk_count(conn, schema, load_key(plan)) if exists else 0
 
 
+def committed_rows(engine: Engine, plan: Plan) -> int:
+    """Rows an interrupted resumable load of ``plan`` has committed (0 when none is pending)."""
+    schema = schema_of(engine)
+    with engine.connect() as conn:
+        exists = conn.execute(
+            text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{PROGRESS_TABLE}'}
+        ).scalar()
+        if not exists:
+            return 0
+        return int(
+            conn.execute(
+                text(
+                    f'SELECT coalesce(sum(rows), 0) FROM "{schema}".{PROGRESS_TABLE} '
+                    "WHERE load_key = :k"
+                ),
+                {"k": load_key(plan)},
+            ).scalar_one()
+        )
+
+
 def load_resumable(
     engine: Engine, plan: Plan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:

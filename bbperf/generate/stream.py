@@ -53,7 +53,9 @@ class Plan:
     """What to generate; ``scratch`` is where the client tally's files go (None: the system's).
 
     A resumable load adds ``done``, the (table, chunk) pairs already committed (generated for their
-    ids and tally, never encoded or sent), and ``sink``, where workers COPY their own chunks."""
+    ids and tally, never encoded or sent), and ``sink``, where workers COPY their own chunks.
+    ``home`` is the BBPERF_HOME whose server is loaded, when bbperf owns it: its worker processes
+    carry it so that ``bbperf db stop`` finds any that outlive their coordinator."""
 
     profile: Profile
     scale: float
@@ -62,6 +64,7 @@ class Plan:
     scratch: Path | None = None
     done: frozenset[tuple[str, int]] = frozenset()
     sink: Sink | None = None
+    home: Path | None = None
 
     @property
     def as_of_us(self) -> int:

@@ -1,14 +1,25 @@
 """Worker processes for ``--jobs N``: each generates the (week, barber block) pairs it is given,
 reports their row counts, waits for the id offsets the coordinator derives from the counts of the
-pairs before, then encodes and fingerprints them; the coordinator hands the chunks out in pair order."""
+pairs before, then encodes and fingerprints them; the coordinator hands the chunks out in pair order.
+
+Workers die with their coordinator: started with ``spawn`` (children of the coordinator itself, no
+forkserver in between), each asks the kernel for SIGKILL when its parent dies (Linux
+``PR_SET_PDEATHSIG``), and carries ``LOAD_HOME_ENV`` so that ``bbperf db stop`` ends any that survive
+elsewhere (``bbperf.topology.processes.processes_of``)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
+import os
+import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +37,40 @@ from bbperf.generate.stream import (
     peak_rss_mb,
 )
 from bbperf.generate.tally import ClientTally
+from bbperf.topology.processes import LOAD_HOME_ENV
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any) -> None:
+def _die_with(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies; exit now if it already has (the parent may die
+    between the fork and the prctl)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _marked(home: Path | None) -> Iterator[None]:
+    """``LOAD_HOME_ENV`` in the environment the worker processes are spawned with, then as it
+    was."""
+    previous = os.environ.get(LOAD_HOME_ENV)
+    os.environ[LOAD_HOME_ENV] = str(home) if home is not None else ""
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOAD_HOME_ENV, None)
+        else:
+            os.environ[LOAD_HOME_ENV] = previous
+
+
+def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
     """A worker process: generate the pairs it is given, wait for their id offsets, encode them;
     in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
+    _die_with(parent_pid)
     writer = None
     try:
         gen = _Generator(plan, ClientTally(n, path=tally_path))
@@ -76,24 +116,30 @@ def parallel(
 ) -> Iterator[Encoded]:
     """Every chunk after the small tables' from ``jobs`` worker processes, in load order; the
     workers' client tallies are merged into ``tally`` before the clients are generated here."""
-    # forkserver/spawn, not fork: the caller may have threads (a notebook kernel, a pool) a fork would copy
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx: Any = mp.get_context(method)
+    # spawn, not fork: the caller may have threads (a notebook kernel, a pool) a fork would copy;
+    # not forkserver: its server and its children outlived a coordinator killed with SIGKILL.
+    # The workers' parent-death signal fires when the thread that starts them exits: this one,
+    # which consumes every chunk and joins them first.
+    ctx: Any = mp.get_context("spawn")
     pairs, n = plan.pairs(), tally.n
     paths = [ClientTally.scratch_file(n, plan.scratch) for _ in range(jobs)]
+    # Started unmarked: the tracker serves this process for its lifetime (not the load's), and
+    # exits by itself once this process and the workers are gone.
+    resource_tracker.ensure_running()
     inboxes = [ctx.Queue() for _ in range(jobs)]
     outbox = ctx.Queue()
     procs = [
         ctx.Process(
             target=_worker,
-            args=(plan, paths[w], n, inboxes[w], outbox),
+            args=(plan, paths[w], n, inboxes[w], outbox, os.getpid()),
             name=f"bbperf-generate-{w}",
             daemon=True,
         )
         for w in range(jobs)
     ]
-    for proc in procs:
-        proc.start()
+    with _marked(plan.home):
+        for proc in procs:
+            proc.start()
     state = _Dispatch(pairs, jobs, inboxes)
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()

@@ -14,10 +14,11 @@ def stop_companions(home: Path) -> list[str]:
     Called before the primary stops: pgbouncer first (it holds server connections), then the
     replica (so it does not spend its shutdown retrying a vanished primary). Any other pgbouncer
     or postmaster still running from a directory under ``home`` (an experiment's private
-    PgBouncer, a test replica) is bbperf's too and gets the same fast shutdown.
+    PgBouncer, a test replica) is bbperf's too and gets the same fast shutdown; a load worker that
+    outlived its coordinator is killed (its uncommitted chunk rolls back).
     """
     from bbperf.topology.pgbouncer import PgBouncer
-    from bbperf.topology.processes import processes_of
+    from bbperf.topology.processes import is_load_worker, processes_of
     from bbperf.topology.replica import EmbeddedReplica
 
     stopped = []
@@ -29,7 +30,12 @@ def stop_companions(home: Path) -> list[str]:
     others = [p for p in processes_of(home) if primary not in p.cmdline()]
     for proc in others:
         # SIGTERM: PgBouncer's immediate shutdown; SIGINT: PostgreSQL's fast shutdown.
+        if is_load_worker(proc):
+            proc.kill()
+            stopped.append(f"load worker {proc.pid}")
+            continue
         proc.send_signal(signal.SIGTERM if proc.name() == "pgbouncer" else signal.SIGINT)
         stopped.append(f"{proc.name()} {proc.pid}")
-    psutil.wait_procs(others, timeout=15)
+    # SIGKILL needs no waiting (and a killed worker whose parent lives stays a zombie until reaped).
+    psutil.wait_procs([p for p in others if not is_load_worker(p)], timeout=15)
     return stopped

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pwd
 import socket
@@ -73,11 +72,12 @@ def run_as_server(
 
 
 def socket_dir_for(directory: Path, port: int) -> Path:
-    """``directory`` when a socket path inside it fits, else a short per-directory one in /tmp."""
+    """``directory`` when a socket path inside it fits, else a fresh private directory in /tmp:
+    ``mkdtemp`` (mode 0700, a name nobody could have created or symlinked first), given to the
+    server user."""
     if len(str(directory / f".s.PGSQL.{port}")) <= _SOCKET_PATH_MAX:
         return directory
-    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:12]
-    short = Path(tempfile.gettempdir()) / f"bbperf-{digest}"
+    short = Path(tempfile.mkdtemp(prefix="bbperf-", dir="/tmp"))
     own_for_server(short)
     return short
 
@@ -101,21 +101,36 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+LOAD_WORKER = "load-worker"  # a name for processes_of: a worker loading the home's server
+LOAD_HOME_ENV = "BBPERF_LOAD_HOME"  # in a load worker's environment: the home it loads, or ""
+
+
 def processes_of(
-    home: Path, names: Sequence[str] = ("postgres", "pgbouncer")
+    home: Path, names: Sequence[str] = ("postgres", "pgbouncer", LOAD_WORKER)
 ) -> list[psutil.Process]:
-    """Running server processes whose command line names a path under ``home`` (the postmaster of
-    the embedded server and of its replica, pgbouncer with its generated config)."""
+    """Running processes of ``home``: servers whose command line names a path under it (the
+    postmaster of the embedded server and of its replica, pgbouncer with its generated config), and
+    load workers whose environment names it (``bbperf.generate.workers.LOAD_HOME_ENV``)."""
     root = str(Path(home).resolve())
     found = []
     for proc in psutil.process_iter(attrs=["name", "cmdline", "status"]):
         # A daemon that exited stays a zombie until init reaps it: it no longer runs.
-        if proc.info["name"] not in names or proc.info["status"] == psutil.STATUS_ZOMBIE:
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        cmdline = proc.info["cmdline"] or []
-        if any(part == root or part.startswith(root + os.sep) for part in cmdline):
-            found.append(proc)
+        if proc.info["name"] in names:
+            cmdline = proc.info["cmdline"] or []
+            if any(part == root or part.startswith(root + os.sep) for part in cmdline):
+                found.append(proc)
+        elif LOAD_WORKER in names and str(proc.info["name"]).startswith("python"):
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(LOAD_HOME_ENV) == root:
+                    found.append(proc)
     return found
+
+
+def is_load_worker(proc: psutil.Process) -> bool:
+    """True for a process ``processes_of`` found as a load worker (not a server)."""
+    return proc.name() not in ("postgres", "pgbouncer")
 
 
 def check_open_files(needed: int, what: str) -> None:

@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import psutil
+from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from bbperf.embedded import EmbeddedServer, _quiet_embedded_logger
 from bbperf.errors import ConfigError, ServerError
+from bbperf.ownership import owned_data_directory
 from bbperf.topology.processes import (
     chown_for_server,
     locked,
@@ -303,17 +307,19 @@ def _first(text: str) -> str:
 
 
 def is_embedded_primary(url: str, home: Path) -> bool:
-    """True when ``url`` reaches the embedded server under ``home`` (its socket directory)."""
+    """True when ``url`` reaches the embedded server under ``home``, as that server proves it
+    (``bbperf.ownership``): a URL naming its socket directory but a ``hostaddr`` elsewhere does not."""
     parsed = parse_url(url)
-    if not is_unix_socket(parsed):
+    if not is_unix_socket(parsed) or not EmbeddedServer(home).status().running:
+        return False  # the embedded server listens on no TCP port
+    engine = create_engine(parsed, poolclass=NullPool)
+    try:
+        owned = owned_data_directory(engine)
+    except DBAPIError:
         return False
-    status = EmbeddedServer(home).status()
-    if not status.running or status.socket_dir is None:
-        return False
-    host = parsed.query.get("host") or parsed.host
-    if isinstance(host, tuple):
-        host = host[0]
-    return host is not None and os.path.realpath(str(host)) == os.path.realpath(status.socket_dir)
+    finally:
+        engine.dispose()
+    return owned is not None and owned.resolve() == (Path(home) / "pgdata").resolve()
 
 
 def resolve_replica_url(
