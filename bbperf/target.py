@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
 from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ConnectionFailed, QueryError, first_line
-from bbperf.ownership import owns
+from bbperf.ownership import owned_data_directory, owns
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
@@ -151,7 +151,10 @@ def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
     if role not in cache:
         url = engine.url.set(username=role, password=None)
         made = make_engine(url, schema=schema_of(engine), echo_pool=False)
-        made.update_execution_options(bbperf_embedded=True, bbperf_role=role)
+        # The role may not read data_directory: it inherits the owner's proven answer.
+        made.update_execution_options(
+            bbperf_role=role, bbperf_owned_pgdata=str(owned_data_directory(engine))
+        )
         cache[role] = made
     return cache[role]
 

@@ -229,7 +229,6 @@ def test_the_role_alone_refuses_side_effects(
 
     monkeypatch.setattr(bbperf.sql, "_REFUSED_FUNCTIONS", frozenset())  # the denylist is off
     owner = make_engine(tiny_copy_url, echo_pool=False)
-    owner.update_execution_options(bbperf_embedded=True)
     engine = user_engine(owner)
     witness = psycopg2.connect(tiny_copy_url)  # another session a statement might try to kill
     try:
@@ -427,7 +426,6 @@ def test_replay_binds_sampled_values_on_the_server(tiny_copy_url: str) -> None:
         values=[[p] for p in PAYLOADS],
     )
     owner = make_engine(tiny_copy_url, echo_pool=False)
-    owner.update_execution_options(bbperf_embedded=True)
     try:
         result = replay(
             user_engine(owner),
@@ -488,7 +486,6 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
     )
     count_statements = f"SELECT count(*) FROM {schema}.pg_stat_statements"
     owner = make_engine(tiny_copy_url, echo_pool=False)
-    owner.update_execution_options(bbperf_embedded=True)
     reset = Statement(
         name="reset",
         sql=f"SELECT * FROM ts_stat('SELECT {schema}.pg_stat_statements_reset()::text::tsvector')",

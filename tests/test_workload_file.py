@@ -158,12 +158,3 @@ def test_writes_map_placeholders_to_their_target_columns() -> None:
     ]
     with pytest.raises(QueryError, match="exactly one"):
         analyze("SELECT 1; SELECT 2")
-
-
-def test_only_the_embedded_servers_socket_is_a_target_bbperf_owns(tmp_path: Path) -> None:
-    from bbperf.workload.replay import owns_target
-
-    assert owns_target(None, tmp_path)  # no URL: the embedded server itself
-    assert owns_target(f"postgresql://postgres@/db?host={tmp_path / 'pgdata'}", tmp_path)
-    assert not owns_target(f"postgresql://postgres@/db?host={tmp_path / 'other'}", tmp_path)
-    assert not owns_target("postgresql://u:pw@127.0.0.1:5432/db", tmp_path)

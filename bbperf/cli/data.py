@@ -80,7 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     from bbperf.generate.dataset import (
         check_jobs,
-        check_no_experiments,
         check_scale,
         check_seed,
         normalize_as_of,
@@ -96,7 +95,6 @@ def run_generate(args: argparse.Namespace) -> int:
     normalize_as_of(args.as_of)
     home = settings_from(args).home
     engine = engine_from(args)
-    check_no_experiments(engine)
     info = generate(
         engine,
         args.profile,

@@ -285,9 +285,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _owned(args: argparse.Namespace) -> bool:
-    """bbperf owns the target when it is its embedded server (no --database-url, or one pointing at
-    the embedded server's socket)."""
-    from bbperf.workload.replay import owns_target
+    """bbperf owns the target when it is its embedded server: no --database-url, or a server that
+    proves it is one bbperf initialised (``bbperf.ownership.owns``; never the URL's word)."""
+    from bbperf.target import is_embedded
 
-    settings = settings_from(args)
-    return owns_target(settings.database_url, settings.home)
+    if settings_from(args).database_url is None:
+        return True
+    return is_embedded(engine_from(args))

@@ -175,7 +175,6 @@ def ensure_dataset(
         return DatasetInfo.from_dict(current)
     if current is None:
         create_schema(engine)
-    check_no_experiments(engine)
     return generate(
         engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
     )

@@ -34,6 +34,7 @@ from bbperf.generate.dataset import (
     DATASET_KEY,
     DatasetInfo,
     check_jobs,
+    check_no_experiments,
     check_scale,
     check_seed,
     normalize_as_of,
@@ -113,6 +114,7 @@ def generate(
     prof = load_profile(profile)
     scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
     jobs = check_jobs(jobs)
+    check_no_experiments(engine)
     data_directory = owned_data_directory(engine)
     home = data_directory.parent if data_directory is not None else None
     plan = Plan(prof, scale, seed, day, scratch_dir, home=home)

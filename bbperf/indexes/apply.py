@@ -93,9 +93,13 @@ def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
 
 
 def open_trial(conn: Connection, schema: str) -> dict[str, str] | None:
-    """The mark ``start_trial`` left and no ``drop`` of its set has cleared, or None."""
+    """The mark ``start_trial`` left and no ``drop`` of its set has cleared, or None (also when
+    the schema or its bbperf_meta does not exist)."""
+    meta = f'"{schema}".{META_TABLE}'
+    if conn.execute(text("SELECT to_regclass(:t)"), {"t": meta}).scalar() is None:
+        return None
     value = conn.execute(
-        text(f"SELECT value FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": TRIAL_KEY}
+        text(f"SELECT value FROM {meta} WHERE key = :k"), {"k": TRIAL_KEY}
     ).scalar()
     return dict(value) if value else None
 

@@ -12,11 +12,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
-from sqlalchemy import URL, Connection, Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.binding import execute_args, prepared, reset_session
@@ -97,32 +96,6 @@ class Replay:
         lines += [f"skipped {n}: {r}" for n, r in self.skipped]
         lines += [f"first error of {n}: {e}" for n, e in self.first_error.items()]
         return "\n".join(lines)
-
-
-def owns_target(url: str | URL | None, home: Path) -> bool:
-    """True when ``url`` is bbperf's own embedded server under ``home`` (None: the embedded default).
-
-    The embedded server listens only on a Unix socket in its data directory (or in the wheel's
-    fallback directory when that path is too long); a URL whose socket directory is that one points
-    at a server bbperf started and may write to.
-    """
-    if url is None:
-        return True
-    from bbperf.embedded import EmbeddedServer
-    from bbperf.urls import is_unix_socket, parse_url
-
-    parsed = parse_url(url) if isinstance(url, str) else url
-    if not is_unix_socket(parsed):
-        return False
-    host = parsed.query.get("host")
-    if not isinstance(host, str):
-        return False
-    server = EmbeddedServer(home)
-    sockets = {server.pgdata.resolve()}
-    running = server.status().socket_dir
-    if running:
-        sockets.add(Path(running).resolve())
-    return Path(host).resolve() in sockets
 
 
 def replayable(
