@@ -5,9 +5,10 @@ the cache's invalidation triggers, partitioned tables, probe bookings — and re
 notebook that fails half-way leaves them, and the next experiment then measures a different schema or
 refuses to run (partitioning cannot convert a table a materialized view depends on). ``bbperf report``
 tidies after a failed notebook; ``bbperf schema tidy`` does it by hand, leaving what a running process
-(the cache listener) still uses. Only objects bbperf itself
-creates are looked for, each by its own module's name for it; index sets are left as they are (every
-notebook sets the indexes it measures).
+(the cache listener) still uses. Only objects bbperf itself creates are looked for, each by its own
+module's name for it. Index sets a notebook leaves on purpose stay (every notebook sets the indexes it
+measures); a set applied for a measurement that drops it afterwards (notebook 01's benchmark, marked
+by ``bbperf.indexes.apply.start_trial``) is a leftover when the run stopped before its drop.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def survey(engine: Engine) -> list[Leftover]:
     which cannot convert a table a view depends on)."""
     from bbperf import partition
     from bbperf.cache.invalidation import listener_connected, remove_triggers, triggers_installed
+    from bbperf.indexes.apply import open_trial
     from bbperf.metrics.rollup import drop_rollup, installed_mode
     from bbperf.metrics.variants import VIEW_NAME, drop_metrics_view
     from bbperf.topology.mix import probe_rows, remove_probe_rows
@@ -52,6 +54,16 @@ def survey(engine: Engine) -> list[Leftover]:
                 Leftover(f"materialized view {VIEW_NAME}", drop_metrics_view, "bbperf schema tidy")
             )
         mode = installed_mode(conn, schema)
+        trial = open_trial(conn, schema)
+    if trial is not None:
+        found.append(
+            Leftover(
+                f"index set {trial['set']} left applied by {trial['by']}",
+                _trial_remover(trial),
+                "bbperf schema tidy",
+                replaced_by_load=True,  # indexes, not figures: a new load rebuilds the set it finds
+            )
+        )
     if mode is not None:
         found.append(Leftover(f"rollup ({mode} triggers)", drop_rollup, "bbperf rollup drop"))
     triggers = triggers_installed(engine)
@@ -78,6 +90,18 @@ def survey(engine: Engine) -> list[Leftover]:
             )
         )
     return found
+
+
+def _trial_remover(trial: dict[str, str]) -> Callable[[Engine], object]:
+    """Drop the set a trial applied (which also clears its mark)."""
+
+    def remove(engine: Engine) -> object:
+        from bbperf.indexes import drop, load_set
+
+        source = trial.get("source") or "built-in"
+        return drop(engine, load_set(trial["set"] if source == "built-in" else source))
+
+    return remove
 
 
 def leftovers(engine: Engine) -> list[str]:

@@ -27,6 +27,11 @@ _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
 # Free-text shapes that carry a password whoever it belongs to.
 _USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 _PARAM = re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE)
+# Stored password hashes (pg_authid, PgBouncer's userlist): not the password, but enough to try
+# passwords offline against, so they are masked like one.
+_STORED_SECRET = re.compile(
+    r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+|\bmd5[0-9a-f]{32}\b"
+)
 _SQL_PASSWORD = re.compile(
     r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))", re.IGNORECASE | re.DOTALL
 )
@@ -61,6 +66,20 @@ def passwords(
     if pgpass:
         found.extend(_pgpass_passwords(parsed, env))
     return [s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET_LEN]
+
+
+def libpq_password(url: URL, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """The password libpq would send for ``url``: userinfo or ``?password=``, else ``PGPASSWORD``,
+    else the first matching ``.pgpass`` line (``PGPASSFILE`` or ``~/.pgpass``); None when none."""
+    env = os.environ if environ is None else environ
+    query_pw = url.query.get("password")
+    if isinstance(query_pw, tuple):
+        query_pw = query_pw[0] if query_pw else None
+    for candidate in (url.password, query_pw, env.get("PGPASSWORD")):
+        if candidate:
+            return str(candidate)
+    found = _pgpass_passwords(url, env)
+    return found[0] if found else None
 
 
 def _userinfo_passwords(text: str) -> list[str]:
@@ -114,7 +133,8 @@ def forms(secret: str) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every known secret (in every form) and every password-shaped value masked."""
+    """``text`` with every known secret (in every form), every password-shaped value and every stored
+    password hash (SCRAM-SHA-256 secret, md5 hash) masked."""
     for secret in secrets:
         for form in forms(secret):
             text = text.replace(form, MASK)
@@ -122,6 +142,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text
     )
     text = _PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _STORED_SECRET.sub(MASK, text)
     return _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
 
 

@@ -346,10 +346,17 @@ class Watcher:
         return fired
 
 
-def check_positive(name: str, value: float | None, unit: str) -> None:
-    """ConfigError unless ``value`` is None or a positive finite number (``--name`` in the message)."""
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: longer waits are typos, and 1e308 s overflows the clock
+
+
+def check_positive(name: str, value: float | None, unit: str, at_most: float | None = None) -> None:
+    """ConfigError unless ``value`` is None or a positive finite number no larger than ``at_most``
+    (``--name`` in the message)."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise ConfigError(f"--{name} must be a positive number of {unit}, got {value:g}")
+    if value is not None and at_most is not None and value > at_most:
+        days = f" ({at_most / 86400:g} days)" if unit == "seconds" else ""
+        raise ConfigError(f"--{name} must be at most {at_most:g} {unit}{days}, got {value:g}")
 
 
 def watch(
@@ -362,8 +369,8 @@ def watch(
 ) -> Iterator[Alert]:
     """Yield alerts as windows of ``interval_s`` seconds close, for ``duration_s`` seconds (None: until
     interrupted). ``threshold_ms`` applies to each window's mean and p95 estimate."""
-    check_positive("interval", interval_s, "seconds")
-    check_positive("duration", duration_s, "seconds")
+    check_positive("interval", interval_s, "seconds", at_most=MAX_SECONDS)
+    check_positive("duration", duration_s, "seconds", at_most=MAX_SECONDS)
     watcher = Watcher(engine, threshold_ms, log_path)
     deadline = None if duration_s is None else time.monotonic() + duration_s
     while True:

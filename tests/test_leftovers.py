@@ -73,3 +73,29 @@ def test_report_tidies_after_a_notebook_fails_half_way(
         == "RuntimeError: half-way; removed what it left: materialized view six_figure_metrics_mv"
     )
     assert leftovers(tiny_copy) == []
+
+
+def test_a_set_left_by_an_interrupted_index_benchmark_is_a_leftover(
+    tiny_copy: Engine, tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bbperf.indexes import apply, drop, load_set, status
+    from bbperf.indexes.benchmark import run_benchmark
+
+    seed = load_set("seed")
+    apply(tiny_copy, seed)  # a set applied on purpose (notebook 02 leaves one) is no leftover
+    assert leftovers(tiny_copy) == []
+    # Notebook 01 measures, applies the set, measures again and drops it in a later cell: stopping
+    # in between leaves the set applied.
+    run_benchmark(tiny_copy, seed, [], advisor=False)
+    expected = "index set seed left applied by the index benchmark (notebook 01)"
+    assert leftovers(tiny_copy) == [expected]
+    assert main(["--database-url", tiny_copy_url, "schema", "tidy", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == f"would remove: {expected}"
+    assert main(["--database-url", tiny_copy_url, "schema", "tidy"]) == 0
+    assert expected in capsys.readouterr().out
+    assert leftovers(tiny_copy) == []
+    assert not status(tiny_copy, seed).exists.any()
+    # Run to its end, the benchmark's own drop clears the mark.
+    run_benchmark(tiny_copy, seed, [], advisor=False)
+    drop(tiny_copy, seed)
+    assert leftovers(tiny_copy) == []

@@ -12,6 +12,7 @@ import pytest
 
 from bbperf.cli import main
 from bbperf.errors import ConfigError
+from bbperf.secrets import forms
 from bbperf.topology.pgbouncer import (
     BouncerConfig,
     PgBouncer,
@@ -22,6 +23,7 @@ from bbperf.topology.pgbouncer import (
     session_warnings,
 )
 from bbperf.topology.processes import processes_of
+from bbperf.topology.scram import scram_secret
 from tests import pg15
 
 try:
@@ -48,7 +50,7 @@ def _config(**changes: object) -> BouncerConfig:
         "server_host": "/h/pgdata",
         "server_port": 5432,
         "user": "postgres",
-        "password": None,
+        "secret": None,
     }
     return BouncerConfig(**{**base, **changes})  # type: ignore[arg-type]
 
@@ -64,14 +66,50 @@ def test_trust_config_listens_on_a_private_socket_only() -> None:
     assert userlist == '"postgres" ""\n'
 
 
-def test_password_config_uses_scram_on_loopback_and_escapes_the_password() -> None:
+def test_password_config_uses_scram_on_loopback_with_a_secret_not_the_password() -> None:
+    secret = scram_secret('p"w0rd', b"0123456789abcdef", 4096)
     ini, userlist = render_config(
-        _config(server_host="127.0.0.1", password='p"w', listen_port=7000, version=(1, 21, 0))
+        _config(server_host="127.0.0.1", secret=secret, listen_port=7000, version=(1, 21, 0))
     )
     assert "listen_addr = 127.0.0.1" in ini and "listen_port = 7000" in ini
     assert "auth_type = scram-sha-256" in ini and "max_prepared_statements = 100" in ini
-    assert 'p"w' not in ini
-    assert userlist == '"postgres" "p""w"\n'
+    assert userlist == f'"postgres" "{secret}"\n'
+    assert secret.startswith("SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$")
+    assert not find_leaks_in_text(ini + userlist, 'p"w0rd')
+    with pytest.raises(ConfigError, match="never a password"):
+        render_config(_config(server_host="127.0.0.1", secret='p"w0rd'))
+
+
+def find_leaks_in_text(text: str, password: str) -> list[str]:
+    """The forms of ``password`` (bbperf.secrets knows them all) that occur in ``text``."""
+    return [form for form in forms(password) if form in text]
+
+
+def test_stored_secrets_are_masked_like_passwords() -> None:
+    from bbperf.secrets import redact
+
+    secret = scram_secret("pencil", b"0123456789abcdef")
+    md5 = "md5" + "0123456789abcdef" * 2
+    assert redact(f'"bbperf_user" "{secret}" and {md5}.') == '"bbperf_user" "***" and ***.'
+
+
+def test_scram_secret_matches_rfc_7677() -> None:
+    # RFC 7677 section 3: user "user", password "pencil", this salt and 4096 iterations; the
+    # exchange's ServerSignature is HMAC(ServerKey, AuthMessage), so the ServerKey is right when
+    # it reproduces the RFC's v= value.
+    import base64
+    import hashlib
+    import hmac
+
+    secret = scram_secret("pencil", base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096)
+    server_key = base64.b64decode(secret.rsplit(":", 1)[1])
+    auth_message = (
+        "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+    )
+    signature = hmac.new(server_key, auth_message.encode(), hashlib.sha256).digest()
+    assert base64.b64encode(signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 
 @pytest.mark.parametrize(
@@ -131,14 +169,48 @@ def test_start_status_stop_in_front_of_the_embedded_server(
     assert not processes_of(home, names=("pgbouncer",))
 
 
+def _role_secret(cluster: pg15.Cluster) -> str:
+    conn = psycopg2.connect(cluster.admin_url())
+    with conn.cursor() as cur:
+        cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (pg15.USER,))
+        (secret,) = cur.fetchone()
+    conn.close()
+    return str(secret)
+
+
 @needs_pgbouncer
 @pytest.mark.pg15
-def test_password_server_through_pgbouncer(home: Path, pg15_cluster: pg15.Cluster) -> None:
+@pytest.mark.parametrize("source", ["userinfo", "query", "PGPASSWORD", "pgpass"])
+def test_password_server_through_pgbouncer(
+    home: Path,
+    pg15_cluster: pg15.Cluster,
+    source: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    bare = f"postgresql://{pg15.USER}@127.0.0.1:{pg15_cluster.port}/bbperf"
+    target = {
+        "userinfo": pg15_cluster.url,
+        "query": f"{bare}?password={pg15.PASSWORD}",
+        "PGPASSWORD": bare,
+        "pgpass": bare,
+    }[source]
+    if source == "PGPASSWORD":
+        monkeypatch.setenv("PGPASSWORD", pg15.PASSWORD)
+    if source == "pgpass":
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"127.0.0.1:{pg15_cluster.port}:*:{pg15.USER}:{pg15.PASSWORD}\n")
+        pgpass.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(pgpass))
     bouncer = PgBouncer(home, directory=home / "pgbouncer-pg15")
-    url = bouncer.start(pg15_cluster.url)
+    url = bouncer.start(target)
     try:
         assert "127.0.0.1" in url and str(pg15_cluster.port) not in url
-        assert pg15.PASSWORD not in (bouncer.directory / "pgbouncer.ini").read_text()
+        files = [bouncer.directory / "pgbouncer.ini", bouncer.directory / "userlist.txt"]
+        text = "".join(path.read_text() for path in files)
+        assert not find_leaks_in_text(text, pg15.PASSWORD)
+        # The server's own secret, read from the salt it offers: SCRAM pass-through needs it.
+        assert f'"{pg15.USER}" "{_role_secret(pg15_cluster)}"' in text
         conn = psycopg2.connect(url)
         with conn.cursor() as cur:
             cur.execute("SELECT current_user, current_setting('server_version_num')::int")
@@ -147,10 +219,37 @@ def test_password_server_through_pgbouncer(home: Path, pg15_cluster: pg15.Cluste
         conn.close()
         with pytest.raises(psycopg2.OperationalError, match="authentication failed"):
             psycopg2.connect(url.replace(pg15.PASSWORD, "wrong-Pa55"))
-        assert bouncer.server_connections(pg15_cluster.url) >= 1
+        assert bouncer.server_connections(target) >= 1
     finally:
         assert bouncer.stop() is True
     assert not (bouncer.directory / "userlist.txt").exists()
+
+
+@needs_pgbouncer
+@pytest.mark.pg15
+def test_pool_load_through_pgbouncer_on_the_password_server(home: Path, pg15_url: str) -> None:
+    from bbperf.pool.config import make_engine
+    from bbperf.pool.load import pool_load
+
+    engine = make_engine(pg15_url, echo_pool=False)
+    try:
+        frame = pool_load(engine, ["development"], [3], 0.3, "select1", via="pgbouncer", home=home)
+    finally:
+        engine.dispose()
+    row = frame.iloc[0]
+    assert row.requests > 0 and row.errors == 0 and row.server_refusals == 0
+    assert not processes_of(home, names=("pgbouncer",))
+
+
+@pytest.mark.pg15
+def test_a_url_without_any_password_is_refused_in_one_line(
+    pg15_cluster: pg15.Cluster, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    bare = f"postgresql://{pg15.USER}@127.0.0.1:{pg15_cluster.port}/bbperf"
+    with pytest.raises(ConfigError, match="gives no password .nor does PGPASSWORD or .pgpass."):
+        PgBouncer(home, directory=home / "pgbouncer-none").start(bare)
 
 
 @needs_pgbouncer

@@ -356,3 +356,44 @@ def test_provenance_dirty_ignores_rendered_reports(tmp_path: Path) -> None:
     assert git_commit(tmp_path)["dirty"] is False  # type: ignore[index]
     (tmp_path / "code.py").write_text("x = 2")
     assert git_commit(tmp_path)["dirty"] is True  # type: ignore[index]
+
+
+def _kernel_notebook(path: Path, *sources: str) -> Path:
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), path)
+    return path
+
+
+def test_kernels_are_shut_down_without_a_stray_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jupyter_client sends SIGINT before every shutdown; an idle kernel that catches it inside a
+    message handler logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" into a
+    successful report. bbperf shuts finished kernels down without it; a cell that overruns its
+    timeout is still reported and its kernel still stopped."""
+    import time
+
+    import psutil
+    from jupyter_client.manager import KernelManager
+
+    from bbperf.report.runner import execute_notebook
+
+    signals: list[int] = []
+    send = KernelManager._async_signal_kernel
+
+    async def recorded(self: KernelManager, signum: int) -> None:
+        signals.append(signum)
+        await send(self, signum)
+
+    monkeypatch.setattr(KernelManager, "_async_signal_kernel", recorded)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    done = execute_notebook(_kernel_notebook(tmp_path / "ok.ipynb", "x = 1"), tmp_path, {})
+    assert done.ok and signals == []
+    start = time.monotonic()
+    slow = _kernel_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
+    overran = execute_notebook(slow, tmp_path, {}, cell_timeout_s=2)
+    assert overran.error is not None and "Timeout" in overran.error
+    assert time.monotonic() - start < 30
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

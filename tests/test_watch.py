@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -155,12 +156,27 @@ def test_a_bounded_cli_run_exits_1_when_an_alert_fired(
         (["--interval", "0"], "--interval must be a positive number of seconds"),
         (["--threshold-ms", "-5"], "--threshold-ms must be a positive number of milliseconds"),
         (["--duration", "nan"], "--duration must be a positive number of seconds"),
+        (["--duration", "inf"], "--duration must be a positive number of seconds"),
+        (["--duration", "1e308"], "--duration must be at most 604800 seconds (7 days), got 1e+308"),
+        (["--interval", "1e9"], "--interval must be at most 604800 seconds (7 days), got 1e+09"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    flags: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+    flags: list[str], fragment: str, capsys: pytest.CaptureFixture[str], bbperf_home: Path
 ) -> None:
-    assert main(["watch", *flags]) == 2
+    import signal
+
+    def overran(signum: int, frame: object) -> None:
+        raise TimeoutError(f"watch {' '.join(flags)} was accepted and kept watching")
+
+    # An accepted absurd duration would watch (nearly) forever: fail instead of hanging.
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.alarm(20)
+    try:
+        assert main(["watch", *flags]) == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bbperf: error: " + fragment)
 

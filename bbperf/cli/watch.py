@@ -18,9 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument(
         "--threshold-ms", type=float, default=50.0, help="alert threshold in ms (default 50)"
     )
-    w.add_argument("--interval", type=float, default=5.0, help="window length in s (default 5)")
     w.add_argument(
-        "--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)"
+        "--interval", type=float, default=5.0, help="window length in s (default 5, at most 7 days)"
+    )
+    w.add_argument(
+        "--duration",
+        type=float,
+        help="stop after this many seconds, at most 7 days (default: until Ctrl-C)",
     )
     w.add_argument(
         "--format", choices=("text", "json"), default="text", help="json: one object per line"
@@ -31,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bbperf.cli import engine_from, settings_from
     from bbperf.embedded import EmbeddedServer
-    from bbperf.watch import check_positive, watch
+    from bbperf.watch import MAX_SECONDS, check_positive, watch
 
     check_positive("threshold-ms", args.threshold_ms, "milliseconds")
-    check_positive("interval", args.interval, "seconds")
-    check_positive("duration", args.duration, "seconds")
+    check_positive("interval", args.interval, "seconds", at_most=MAX_SECONDS)
+    check_positive("duration", args.duration, "seconds", at_most=MAX_SECONDS)
     settings = settings_from(args)
     engine = engine_from(args)
     # Only the embedded server's log is on this machine; an external server's plans stay there.

@@ -19,6 +19,8 @@ from bbperf.schema import META_TABLE, require_schema
 from bbperf.target import schema_of
 
 BUILDS_KEY = "index_builds"
+# A set applied for a measurement that drops it afterwards; still there means the run was cut short.
+TRIAL_KEY = "index_trial"
 APPLY_COLUMNS = ["index", "table", "result", "build_ms", "size_bytes", "reason"]
 STATUS_COLUMNS = [
     "index", "table", "kind", "exists", "valid", "size_bytes", "scans", "build_ms", "definition",
@@ -73,6 +75,29 @@ def recorded_builds(conn: Connection, schema: str) -> dict[str, dict[str, Any]]:
         text(f"SELECT value FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": BUILDS_KEY}
     ).scalar()
     return dict(value or {})
+
+
+def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
+    """Mark ``index_set`` as applied by ``by`` (e.g. "notebook 01's benchmark") only until it drops
+    it: if the run is interrupted first, the mark stays and bbperf.leftovers lists the set."""
+    schema = schema_of(engine)
+    value = {"set": index_set.name, "source": index_set.source, "by": by}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {schema}.{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+            ),
+            {"k": TRIAL_KEY, "v": json.dumps(value)},
+        )
+
+
+def open_trial(conn: Connection, schema: str) -> dict[str, str] | None:
+    """The mark ``start_trial`` left and no ``drop`` of its set has cleared, or None."""
+    value = conn.execute(
+        text(f"SELECT value FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": TRIAL_KEY}
+    ).scalar()
+    return dict(value) if value else None
 
 
 def apply(
@@ -176,6 +201,11 @@ def drop(
                     "updated_at = now() WHERE key = :k"
                 ),  # fmt: skip
                 {"k": BUILDS_KEY, "v": json.dumps(builds)},
+            )
+        trial = open_trial(conn, schema)
+        if trial is not None and trial.get("set") == index_set.name:
+            conn.execute(
+                text(f"DELETE FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": TRIAL_KEY}
             )
     return pd.DataFrame(rows, columns=["index", "table", "result", "reason"])
 

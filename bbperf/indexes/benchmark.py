@@ -14,7 +14,7 @@ from bbperf.explain import Comparison, Plan, Timing, compare, explain, measure
 from bbperf.explain.advisor import Advice, advise
 from bbperf.explain.diff import diff
 from bbperf.explain.stats import relative_ci_half_width
-from bbperf.indexes.apply import apply, drop
+from bbperf.indexes.apply import apply, drop, start_trial
 from bbperf.indexes.model import IndexSet
 from bbperf.target import is_embedded, schema_of
 from bbperf.workload import WorkloadQuery
@@ -287,6 +287,7 @@ def run_benchmark(
     advice = [
         advise(engine, q.sql, q.params, max_candidates=3) if wanted else None for q in queries
     ]
+    start_trial(engine, index_set, "the index benchmark (notebook 01)")
     applied = apply(engine, index_set)
     after = _measure_all(engine, queries, rounds, warmup, ci_width)
     results = [

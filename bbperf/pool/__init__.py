@@ -2,7 +2,8 @@
 
 Modules: ``config`` (the per-environment PoolConfig and ``make_engine``), ``snapshot`` (pure
 thresholds and verdicts), ``monitor`` (PoolMonitor: live counters), ``health`` (the BookedBarber
-health document), ``http`` (the HTTP server for it), ``load`` (threads through a pool), ``costs``
+health document), ``http`` (the HTTP server for it), ``reach`` (which configs can connect to a
+server), ``load`` (threads through a pool), ``costs``
 (pre-ping and connection set-up priced; pool_size from a curve), ``story`` (what notebook 03 concludes).
 Names are imported on first use so that ``bbperf.target`` (which needs only ``make_engine``) stays light.
 """
@@ -29,6 +30,8 @@ _EXPORTS = {
     "serve_in_thread": ".http",
     "WORKLOADS": ".load",
     "pool_load": ".load",
+    "PoolReach": ".reach",
+    "pool_reach": ".reach",
     "pool_costs": ".costs",
     "recommend_pool_size": ".costs",
     "PoolRecommendation": ".costs",

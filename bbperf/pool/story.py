@@ -4,6 +4,7 @@ line and the seed summary's pooling and monitoring claims, computed from the loa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,16 @@ def cost_words(delta: CostDelta) -> str:
     return f"costs {_ms(delta.extra_ms)} ({interval})"
 
 
-def verdict(load: pd.DataFrame, configs: pd.DataFrame, setup: CostDelta, advice: PoolAdvice) -> str:
-    """The one line the report's index page shows for the pool notebook."""
+def verdict(
+    load: pd.DataFrame,
+    configs: pd.DataFrame,
+    setup: CostDelta,
+    advice: PoolAdvice,
+    skipped: Mapping[str, str] | None = None,
+) -> str:
+    """The one line the report's index page shows for the pool notebook; ``skipped`` (environment
+    → reason, from ``pool_reach``) names the configs that could not connect."""
+    not_loaded = "".join(f" {env} skipped: {reason}." for env, reason in (skipped or {}).items())
     peak = load.loc[load["throughput_rps"].idxmax()]
     refusals = int(load["server_refusals"].sum())
     timeouts = int(load["pool_timeouts"].sum())
@@ -125,6 +134,7 @@ def verdict(load: pd.DataFrame, configs: pd.DataFrame, setup: CostDelta, advice:
         f"pool_size {advice.pool_size} suits this server (the seed configured "
         + "/".join(str(int(s)) for s in configs["pool_size"])
         + ")."
+        + not_loaded
     )
 
 

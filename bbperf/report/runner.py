@@ -140,6 +140,26 @@ def read_results(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
 
 
+def _quiet_shutdown_kernel_manager() -> type:
+    """nbclient's kernel manager, minus the SIGINT jupyter_client sends before every shutdown.
+
+    ``shutdown_kernel`` interrupts the kernel first so that a busy one stops its cell; a kernel
+    that finished its notebook is idle, and the signal only lands in whatever message handler is
+    running, which ipykernel logs as "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel".
+    The shutdown request (control channel) and the kill after the wait still stop a busy kernel,
+    and nbclient interrupts a cell that times out itself, so no real error goes unreported.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 def execute_notebook(
     source: Path,
     out_dir: Path,
@@ -178,6 +198,7 @@ def execute_notebook(
                 execution_timeout=cell_timeout_s,
                 # The kernel warns on stderr that its local TCP transport is unencrypted: noise here.
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                kernel_manager_class=_quiet_shutdown_kernel_manager(),
             )
     except Exception as exc:  # noqa: BLE001 - any failure of one notebook must not stop the others
         run.error = describe_error(exc)

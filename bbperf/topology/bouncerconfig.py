@@ -58,13 +58,14 @@ def session_warnings(version: tuple[int, ...], pool_mode: str) -> list[str]:
 
 @dataclass(frozen=True)
 class BouncerConfig:
-    """Everything the generated pgbouncer.ini says. ``password`` None: trust (Unix socket only)."""
+    """Everything the generated pgbouncer.ini says. ``secret`` is the user's SCRAM secret
+    (bbperf.topology.scram), never a password; None: trust (Unix socket only)."""
 
     directory: Path
     server_host: str
     server_port: int
     user: str
-    password: str | None
+    secret: str | None
     schema: str = "bbperf"
     pool_mode: str = "transaction"
     default_pool_size: int = 20
@@ -82,13 +83,15 @@ class BouncerConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} {value!r} must be a positive whole number")
         validate_identifier(self.schema, "schema")
+        if self.secret is not None and not self.secret.startswith("SCRAM-SHA-256$"):
+            raise ConfigError("the userlist takes a SCRAM-SHA-256 secret, never a password")
 
 
 def render_config(config: BouncerConfig) -> tuple[str, str]:
     """The text of ``pgbouncer.ini`` and ``userlist.txt`` for ``config`` (pure)."""
     config.check()
     d = config.directory
-    trust = config.password is None
+    trust = config.secret is None
     # The same search_path bbperf.pool.config gives its engines: bbperf's schema, then the catalog.
     search_path = f"SET search_path = {config.schema}, pg_catalog"
     lines = [
@@ -123,5 +126,7 @@ def render_config(config: BouncerConfig) -> tuple[str, str]:
     ]
     if supports_prepared_statements(config.version):
         lines.append("max_prepared_statements = 100")
-    userlist = f'"{config.user}" "{(config.password or "").replace(chr(34), chr(34) * 2)}"\n'
+    # SCRAM secrets are base64 and digits: no quote to escape. PgBouncer logs in to the server by
+    # SCRAM pass-through, which needs this secret to be the server's own (same salt).
+    userlist = f'"{config.user.replace(chr(34), chr(34) * 2)}" "{config.secret or ""}"\n'
     return "\n".join(lines) + "\n", userlist

@@ -177,7 +177,8 @@ def pgbouncer_experiment(
 ) -> BouncerExperiment:
     """``clients`` connections at once, directly and through a PgBouncer started for this run
     (transaction pooling, ``default_pool_size`` server connections), then the session-state trap.
-    Skipped, with the reason, when pgbouncer is not installed. Stops what it started."""
+    Skipped, with the reason, when pgbouncer is not installed or cannot front this server (no
+    password from any source, or a server that does not use SCRAM). Stops what it started."""
     from bbperf.topology.fanout import direct_server_connections, fanout
     from bbperf.topology.pgbouncer import (
         PgBouncer,
@@ -199,12 +200,16 @@ def pgbouncer_experiment(
     out.warnings = session_warnings(version, "transaction")
     target = _url(engine)
     bouncer = PgBouncer(home, directory=home / "pgbouncer-fanout", binary=binary)
-    pooled = bouncer.start(
-        target,
-        schema=str(schema),
-        default_pool_size=default_pool_size,
-        max_client_conn=max_client_conn,
-    )
+    try:
+        pooled = bouncer.start(
+            target,
+            schema=str(schema),
+            default_pool_size=default_pool_size,
+            max_client_conn=max_client_conn,
+        )
+    except BbperfError as exc:  # no password to be had, or a server PgBouncer cannot log in to
+        out.skipped = str(exc)
+        return out
     direct_count = direct_server_connections(target)
     try:
         out.steps = fanout(

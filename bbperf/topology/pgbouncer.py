@@ -4,7 +4,9 @@
 Auth follows the target. The embedded server trusts its Unix socket, so PgBouncer listens on a Unix
 socket only, in a directory only the server's OS user can enter (no TCP port nobody else could
 reach before). A password server gets a TCP listener on loopback and a ``userlist.txt`` (mode 0600,
-deleted by ``stop``) holding the target's user and password, which clients must present too.
+deleted by ``stop``) holding the target's user and the server's own SCRAM secret for it, never the
+password (bbperf.topology.scram says how it is found and why the server must use SCRAM). The
+password comes from wherever libpq would take it: the URL, ``?password=``, PGPASSWORD or .pgpass.
 
 The engines bbperf makes send ``options=-c search_path=…``; PgBouncer 1.18 cannot forward startup
 options, so it ignores them and sets bbperf's schema on every server connection (``connect_query``).
@@ -26,6 +28,7 @@ from urllib.parse import quote
 import psutil
 
 from bbperf.errors import BbperfError, ConfigError, ServerError
+from bbperf.secrets import libpq_password
 from bbperf.topology.bouncerconfig import (
     POOL_MODES,
     PREPARED_STATEMENTS_SINCE,
@@ -45,6 +48,7 @@ from bbperf.topology.processes import (
     run_as_server,
     server_user,
 )
+from bbperf.topology.scram import Endpoint, server_secret
 from bbperf.urls import is_unix_socket, mask_url, parse_url
 
 __all__ = [
@@ -161,7 +165,7 @@ class PgBouncer:
                 f"postgresql://{user}@/{name}?host={quote(str(self.directory), safe='')}"
                 f"&port={state['listen_port']}"
             )
-        password = quote(parsed.password or "", safe="")
+        password = quote(libpq_password(parsed) or "", safe="")
         return f"postgresql://{user}:{password}@127.0.0.1:{state['listen_port']}/{name}"
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -179,14 +183,23 @@ class PgBouncer:
         binary = find_binary(self.binary)
         version = installed_version(binary)
         parsed = parse_url(target_url)
-        trust = parsed.password is None and is_unix_socket(parsed)
-        if parsed.password is None and not trust:
+        password = libpq_password(parsed)
+        trust = password is None and is_unix_socket(parsed)
+        if password is None and not trust:
             raise ConfigError(
-                f"{mask_url(parsed)} has no password: pgbouncer in front of a TCP server needs the "
-                "user's password in the URL (it logs in for its clients)"
+                f"{mask_url(parsed)} gives no password (nor does PGPASSWORD or .pgpass): pgbouncer "
+                "in front of a TCP server needs the user's password (it logs in for its clients)"
             )
         host = parsed.query.get("host") or parsed.host
         host = str(host[0] if isinstance(host, tuple) else host or "/tmp")
+        port = _port(parsed.port or parsed.query.get("port"))
+        user = parsed.username or "postgres"
+        secret = None
+        if password is not None:
+            sslmode = parsed.query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+            sslmode = str(sslmode[0] if isinstance(sslmode, tuple) else sslmode)
+            endpoint = Endpoint(host, port, user, parsed.database or user, sslmode)
+            secret = server_secret(endpoint, password)
         wanted = {
             "target": mask_url(target_url),
             "trust": trust,
@@ -198,9 +211,9 @@ class PgBouncer:
         config = BouncerConfig(
             directory=self.directory,
             server_host=host,
-            server_port=_port(parsed.port or parsed.query.get("port")),
-            user=parsed.username or "postgres",
-            password=parsed.password,
+            server_port=port,
+            user=user,
+            secret=secret,
             schema=schema,
             pool_mode=pool_mode,
             default_pool_size=default_pool_size,
@@ -245,8 +258,7 @@ class PgBouncer:
         return lines[-1].strip() if lines else "no output; see its log"
 
     def stop(self) -> bool:
-        """Stop pgbouncer and delete its userlist (which may hold a password); False when it was
-        not running."""
+        """Stop pgbouncer and delete its userlist (the SCRAM secret); False when it was not running."""
         with locked(self.home / "pgbouncer.lock"):
             return self._stop_process()
 
