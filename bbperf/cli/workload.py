@@ -288,7 +288,11 @@ def _owned(args: argparse.Namespace) -> bool:
     """bbperf owns the target when it is its embedded server: no --database-url, or a server that
     proves it is one bbperf initialised (``bbperf.ownership.owns``; never the URL's word)."""
     from bbperf.target import is_embedded
+    from bbperf.urls import is_unix_socket, parse_url
 
-    if settings_from(args).database_url is None:
+    url = settings_from(args).database_url
+    if url is None:
         return True
+    if not is_unix_socket(parse_url(url)):
+        return False  # the embedded server listens on no TCP address: refused before connecting
     return is_embedded(engine_from(args))
