@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.schema import META_TABLE, require_schema
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error, schema_of
 
 if TYPE_CHECKING:
@@ -168,18 +169,20 @@ def secondary_indexes(conn: Connection, schema: str, table: str) -> list[tuple[s
 
 def _recorded(conn: Connection, schema: str) -> dict[str, Any]:
     value = conn.execute(
-        text(f'SELECT value FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY}
+        text(f"SELECT value FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": META_KEY}
     ).scalar()
     return dict(value or {})
 
 
 def _record(conn: Connection, schema: str, value: dict[str, Any] | None) -> None:
     if value is None:
-        conn.execute(text(f'DELETE FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY})
+        conn.execute(
+            text(f"DELETE FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": META_KEY}
+        )
         return
     conn.execute(
         text(
-            f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+            f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
         ),
         {"k": META_KEY, "v": json.dumps(value)},

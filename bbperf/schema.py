@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from bbperf.config import DEFAULT_SCHEMA, validate_schema
 from bbperf.errors import SchemaError, first_line
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 SCHEMA_MARKER = "managed by bbperf"
@@ -269,7 +270,7 @@ def create_schema(engine: Engine) -> SchemaStatus:
         conn.execute(text(f"COMMENT ON SCHEMA \"{schema}\" IS '{SCHEMA_MARKER} {__version__}'"))
         conn.execute(
             text(
-                f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+                f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
                 "ON CONFLICT (key) DO NOTHING"
             ),
             {"k": "schema", "v": json.dumps({"bbperf_version": __version__})},

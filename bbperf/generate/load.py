@@ -44,6 +44,7 @@ from bbperf.generate.progress import Progress, estimated_rows
 from bbperf.generate.stream import Plan, chunks, peak_rss_mb
 from bbperf.ownership import owned_data_directory
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error, schema_of, wait_callback
 
 COPY_BUFFER_BYTES = 1 << 20
@@ -331,7 +332,7 @@ def loaded_info(
 
 def store_info(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
     sql = text(
-        f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+        f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
     )
     params = {"k": DATASET_KEY, "v": json.dumps(info.to_dict())}
