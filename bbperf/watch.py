@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
+from bbperf.sqlnames import quote
 from bbperf.target import query_error
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ def _statements_schema(conn: Connection) -> str:
             "pg_stat_statements is not installed in this database: run `bbperf schema create` "
             "(the server needs shared_preload_libraries = pg_stat_statements)"
         )
-    return f'"{schema}"'
+    return quote(schema)
 
 
 def snapshot(engine: Engine) -> dict[int, StatementTotals]:

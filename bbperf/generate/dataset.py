@@ -184,7 +184,7 @@ def ensure_dataset(
 def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     with engine.connect() as conn:
         for table, fp in info.get("fingerprints", {}).items():
-            n = conn.execute(text(f'SELECT count(*) FROM "{schema}".{table}')).scalar_one()
+            n = conn.execute(text(f"SELECT count(*) FROM {qualified(schema, table)}")).scalar_one()
             if n != fp["rows"]:
                 return False
     return True

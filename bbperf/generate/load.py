@@ -236,7 +236,7 @@ def _load(
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(text(f"SET LOCAL maintenance_work_mem = '{LOAD_MEMORY}'"))
         conn.execute(text(f"SET LOCAL work_mem = '{LOAD_MEMORY}'"))
-        tables = ", ".join(f'"{schema}".{t}' for t in TABLE_ORDER)
+        tables = ", ".join(qualified(schema, t) for t in TABLE_ORDER)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
         fks = foreign_keys(conn, schema)
         for tbl, name, _ in fks:
@@ -259,7 +259,7 @@ def _load(
                 # FREEZE: the table was truncated in this transaction, so rows are written frozen
                 # (no hint-bit rewrite on first read, no anti-wraparound vacuum later).
                 cursor.copy_expert(
-                    f'COPY "{schema}".{chunk.table} ({chunk.columns}) '
+                    f"COPY {qualified(schema, chunk.table)} ({chunk.columns}) "
                     "FROM STDIN (FORMAT binary, FREEZE)",
                     io.BytesIO(chunk.payload),
                     size=COPY_BUFFER_BYTES,
@@ -361,14 +361,14 @@ def validate_and_analyze(
     tables = [*biggest_first, "user_organizations", "organizations"]
 
     def run(table: str) -> None:
-        qualified = f'"{schema}".{table}'
+        relation = qualified(schema, table)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text(f"SET maintenance_work_mem = '{LOAD_MEMORY}'"))
             for tbl, name, _ in fks:
-                if tbl in (qualified, table, f"{schema}.{table}"):
-                    conn.execute(text(f'ALTER TABLE {qualified} VALIDATE CONSTRAINT "{name}"'))
-            conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {qualified}"))
+                if tbl in (relation, table, f"{schema}.{table}"):
+                    conn.execute(text(f'ALTER TABLE {relation} VALIDATE CONSTRAINT "{name}"'))
+            conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {relation}"))
 
     try:
         with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:

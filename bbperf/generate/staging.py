@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, text
 from bbperf.errors import SchemaError
 from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, Plan
 from bbperf.schema import TABLE_ORDER
+from bbperf.sqlnames import qualified, quote
 
 STAGING_PREFIX = "_load_"
 PROGRESS_TABLE = "_load_progress"
@@ -102,13 +103,13 @@ class ChunkWriter:
         with self.conn.cursor() as cur:
             if chunk.rows:
                 cur.copy_expert(
-                    f'COPY "{schema}".{staging(chunk.table)} ({chunk.columns}) '
+                    f"COPY {qualified(schema, staging(chunk.table))} ({chunk.columns}) "
                     "FROM STDIN (FORMAT binary)",
                     io.BytesIO(chunk.payload),
                     size=COPY_BUFFER_BYTES,
                 )
             cur.execute(
-                f'INSERT INTO "{schema}".{PROGRESS_TABLE} '
+                f"INSERT INTO {qualified(schema, PROGRESS_TABLE)} "
                 "(load_key, table_name, chunk, rows, checksum) VALUES (%s, %s, %s, %s, %s)",
                 (self.sink.key, chunk.table, chunk.chunk, chunk.rows, chunk.checksum),
             )
@@ -200,7 +201,7 @@ def refuse_blockers(conn: Connection, schema: str) -> None:
 def prepare(conn: Connection, schema: str, key: str) -> frozenset[tuple[str, int]]:
     """Staging tables and the progress table for ``key``: kept from an interrupted load with the
     same key, started over otherwise. Returns the (table, chunk) pairs already committed."""
-    q = f'"{schema}"'
+    q = quote(schema)
     conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {q}.{PROGRESS_TABLE} (load_key text NOT NULL, "
@@ -242,8 +243,8 @@ def recorded(conn: Connection, schema: str, key: str) -> dict[str, dict[str, Any
     """Rows and checksum per table, summed over the recorded chunks: the dataset's fingerprints."""
     rows = conn.execute(
         text(
-            f'SELECT table_name, sum(rows)::bigint, sum(checksum)::text FROM "{schema}".'
-            f"{PROGRESS_TABLE} WHERE load_key = :k GROUP BY table_name"
+            "SELECT table_name, sum(rows)::bigint, sum(checksum)::text "
+            f"FROM {qualified(schema, PROGRESS_TABLE)} WHERE load_key = :k GROUP BY table_name"
         ),
         {"k": key},
     ).all()
@@ -257,7 +258,7 @@ def recorded(conn: Connection, schema: str, key: str) -> dict[str, dict[str, Any
 def chunk_count(conn: Connection, schema: str, key: str) -> int:
     return int(
         conn.execute(
-            text(f'SELECT count(*) FROM "{schema}".{PROGRESS_TABLE} WHERE load_key = :k'),
+            text(f"SELECT count(*) FROM {qualified(schema, PROGRESS_TABLE)} WHERE load_key = :k"),
             {"k": key},
         ).scalar_one()
     )
@@ -300,7 +301,7 @@ def build_keys(
     previous attempt built)."""
 
     def run(table: str) -> None:
-        target = f'"{schema}".{staging(table)}'
+        target = qualified(schema, staging(table))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text(f"SET maintenance_work_mem = '{LOAD_MEMORY}'"))
@@ -341,7 +342,7 @@ def swap(
     """Inside the caller's (short) transaction: drop the dataset's foreign keys, replace each real
     table with its staging table (keys, indexes and identity sequence renamed to the real names, the
     sequence set past the loaded ids), and re-add the foreign keys NOT VALID."""
-    q = f'"{schema}"'
+    q = quote(schema)
     conn.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
     conn.execute(
         text(f"LOCK TABLE {', '.join(f'{q}.{t}' for t in TABLE_ORDER)} IN ACCESS EXCLUSIVE MODE")
