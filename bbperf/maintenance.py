@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from bbperf.report.humanize import format_value
 from bbperf.schema import extension_schema as schema_extension_schema
 from bbperf.secrets import statement_text
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
@@ -92,7 +93,7 @@ def bloat(engine: Engine) -> Bloat:
         SELECT c.relname AS table_name, t.table_len AS size_bytes, t.dead_tuple_percent,
                t.free_percent, t.tuple_count AS tuples
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-             LATERAL "{ext}".pgstattuple(c.oid) t
+             LATERAL {qualified(ext, "pgstattuple")}(c.oid) t
         WHERE n.nspname = :schema AND c.relkind = 'r' ORDER BY c.relname""",
         schema=schema,
     )
@@ -104,7 +105,7 @@ def bloat(engine: Engine) -> Bloat:
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_am am ON am.oid = c.relam,
-             LATERAL "{ext}".pgstatindex(c.oid) s
+             LATERAL {qualified(ext, "pgstatindex")}(c.oid) s
         WHERE n.nspname = :schema AND am.amname = 'btree' ORDER BY t.relname, c.relname""",
         schema=schema,
     )
@@ -147,7 +148,7 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
         f"""
         SELECT s.calls, round(s.total_exec_time::numeric, 2) AS total_ms,
                round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows, s.query
-        FROM "{ext}".pg_stat_statements s
+        FROM {qualified(ext, "pg_stat_statements")} s
         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         ORDER BY s.total_exec_time DESC LIMIT :limit""",
         limit=limit,

@@ -36,7 +36,7 @@ def _autocommit(engine: Engine) -> Connection:
 def _size(conn: Connection, schema: str, name: str) -> int:
     return int(
         conn.execute(
-            text("SELECT pg_relation_size(to_regclass(:r))"), {"r": f"{schema}.{name}"}
+            text("SELECT pg_relation_size(to_regclass(:r))"), {"r": qualified(schema, name)}
         ).scalar_one()
         or 0
     )
