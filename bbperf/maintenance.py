@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 from bbperf.report.humanize import format_value
 from bbperf.schema import extension_schema as schema_extension_schema
 from bbperf.secrets import statement_text
-from bbperf.sqlnames import qualified
+from bbperf.sqlnames import qualified, qualified_if_needed
 from bbperf.target import schema_of
 
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
@@ -169,7 +169,7 @@ def recommendations(
     rows: list[dict[str, str]] = []
     for t in tables.itertuples():
         live, changed = int(t.live_tuples or 0), int(t.modified_since_analyze or 0)
-        target = f"{schema}.{t.table_name}"
+        target = qualified_if_needed(schema, t.table_name)
         if pd.isna(t.last_analyzed) and live + changed > 0:
             rows.append(_rec("analyze", target, "never analyzed", f"ANALYZE {target};"))
         elif changed > STALE_MODIFIED_SHARE * max(live, 1):
@@ -196,9 +196,9 @@ def recommendations(
         rows.append(
             _rec(
                 "drop index",
-                f"{schema}.{i.index_name}",
+                qualified_if_needed(schema, i.index_name),
                 f"never scanned since statistics were reset; {int(i.size_bytes):,} bytes",
-                f"DROP INDEX CONCURRENTLY {schema}.{i.index_name};",
+                f"DROP INDEX CONCURRENTLY {qualified_if_needed(schema, i.index_name)};",
             )
         )
     for b in index_bloat.itertuples() if index_bloat is not None and len(index_bloat) else ():
@@ -209,9 +209,9 @@ def recommendations(
             rows.append(
                 _rec(
                     "reindex",
-                    f"{schema}.{b.index_name}",
+                    qualified_if_needed(schema, b.index_name),
                     f"leaf density {float(b.avg_leaf_density):.0f}% of {int(b.size_bytes):,} bytes",
-                    f"REINDEX INDEX CONCURRENTLY {schema}.{b.index_name};",
+                    f"REINDEX INDEX CONCURRENTLY {qualified_if_needed(schema, b.index_name)};",
                 )
             )
     if hit_ratio is not None and hit_ratio < CACHE_HIT_MIN:

@@ -206,7 +206,7 @@ def _convert(
     old = f"{table}_old"
     indexes = secondary_indexes(conn, schema, table)
     for name, _ in indexes:
-        conn.execute(text(f'DROP INDEX {q}."{name}"'))
+        conn.execute(text(f"DROP INDEX {q}.{quote(name)}"))
     sequence = conn.execute(
         text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"{q}.{table}"}
     ).scalar_one()

@@ -79,8 +79,8 @@ def ensure_roles(conn: Any) -> None:
                 )
         cur.execute(f"GRANT pg_read_all_stats TO {QUERY_ROLE}, {DML_ROLE}")
         cur.execute("SELECT current_database()")
-        database = cur.fetchone()[0].replace('"', '""')
-        cur.execute(f'REVOKE TEMPORARY, CREATE ON DATABASE "{database}" FROM PUBLIC')
+        database = cur.fetchone()[0]
+        cur.execute(f"REVOKE TEMPORARY, CREATE ON DATABASE {quote(database)} FROM PUBLIC")
         cur.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
             "AND nspname <> 'information_schema'"

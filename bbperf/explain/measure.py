@@ -207,7 +207,7 @@ def _evict_shared_buffers(conn: Connection) -> bool:
     ).scalar()
     if not superuser:
         return False
-    schema = row[0].replace('"', '""')
+    schema = row[0]
     conn.execute(
         text(
             f"SELECT count(*) FROM {qualified(schema, 'pg_buffercache')} b, "

@@ -44,7 +44,7 @@ from bbperf.generate.progress import Progress, estimated_rows
 from bbperf.generate.stream import Plan, chunks, peak_rss_mb
 from bbperf.ownership import owned_data_directory
 from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
-from bbperf.sqlnames import qualified
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error, schema_of, wait_callback
 
 COPY_BUFFER_BYTES = 1 << 20
@@ -240,7 +240,7 @@ def _load(
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
         fks = foreign_keys(conn, schema)
         for tbl, name, _ in fks:
-            conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+            conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
         # Building an index once after the load beats maintaining it row by row during COPY (x3-4
         # at SF 1 with the seed set); the drop is part of this transaction, so an interruption
         # keeps them.
@@ -280,7 +280,9 @@ def _load(
             conn.execute(text(definition))
     with phases("constraints"):
         for tbl, name, definition in fks:
-            conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID'))
+            conn.execute(
+                text(f"ALTER TABLE {tbl} ADD CONSTRAINT {quote(name)} {definition} NOT VALID")
+            )
     with phases("sequences"):
         for table in TABLE_ORDER:
             conn.execute(
@@ -367,7 +369,7 @@ def validate_and_analyze(
             conn.execute(text(f"SET maintenance_work_mem = '{LOAD_MEMORY}'"))
             for tbl, name, _ in fks:
                 if tbl in (relation, table, f"{schema}.{table}"):
-                    conn.execute(text(f'ALTER TABLE {relation} VALIDATE CONSTRAINT "{name}"'))
+                    conn.execute(text(f"ALTER TABLE {relation} VALIDATE CONSTRAINT {quote(name)}"))
             conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {relation}"))
 
     try:

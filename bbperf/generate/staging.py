@@ -319,12 +319,14 @@ def build_keys(
                 if tmp in have:
                     continue
                 if kind == "constraint":
-                    conn.execute(text(f'ALTER TABLE {target} ADD CONSTRAINT "{tmp}" {definition}'))
+                    conn.execute(
+                        text(f"ALTER TABLE {target} ADD CONSTRAINT {quote(tmp)} {definition}")
+                    )
                 else:  # definition: "[UNIQUE ] USING method (columns) …"
                     unique = definition.startswith("UNIQUE ")
                     create = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
                     body = definition.removeprefix("UNIQUE ")
-                    conn.execute(text(f'{create} "{tmp}" ON {target}{body}'))
+                    conn.execute(text(f"{create} {quote(tmp)} ON {target}{body}"))
 
     from bbperf.generate.load import server_connections
 
@@ -349,7 +351,7 @@ def swap(
     )
     refuse_blockers(conn, schema)  # again, under the lock: nothing can have appeared since
     for tbl, name, _ in fks:
-        conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+        conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
     for table in TABLE_ORDER:
         sequence = conn.execute(
             text("SELECT s.relname FROM pg_class s WHERE s.oid = CAST(:q AS regclass)"),
@@ -368,11 +370,13 @@ def swap(
         for kind, name, _ in wanted[table]:
             tmp = temporary_name(name)
             if kind == "constraint":
-                conn.execute(text(f'ALTER TABLE {q}.{table} RENAME CONSTRAINT "{tmp}" TO "{name}"'))
+                conn.execute(
+                    text(f"ALTER TABLE {q}.{table} RENAME CONSTRAINT {quote(tmp)} TO {quote(name)}")
+                )
             else:
-                conn.execute(text(f'ALTER INDEX {q}."{tmp}" RENAME TO "{name}"'))
+                conn.execute(text(f"ALTER INDEX {q}.{quote(tmp)} RENAME TO {quote(name)}"))
         if sequence and staged_sequence:
-            conn.execute(text(f'ALTER SEQUENCE {staged_sequence} RENAME TO "{sequence}"'))
+            conn.execute(text(f"ALTER SEQUENCE {staged_sequence} RENAME TO {quote(sequence)}"))
             conn.execute(text(f"SELECT setval('{q}.\"{sequence}\"', {rows[table] + 1}, false)"))
     for tbl, name, definition in fks:
-        conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID'))
+        conn.execute(text(f"ALTER TABLE {tbl} ADD CONSTRAINT {quote(name)} {definition} NOT VALID"))
