@@ -536,7 +536,7 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
             f"the build never started: {proc.poll()} {proc.stderr.read() if proc.poll() is not None and proc.stderr else ''}"
         )
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=180)
     finally:
         blocker.rollback()
         blocker.close()

@@ -238,8 +238,10 @@ class PgBouncer:
                 chown_for_server(path)
             self._state_file.write_text(json.dumps({**wanted, "listen_port": config.listen_port}))
             result = run_as_server([str(binary), "-d", "-q", str(self.directory / "pgbouncer.ini")])
-            if result.returncode != 0 or not self._wait_started(10.0):
-                raise ServerError(f"pgbouncer did not start: {self._log_tail(result.stderr)}")
+            if result.returncode != 0 or not self._wait_started(30.0):
+                reason = self._log_tail(result.stderr)
+                self._stop_process()  # a daemon still starting must not outlive the refusal
+                raise ServerError(f"pgbouncer did not start: {reason}")
         return self.url(target_url)
 
     def _wait_started(self, timeout_s: float) -> bool:
@@ -273,9 +275,22 @@ class PgBouncer:
                 os.kill(pid, signal.SIGKILL)
             except psutil.NoSuchProcess:
                 pass
+        self._kill_strays()
         for name in ("userlist.txt", "pgbouncer.pid", "state.json"):
             (self.directory / name).unlink(missing_ok=True)
         return pid is not None
+
+    def _kill_strays(self) -> None:
+        """Kill any pgbouncer running this directory's config that its pid file does not name (one
+        still starting when ``start`` gave up, or one whose pid file is gone)."""
+        ini = str(self.directory / "pgbouncer.ini")
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if proc.info["name"] == "pgbouncer" and ini in (proc.info["cmdline"] or []):
+                    proc.kill()
+                    proc.wait(timeout=10)
+            except (psutil.Error, psutil.TimeoutExpired):
+                continue
 
     # -- inspection -----------------------------------------------------------------------------
     def admin(self, target_url: str, command: str) -> list[dict[str, Any]]:
