@@ -6,7 +6,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from bbperf.errors import ConfigError
-from bbperf.secrets import MASK, passwords, redact
 
 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; bbperf's engines use psycopg2 everywhere.
 POSTGRES_DRIVER = "postgresql+psycopg2"
@@ -45,6 +44,10 @@ def is_unix_socket(url: URL) -> bool:
 
 def mask_url(url: URL | str) -> str:
     """The URL as text with its password masked, whether in userinfo or ``?password=``."""
+    # Late: secrets compiles its patterns and loads bbperf.sql, tens of ms that `bbperf db start`
+    # on a running server never needs.
+    from bbperf.secrets import MASK, passwords, redact
+
     if isinstance(url, str):
         try:
             url = make_url(url)
@@ -61,6 +64,8 @@ def mask_url(url: URL | str) -> str:
 
 def mask_text(text: str) -> str:
     """Mask anything that looks like a password inside free text (error messages, logs)."""
+    from bbperf.secrets import redact
+
     return redact(text)
 
 
