@@ -1,5 +1,6 @@
 """The load's chunks, generated, encoded and fingerprinted ahead of the COPY: in a background thread
-(``jobs=1``) or in worker processes (``jobs>1``), delivered in the same order with the same bytes.
+(``jobs=1``) or in worker processes (``jobs>1``, ``bbperf.generate.workers``, which hands them out),
+delivered in the same order with the same bytes.
 
 Bookings come in (week, barber block) pairs of appointments and payments, each pair from its own
 random stream. Their ids depend on how many rows came before, so a worker generates a pair with ids
