@@ -12,22 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "bbperf"
 
 # Circles that remain once imports inside functions are counted (issue 22, item 1). A ratchet: a new
-# circle fails, and a circle that is broken must be taken off this list. For the redesign:
-# generate.dataset.check_no_experiments asks leftovers.survey, which reaches up into the features
-# (partition, metrics.rollup/variants, topology.mix), and those read the dataset back.
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset(
-        {
-            "bbperf.generate.dataset",
-            "bbperf.leftovers",
-            "bbperf.metrics.queries",
-            "bbperf.metrics.rollup",
-            "bbperf.metrics.variants",
-            "bbperf.partition",
-            "bbperf.topology.mix",
-        }
-    ),
-}
+# circle fails, and a circle that is broken must be taken off this list. None is left.
+KNOWN_CIRCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:

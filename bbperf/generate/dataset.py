@@ -122,29 +122,6 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
     return dict(value) if value else None
 
 
-def check_no_experiments(engine: Engine) -> None:
-    """Refuse to replace the dataset while an experiment built on it is in place.
-
-    A rollup, a materialized view, cache invalidation triggers or partitioned tables were built
-    from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
-    the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
-    experiment's own choices (trigger mode, granularity, a running listener) with the user, and
-    the message names the command that removes each one. DataError in one line; no schema or
-    nothing in place passes.
-    """
-    from bbperf.leftovers import survey
-
-    if dataset_info(engine) is None:
-        return
-    blocking = [item for item in survey(engine) if not item.replaced_by_load]
-    if blocking:
-        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
-        raise DataError(
-            f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
-            f"built on it are in place: {listed}; remove them first"
-        )
-
-
 def counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     with engine.connect() as conn:
         for table, fp in info.get("fingerprints", {}).items():

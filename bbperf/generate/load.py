@@ -23,11 +23,10 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError, QueryError, first_line
+from bbperf.errors import ConfigError, DataError, QueryError, first_line
 from bbperf.generate.dataset import (
     DatasetInfo,
     check_jobs,
-    check_no_experiments,
     check_scale,
     check_seed,
     counts_match,
@@ -139,6 +138,29 @@ def generate(
     with phases("validate+analyze"):
         validate_and_analyze(engine, fks, jobs)
     return _finish(engine, schema, info, phases, started)
+
+
+def check_no_experiments(engine: Engine) -> None:
+    """Refuse to replace the dataset while an experiment built on it is in place.
+
+    A rollup, a materialized view, cache invalidation triggers or partitioned tables were built
+    from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
+    the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
+    experiment's own choices (trigger mode, granularity, a running listener) with the user, and
+    the message names the command that removes each one. DataError in one line; no schema or
+    nothing in place passes.
+    """
+    from bbperf.leftovers import survey
+
+    if dataset_info(engine) is None:
+        return
+    blocking = [item for item in survey(engine) if not item.replaced_by_load]
+    if blocking:
+        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
+        raise DataError(
+            f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
+            f"built on it are in place: {listed}; remove them first"
+        )
 
 
 def check_free_space(
