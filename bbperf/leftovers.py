@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 
@@ -49,7 +50,9 @@ def survey(engine: Engine) -> list[Leftover]:
     schema = schema_of(engine)
     found: list[Leftover] = []
     with engine.connect() as conn:
-        if conn.execute(text("SELECT to_regclass(:v)"), {"v": f'"{schema}".{VIEW_NAME}'}).scalar():
+        if conn.execute(
+            text("SELECT to_regclass(:v)"), {"v": qualified(schema, VIEW_NAME)}
+        ).scalar():
             found.append(
                 Leftover(f"materialized view {VIEW_NAME}", drop_metrics_view, "bbperf schema tidy")
             )

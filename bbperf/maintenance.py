@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from bbperf.report.humanize import format_value
 from bbperf.schema import extension_schema as schema_extension_schema
 from bbperf.secrets import statement_text
+from bbperf.sqlnames import qualified, qualified_if_needed
 from bbperf.target import schema_of
 
 STALE_MODIFIED_SHARE = 0.10  # ANALYZE when more than this share of rows changed since the last one
@@ -92,7 +93,7 @@ def bloat(engine: Engine) -> Bloat:
         SELECT c.relname AS table_name, t.table_len AS size_bytes, t.dead_tuple_percent,
                t.free_percent, t.tuple_count AS tuples
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-             LATERAL "{ext}".pgstattuple(c.oid) t
+             LATERAL {qualified(ext, "pgstattuple")}(c.oid) t
         WHERE n.nspname = :schema AND c.relkind = 'r' ORDER BY c.relname""",
         schema=schema,
     )
@@ -104,7 +105,7 @@ def bloat(engine: Engine) -> Bloat:
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_am am ON am.oid = c.relam,
-             LATERAL "{ext}".pgstatindex(c.oid) s
+             LATERAL {qualified(ext, "pgstatindex")}(c.oid) s
         WHERE n.nspname = :schema AND am.amname = 'btree' ORDER BY t.relname, c.relname""",
         schema=schema,
     )
@@ -147,7 +148,7 @@ def top_statements(engine: Engine, limit: int = 10) -> pd.DataFrame:
         f"""
         SELECT s.calls, round(s.total_exec_time::numeric, 2) AS total_ms,
                round(s.mean_exec_time::numeric, 3) AS mean_ms, s.rows, s.query
-        FROM "{ext}".pg_stat_statements s
+        FROM {qualified(ext, "pg_stat_statements")} s
         WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         ORDER BY s.total_exec_time DESC LIMIT :limit""",
         limit=limit,
@@ -168,7 +169,7 @@ def recommendations(
     rows: list[dict[str, str]] = []
     for t in tables.itertuples():
         live, changed = int(t.live_tuples or 0), int(t.modified_since_analyze or 0)
-        target = f"{schema}.{t.table_name}"
+        target = qualified_if_needed(schema, t.table_name)
         if pd.isna(t.last_analyzed) and live + changed > 0:
             rows.append(_rec("analyze", target, "never analyzed", f"ANALYZE {target};"))
         elif changed > STALE_MODIFIED_SHARE * max(live, 1):
@@ -195,9 +196,9 @@ def recommendations(
         rows.append(
             _rec(
                 "drop index",
-                f"{schema}.{i.index_name}",
+                qualified_if_needed(schema, i.index_name),
                 f"never scanned since statistics were reset; {int(i.size_bytes):,} bytes",
-                f"DROP INDEX CONCURRENTLY {schema}.{i.index_name};",
+                f"DROP INDEX CONCURRENTLY {qualified_if_needed(schema, i.index_name)};",
             )
         )
     for b in index_bloat.itertuples() if index_bloat is not None and len(index_bloat) else ():
@@ -208,9 +209,9 @@ def recommendations(
             rows.append(
                 _rec(
                     "reindex",
-                    f"{schema}.{b.index_name}",
+                    qualified_if_needed(schema, b.index_name),
                     f"leaf density {float(b.avg_leaf_density):.0f}% of {int(b.size_bytes):,} bytes",
-                    f"REINDEX INDEX CONCURRENTLY {schema}.{b.index_name};",
+                    f"REINDEX INDEX CONCURRENTLY {qualified_if_needed(schema, b.index_name)};",
                 )
             )
     if hit_ratio is not None and hit_ratio < CACHE_HIT_MIN:

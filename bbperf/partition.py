@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.schema import META_TABLE, require_schema
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error, schema_of
 
 if TYPE_CHECKING:
@@ -168,18 +169,20 @@ def secondary_indexes(conn: Connection, schema: str, table: str) -> list[tuple[s
 
 def _recorded(conn: Connection, schema: str) -> dict[str, Any]:
     value = conn.execute(
-        text(f'SELECT value FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY}
+        text(f"SELECT value FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": META_KEY}
     ).scalar()
     return dict(value or {})
 
 
 def _record(conn: Connection, schema: str, value: dict[str, Any] | None) -> None:
     if value is None:
-        conn.execute(text(f'DELETE FROM "{schema}".{META_TABLE} WHERE key = :k'), {"k": META_KEY})
+        conn.execute(
+            text(f"DELETE FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": META_KEY}
+        )
         return
     conn.execute(
         text(
-            f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+            f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
         ),
         {"k": META_KEY, "v": json.dumps(value)},
@@ -199,11 +202,11 @@ def _convert(
     """Rebuild ``table`` as a range-partitioned table over ``ranges`` (None: as a plain table);
     without ``copy_rows`` the new table is the layout only (keys and indexes, no rows)."""
     key = PARTITION_KEYS[table]
-    q = f'"{schema}"'
+    q = quote(schema)
     old = f"{table}_old"
     indexes = secondary_indexes(conn, schema, table)
     for name, _ in indexes:
-        conn.execute(text(f'DROP INDEX {q}."{name}"'))
+        conn.execute(text(f"DROP INDEX {q}.{quote(name)}"))
     sequence = conn.execute(
         text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"{q}.{table}"}
     ).scalar_one()
@@ -261,7 +264,7 @@ def _convert(
 
 def time_span(conn: Connection, schema: str, table: str) -> tuple[datetime, datetime] | None:
     key = PARTITION_KEYS[table]
-    row = conn.execute(text(f'SELECT min({key}), max({key}) FROM "{schema}".{table}')).one()
+    row = conn.execute(text(f"SELECT min({key}), max({key}) FROM {qualified(schema, table)}")).one()
     return (row[0], row[1]) if row[0] is not None else None
 
 
@@ -287,7 +290,7 @@ def _prepare(engine: Engine, conn: Connection, schema: str) -> None:
     require_dataset(engine)
     conn.execute(text("SET LOCAL statement_timeout = 0"))
     conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-    tables = ", ".join(f'"{schema}".{t}' for t in PARTITION_KEYS)
+    tables = ", ".join(qualified(schema, t) for t in PARTITION_KEYS)
     conn.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
 
 
@@ -328,7 +331,9 @@ def apply(engine: Engine, by: str = "month", *, partitions: int | None = None) -
                 )
         fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
         for fk in fks:
-            conn.execute(text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}'))
+            conn.execute(
+                text(f"ALTER TABLE {qualified(schema, fk['table'])} DROP CONSTRAINT {fk['name']}")
+            )
         label = by if partitions is None else None
         changes = [_convert(conn, schema, t, plans[t], label) for t in PARTITION_KEYS]
         # A foreign key can only reference a unique constraint, and none on a partitioned table
@@ -384,7 +389,9 @@ def empty_layout(engine: Engine, partitions: int) -> Iterator[Connection]:
             fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
             for fk in fks:
                 conn.execute(
-                    text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}')
+                    text(
+                        f"ALTER TABLE {qualified(schema, fk['table'])} DROP CONSTRAINT {fk['name']}"
+                    )
                 )
             for table in PARTITION_KEYS:
                 span = time_span(conn, schema, table)
@@ -412,7 +419,9 @@ def drop(engine: Engine) -> Conversion:
         recorded = _recorded(conn, schema)
         fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
         for fk in fks:
-            conn.execute(text(f'ALTER TABLE "{schema}".{fk["table"]} DROP CONSTRAINT {fk["name"]}'))
+            conn.execute(
+                text(f"ALTER TABLE {qualified(schema, fk['table'])} DROP CONSTRAINT {fk['name']}")
+            )
         changes = [_convert(conn, schema, t, None, None) for t in partitioned]
         waiting = list(recorded.get("foreign_keys_waiting", []))
         for fk in fks + waiting:
@@ -430,14 +439,16 @@ def drop(engine: Engine) -> Conversion:
 
 def _add_foreign_key(conn: Connection, schema: str, fk: dict[str, str]) -> None:
     conn.execute(
-        text(f'ALTER TABLE "{schema}".{fk["table"]} ADD CONSTRAINT {fk["name"]} {fk["definition"]}')
+        text(
+            f"ALTER TABLE {qualified(schema, fk['table'])} ADD CONSTRAINT {fk['name']} {fk['definition']}"
+        )
     )
 
 
 def _analyze(engine: Engine, schema: str) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in PARTITION_KEYS:
-            conn.execute(text(f'ANALYZE "{schema}".{table}'))
+            conn.execute(text(f"ANALYZE {qualified(schema, table)}"))
 
 
 # -- status ------------------------------------------------------------------------------------

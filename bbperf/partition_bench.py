@@ -24,6 +24,7 @@ from bbperf.explain import explain, measure
 from bbperf.explain.plan import Plan
 from bbperf.explain.stats import Timing, compare, summarize
 from bbperf.progress import bar as progress_bar
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import schema_of
 from bbperf.workload import WorkloadQuery
 
@@ -194,7 +195,9 @@ def _dead_bytes(conn: Connection, schema: str, tables: list[str]) -> int | None:
     return sum(
         int(
             conn.execute(
-                text(f'SELECT dead_tuple_len FROM "{ext}".pgstattuple(\'"{schema}".{t}\')')
+                text(
+                    f"SELECT dead_tuple_len FROM {qualified(ext, 'pgstattuple')}('{qualified(schema, t)}')"
+                )
             ).scalar_one()
         )
         for t in tables
@@ -205,7 +208,14 @@ def _copy_indexes(conn: Connection, schema: str, target: str) -> None:
     """The secondary indexes of appointments, unnamed (PostgreSQL names them), on ``target``."""
     for _, definition in partition.secondary_indexes(conn, schema, "appointments"):
         conn.execute(
-            text(re.sub(r"INDEX \S+ ON \S+", f'INDEX ON "{schema}".{target}', definition, count=1))
+            text(
+                re.sub(
+                    r"INDEX \S+ ON \S+",
+                    f"INDEX ON {qualified(schema, target)}",
+                    definition,
+                    count=1,
+                )
+            )
         )
 
 
@@ -218,7 +228,7 @@ def retention(engine: Engine) -> pd.DataFrame:
     the copies live in bbperf's schema and are dropped at the end.
     """
     schema = schema_of(engine)
-    q = f'"{schema}"'
+    q = quote(schema)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("SET statement_timeout = 0"))
         try:

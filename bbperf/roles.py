@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bbperf.sqlnames import quote
+
 QUERY_ROLE = "bbperf_query"
 DML_ROLE = "bbperf_dml"
 ROLES = (QUERY_ROLE, DML_ROLE)
@@ -77,8 +79,8 @@ def ensure_roles(conn: Any) -> None:
                 )
         cur.execute(f"GRANT pg_read_all_stats TO {QUERY_ROLE}, {DML_ROLE}")
         cur.execute("SELECT current_database()")
-        database = cur.fetchone()[0].replace('"', '""')
-        cur.execute(f'REVOKE TEMPORARY, CREATE ON DATABASE "{database}" FROM PUBLIC')
+        database = cur.fetchone()[0]
+        cur.execute(f"REVOKE TEMPORARY, CREATE ON DATABASE {quote(database)} FROM PUBLIC")
         cur.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
             "AND nspname <> 'information_schema'"
@@ -101,7 +103,7 @@ def ensure_roles(conn: Any) -> None:
 
 
 def _schema_grants(schema: str) -> str:
-    quoted = '"' + schema.replace('"', '""') + '"'
+    quoted = quote(schema)
     return (
         f"GRANT USAGE ON SCHEMA {quoted} TO {QUERY_ROLE}, {DML_ROLE};"
         f"GRANT SELECT ON ALL TABLES IN SCHEMA {quoted} TO {QUERY_ROLE};"
@@ -114,7 +116,7 @@ def role_sql(schema: str, role: str = "bbperf_analyst") -> str:
     """The statements a DBA runs on their own server for a role bbperf can use safely there:
     it logs in, reads the statistics views, reads the schemas it is given, and writes only in
     bbperf's schema (which it owns, so bbperf can create its tables there)."""
-    quoted = '"' + schema.replace('"', '""') + '"'
+    quoted = quote(schema)
     return "\n".join(
         [
             "-- A least-privilege role for bbperf (run as a superuser or a role with CREATEROLE).",

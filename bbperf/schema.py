@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from bbperf.config import DEFAULT_SCHEMA, validate_schema
 from bbperf.embedded import BENCH_EXTENSIONS
 from bbperf.errors import SchemaError, first_line
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import schema_of
 
 SCHEMA_MARKER = "managed by bbperf"
@@ -264,12 +265,12 @@ def create_schema(engine: Engine) -> SchemaStatus:
                 f"schema {schema!r} already exists and was not created by bbperf; "
                 "choose another name with --schema or BBPERF_SCHEMA"
             )
-        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
         md.create_all(conn)
         conn.execute(text(f"COMMENT ON SCHEMA \"{schema}\" IS '{SCHEMA_MARKER} {__version__}'"))
         conn.execute(
             text(
-                f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+                f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
                 "ON CONFLICT (key) DO NOTHING"
             ),
             {"k": "schema", "v": json.dumps({"bbperf_version": __version__})},
@@ -305,7 +306,7 @@ def ensure_extensions(engine: Engine) -> dict[str, str]:
                 continue
             try:
                 # The lookup above autobegan a transaction: CREATE runs in it and commits.
-                conn.execute(text(f'CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA "{schema}"'))
+                conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {ext} SCHEMA {quote(schema)}"))
                 conn.commit()
                 result[ext] = f"created in {schema}"
             except Exception as exc:  # noqa: BLE001 - permission or availability, reported not raised
@@ -384,7 +385,7 @@ def drop_schema(engine: Engine, *, cascade: bool = False) -> bool:
                 f"on it ({'; '.join(outside[:5])}{'; …' if len(outside) > 5 else ''}); "
                 "drop them first, or pass --cascade to drop them too"
             )
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        conn.execute(text(f"DROP SCHEMA {quote(schema)} CASCADE"))
     return True
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ def _statements_schema(conn: Connection) -> str:
             "pg_stat_statements is not installed in this database: run `bbperf schema create` "
             "(the server needs shared_preload_libraries = pg_stat_statements)"
         )
-    return f'"{schema}"'
+    return schema
 
 
 def snapshot(engine: Engine) -> dict[int, StatementTotals]:
@@ -254,7 +255,7 @@ def snapshot(engine: Engine) -> dict[int, StatementTotals]:
                     "sum(s.total_exec_time) AS total_ms, "
                     "sum(s.calls * (s.stddev_exec_time ^ 2 + s.mean_exec_time ^ 2)) AS sum_squares, "
                     "sum(s.rows) AS rows, max(s.max_exec_time) AS max_ms "
-                    f"FROM {schema}.pg_stat_statements(false) s "
+                    f"FROM {qualified(schema, 'pg_stat_statements')}(false) s "
                     "WHERE s.queryid IS NOT NULL "
                     "AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "GROUP BY s.queryid"
@@ -274,7 +275,7 @@ def snapshot(engine: Engine) -> dict[int, StatementTotals]:
             }
             own = conn.execute(
                 text(
-                    f"SELECT /* {_OWN} */ DISTINCT queryid FROM {schema}.pg_stat_statements "
+                    f"SELECT /* {_OWN} */ DISTINCT queryid FROM {qualified(schema, 'pg_stat_statements')} "
                     "WHERE query LIKE :own"
                 ),
                 {"own": f"%/* {_OWN} */%"},
@@ -294,7 +295,7 @@ def statement_texts(engine: Engine, queryids: list[int]) -> dict[int, str]:
         rows = conn.execute(
             text(
                 f"SELECT /* {_OWN} */ queryid, min(left(regexp_replace(query, '\\s+', ' ', 'g'), :chars)) "
-                f"FROM {_statements_schema(conn)}.pg_stat_statements WHERE queryid = ANY(:ids) GROUP BY queryid"
+                f"FROM {qualified(_statements_schema(conn), 'pg_stat_statements')} WHERE queryid = ANY(:ids) GROUP BY queryid"
             ),
             {"chars": QUERY_CHARS, "ids": queryids},
         )

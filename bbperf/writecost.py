@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, text
 from bbperf.errors import DataError
 from bbperf.indexes.apply import status
 from bbperf.indexes.model import IndexSet
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 WRITE_TABLES = ("appointments", "payments")
@@ -37,10 +38,12 @@ def _timed_batch(conn: Connection, schema: str, table: str, drop: list[str]) -> 
     columns = _BATCH_COLUMNS[table]
     with conn.begin() as trans:
         for name in drop:
-            conn.execute(text(f"DROP INDEX {schema}.{name}"))
+            conn.execute(text(f"DROP INDEX {qualified(schema, name)}"))
         started = time.perf_counter()
         conn.execute(
-            text(f"INSERT INTO {schema}.{table} ({columns}) SELECT {columns} FROM _bbperf_batch")
+            text(
+                f"INSERT INTO {qualified(schema, table)} ({columns}) SELECT {columns} FROM _bbperf_batch"
+            )
         )
         elapsed = (time.perf_counter() - started) * 1000
         trans.rollback()
@@ -73,7 +76,7 @@ def insert_cost(
                 conn.execute(text("DROP TABLE IF EXISTS _bbperf_batch"))
                 conn.execute(text(
                     f"CREATE TEMP TABLE _bbperf_batch AS SELECT {_BATCH_COLUMNS[table]} "
-                    f"FROM {schema}.{table} ORDER BY id DESC LIMIT :n"
+                    f"FROM {qualified(schema, table)} ORDER BY id DESC LIMIT :n"
                 ), {"n": rows})  # fmt: skip
             staged = conn.execute(text("SELECT count(*) FROM _bbperf_batch")).scalar_one()
             conn.commit()

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from bbperf.cli import main
 from bbperf.errors import QueryError
 from bbperf.pool.config import make_engine
+from tests.dbutil import scalar
 
 PAYLOADS = [
     "'; COMMIT; DELETE FROM payments; --",
@@ -33,18 +34,8 @@ CONTEXTS = {
 }
 
 
-def _scalar(url: str, sql: str) -> object:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 def payments(url: str) -> int:
-    return int(_scalar(url, "SELECT count(*) FROM bbperf.payments"))  # type: ignore[arg-type]
+    return int(scalar(url, "SELECT count(*) FROM bbperf.payments"))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -162,13 +153,13 @@ def test_overhead_rolls_back_every_run(
 ) -> None:
     before = (
         payments(target),
-        _scalar(target, "SELECT count(*) FROM bbperf.users WHERE email LIKE '%.x'"),
+        scalar(target, "SELECT count(*) FROM bbperf.users WHERE email LIKE '%.x'"),
     )
     assert main(["explain", sql, "--overhead", "2"]) == 0
     assert "overhead" in capsys.readouterr().out
     after = (
         payments(target),
-        _scalar(target, "SELECT count(*) FROM bbperf.users WHERE email LIKE '%.x'"),
+        scalar(target, "SELECT count(*) FROM bbperf.users WHERE email LIKE '%.x'"),
     )
     assert after == before
 
@@ -198,7 +189,7 @@ def test_percent_sql_reads_unless_writes_are_allowed(target: str) -> None:
 
 # -- the least-privilege role: PostgreSQL refuses what a denylist misses ----------------------------
 def _escaping_statements(url: str) -> list[str]:
-    statements_schema = _scalar(
+    statements_schema = scalar(
         url,
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
     )
@@ -233,25 +224,25 @@ def test_the_role_alone_refuses_side_effects(
     witness = psycopg2.connect(tiny_copy_url)  # another session a statement might try to kill
     try:
         explain(owner, "SELECT count(*) FROM payments")  # something for pg_stat_statements
-        schema = _scalar(
+        schema = scalar(
             tiny_copy_url,
             "SELECT extnamespace::regnamespace::text FROM pg_extension "
             "WHERE extname = 'pg_stat_statements'",
         )
         count_statements = f"SELECT count(*) FROM {schema}.pg_stat_statements"
-        statements_before = _scalar(tiny_copy_url, count_statements)
-        sequence_before = _scalar(tiny_copy_url, "SELECT last_value FROM bbperf.payments_id_seq")
+        statements_before = scalar(tiny_copy_url, count_statements)
+        sequence_before = scalar(tiny_copy_url, "SELECT last_value FROM bbperf.payments_id_seq")
         for sql in _escaping_statements(tiny_copy_url):
             with pytest.raises(QueryError, match="permission denied"):
                 explain(engine, sql)
-        assert _scalar(tiny_copy_url, count_statements) >= statements_before > 0
+        assert scalar(tiny_copy_url, count_statements) >= statements_before > 0
         assert (
-            _scalar(tiny_copy_url, "SELECT last_value FROM bbperf.payments_id_seq")
+            scalar(tiny_copy_url, "SELECT last_value FROM bbperf.payments_id_seq")
             == sequence_before
         )
-        assert _scalar(tiny_copy_url, "SELECT count(*) FROM pg_replication_slots") == 0
+        assert scalar(tiny_copy_url, "SELECT count(*) FROM pg_replication_slots") == 0
         assert (
-            _scalar(tiny_copy_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+            scalar(tiny_copy_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
         )
         with witness.cursor() as cur:
             cur.execute("SELECT 1")  # still alive
@@ -266,17 +257,17 @@ def test_the_role_alone_refuses_side_effects(
 
 
 def test_cli_runs_user_sql_as_the_role(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    before = _scalar(target, "SELECT last_value FROM bbperf.payments_id_seq")
+    before = scalar(target, "SELECT last_value FROM bbperf.payments_id_seq")
     code = main(["explain", "SELECT ts_stat('SELECT setval(''payments_id_seq'', 1)')"])
     assert code == 2
     assert "permission denied" in capsys.readouterr().err
-    assert _scalar(target, "SELECT last_value FROM bbperf.payments_id_seq") == before
+    assert scalar(target, "SELECT last_value FROM bbperf.payments_id_seq") == before
 
 
 def test_pool_load_of_a_sequence_write_is_refused_by_the_server(
     target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _scalar(target, "SELECT last_value FROM bbperf.payments_id_seq")
+    before = scalar(target, "SELECT last_value FROM bbperf.payments_id_seq")
     main(
         [
             "pool",
@@ -294,7 +285,7 @@ def test_pool_load_of_a_sequence_write_is_refused_by_the_server(
     out = json.loads(capsys.readouterr().out)
     step = out["load"][0]
     assert step["status"] != "healthy" or step.get("errors", 0) > 0 or step.get("requests", 0) == 0
-    assert _scalar(target, "SELECT last_value FROM bbperf.payments_id_seq") == before
+    assert scalar(target, "SELECT last_value FROM bbperf.payments_id_seq") == before
 
 
 # -- a server bbperf does not own: the user's own role, explicit flags for anything that writes -------
@@ -313,7 +304,7 @@ def stranger(pg15_url: str) -> Iterator[str]:
 
 
 def mydata(url: str) -> int:
-    return int(_scalar(url, "SELECT count(*) FROM public.mydata"))  # type: ignore[arg-type]
+    return int(scalar(url, "SELECT count(*) FROM public.mydata"))  # type: ignore[arg-type]
 
 
 @pytest.mark.pg15
@@ -369,7 +360,7 @@ def test_session_state_ends_with_the_cell(stranger: str) -> None:
         run_sql(
             engine, "SELECT * FROM ts_stat('SELECT pg_advisory_lock(4242)::text::tsvector')", {}
         )
-        assert _scalar(stranger, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        assert scalar(stranger, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     finally:
         engine.dispose()
 
@@ -387,7 +378,7 @@ def test_verify_builds_on_a_strangers_table_only_when_asked(
         cur.execute("ANALYZE public.mydata")
     conn.close()
     indexes = "SELECT count(*) FROM pg_indexes WHERE tablename = 'mydata'"
-    before = _scalar(stranger, indexes)
+    before = scalar(stranger, indexes)
     code = main(
         [
             "--database-url",
@@ -401,7 +392,7 @@ def test_verify_builds_on_a_strangers_table_only_when_asked(
     )
     err = capsys.readouterr().err
     assert code == 2 and ("--allow-build" in err or "hypopg" in err.lower())
-    assert _scalar(stranger, indexes) == before
+    assert scalar(stranger, indexes) == before
 
 
 def test_role_sql_prints_what_a_dba_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -480,7 +471,7 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
     from bbperf.workload.file import Statement, Workload
     from bbperf.workload.replay import replay
 
-    schema = _scalar(
+    schema = scalar(
         tiny_copy_url,
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
     )
@@ -493,7 +484,7 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
     try:
         with owner.connect() as conn:
             conn.exec_driver_sql("SELECT count(*) FROM payments").all()
-        before = _scalar(tiny_copy_url, count_statements)
+        before = scalar(tiny_copy_url, count_statements)
         result = replay(
             user_engine(owner), Workload("reset", [reset]), duration_s=0.3, progress=False
         )
@@ -501,4 +492,4 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
         owner.dispose()
     assert result.errors.get("reset", 0) > 0
     assert "permission denied" in result.first_error["reset"]
-    assert _scalar(tiny_copy_url, count_statements) >= before > 0
+    assert scalar(tiny_copy_url, count_statements) >= before > 0

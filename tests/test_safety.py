@@ -346,7 +346,7 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["pool", "load", "--workload", "bogus"], "unknown workload 'bogus'"),
     (["pool", "load", "--workload", "DELETE FROM payments"], "modifies data"),
     (["compare", "/dev/zero", "/dev/zero"], "larger than"),
-    (["compare", "/bin/sh", "/bin/sh"], "not text"),
+    (["compare", "/bin/sh", "/bin/sh"], "not UTF-8 text"),
     (["indexes", "alembic", "-o", "/proc/x/y.py"], "in a system folder"),
     (["--schema", "nosuch", "schema", "tidy"], "schema 'nosuch' does not exist"),
 ]
@@ -371,7 +371,7 @@ def test_bad_input_is_one_line_exit_2(
         ({"figures": "x"}, "not a list of figures"),
         ({"figures": [{"name": "a", "value": "abc"}]}, "not a number"),
         ('{"figures": [{"name": "a", "value": NaN}]}', "NaN"),
-        ("[" * 100_000, "not valid JSON"),
+        ("[" * 100_000, "nested more than"),
     ],
 )
 def test_compare_refuses_what_is_not_a_results_file(

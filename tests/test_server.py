@@ -6,30 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ServerError
-
-
-def _one(url: str, sql: str) -> object:
-    conn = psycopg2.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+from tests.dbutil import scalar
 
 
 def test_server_has_bench_settings_and_extensions(pg_url: str) -> None:
-    assert _one(pg_url, "show shared_preload_libraries") == "pg_stat_statements, auto_explain"
-    assert _one(pg_url, "show track_io_timing") == "on"
-    assert int(_one(pg_url, "show server_version_num")) >= 180000
-    installed = _one(pg_url, "select array_agg(extname order by extname) from pg_extension")
+    assert scalar(pg_url, "show shared_preload_libraries") == "pg_stat_statements, auto_explain"
+    assert scalar(pg_url, "show track_io_timing") == "on"
+    assert int(scalar(pg_url, "show server_version_num")) >= 180000
+    installed = scalar(pg_url, "select array_agg(extname order by extname) from pg_extension")
     assert {"pg_stat_statements", "pgstattuple", "pg_buffercache"} <= set(installed)
-    assert _one(pg_url, "select count(*) >= 0 from pg_stat_statements") is True
+    assert scalar(pg_url, "select count(*) >= 0 from pg_stat_statements") is True
 
 
 def test_url_has_no_password_and_uses_socket(pg_url: str) -> None:
@@ -56,11 +46,11 @@ def test_lifecycle_in_own_home(tmp_path: Path) -> None:
         server.url()
     url = server.start()
     assert server.status().running and server.status().initialized
-    assert _one(url, "select 1") == 1
+    assert scalar(url, "select 1") == 1
     assert server.stop() is True
     assert server.status().running is False
     assert server.stop() is False
     # A restart keeps the initialised cluster and its settings.
     url = server.start()
-    assert _one(url, "show track_io_timing") == "on"
+    assert scalar(url, "show track_io_timing") == "on"
     server.stop()

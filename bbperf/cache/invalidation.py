@@ -22,6 +22,7 @@ from sqlalchemy import Engine, text
 from bbperf.cache.store import MetricsCache
 from bbperf.config import validate_identifier
 from bbperf.errors import CacheError
+from bbperf.sqlnames import qualified, quote
 
 FUNCTION = "bbperf_cache_notify"
 TRIGGER_PREFIX = "bbperf_cache_"
@@ -29,8 +30,8 @@ TABLES = ("appointments", "payments")
 LISTENER_APPLICATION = "bbperf_cache_listener"
 
 _FUNCTION_SQL = """
-CREATE OR REPLACE FUNCTION "{schema}".{function}() RETURNS trigger
-LANGUAGE plpgsql SET search_path = "{schema}", pg_catalog AS $fn$
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = {schema}, pg_catalog AS $fn$
 DECLARE
     barber integer;
 BEGIN
@@ -100,17 +101,23 @@ def install_triggers(engine: Engine) -> None:
     schema = _schema(engine)
     with engine.begin() as conn:
         conn.execute(
-            text(_FUNCTION_SQL.format(schema=schema, function=FUNCTION, channel=channel(schema)))
+            text(
+                _FUNCTION_SQL.format(
+                    schema=quote(schema),
+                    function=qualified(schema, FUNCTION),
+                    channel=channel(schema),
+                )
+            )
         )
         for table in TABLES:
-            qualified = f'"{schema}".{table}'
+            relation = qualified(schema, table)
             for suffix, timing in _TRIGGERS.items():
                 name = f"{TRIGGER_PREFIX}{table}_{suffix}"
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {qualified}"))
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {relation}"))
                 conn.execute(
                     text(
-                        f"CREATE TRIGGER {name} {timing.format(table=qualified)} "
-                        f'FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".{FUNCTION}()'
+                        f"CREATE TRIGGER {name} {timing.format(table=relation)} "
+                        f"FOR EACH STATEMENT EXECUTE FUNCTION {qualified(schema, FUNCTION)}()"
                     )
                 )
 
@@ -119,7 +126,7 @@ def remove_triggers(engine: Engine) -> None:
     """Drop the triggers and the function (nothing else: they are the only objects installed)."""
     schema = _schema(engine)
     with engine.begin() as conn:
-        conn.execute(text(f'DROP FUNCTION IF EXISTS "{schema}".{FUNCTION}() CASCADE'))
+        conn.execute(text(f"DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}() CASCADE"))
 
 
 def triggers_installed(engine: Engine) -> int:

@@ -25,6 +25,7 @@ from bbperf.explain.querystats import extension_schema
 from bbperf.explain.run import Params, clean_sql, explain
 from bbperf.explain.stats import Comparison, compare
 from bbperf.sql import cte_bodies, scratch_name
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import is_embedded, query_error, schema_of
 
 INSTALL_HYPOPG = (
@@ -59,8 +60,8 @@ class Candidate:
         return (self.schema, self.table, self.columns)
 
     def ddl(self, name: str) -> str:
-        cols = ", ".join(_quote(c) for c in self.columns)
-        return f"CREATE INDEX {_quote(name)} ON {_quote(self.schema)}.{_quote(self.table)} ({cols})"
+        cols = ", ".join(quote(c) for c in self.columns)
+        return f"CREATE INDEX {quote(name)} ON {qualified(self.schema, self.table)} ({cols})"
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table} ({', '.join(self.columns)})"
@@ -310,7 +311,7 @@ def verify(
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 concurrently = "" if owned else " CONCURRENTLY"
                 conn.execute(
-                    text(f"DROP INDEX{concurrently} IF EXISTS {_quote(cand.schema)}.{_quote(name)}")
+                    text(f"DROP INDEX{concurrently} IF EXISTS {qualified(cand.schema, name)}")
                 )
     return Verification(
         cand, best.predicted_speedup, compare(before, after), diff(before_plan, after_plan)
@@ -329,7 +330,7 @@ def _cost(
     try:
         if hypopg:
             row = conn.execute(
-                text(f"SELECT indexname FROM {_quote(hypopg)}.hypopg_create_index(:ddl)"),
+                text(f"SELECT indexname FROM {qualified(hypopg, 'hypopg_create_index')}(:ddl)"),
                 {"ddl": cand.ddl("hypo")},
             ).one()
             name = str(row[0])
@@ -339,7 +340,7 @@ def _cost(
             conn.execute(text(cand.ddl(name)))
         plan = explain(conn, sql, params, analyze=False, buffers=False)
         if hypopg:
-            conn.execute(text(f"SELECT {_quote(hypopg)}.hypopg_reset()"))
+            conn.execute(text(f"SELECT {qualified(hypopg, 'hypopg_reset')}()"))
     finally:
         trans.rollback()
     used = any(n.index == name for n in plan.nodes())
@@ -350,7 +351,7 @@ def table_catalog(
     conn: Connection, table: tuple[str, str]
 ) -> tuple[set[str], list[tuple[str, ...]]]:
     """The table's column names and the column lists of its existing indexes."""
-    rel = f"{_quote(table[0])}.{_quote(table[1])}"
+    rel = qualified(table[0], table[1])
     cols = (
         conn.execute(
             text(
@@ -384,7 +385,3 @@ def _atoms(condition: str) -> list[tuple[str | None, str, str]]:
 def _add(target: list[str], column: str) -> None:
     if column not in target:
         target.append(column)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

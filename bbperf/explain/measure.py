@@ -40,6 +40,7 @@ from bbperf.errors import QueryError
 from bbperf.explain.run import Params, explain_options
 from bbperf.explain.stats import Timing
 from bbperf.sql import Statement, parse_one
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 
 _SERVER_EXPLAIN = explain_options(analyze=True, buffers=False, timing=False)
@@ -206,11 +207,11 @@ def _evict_shared_buffers(conn: Connection) -> bool:
     ).scalar()
     if not superuser:
         return False
-    schema = row[0].replace('"', '""')
+    schema = row[0]
     conn.execute(
         text(
-            f'SELECT count(*) FROM "{schema}".pg_buffercache b, '
-            f'LATERAL "{schema}".pg_buffercache_evict(b.bufferid) e WHERE b.relfilenode IS NOT NULL'
+            f"SELECT count(*) FROM {qualified(schema, 'pg_buffercache')} b, "
+            f"LATERAL {qualified(schema, 'pg_buffercache_evict')}(b.bufferid) e WHERE b.relfilenode IS NOT NULL"
         )
     )
     return True

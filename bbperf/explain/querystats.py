@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from bbperf.errors import QueryError
 from bbperf.schema import extension_schema
 from bbperf.secrets import statement_text
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _statements_schema(conn: Connection) -> str:
             "pg_stat_statements is not installed in this database: run CREATE EXTENSION "
             "pg_stat_statements (the server needs shared_preload_libraries = pg_stat_statements)"
         )
-    return '"' + schema.replace('"', '""') + '"'
+    return schema
 
 
 def slow_queries(
@@ -91,7 +92,7 @@ def slow_queries(
                     "SELECT query, calls, "
                     "total_exec_time AS total_ms, mean_exec_time AS mean_ms, "
                     "stddev_exec_time AS stddev_ms, rows "
-                    f"FROM {schema}.pg_stat_statements "
+                    f"FROM {qualified(schema, 'pg_stat_statements')} "
                     "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "AND mean_exec_time > :min_mean ORDER BY mean_exec_time DESC LIMIT :limit"
                 ),
@@ -109,7 +110,7 @@ def reset_query_stats(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             schema = _statements_schema(conn)
-            conn.execute(text(f"SELECT {schema}.pg_stat_statements_reset()"))
+            conn.execute(text(f"SELECT {qualified(schema, 'pg_stat_statements_reset')}()"))
             conn.commit()
     except DBAPIError as exc:
         raise query_error(exc, "pg_stat_statements_reset()") from None

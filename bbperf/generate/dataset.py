@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from bbperf.asof import as_of_date
 from bbperf.errors import ConfigError, DataError
 from bbperf.schema import META_TABLE
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 DATASET_KEY = "dataset"
@@ -113,7 +114,7 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
     """The provenance of the loaded dataset, or None when there is none (or no schema)."""
     schema = schema_of(engine)
     with engine.connect() as conn:
-        table = f'"{schema}".{META_TABLE}'
+        table = qualified(schema, META_TABLE)
         if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
             return None
         value = conn.execute(
@@ -125,7 +126,7 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
 def counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     with engine.connect() as conn:
         for table, fp in info.get("fingerprints", {}).items():
-            n = conn.execute(text(f'SELECT count(*) FROM "{schema}".{table}')).scalar_one()
+            n = conn.execute(text(f"SELECT count(*) FROM {qualified(schema, table)}")).scalar_one()
             if n != fp["rows"]:
                 return False
     return True

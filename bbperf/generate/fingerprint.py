@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from bbperf.generate.dataset import require_dataset
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 # The columns bbperf generates, in the order hashed: other tools may add columns without changing it.
@@ -95,7 +96,7 @@ def fingerprint_sql(schema: str, table: str) -> str:
     # 15 hex digits = 60 bits: fits a bigint; the sum is numeric, so it cannot overflow.
     return (
         f"SELECT count(*) AS rows, coalesce(sum(('x' || left(md5(ROW({columns})::text), 15))::bit(60)::bigint), 0)"
-        f'::text AS checksum FROM "{schema}"."{table}"'
+        f"::text AS checksum FROM {qualified(schema, table)}"
     )
 
 

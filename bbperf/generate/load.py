@@ -47,6 +47,7 @@ from bbperf.generate.stream import Plan
 from bbperf.generate.workers import chunks
 from bbperf.ownership import owned_data_directory
 from bbperf.schema import TABLE_ORDER, create_schema, require_schema
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error, schema_of, wait_callback
 
 COPY_BUFFER_BYTES = 1 << 20
@@ -239,11 +240,11 @@ def _load(
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(text(f"SET LOCAL maintenance_work_mem = '{LOAD_MEMORY}'"))
         conn.execute(text(f"SET LOCAL work_mem = '{LOAD_MEMORY}'"))
-        tables = ", ".join(f'"{schema}".{t}' for t in TABLE_ORDER)
+        tables = ", ".join(qualified(schema, t) for t in TABLE_ORDER)
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
         fks = foreign_keys(conn, schema)
         for tbl, name, _ in fks:
-            conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+            conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
         # Building an index once after the load beats maintaining it row by row during COPY (x3-4
         # at SF 1 with the seed set); the drop is part of this transaction, so an interruption
         # keeps them.
@@ -262,7 +263,7 @@ def _load(
                 # FREEZE: the table was truncated in this transaction, so rows are written frozen
                 # (no hint-bit rewrite on first read, no anti-wraparound vacuum later).
                 cursor.copy_expert(
-                    f'COPY "{schema}".{chunk.table} ({chunk.columns}) '
+                    f"COPY {qualified(schema, chunk.table)} ({chunk.columns}) "
                     "FROM STDIN (FORMAT binary, FREEZE)",
                     io.BytesIO(chunk.payload),
                     size=COPY_BUFFER_BYTES,
@@ -283,7 +284,9 @@ def _load(
             conn.execute(text(definition))
     with phases("constraints"):
         for tbl, name, definition in fks:
-            conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID'))
+            conn.execute(
+                text(f"ALTER TABLE {tbl} ADD CONSTRAINT {quote(name)} {definition} NOT VALID")
+            )
     with phases("sequences"):
         for table in TABLE_ORDER:
             conn.execute(
@@ -310,14 +313,14 @@ def validate_and_analyze(
     tables = [*biggest_first, "user_organizations", "organizations"]
 
     def run(table: str) -> None:
-        qualified = f'"{schema}".{table}'
+        relation = qualified(schema, table)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text(f"SET maintenance_work_mem = '{LOAD_MEMORY}'"))
             for tbl, name, _ in fks:
-                if tbl in (qualified, table, f"{schema}.{table}"):
-                    conn.execute(text(f'ALTER TABLE {qualified} VALIDATE CONSTRAINT "{name}"'))
-            conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {qualified}"))
+                if tbl in (relation, table, f"{schema}.{table}"):
+                    conn.execute(text(f"ALTER TABLE {relation} VALIDATE CONSTRAINT {quote(name)}"))
+            conn.execute(text(f"{'VACUUM (FREEZE, ANALYZE)' if freeze else 'ANALYZE'} {relation}"))
 
     try:
         with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:

@@ -28,6 +28,7 @@ from bbperf.generate.steps import Phases, foreign_keys, loaded_info, store_info
 from bbperf.generate.stream import Plan
 from bbperf.generate.workers import chunks
 from bbperf.schema import require_schema
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of, wait_callback
 
 
@@ -45,7 +46,7 @@ def committed_chunks(engine: Engine, plan: Plan) -> int:
     schema = schema_of(engine)
     with engine.connect() as conn:
         exists = conn.execute(
-            text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{PROGRESS_TABLE}'}
+            text("SELECT to_regclass(:t)"), {"t": qualified(schema, PROGRESS_TABLE)}
         ).scalar()
         return chunk_count(conn, schema, load_key(plan)) if exists else 0
 
@@ -55,14 +56,14 @@ def committed_rows(engine: Engine, plan: Plan) -> int:
     schema = schema_of(engine)
     with engine.connect() as conn:
         exists = conn.execute(
-            text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{PROGRESS_TABLE}'}
+            text("SELECT to_regclass(:t)"), {"t": qualified(schema, PROGRESS_TABLE)}
         ).scalar()
         if not exists:
             return 0
         return int(
             conn.execute(
                 text(
-                    f'SELECT coalesce(sum(rows), 0) FROM "{schema}".{PROGRESS_TABLE} '
+                    f"SELECT coalesce(sum(rows), 0) FROM {qualified(schema, PROGRESS_TABLE)} "
                     "WHERE load_key = :k"
                 ),
                 {"k": load_key(plan)},
@@ -114,5 +115,5 @@ def load_resumable(
             resumable=True, chunks=counts,
         )  # fmt: skip
         store_info(conn, schema, info)
-        conn.execute(text(f'DROP TABLE "{schema}".{PROGRESS_TABLE}'))
+        conn.execute(text(f"DROP TABLE {qualified(schema, PROGRESS_TABLE)}"))
     return info, fks

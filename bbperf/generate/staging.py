@@ -27,6 +27,7 @@ from bbperf.errors import SchemaError
 from bbperf.generate.steps import server_connections
 from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, Plan, Sink
 from bbperf.schema import TABLE_ORDER
+from bbperf.sqlnames import qualified, quote
 
 STAGING_PREFIX = "_load_"
 PROGRESS_TABLE = "_load_progress"
@@ -92,13 +93,13 @@ class ChunkWriter:
         with self.conn.cursor() as cur:
             if chunk.rows:
                 cur.copy_expert(
-                    f'COPY "{schema}".{staging(chunk.table)} ({chunk.columns}) '
+                    f"COPY {qualified(schema, staging(chunk.table))} ({chunk.columns}) "
                     "FROM STDIN (FORMAT binary)",
                     io.BytesIO(chunk.payload),
                     size=COPY_BUFFER_BYTES,
                 )
             cur.execute(
-                f'INSERT INTO "{schema}".{PROGRESS_TABLE} '
+                f"INSERT INTO {qualified(schema, PROGRESS_TABLE)} "
                 "(load_key, table_name, chunk, rows, checksum) VALUES (%s, %s, %s, %s, %s)",
                 (self.sink.key, chunk.table, chunk.chunk, chunk.rows, chunk.checksum),
             )
@@ -190,7 +191,7 @@ def refuse_blockers(conn: Connection, schema: str) -> None:
 def prepare(conn: Connection, schema: str, key: str) -> frozenset[tuple[str, int]]:
     """Staging tables and the progress table for ``key``: kept from an interrupted load with the
     same key, started over otherwise. Returns the (table, chunk) pairs already committed."""
-    q = f'"{schema}"'
+    q = quote(schema)
     conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {q}.{PROGRESS_TABLE} (load_key text NOT NULL, "
@@ -232,8 +233,8 @@ def recorded(conn: Connection, schema: str, key: str) -> dict[str, dict[str, Any
     """Rows and checksum per table, summed over the recorded chunks: the dataset's fingerprints."""
     rows = conn.execute(
         text(
-            f'SELECT table_name, sum(rows)::bigint, sum(checksum)::text FROM "{schema}".'
-            f"{PROGRESS_TABLE} WHERE load_key = :k GROUP BY table_name"
+            "SELECT table_name, sum(rows)::bigint, sum(checksum)::text "
+            f"FROM {qualified(schema, PROGRESS_TABLE)} WHERE load_key = :k GROUP BY table_name"
         ),
         {"k": key},
     ).all()
@@ -247,7 +248,7 @@ def recorded(conn: Connection, schema: str, key: str) -> dict[str, dict[str, Any
 def chunk_count(conn: Connection, schema: str, key: str) -> int:
     return int(
         conn.execute(
-            text(f'SELECT count(*) FROM "{schema}".{PROGRESS_TABLE} WHERE load_key = :k'),
+            text(f"SELECT count(*) FROM {qualified(schema, PROGRESS_TABLE)} WHERE load_key = :k"),
             {"k": key},
         ).scalar_one()
     )
@@ -290,7 +291,7 @@ def build_keys(
     previous attempt built)."""
 
     def run(table: str) -> None:
-        target = f'"{schema}".{staging(table)}'
+        target = qualified(schema, staging(table))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("SET statement_timeout = 0"))
             conn.execute(text(f"SET maintenance_work_mem = '{LOAD_MEMORY}'"))
@@ -308,12 +309,14 @@ def build_keys(
                 if tmp in have:
                     continue
                 if kind == "constraint":
-                    conn.execute(text(f'ALTER TABLE {target} ADD CONSTRAINT "{tmp}" {definition}'))
+                    conn.execute(
+                        text(f"ALTER TABLE {target} ADD CONSTRAINT {quote(tmp)} {definition}")
+                    )
                 else:  # definition: "[UNIQUE ] USING method (columns) …"
                     unique = definition.startswith("UNIQUE ")
                     create = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
                     body = definition.removeprefix("UNIQUE ")
-                    conn.execute(text(f'{create} "{tmp}" ON {target}{body}'))
+                    conn.execute(text(f"{create} {quote(tmp)} ON {target}{body}"))
 
     with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:
         list(pool.map(run, BIGGEST_FIRST))
@@ -329,14 +332,14 @@ def swap(
     """Inside the caller's (short) transaction: drop the dataset's foreign keys, replace each real
     table with its staging table (keys, indexes and identity sequence renamed to the real names, the
     sequence set past the loaded ids), and re-add the foreign keys NOT VALID."""
-    q = f'"{schema}"'
+    q = quote(schema)
     conn.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
     conn.execute(
         text(f"LOCK TABLE {', '.join(f'{q}.{t}' for t in TABLE_ORDER)} IN ACCESS EXCLUSIVE MODE")
     )
     refuse_blockers(conn, schema)  # again, under the lock: nothing can have appeared since
     for tbl, name, _ in fks:
-        conn.execute(text(f'ALTER TABLE {tbl} DROP CONSTRAINT "{name}"'))
+        conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
     for table in TABLE_ORDER:
         sequence = conn.execute(
             text("SELECT s.relname FROM pg_class s WHERE s.oid = CAST(:q AS regclass)"),
@@ -355,11 +358,13 @@ def swap(
         for kind, name, _ in wanted[table]:
             tmp = temporary_name(name)
             if kind == "constraint":
-                conn.execute(text(f'ALTER TABLE {q}.{table} RENAME CONSTRAINT "{tmp}" TO "{name}"'))
+                conn.execute(
+                    text(f"ALTER TABLE {q}.{table} RENAME CONSTRAINT {quote(tmp)} TO {quote(name)}")
+                )
             else:
-                conn.execute(text(f'ALTER INDEX {q}."{tmp}" RENAME TO "{name}"'))
+                conn.execute(text(f"ALTER INDEX {q}.{quote(tmp)} RENAME TO {quote(name)}"))
         if sequence and staged_sequence:
-            conn.execute(text(f'ALTER SEQUENCE {staged_sequence} RENAME TO "{sequence}"'))
+            conn.execute(text(f"ALTER SEQUENCE {staged_sequence} RENAME TO {quote(sequence)}"))
             conn.execute(text(f"SELECT setval('{q}.\"{sequence}\"', {rows[table] + 1}, false)"))
     for tbl, name, definition in fks:
-        conn.execute(text(f'ALTER TABLE {tbl} ADD CONSTRAINT "{name}" {definition} NOT VALID'))
+        conn.execute(text(f"ALTER TABLE {tbl} ADD CONSTRAINT {quote(name)} {definition} NOT VALID"))

@@ -19,6 +19,7 @@ from bbperf import __version__
 from bbperf.generate.dataset import DATASET_KEY, DatasetInfo
 from bbperf.generate.stream import Plan, peak_rss_mb
 from bbperf.schema import META_TABLE, TABLE_ORDER
+from bbperf.sqlnames import qualified
 
 
 class Phases:
@@ -73,7 +74,7 @@ def loaded_info(
 
 def store_info(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
     sql = text(
-        f'INSERT INTO "{schema}".{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) '
+        f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
     )
     params = {"k": DATASET_KEY, "v": json.dumps(info.to_dict())}

@@ -16,6 +16,7 @@ from bbperf.indexes.catalog import read_catalog
 from bbperf.indexes.model import IndexDef, IndexSet
 from bbperf.indexes.validate import validate
 from bbperf.schema import META_TABLE, require_schema
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import schema_of
 
 BUILDS_KEY = "index_builds"
@@ -35,7 +36,7 @@ def _autocommit(engine: Engine) -> Connection:
 def _size(conn: Connection, schema: str, name: str) -> int:
     return int(
         conn.execute(
-            text("SELECT pg_relation_size(to_regclass(:r))"), {"r": f"{schema}.{name}"}
+            text("SELECT pg_relation_size(to_regclass(:r))"), {"r": qualified(schema, name)}
         ).scalar_one()
         or 0
     )
@@ -61,8 +62,8 @@ def record_builds(conn: Connection, schema: str, builds: dict[str, dict[str, Any
     """Merge ``builds`` (index → {set, build_ms, size_bytes, concurrently, built_at}) into bbperf_meta."""
     conn.execute(
         text(
-            f"INSERT INTO {schema}.{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-            f"ON CONFLICT (key) DO UPDATE SET value = {META_TABLE}.value || EXCLUDED.value, "
+            f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
+            f"ON CONFLICT (key) DO UPDATE SET value = {quote(META_TABLE)}.value || EXCLUDED.value, "
             "updated_at = now()"
         ),
         {"k": BUILDS_KEY, "v": json.dumps(builds)},
@@ -72,7 +73,7 @@ def record_builds(conn: Connection, schema: str, builds: dict[str, dict[str, Any
 def recorded_builds(conn: Connection, schema: str) -> dict[str, dict[str, Any]]:
     """What ``record_builds`` stored: index name → build facts."""
     value = conn.execute(
-        text(f"SELECT value FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": BUILDS_KEY}
+        text(f"SELECT value FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": BUILDS_KEY}
     ).scalar()
     return dict(value or {})
 
@@ -85,7 +86,7 @@ def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             text(
-                f"INSERT INTO {schema}.{META_TABLE} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
+                f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
             ),
             {"k": TRIAL_KEY, "v": json.dumps(value)},
@@ -95,7 +96,7 @@ def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
 def open_trial(conn: Connection, schema: str) -> dict[str, str] | None:
     """The mark ``start_trial`` left and no ``drop`` of its set has cleared, or None (also when
     the schema or its bbperf_meta does not exist)."""
-    meta = f'"{schema}".{META_TABLE}'
+    meta = qualified(schema, META_TABLE)
     if conn.execute(text("SELECT to_regclass(:t)"), {"t": meta}).scalar() is None:
         return None
     value = conn.execute(
@@ -201,7 +202,7 @@ def drop(
                     builds.pop(r["index"], None)
             conn.execute(
                 text(
-                    f"UPDATE {schema}.{META_TABLE} SET value = CAST(:v AS jsonb), "
+                    f"UPDATE {qualified(schema, META_TABLE)} SET value = CAST(:v AS jsonb), "
                     "updated_at = now() WHERE key = :k"
                 ),  # fmt: skip
                 {"k": BUILDS_KEY, "v": json.dumps(builds)},
@@ -209,7 +210,8 @@ def drop(
         trial = open_trial(conn, schema)
         if trial is not None and trial.get("set") == index_set.name:
             conn.execute(
-                text(f"DELETE FROM {schema}.{META_TABLE} WHERE key = :k"), {"k": TRIAL_KEY}
+                text(f"DELETE FROM {qualified(schema, META_TABLE)} WHERE key = :k"),
+                {"k": TRIAL_KEY},
             )
     return pd.DataFrame(rows, columns=["index", "table", "result", "reason"])
 

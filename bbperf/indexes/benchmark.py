@@ -16,6 +16,7 @@ from bbperf.explain.diff import diff
 from bbperf.explain.stats import relative_ci_half_width
 from bbperf.indexes.apply import apply, drop, start_trial
 from bbperf.indexes.model import IndexSet
+from bbperf.sqlnames import qualified
 from bbperf.target import is_embedded, schema_of
 from bbperf.workload import WorkloadQuery
 
@@ -281,7 +282,7 @@ def run_benchmark(
     drop(engine, index_set)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in sorted({i.table for i in index_set.indexes}):
-            conn.execute(text(f"ANALYZE {schema}.{table}"))
+            conn.execute(text(f"ANALYZE {qualified(schema, table)}"))
     before = _measure_all(engine, queries, rounds, warmup, ci_width)
     wanted = advisor_is_cheap(engine, index_set) if advisor == "auto" else advisor
     advice = [

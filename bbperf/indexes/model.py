@@ -8,6 +8,7 @@ from typing import Literal
 
 from bbperf.config import validate_identifier
 from bbperf.errors import BbperfError
+from bbperf.sqlnames import qualified_if_needed, quote_if_needed
 
 Order = Literal["ASC", "DESC"]
 Method = Literal["btree", "gin", "brin"]
@@ -92,7 +93,7 @@ class IndexDef:
             parts.append("CONCURRENTLY")
         if if_not_exists:
             parts.append("IF NOT EXISTS")
-        parts.append(f"{self.name} ON {schema}.{self.table}")
+        parts.append(f"{quote_if_needed(self.name)} ON {qualified_if_needed(schema, self.table)}")
         if self.method != "btree":
             parts.append(f"USING {self.method}")
         parts.append("(" + ", ".join(c.sql() for c in self.columns) + ")")
@@ -105,7 +106,7 @@ class IndexDef:
     def drop_sql(self, schema: str, *, concurrently: bool = False) -> str:
         """``DROP INDEX IF EXISTS`` for this index in ``schema`` (never outside it)."""
         how = "CONCURRENTLY " if concurrently else ""
-        return f"DROP INDEX {how}IF EXISTS {schema}.{self.name}"
+        return f"DROP INDEX {how}IF EXISTS {qualified_if_needed(schema, self.name)}"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, text
 from bbperf.errors import ConfigError, DataError
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import raw_from_cte_row, window_params
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import schema_of
 
 TABLE = "metrics_daily"
@@ -156,9 +157,9 @@ def _moved(old: str, new: str) -> str:
 
 
 def _function(schema: str, name: str, pay: str, appt: str, moved: str) -> str:
-    body = _DELTA.format(s=schema, p=PREFIX, pay=pay, appt=appt, moved=moved)
+    body = _DELTA.format(s=quote(schema), p=PREFIX, pay=pay, appt=appt, moved=moved)
     return (
-        f"CREATE FUNCTION {schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"CREATE FUNCTION {qualified(schema, name)}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
         f"BEGIN\n    PERFORM ({body});\n    RETURN NULL;\nEND $$;"
     )
 
@@ -195,8 +196,8 @@ def trigger_ddl(schema: str, mode: Mode) -> list[str]:
             fn = f"{PREFIX}_{table}_row"
             out.append(_function(schema, fn, pay_src, appt_src, moved_src))
             out.append(
-                f"CREATE TRIGGER {fn} AFTER INSERT OR UPDATE OR DELETE ON {schema}.{table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {schema}.{fn}()"
+                f"CREATE TRIGGER {fn} AFTER INSERT OR UPDATE OR DELETE ON {qualified(schema, table)} "
+                f"FOR EACH ROW EXECUTE FUNCTION {qualified(schema, fn)}()"
             )
         return out
     events = {
@@ -218,8 +219,8 @@ def trigger_ddl(schema: str, mode: Mode) -> list[str]:
             fn = f"{PREFIX}_{table}_{event}"
             out.append(_function(schema, fn, pay, appt, moved))
             out.append(
-                f"CREATE TRIGGER {fn} AFTER {event.upper()} ON {schema}.{table} {referencing} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{fn}()"
+                f"CREATE TRIGGER {fn} AFTER {event.upper()} ON {qualified(schema, table)} {referencing} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {qualified(schema, fn)}()"
             )
     return out
 
@@ -307,7 +308,8 @@ def read_params(user_id: int, as_of: datetime) -> dict[str, Any]:
 
 def installed_mode(conn: Connection, schema: str) -> str | None:
     """``statement`` or ``row`` when the rollup table and its triggers are in place, else None."""
-    if conn.execute(text("SELECT to_regclass(:r)"), {"r": f"{schema}.{TABLE}"}).scalar() is None:
+    daily = qualified(schema, TABLE)
+    if conn.execute(text("SELECT to_regclass(:r)"), {"r": daily}).scalar() is None:
         return None
     names = set(
         conn.execute(
@@ -339,17 +341,20 @@ def require_rollup(conn: Connection, schema: str) -> str:
 
 def _drop_sql(schema: str) -> list[str]:
     out = [
-        f"DROP TRIGGER IF EXISTS {PREFIX}_{t}_{e} ON {schema}.{t}"
+        f"DROP TRIGGER IF EXISTS {PREFIX}_{t}_{e} ON {qualified(schema, t)}"
         for t in ("payments", "appointments")
         for e in ("row", "insert", "update", "delete")
     ]
     out += [
-        f"DROP FUNCTION IF EXISTS {schema}.{PREFIX}_{t}_{e}()"
+        f"DROP FUNCTION IF EXISTS {qualified(schema, f'{PREFIX}_{t}_{e}')}()"
         for t in ("payments", "appointments")
         for e in ("row", "insert", "update", "delete")
     ]
-    out.append(f"DROP TABLE IF EXISTS {schema}.{TABLE}, {schema}.{CLIENTS}")
-    out += [f"DROP FUNCTION IF EXISTS {schema}.{PREFIX}_{f}" for f in ("day", "client", "merge")]
+    out.append(f"DROP TABLE IF EXISTS {qualified(schema, TABLE)}, {qualified(schema, CLIENTS)}")
+    out += [
+        f"DROP FUNCTION IF EXISTS {qualified(schema, f'{PREFIX}_{f}')}"
+        for f in ("day", "client", "merge")
+    ]
     return out
 
 
@@ -366,20 +371,23 @@ def apply_rollup(engine: Engine, mode: Mode = "statement") -> dict[str, Any]:
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(
-            text(f"LOCK TABLE {schema}.appointments, {schema}.payments IN SHARE ROW EXCLUSIVE MODE")
+            text(
+                f"LOCK TABLE {qualified(schema, 'appointments')}, {qualified(schema, 'payments')} "
+                "IN SHARE ROW EXCLUSIVE MODE"
+            )
         )
         for sql in _drop_sql(schema):
             conn.execute(text(sql))
-        conn.execute(text(_DDL.format(s=schema, t=TABLE, c=CLIENTS, p=PREFIX)))
+        conn.execute(text(_DDL.format(s=quote(schema), t=TABLE, c=CLIENTS, p=PREFIX)))
         rows = 0
-        for fill in _POPULATE.format(s=schema, t=TABLE, c=CLIENTS).split(";\n\n"):
+        for fill in _POPULATE.format(s=quote(schema), t=TABLE, c=CLIENTS).split(";\n\n"):
             rows += conn.execute(text(fill)).rowcount
         for sql in trigger_ddl(schema, mode):
             conn.execute(text(sql))
     # Filled in key order, each barber's rows share a few pages; VACUUM sets the visibility map.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"VACUUM ANALYZE {schema}.{TABLE}"))
-        conn.execute(text(f"VACUUM ANALYZE {schema}.{CLIENTS}"))
+        conn.execute(text(f"VACUUM ANALYZE {qualified(schema, TABLE)}"))
+        conn.execute(text(f"VACUUM ANALYZE {qualified(schema, CLIENTS)}"))
     build_ms = (time.perf_counter_ns() - started) / 1e6
     return {"mode": mode, "rows": rows, "build_ms": round(build_ms, 1)}
 
@@ -404,9 +412,9 @@ def rollup_status(engine: Engine) -> dict[str, Any]:
         row = conn.execute(
             text(
                 f"SELECT COUNT(*) AS rows, COUNT(DISTINCT user_id) AS barbers, MIN(day) AS first, "
-                f"MAX(day) AS last, pg_total_relation_size('{schema}.{TABLE}') "
-                f"+ pg_total_relation_size('{schema}.{CLIENTS}') AS size_bytes "
-                f"FROM {schema}.{TABLE}"
+                f"MAX(day) AS last, pg_total_relation_size('{qualified(schema, TABLE)}') "
+                f"+ pg_total_relation_size('{qualified(schema, CLIENTS)}') AS size_bytes "
+                f"FROM {qualified(schema, TABLE)}"
             )
         ).one()
     return {

@@ -20,6 +20,7 @@ from bbperf.config import validate_identifier
 from bbperf.errors import DataError
 from bbperf.metrics.model import RawMetrics
 from bbperf.metrics.queries import CTE_SQL, check_variant, raw_from_cte_row, window_params
+from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
 VIEW_NAME = "six_figure_metrics_mv"
@@ -67,7 +68,7 @@ VIEW_READ_SQL = f"SELECT * FROM {VIEW_NAME} WHERE user_id = :user_id"
 
 
 def _view(engine: Engine) -> str:
-    return f'"{validate_identifier(schema_of(engine), "schema")}".{VIEW_NAME}'
+    return qualified(validate_identifier(schema_of(engine), "schema"), VIEW_NAME)
 
 
 def _literal(when: datetime) -> str:

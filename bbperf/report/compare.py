@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from bbperf.errors import ConfigError
+from bbperf.files import loads_json, read_input
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,26 +76,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if file.is_dir():
         file = file / "results.json"
-    try:
-        with file.open("rb") as handle:  # bounded read: /dev/zero or a huge file must not hang
-            raw = handle.read(MAX_RESULTS_BYTES + 1)
-        if len(raw) > MAX_RESULTS_BYTES:
-            raise ConfigError(
-                f"{file} is larger than {MAX_RESULTS_BYTES:,} bytes: not a results.json"
-            )
-        document = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except FileNotFoundError:
-        raise ConfigError(f"no results file at {file}: pass a report's results.json") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{file} is a directory without results.json") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{file} is not text: pass a report's results.json") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ConfigError(f"{file} is not valid JSON: {str(exc)[:120]}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{file}: {exc}") from None
+    if not file.exists():
+        raise ConfigError(f"no results file at {file}: pass a report's results.json")
+    text = read_input(file, limit_bytes=MAX_RESULTS_BYTES, kind="a results.json")
+    document = loads_json(text, kind=str(file))
     figures = document.get("figures") if isinstance(document, dict) else None
     if not isinstance(figures, list) or not all(isinstance(f, dict) for f in figures):
         raise ConfigError(
@@ -111,10 +95,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 MAX_RESULTS_BYTES = 50_000_000
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a figure value (JSON has no NaN or Infinity)")
 
 
 def _is_number(value: Any) -> TypeGuard[float]:

@@ -26,6 +26,7 @@ from bbperf.explain.plan import Plan, parse_plan
 from bbperf.explain.run import rolled_back
 from bbperf.schema import extension_schema
 from bbperf.sql import scratch_name
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 from bbperf.workload.file import Statement, Workload
 
@@ -333,18 +334,18 @@ def _present(
 ) -> Iterator[list[str]]:
     """Make ``cands`` visible to the planner on ``conn`` for the block; yield their index names."""
     if method == "hypopg":
-        schema = _quote(hypopg or "public")
+        schema = hypopg or "public"
         names = []
         try:
             for cand in cands:
                 row = conn.execute(
-                    text(f"SELECT indexname FROM {schema}.hypopg_create_index(:ddl)"),
+                    text(f"SELECT indexname FROM {qualified(schema, 'hypopg_create_index')}(:ddl)"),
                     {"ddl": cand.ddl("hypo")},
                 ).one()
                 names.append(str(row[0]))
             yield names
         finally:
-            conn.execute(text(f"SELECT {schema}.hypopg_reset()"))
+            conn.execute(text(f"SELECT {qualified(schema, 'hypopg_reset')}()"))
             conn.rollback()
     elif method == "transaction":
         names = [scratch_name("bbperf_whatif") for _ in cands]
@@ -374,9 +375,7 @@ def _present(
                 # Only what this run created: a name that failed to build is never dropped.
                 for cand, name in built:
                     ddl.execute(
-                        text(
-                            f"DROP INDEX CONCURRENTLY IF EXISTS {_quote(cand.schema)}.{_quote(name)}"
-                        )
+                        text(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(cand.schema, name)}")
                     )
 
 
@@ -397,7 +396,3 @@ def _explain(
     except DBAPIError as exc:
         raise query_error(exc, sql) from None
     return parse_plan(data, sql=sql)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from bbperf.binding import unwrap_prepared
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
+from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error
 from bbperf.urls import describe_target
 from bbperf.workload.file import Statement, Workload, placeholders_of
@@ -91,7 +92,7 @@ def lookup_tables(
     """Each relation → (schema, table) it names on the target's search_path; unknown ones omitted."""
     out: dict[Relation, tuple[str, str]] = {}
     for rel in relations:
-        name = _quote(rel.schema) + "." + _quote(rel.name) if rel.schema else _quote(rel.name)
+        name = qualified(rel.schema, rel.name) if rel.schema else quote(rel.name)
         row = conn.execute(
             text(
                 "SELECT n.nspname, c.relname FROM pg_class c "
@@ -133,7 +134,7 @@ def _statements(conn: Connection) -> tuple[list[Any], int]:
     toplevel = " AND toplevel" if version >= 140000 else ""
     rows = conn.execute(
         text(
-            f"SELECT queryid, query, calls, total_exec_time, rows FROM {_quote(schema)}.pg_stat_statements "
+            f"SELECT queryid, query, calls, total_exec_time, rows FROM {qualified(schema, 'pg_stat_statements')} "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             f"AND calls > 0{toplevel}"
         )
@@ -212,7 +213,3 @@ def _statements_of(
             )
         )
     return out
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import ConfigError
+from bbperf.sqlnames import quote
 from bbperf.target import query_error
 from bbperf.workload.file import MAX_VALUE_SETS, Placeholder, Statement, Workload
 
@@ -170,7 +171,7 @@ def _value(
 
 
 def _column_sample(conn: Connection, table: str, column: str, limit: int, seed: int) -> list[Any]:
-    rel = ".".join(_quote(part) for part in table.split(".", 1))
+    rel = ".".join(quote(part) for part in table.split(".", 1))
     found = conn.execute(
         text(
             "SELECT c.reltuples, n.nspname FROM pg_class c JOIN pg_namespace n "
@@ -186,7 +187,7 @@ def _column_sample(conn: Connection, table: str, column: str, limit: int, seed: 
     # Ask for ~4× the rows needed (pages vary); small or never-analysed tables are read whole,
     # still capped by the LIMIT.
     percent = 100.0 if estimate <= 0 else min(100.0, max(0.01, 400.0 * limit / float(estimate)))
-    col = _quote(column)
+    col = quote(column)
     rows = conn.execute(
         text(
             f"SELECT {col} FROM {rel} TABLESAMPLE SYSTEM (:pct) REPEATABLE (:seed) "
@@ -208,7 +209,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(v, _PLAIN) for v in value):
         return value
     return str(value)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

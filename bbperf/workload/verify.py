@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import BbperfError, SchemaError
 from bbperf.explain.stats import compare
+from bbperf.sqlnames import qualified
 from bbperf.target import query_error, schema_of
 from bbperf.workload.advise import WorkloadAdvice, index_name
 from bbperf.workload.file import Workload
@@ -131,5 +132,5 @@ def verify_workload(
     finally:
         with engine.begin() as conn:
             for name in built:
-                conn.execute(text(f'DROP INDEX IF EXISTS "{schema}"."{name}"'))
+                conn.execute(text(f"DROP INDEX IF EXISTS {qualified(schema, name)}"))
     return WorkloadVerification(advice, before, after, built)
