@@ -48,6 +48,8 @@ CONFIGURED_SETTINGS: dict[str, str] = {
     # partition; the default 64 × max_connections slots run out ("out of shared memory").
     "max_locks_per_transaction": "512",
 }
+# The extensions the embedded server installs; bbperf's schema installs the same ones on any server.
+BENCH_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "pg_buffercache")
 INITIALIZED_MARKER = "bbperf_initialized"  # written into pgdata once the cluster is set up
 # In the home: the cluster's system identifier, read from its own pg_control (``owns`` matches it).
 SERVER_ID_FILE = "server.id"
@@ -376,8 +378,6 @@ class EmbeddedServer:
             conn.close()
         self.stop()
         self._attach_patiently()
-        from bbperf.schema import BENCH_EXTENSIONS
-
         conn = psycopg2.connect(self.url())
         conn.autocommit = True
         try:

@@ -31,12 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from bbperf.config import DEFAULT_SCHEMA, validate_schema
+from bbperf.embedded import BENCH_EXTENSIONS
 from bbperf.errors import SchemaError, first_line
 from bbperf.sqlnames import qualified, quote
 from bbperf.target import schema_of
 
 SCHEMA_MARKER = "managed by bbperf"
-BENCH_EXTENSIONS = ("pg_stat_statements", "pgstattuple", "pg_buffercache")
 META_TABLE = "bbperf_meta"
 MONEY = Numeric(10, 2)
 TZ = DateTime(timezone=True)

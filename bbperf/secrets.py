@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from bbperf.binding import unwrap_prepared
 
@@ -45,14 +45,14 @@ def passwords(
 ) -> list[str]:
     """Every password bbperf might hold for ``url``: userinfo, ``?password=``, ``PGPASSWORD`` and the
     ``.pgpass`` entry libpq would pick (``PGPASSFILE`` or ``~/.pgpass``)."""
-    from bbperf.urls import parse_url
-
     env = os.environ if environ is None else environ
     found: list[str] = []
     parsed: URL | None = None
     if url is not None:
         try:
-            parsed = parse_url(url) if isinstance(url, str) else url
+            # SQLAlchemy's own parser, not urls.parse_url: urls masks with this module, and
+            # finding a password needs no driver or scheme check.
+            parsed = make_url(url) if isinstance(url, str) else url
         except Exception:  # noqa: BLE001 - a malformed URL still must not leak
             parsed = None
             found.extend(_userinfo_passwords(str(url)))

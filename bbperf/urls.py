@@ -44,6 +44,8 @@ def is_unix_socket(url: URL) -> bool:
 
 def mask_url(url: URL | str) -> str:
     """The URL as text with its password masked, whether in userinfo or ``?password=``."""
+    # Late: secrets compiles its patterns and loads bbperf.sql, tens of ms that `bbperf db start`
+    # on a running server never needs.
     from bbperf.secrets import MASK, passwords, redact
 
     if isinstance(url, str):

@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bbperf.generate.dataset import normalize_as_of
-from bbperf.generate.load import foreign_keys
 from bbperf.generate.profile import load_profile
-from bbperf.generate.stream import Plan, chunks
+from bbperf.generate.steps import foreign_keys
+from bbperf.generate.stream import Plan
+from bbperf.generate.workers import chunks
 from bbperf.schema import TABLE_ORDER, create_schema
 from bbperf.target import connect
 

@@ -14,8 +14,9 @@ from bbperf.generate import binary as b
 from bbperf.generate.dataset import dataset_info
 from bbperf.generate.profile import load_profile
 from bbperf.generate.rowhash import row_text
-from bbperf.generate.stream import Plan, chunks
+from bbperf.generate.stream import Plan
 from bbperf.generate.tally import LATEST_US, ClientTally
+from bbperf.generate.workers import chunks
 from bbperf.pool.config import make_engine
 
 AS_OF = "2026-11-01"

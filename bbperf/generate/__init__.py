@@ -11,7 +11,7 @@ from typing import Any
 _EXPORTS = {
     "DatasetInfo": "bbperf.generate.dataset",
     "dataset_info": "bbperf.generate.dataset",
-    "ensure_dataset": "bbperf.generate.dataset",
+    "ensure_dataset": "bbperf.generate.load",
     "generate": "bbperf.generate.load",
     "require_dataset": "bbperf.generate.dataset",
     "verify": "bbperf.generate.fingerprint",

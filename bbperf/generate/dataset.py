@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +13,7 @@ from sqlalchemy import Engine, text
 
 from bbperf.asof import as_of_date
 from bbperf.errors import ConfigError, DataError
-from bbperf.generate.profile import load_profile
-from bbperf.schema import META_TABLE, create_schema
+from bbperf.schema import META_TABLE
 from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
@@ -125,63 +123,7 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
     return dict(value) if value else None
 
 
-def check_no_experiments(engine: Engine) -> None:
-    """Refuse to replace the dataset while an experiment built on it is in place.
-
-    A rollup, a materialized view, cache invalidation triggers or partitioned tables were built
-    from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
-    the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
-    experiment's own choices (trigger mode, granularity, a running listener) with the user, and
-    the message names the command that removes each one. DataError in one line; no schema or
-    nothing in place passes.
-    """
-    from bbperf.leftovers import survey
-
-    if dataset_info(engine) is None:
-        return
-    blocking = [item for item in survey(engine) if not item.replaced_by_load]
-    if blocking:
-        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
-        raise DataError(
-            f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
-            f"built on it are in place: {listed}; remove them first"
-        )
-
-
-def ensure_dataset(
-    engine: Engine,
-    profile: str,
-    scale: float,
-    seed: int,
-    as_of: str | date | datetime | None = None,
-    *,
-    jobs: int = 1,
-    progress: bool = False,
-    scratch_dir: Path | None = None,
-) -> DatasetInfo:
-    """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
-    generated otherwise. Creates bbperf's schema when it is missing."""
-    from bbperf.generate.load import generate
-
-    schema = schema_of(engine)
-    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
-    load_profile(profile)
-    current = dataset_info(engine)
-    wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
-    if (
-        current
-        and all(current.get(k) == v for k, v in wanted.items())
-        and _counts_match(engine, schema, current)
-    ):
-        return DatasetInfo.from_dict(current)
-    if current is None:
-        create_schema(engine)
-    return generate(
-        engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
-    )
-
-
-def _counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
+def counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
     with engine.connect() as conn:
         for table, fp in info.get("fingerprints", {}).items():
             n = conn.execute(text(f"SELECT count(*) FROM {qualified(schema, table)}")).scalar_one()

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from bbperf.generate.dataset import require_dataset
 from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
@@ -114,8 +115,6 @@ def verify(engine: Engine) -> list[dict[str, Any]]:
     """Recompute every table's fingerprint on the server and set it beside the one the load stored:
     [{"table", "rows", "stored_checksum", "server_rows", "server_checksum", "ok"}]. DataError when
     no dataset is loaded."""
-    from bbperf.generate.dataset import require_dataset
-
     stored = require_dataset(engine)["fingerprints"]
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL statement_timeout = 0"))

@@ -13,37 +13,40 @@ tables' do not). ``generate(..., resumable=True)`` loads through staging tables 
 from __future__ import annotations
 
 import io
-import json
-import os
 import shutil
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError, QueryError, first_line
+from bbperf.errors import ConfigError, DataError, QueryError, first_line
 from bbperf.generate.dataset import (
-    DATASET_KEY,
     DatasetInfo,
     check_jobs,
-    check_no_experiments,
     check_scale,
     check_seed,
+    counts_match,
+    dataset_info,
     normalize_as_of,
 )
 from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
-from bbperf.generate.stream import Plan, chunks, peak_rss_mb
+from bbperf.generate.resume import committed_chunks, committed_rows, load_resumable
+from bbperf.generate.steps import (
+    Phases,
+    foreign_keys,
+    loaded_info,
+    server_connections,
+    store_info,
+)
+from bbperf.generate.stream import Plan
+from bbperf.generate.workers import chunks
 from bbperf.ownership import owned_data_directory
-from bbperf.schema import META_TABLE, TABLE_ORDER, require_schema
+from bbperf.schema import TABLE_ORDER, create_schema, require_schema
 from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error, schema_of, wait_callback
 
@@ -61,24 +64,6 @@ FREE_MARGIN_BYTES = 64 << 20
 # After a resumable load (rows committed chunk by chunk, not COPYed with FREEZE): VACUUM (FREEZE,
 # ANALYZE) rather than ANALYZE; see docs/scale.md for the measurement behind the choice.
 FREEZE_AFTER_RESUMABLE = True
-
-
-class Phases:
-    """Wall-clock seconds per named phase, in the order they ran."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-
-    def rounded(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 def generate(
@@ -156,6 +141,29 @@ def generate(
     return _finish(engine, schema, info, phases, started)
 
 
+def check_no_experiments(engine: Engine) -> None:
+    """Refuse to replace the dataset while an experiment built on it is in place.
+
+    A rollup, a materialized view, cache invalidation triggers or partitioned tables were built
+    from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
+    the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
+    experiment's own choices (trigger mode, granularity, a running listener) with the user, and
+    the message names the command that removes each one. DataError in one line; no schema or
+    nothing in place passes.
+    """
+    from bbperf.leftovers import survey
+
+    if dataset_info(engine) is None:
+        return
+    blocking = [item for item in survey(engine) if not item.replaced_by_load]
+    if blocking:
+        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
+        raise DataError(
+            f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
+            f"built on it are in place: {listed}; remove them first"
+        )
+
+
 def check_free_space(
     engine: Engine, plan: Plan, data_directory: Path, *, resumable: bool = False
 ) -> None:
@@ -164,8 +172,6 @@ def check_free_space(
     to ``max_wal_size`` (checkpoints recycle WAL beyond it). The old dataset stays until the new
     one commits, so what it occupies counts as used; a resumed load needs only its rows not yet
     committed."""
-    from bbperf.generate.resume import committed_rows
-
     rows = estimated_rows(plan.profile, plan.scale)
     if resumable:
         rows = max(0, rows - committed_rows(engine, plan))
@@ -205,8 +211,6 @@ def _resumable(
     engine: Engine, plan: Plan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
     """``load_resumable``, its failures turned into one line that says what survives."""
-    from bbperf.generate.resume import committed_chunks, load_resumable
-
     try:
         return load_resumable(engine, plan, jobs, bar, phases)
     except (DBAPIError, psycopg2.Error, QueryError) as exc:
@@ -298,60 +302,6 @@ def _load(
     return info, fks
 
 
-def loaded_info(
-    conn: Connection,
-    plan: Plan,
-    fingerprints: dict[str, dict[str, Any]],
-    copy_seconds: dict[str, float],
-    client: dict[str, float],
-    jobs: int,
-    stats: dict[str, float],
-    **extra: Any,
-) -> DatasetInfo:
-    """The provenance a load stores: what was loaded, with which versions, and what it cost."""
-    from bbperf import __version__
-
-    return DatasetInfo(
-        profile=plan.profile.name,
-        scale=plan.scale,
-        seed=plan.seed,
-        as_of=plan.as_of.isoformat(),
-        fingerprints=fingerprints,
-        bbperf_version=__version__,
-        server_version=str(conn.execute(text("SHOW server_version")).scalar_one()),
-        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        copy_seconds={t: round(v, 3) for t, v in copy_seconds.items()},
-        versions=library_versions(),
-        client_seconds={k: round(v, 3) for k, v in client.items()},
-        jobs=jobs,
-        peak_rss_mb={
-            "coordinator": round(peak_rss_mb(), 1),
-            "worker": round(stats.get("worker_peak_rss_mb", 0.0), 1),
-        },
-        **extra,
-    )
-
-
-def store_info(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
-    sql = text(
-        f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-    )
-    params = {"k": DATASET_KEY, "v": json.dumps(info.to_dict())}
-    if isinstance(target, Connection):
-        target.execute(sql, params)
-        return
-    with target.begin() as conn:
-        conn.execute(sql, params)
-
-
-def server_connections(jobs: int) -> int:
-    """Connections for the phases where only the server works (validation, ANALYZE, key builds):
-    ``jobs``, but at least the client's cores — the generator is idle by then, so ``--jobs 1``
-    need not serialise the server's work."""
-    return max(1, jobs, os.cpu_count() or 1)
-
-
 def validate_and_analyze(
     engine: Engine, fks: list[tuple[str, str, str]], jobs: int = 1, *, freeze: bool = False
 ) -> None:
@@ -382,21 +332,6 @@ def validate_and_analyze(
         ) from None
 
 
-def foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
-    """(table, constraint name, definition) of the foreign keys on the dataset's tables."""
-    rows = conn.execute(
-        text(
-            "SELECT c.conrelid::regclass::text AS tbl, c.conname, pg_get_constraintdef(c.oid) AS def "
-            "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
-            "WHERE n.nspname = :s AND c.contype = 'f' AND c.conrelid::regclass::text = ANY(:t) "
-            "ORDER BY c.conname"
-        ),
-        {"s": schema, "t": [f"{schema}.{t}" for t in TABLE_ORDER] + list(TABLE_ORDER)},
-    )
-    # A load interrupted before validation leaves NOT VALID constraints: re-add them as the schema has them.
-    return [(str(r[0]), str(r[1]), str(r[2]).removesuffix(" NOT VALID")) for r in rows]
-
-
 def secondary_indexes(conn: Connection, schema: str) -> list[tuple[str, str]]:
     """Valid indexes on the dataset's tables that back no constraint (e.g. an applied index set)."""
     rows = conn.execute(
@@ -416,7 +351,32 @@ def secondary_indexes(conn: Connection, schema: str) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def library_versions() -> dict[str, str]:
-    import faker
-
-    return {"numpy": np.__version__, "faker": faker.VERSION}
+def ensure_dataset(
+    engine: Engine,
+    profile: str,
+    scale: float,
+    seed: int,
+    as_of: str | date | datetime | None = None,
+    *,
+    jobs: int = 1,
+    progress: bool = False,
+    scratch_dir: Path | None = None,
+) -> DatasetInfo:
+    """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
+    generated otherwise. Creates bbperf's schema when it is missing."""
+    schema = schema_of(engine)
+    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
+    load_profile(profile)
+    current = dataset_info(engine)
+    wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
+    if (
+        current
+        and all(current.get(k) == v for k, v in wanted.items())
+        and counts_match(engine, schema, current)
+    ):
+        return DatasetInfo.from_dict(current)
+    if current is None:
+        create_schema(engine)
+    return generate(
+        engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
+    )

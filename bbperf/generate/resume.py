@@ -9,7 +9,6 @@ from dataclasses import replace
 from sqlalchemy import Engine, text
 
 from bbperf.generate.dataset import DatasetInfo
-from bbperf.generate.load import Phases
 from bbperf.generate.progress import Progress
 from bbperf.generate.staging import (
     PROGRESS_TABLE,
@@ -25,10 +24,12 @@ from bbperf.generate.staging import (
     refuse_blockers,
     swap,
 )
-from bbperf.generate.stream import Plan, chunks
+from bbperf.generate.steps import Phases, foreign_keys, loaded_info, store_info
+from bbperf.generate.stream import Plan
+from bbperf.generate.workers import chunks
 from bbperf.schema import require_schema
 from bbperf.sqlnames import qualified
-from bbperf.target import schema_of
+from bbperf.target import schema_of, wait_callback
 
 
 def check_swappable(engine: Engine) -> None:
@@ -76,9 +77,6 @@ def load_resumable(
     """Every step up to and including the swap; returns the provenance and the foreign keys to
     validate. Raises SchemaError before any work when the swap would lose objects bbperf did not
     create; a dropped connection leaves the committed chunks for the next run."""
-    from bbperf.generate.load import foreign_keys, loaded_info, store_info
-    from bbperf.target import wait_callback
-
     schema = schema_of(engine)
     key = load_key(plan)
     with phases("prepare"), engine.begin() as conn:

@@ -16,14 +16,16 @@ import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import psycopg2
 from sqlalchemy import Connection, Engine, text
 
+from bbperf import __version__
 from bbperf.errors import SchemaError
-from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, Plan
+from bbperf.generate.steps import server_connections
+from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, Plan, Sink
 from bbperf.schema import TABLE_ORDER
 from bbperf.sqlnames import qualified, quote
 
@@ -44,16 +46,6 @@ BIGGEST_FIRST = (
 )
 
 
-@dataclass(frozen=True)
-class Sink:
-    """Where a resumable load's chunks go: a libpq connection string (it may hold a password: never
-    printed), bbperf's schema and the load key."""
-
-    dsn: str
-    schema: str
-    key: str
-
-
 def staging(table: str) -> str:
     return f"{STAGING_PREFIX}{table}"
 
@@ -65,8 +57,6 @@ def temporary_name(name: str) -> str:
 
 def load_key(plan: Plan) -> str:
     """What identifies a load's chunks: profile (its content), scale, seed, as-of, generator version."""
-    from bbperf import __version__
-
     wanted = {
         "profile": repr(plan.profile),
         "scale": plan.scale,
@@ -327,8 +317,6 @@ def build_keys(
                     create = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
                     body = definition.removeprefix("UNIQUE ")
                     conn.execute(text(f"{create} {quote(tmp)} ON {target}{body}"))
-
-    from bbperf.generate.load import server_connections
 
     with ThreadPoolExecutor(max_workers=server_connections(jobs)) as pool:
         list(pool.map(run, BIGGEST_FIRST))

@@ -1,5 +1,6 @@
 """The load's chunks, generated, encoded and fingerprinted ahead of the COPY: in a background thread
-(``jobs=1``) or in worker processes (``jobs>1``), delivered in the same order with the same bytes.
+(``jobs=1``) or in worker processes (``jobs>1``, ``bbperf.generate.workers``, which hands them out),
+delivered in the same order with the same bytes.
 
 Bookings come in (week, barber block) pairs of appointments and payments, each pair from its own
 random stream. Their ids depend on how many rows came before, so a worker generates a pair with ids
@@ -10,14 +11,11 @@ before the clients (one random stream, generated in order) are made.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,9 +34,6 @@ from bbperf.generate.profile import Profile
 from bbperf.generate.rowhash import checksum
 from bbperf.generate.tally import ClientTally
 
-if TYPE_CHECKING:
-    from bbperf.generate.staging import Sink
-
 # Random streams: one per purpose, and one per (week, barber block) of bookings.
 _CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
 SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
@@ -46,6 +41,16 @@ AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coo
 PAYLOAD_ROWS = 16_384  # rows per COPY payload
 # A chunk's number within its table: (pair or clients part) << PART_BITS | payload within it.
 PART_BITS = 8
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where a resumable load's chunks go: a libpq connection string (it may hold a password: never
+    printed), bbperf's schema and the load key."""
+
+    dsn: str
+    schema: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ class _Generator:
             index += 1
 
 
-def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
+def in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
     """Every chunk, generated in this process."""
     gen = _Generator(plan, tally)
     yield from gen.small_tables()
@@ -215,57 +220,6 @@ def _in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
         yield from _encoded("payments", pays, n_p, last, 0.0, base, plan.done)
         del pays
     yield from gen.clients()
-
-
-def chunks(plan: Plan, jobs: int = 1, stats: dict[str, float] | None = None) -> Iterator[Encoded]:
-    """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
-    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
-    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
-    barbers = n_barbers(plan.profile, plan.scale)
-    tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
-    try:
-        if jobs <= 1 or plan.pairs() < 2:
-            yield from _ahead(_in_order(plan, tally), depth=2)
-        else:
-            from bbperf.generate.workers import parallel
-
-            yield from parallel(plan, tally, jobs, stats if stats is not None else {})
-    finally:
-        tally.close()
-
-
-def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
-    """``items`` produced in a background thread, ``depth`` ahead, so generation on one core
-    overlaps the server's COPY on another."""
-    done = object()
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            buffer.put(exc)
-
-    worker = threading.Thread(target=produce, name="bbperf-generate", daemon=True)
-    worker.start()
-    try:
-        while (item := buffer.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def peak_rss_mb() -> float:

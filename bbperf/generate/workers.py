@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import psycopg2
 
 from bbperf.errors import QueryError, first_line
+from bbperf.generate.cast import n_barbers
 from bbperf.generate.stream import (
     AHEAD_PER_WORKER,
     PART_BITS,
@@ -34,6 +36,7 @@ from bbperf.generate.stream import (
     _encoded,
     _Generator,
     _shift,
+    in_order,
     peak_rss_mb,
 )
 from bbperf.generate.tally import ClientTally
@@ -109,6 +112,55 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, paren
     finally:
         if writer is not None:
             writer.close()
+
+
+def chunks(plan: Plan, jobs: int = 1, stats: dict[str, float] | None = None) -> Iterator[Encoded]:
+    """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
+    (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
+    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
+    barbers = n_barbers(plan.profile, plan.scale)
+    tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
+    try:
+        if jobs <= 1 or plan.pairs() < 2:
+            yield from _ahead(in_order(plan, tally), depth=2)
+        else:
+            yield from parallel(plan, tally, jobs, stats if stats is not None else {})
+    finally:
+        tally.close()
+
+
+def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
+    """``items`` produced in a background thread, ``depth`` ahead, so generation on one core
+    overlaps the server's COPY on another."""
+    done = object()
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            buffer.put(exc)
+
+    worker = threading.Thread(target=produce, name="bbperf-generate", daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def parallel(

@@ -9,42 +9,22 @@ never the wall clock, so the same dataset always gives the same queries and answ
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-import pandas as pd
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from bbperf.asof import as_of_datetime
 from bbperf.errors import DataError
+from bbperf.workload.file import load_workload
+from bbperf.workload.query import WorkloadQuery
 
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
 Barber = Literal["busy", "quiet"]
 
 
-@dataclass(frozen=True)
-class WorkloadQuery:
-    """One named query: what it does, its SQL (``:name`` parameters) and the values to run it with."""
-
-    name: str
-    description: str
-    sql: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def run(self, engine_or_conn: Engine | Connection) -> pd.DataFrame:
-        """Execute the query alone and return its rows."""
-        if isinstance(engine_or_conn, Engine):
-            with engine_or_conn.connect() as conn:
-                return self.run(conn)
-        result = engine_or_conn.execute(text(self.sql), self.params)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
 def _builtin_queries() -> dict[str, tuple[str, str]]:
-    from bbperf.workload.file import load_workload
-
     return {s.name: (s.description, s.bind_sql()) for s in load_workload("catalogue").statements}
 
 

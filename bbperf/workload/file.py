@@ -16,11 +16,10 @@ from bbperf.errors import BbperfError, ConfigError
 from bbperf.files import loads_toml, read_input
 from bbperf.sql import parse_one
 from bbperf.workload.parse import Analysis, analyze, literal_spans, placeholder_tokens, resolve
+from bbperf.workload.query import WorkloadQuery
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from bbperf.workload.catalog import WorkloadQuery
 
 FORMAT_VERSION = 1
 BUILTIN = Path(__file__).with_name("bookedbarber.toml")
@@ -120,8 +119,6 @@ class Statement:
 
     def query(self, index: int = 0) -> WorkloadQuery:
         """The statement as a ``WorkloadQuery`` (name, description, bound SQL, value set ``index``)."""
-        from bbperf.workload.catalog import WorkloadQuery
-
         return WorkloadQuery(self.name, self.description, self.bind_sql(), self.params(index))
 
 
