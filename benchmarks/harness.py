@@ -45,9 +45,9 @@ from sqlalchemy import Engine, make_url, text
 from bbperf.config import Settings, load_settings
 from bbperf.embedded import EmbeddedServer
 from bbperf.explain import explain, measure
-from bbperf.explain.measure import compile_sql
 from bbperf.generate import ensure_dataset
 from bbperf.indexes import SEED, IndexSet, apply
+from bbperf.sql import placeholders
 from bbperf.target import connect, resolve_url
 from bbperf.workload import QUERY_NAMES, catalogue
 
@@ -121,8 +121,12 @@ def pgbench_script(
     try:
         cursor = raw.cursor()
         literals = {k: cursor.mogrify("%s", (v,)).decode() for k, v in params.items()}
-        driver_sql, values = compile_sql(engine, sql, params)
-        sent_by_psycopg2 = cursor.mogrify(driver_sql, values).decode()
+        # The text with psycopg2's literal for each placeholder PostgreSQL's scanner finds.
+        pieces, last = [], 0
+        for start, end, name in placeholders(sql):
+            pieces += [sql[last:start], literals[name]]
+            last = end
+        sent_by_psycopg2 = "".join([*pieces, sql[last:]])
     finally:
         raw.close()
     sent_by_pgbench = _VARIABLE.sub(lambda m: literals[m.group(1)], sql)
