@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.binding import unwrap_prepared
 from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import extension_schema
 from bbperf.sqlnames import qualified
@@ -297,9 +298,10 @@ def statement_texts(engine: Engine, queryids: list[int]) -> dict[int, str]:
                 f"SELECT /* {_OWN} */ queryid, min(left(regexp_replace(query, '\\s+', ' ', 'g'), :chars)) "
                 f"FROM {qualified(_statements_schema(conn), 'pg_stat_statements')} WHERE queryid = ANY(:ids) GROUP BY queryid"
             ),
-            {"chars": QUERY_CHARS, "ids": queryids},
+            # Room for the ``PREPARE bbperf_… AS`` prefix of user SQL that bbperf ran, cut after.
+            {"chars": QUERY_CHARS + 64, "ids": queryids},
         )
-        return {int(r[0]): str(r[1]) for r in rows}
+        return {int(r[0]): unwrap_prepared(str(r[1]))[:QUERY_CHARS] for r in rows}
 
 
 @dataclass

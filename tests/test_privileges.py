@@ -493,3 +493,12 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
     assert result.errors.get("reset", 0) > 0
     assert "permission denied" in result.first_error["reset"]
     assert scalar(tiny_copy_url, count_statements) >= before > 0
+
+
+def test_statistics_show_the_statement_not_bbperfs_prepare() -> None:
+    from bbperf.binding import unwrap_prepared
+
+    assert unwrap_prepared("PREPARE bbperf_0123456789ab AS SELECT 1") == "SELECT 1"
+    typed = "PREPARE bbperf_0123456789ab(bigint, text) AS SELECT $1, $2"
+    assert unwrap_prepared(typed) == "SELECT $1, $2"
+    assert unwrap_prepared("PREPARE mine AS SELECT 1") == "PREPARE mine AS SELECT 1"  # not ours
