@@ -13,6 +13,8 @@ DEFAULT_SCHEMA = "bbperf"
 DEFAULT_DATABASE = "bbperf"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+LOAD_HOME_ENV = "BBPERF_LOAD_HOME"  # in a load worker's environment: the home it loads, or ""
+
 
 def default_home() -> Path:
     """Where bbperf keeps its embedded server: ``$BBPERF_HOME`` or the user's data directory."""

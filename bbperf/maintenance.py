@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
-from bbperf.report.humanize import format_value
+from bbperf.humanize import format_value
 from bbperf.schema import extension_schema as schema_extension_schema
 from bbperf.secrets import statement_text
 from bbperf.sqlnames import qualified, qualified_if_needed

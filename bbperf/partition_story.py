@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bbperf.explain.stats import median_speedup_across
-from bbperf.report.humanize import format_value
+from bbperf.humanize import format_value
 
 
 @dataclass(frozen=True)

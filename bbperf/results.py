@@ -205,7 +205,7 @@ class Results:
         return path
 
     def __repr__(self) -> str:
-        from bbperf.report.humanize import format_ci, format_value
+        from bbperf.humanize import format_ci, format_value
 
         lines = [f"{self.notebook}: {len(self.figures)} figures"]
         if self.verdict:
@@ -218,7 +218,7 @@ class Results:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from bbperf.report.humanize import format_ci, format_value
+        from bbperf.humanize import format_ci, format_value
 
         rows = "".join(
             f"<tr><td>{escape(f.name)}</td><td>{escape(format_value(f.value, f.unit))}</td>"

@@ -14,9 +14,9 @@ import pytest
 
 from bbperf.cli import main
 from bbperf.errors import ConfigError
+from bbperf.humanize import format_ci, format_value
 from bbperf.report import Report, run_report, story
 from bbperf.report.build import DEFAULT_DATASET, report_dataset
-from bbperf.report.humanize import format_ci, format_value
 from bbperf.report.index import render_index
 from bbperf.report.pages import show_table
 from bbperf.report.runner import (

@@ -137,7 +137,7 @@ def write_cost_summary(samples: dict[str, list[float]]) -> dict[str, float]:
 
 
 def _x(value: float) -> str:
-    from bbperf.report.humanize import format_value
+    from bbperf.humanize import format_value
 
     return format_value(value, "x") if np.isfinite(value) else "n/a"
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg2
 
+from bbperf.config import LOAD_HOME_ENV
 from bbperf.errors import QueryError, first_line
 from bbperf.generate.cast import n_barbers
 from bbperf.generate.stream import (
@@ -40,7 +41,6 @@ from bbperf.generate.stream import (
     peak_rss_mb,
 )
 from bbperf.generate.tally import ClientTally
-from bbperf.topology.processes import LOAD_HOME_ENV
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

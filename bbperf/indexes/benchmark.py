@@ -179,7 +179,7 @@ def median_speedup_ci(
 
 def times(ratio: float) -> str:
     """×522, ×14.2, ×1.46: three significant digits, so ×1.46 never reads as ×1."""
-    from bbperf.report.humanize import format_value
+    from bbperf.humanize import format_value
 
     return format_value(ratio, "x")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bbperf.report.humanize import format_ci, format_value
+from bbperf.humanize import format_ci, format_value
 
 # The original summary: "the metrics query takes about 0.5 ms"; "about" read as within ×2.
 CLAIMED_MS = 0.5

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from bbperf.explain.stats import Comparison, compare
+from bbperf.humanize import format_value
 from bbperf.pool.costs import PoolRecommendation
-from bbperf.report.humanize import format_value
 
 
 @dataclass(frozen=True)

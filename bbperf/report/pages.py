@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bbperf.report.humanize import format_number
+from bbperf.humanize import format_number
 
 # Column-name endings → the unit a number in that column is rounded and labelled with.
 _SUFFIX_UNITS = (

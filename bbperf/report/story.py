@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from bbperf.report.humanize import format_ci, format_p, format_value
+from bbperf.humanize import format_ci, format_p, format_value
 
 DATASET_KEYS = ("profile", "scale", "seed", "as_of")
 ROAD_MAP = "road map"  # the claims.toml topic of the seed's next steps, shown in a table of its own

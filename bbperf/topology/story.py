@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bbperf.report.humanize import format_value
+from bbperf.humanize import format_value
 from bbperf.topology.experiments import BouncerExperiment, ReplicaExperiment
 
 

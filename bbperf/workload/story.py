@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from bbperf.explain.stats import median_speedup_across
-from bbperf.report.humanize import format_value
+from bbperf.humanize import format_value
 
 HELPED_MIN_PREDICTED = 1.1  # a statement the advice is predicted to speed up by more than 10 %
 
