@@ -526,9 +526,12 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
         while time.monotonic() < deadline and not waiting and proc.poll() is None:
             time.sleep(0.2)
             with watcher.cursor() as cur:
+                # Only a build running now in this database: pg_stat_activity also keeps the last
+                # query of idle sessions, and an earlier test's may have been a concurrent build.
                 cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE query ILIKE '%CREATE INDEX CONCURRENTLY%' AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND query ILIKE '%CREATE INDEX CONCURRENTLY%' "
+                    "AND pid <> pg_backend_pid()"
                 )
                 waiting = cur.fetchone()[0] > 0
         watcher.close()
