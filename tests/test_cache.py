@@ -147,14 +147,25 @@ def test_stale_pid_file_is_not_trusted(cache_home: Path) -> None:
 
 @needs_server
 def test_deep_home_gets_a_short_socket(tmp_path: Path) -> None:
+    """A long BBPERF_HOME puts the socket in /tmp: in a fresh mkdtemp directory of ours (0700),
+    never at a name derived from the home, which another local user could create first."""
+    import hashlib
+    import stat
+
     home = tmp_path / ("d" * 60) / ("e" * 60)
     server = CacheServer(home)
-    assert len(str(server.socket)) < 100 and not str(server.socket).startswith(str(home))
+    derived = hashlib.sha1(str(server.directory).encode()).hexdigest()[:12]
     try:
         assert server.start().running
+        running = server.socket
+        assert len(str(running)) < 100 and not str(running).startswith(str(home))
+        assert running.parent != Path("/tmp") / f"bbperf-cache-{derived}"
+        info = running.parent.lstat()
+        assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+        assert server.client().ping()
     finally:
         server.stop()
-    assert not server.socket.parent.exists()
+    assert not running.parent.exists()
 
 
 def test_missing_binary_says_how_to_install(

@@ -11,10 +11,12 @@ wheel, a ``valkey-server`` or ``redis-server`` on PATH (Debian's ``redis-server`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
+import os
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +71,22 @@ class CacheStatus:
     keys: int | None
 
 
+def _private_dir(record: Path) -> Path | None:
+    """The directory ``record`` names when it is still a real directory (not a symlink) owned by
+    this user with mode 0700; None otherwise."""
+    try:
+        directory = Path(record.read_text().strip())
+        info = directory.lstat()
+    except (OSError, ValueError):
+        return None
+    private = (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and stat.S_IMODE(info.st_mode) == 0o700
+    )
+    return directory if private else None
+
+
 class CacheServer:
     """A Valkey (or Redis) server whose config, pid file, log and socket live in ``home/cache``."""
 
@@ -81,12 +99,26 @@ class CacheServer:
         self.socket = self._socket_path()
 
     def _socket_path(self) -> Path:
+        """``home/cache/valkey.sock``, or — when a deep BBPERF_HOME would overflow sun_path — the
+        socket in the short private directory ``start`` made and recorded (a name nobody else can
+        have created first: never a path derived from the home)."""
         inside = self.directory / "valkey.sock"
         if len(str(inside)) <= _MAX_SOCKET_PATH:
             return inside
-        # A deep BBPERF_HOME would overflow sun_path: a short directory named after it instead.
-        digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"bbperf-cache-{digest}" / "valkey.sock"
+        recorded = _private_dir(self.directory / "socket.dir")
+        # Not started: a path under the home (too long to connect to), never a shared /tmp name.
+        return (recorded or self.directory) / "valkey.sock"
+
+    def _fits(self) -> bool:
+        return len(str(self.directory / "valkey.sock")) <= _MAX_SOCKET_PATH
+
+    def _ensure_socket_dir(self) -> None:
+        """Before a start: a long home's socket gets a fresh ``mkdtemp`` directory (mode 0700, ours)
+        unless the recorded one is still a real private directory of ours."""
+        if not self._fits() and _private_dir(self.directory / "socket.dir") is None:
+            short = Path(tempfile.mkdtemp(prefix="bbperf-cache-", dir="/tmp"))
+            (self.directory / "socket.dir").write_text(str(short))
+        self.socket = self._socket_path()
 
     # -- state ------------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -182,7 +214,7 @@ class CacheServer:
         binary = find_server_binary()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._clear_runtime_files()
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_socket_dir()
         self.config_file.write_text(self.config_text())
         try:
             # daemonize: the launched process forks the server and exits at once.
@@ -234,8 +266,10 @@ class CacheServer:
     def _clear_runtime_files(self) -> None:
         for path in (self.pid_file, self.socket):
             path.unlink(missing_ok=True)
-        if self.socket.parent != self.directory and self.socket.parent.exists():
+        if not self._fits() and _private_dir(self.directory / "socket.dir"):
             shutil.rmtree(self.socket.parent, ignore_errors=True)
+            (self.directory / "socket.dir").unlink(missing_ok=True)
+            self.socket = self._socket_path()
 
     def _last_log_line(self) -> str:
         try:

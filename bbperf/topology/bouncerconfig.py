@@ -72,6 +72,9 @@ class BouncerConfig:
     max_client_conn: int = 1100
     listen_port: int = SOCKET_PORT
     version: tuple[int, ...] = (1, 18, 0)
+    # Where the Unix socket goes: ``directory`` unless the socket path would not fit (then a short
+    # private directory: PgBouncer silently truncates a longer path).
+    socket_dir: Path | None = None
 
     def check(self) -> None:
         if self.pool_mode not in POOL_MODES:
@@ -102,7 +105,7 @@ def render_config(config: BouncerConfig) -> tuple[str, str]:
         "[pgbouncer]",
         f"listen_addr = {'' if trust else '127.0.0.1'}",
         f"listen_port = {config.listen_port}",
-        f"unix_socket_dir = {d}",
+        f"unix_socket_dir = {config.socket_dir or d}",
         "unix_socket_mode = 0700",
         f"auth_type = {'trust' if trust else 'scram-sha-256'}",
         f"auth_file = {d / 'userlist.txt'}",

@@ -47,6 +47,7 @@ from bbperf.topology.processes import (
     own_for_server,
     run_as_server,
     server_user,
+    socket_dir_for,
 )
 from bbperf.topology.scram import Endpoint, server_secret
 from bbperf.urls import is_unix_socket, mask_url, parse_url
@@ -162,7 +163,7 @@ class PgBouncer:
         user = quote(parsed.username or "postgres", safe="")
         if state["trust"]:
             return (
-                f"postgresql://{user}@/{name}?host={quote(str(self.directory), safe='')}"
+                f"postgresql://{user}@/{name}?host={quote(str(self.socket_dir()), safe='')}"
                 f"&port={state['listen_port']}"
             )
         password = quote(libpq_password(parsed) or "", safe="")
@@ -228,7 +229,9 @@ class PgBouncer:
                 if current == wanted:
                     return self.url(target_url)
                 self._stop_process()
-            config = replace(config, listen_port=SOCKET_PORT if trust else free_port())
+            listen_port = SOCKET_PORT if trust else free_port()
+            socket_dir = socket_dir_for(self.directory, listen_port)
+            config = replace(config, listen_port=listen_port, socket_dir=socket_dir)
             ini, userlist = render_config(config)
             own_for_server(self.directory)
             for name, content in (("pgbouncer.ini", ini), ("userlist.txt", userlist)):
@@ -236,7 +239,11 @@ class PgBouncer:
                 path.write_text(content)
                 path.chmod(0o600)
                 chown_for_server(path)
-            self._state_file.write_text(json.dumps({**wanted, "listen_port": config.listen_port}))
+            self._state_file.write_text(
+                json.dumps(
+                    {**wanted, "listen_port": config.listen_port, "socket_dir": str(socket_dir)}
+                )
+            )
             result = run_as_server([str(binary), "-d", "-q", str(self.directory / "pgbouncer.ini")])
             if result.returncode != 0 or not self._wait_started(30.0):
                 reason = self._log_tail(result.stderr)
@@ -246,7 +253,7 @@ class PgBouncer:
 
     def _wait_started(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        socket_file = self.directory / f".s.PGSQL.{self.state().get('listen_port')}"
+        socket_file = self.socket_dir() / f".s.PGSQL.{self.state().get('listen_port')}"
         while time.monotonic() < deadline:
             if self.pid() is not None and socket_file.exists():
                 return True
@@ -264,7 +271,13 @@ class PgBouncer:
         with locked(self.home / "pgbouncer.lock"):
             return self._stop_process()
 
+    def socket_dir(self) -> Path:
+        """The directory of pgbouncer's Unix socket (its own directory unless that path is too
+        long for a socket)."""
+        return Path(self.state().get("socket_dir") or self.directory)
+
     def _stop_process(self) -> bool:
+        socket_dir = self.socket_dir()
         pid = self.pid()
         if pid is not None:
             # SIGTERM is PgBouncer's immediate shutdown: clients are disconnected, nothing waits.
@@ -278,6 +291,8 @@ class PgBouncer:
         self._kill_strays()
         for name in ("userlist.txt", "pgbouncer.pid", "state.json"):
             (self.directory / name).unlink(missing_ok=True)
+        if socket_dir != self.directory:  # the short private directory start made
+            shutil.rmtree(socket_dir, ignore_errors=True)
         return pid is not None
 
     def _kill_strays(self) -> None:
