@@ -499,6 +499,14 @@ def test_concurrent_first_starts_and_a_stale_pid_file(tmp_path: Path) -> None:
 
 
 # -- Ctrl-C during a concurrent index build ----------------------------------------------------------
+def _as_from_a_terminal() -> None:
+    """The child starts with SIGINT as a shell gives it: default action, not blocked. A test
+    worker's own signal state (an ignored or blocked SIGINT) would otherwise be inherited across
+    exec, and the command could never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path: Path) -> None:
     index_set = tmp_path / "one.toml"
     index_set.write_text(
@@ -516,6 +524,7 @@ def test_interrupted_concurrent_build_ends_quietly(tiny_copy_url: str, tmp_path:
             [sys.executable, "-m", "bbperf", "--database-url", tiny_copy_url, "indexes", "apply",
              "--set", str(index_set), "--concurrently"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_as_from_a_terminal,
         )  # fmt: skip
         deadline = time.monotonic() + 180  # a loaded CI machine starts the CLI slowly
         waiting = False
