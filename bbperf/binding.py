@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2.extensions
+
 from bbperf.sql import Statement
 
 _INDETERMINATE = "42P18"  # could not determine data type of parameter $n
@@ -88,8 +90,6 @@ def _indeterminate_parameter(exc: Any) -> int | None:
 def _in_savepoint(cursor: Any, sql: str) -> None:
     """Run ``sql`` (no parameters: ``%`` is not interpreted); inside a transaction, in a savepoint so
     a failure leaves the transaction usable."""
-    import psycopg2.extensions
-
     status = cursor.connection.info.transaction_status
     if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
         cursor.execute(sql)
@@ -106,8 +106,6 @@ def _in_savepoint(cursor: Any, sql: str) -> None:
 def _deallocate(cursor: Any, name: str) -> None:
     """DEALLOCATE ``name`` unless the transaction is aborted (then the caller's rollback comes first
     and ``reset_session`` or closing the connection ends it)."""
-    import psycopg2.extensions
-
     if cursor.closed or cursor.connection.closed:
         return
     if cursor.connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
@@ -120,7 +118,7 @@ def reset_session(dbapi_connection: Any) -> None:
     ``DISCARD ALL`` releases session advisory locks, resets SET, drops prepared statements and
     temporary tables. Run between transactions."""
     previous = dbapi_connection.autocommit
-    if dbapi_connection.info.transaction_status != 0:  # not idle: end the transaction first
+    if dbapi_connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
         dbapi_connection.rollback()
     dbapi_connection.autocommit = True
     try:

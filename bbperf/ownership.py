@@ -52,3 +52,9 @@ def owned_data_directory(engine: Engine | Connection) -> Path | None:
                 owned = data_directory
     target.update_execution_options(**{_OWNER_OPTION: str(owned) if owned else ""})
     return owned
+
+
+def share_ownership(made: Engine, source: Engine) -> None:
+    """Give ``made`` (another login to the same server, e.g. a least-privilege role that may not
+    read ``data_directory``) ``source``'s proven answer."""
+    made.update_execution_options(**{_OWNER_OPTION: str(owned_data_directory(source) or "")})

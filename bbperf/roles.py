@@ -134,7 +134,7 @@ def role_sql(schema: str, role: str = "bbperf_analyst") -> str:
     )
 
 
-def privilege_note(conn: Any, schema: str) -> str | None:
+def privilege_line(conn: Any, schema: str) -> str | None:
     """One line when a psycopg2 connection's role can do more than bbperf needs on a server bbperf
     does not own: a superuser, or a role that may write tables outside bbperf's schema."""
     with conn.cursor() as cur:

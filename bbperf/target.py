@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
 from bbperf.embedded import EmbeddedServer
 from bbperf.errors import ConnectionFailed, QueryError, first_line
-from bbperf.ownership import owned_data_directory, owns
+from bbperf.ownership import owns, share_ownership
+from bbperf.roles import DML_ROLE, QUERY_ROLE, ensure_roles, privilege_line
 from bbperf.urls import mask_text, mask_url, parse_url
 
 
@@ -127,7 +128,6 @@ def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
     if not is_embedded(engine):
         return engine
     from bbperf.pool.config import make_engine
-    from bbperf.roles import DML_ROLE, QUERY_ROLE, ensure_roles
 
     options = engine.get_execution_options()
     cache: dict[str, Engine] | None = options.get("bbperf_user_engines")
@@ -151,10 +151,8 @@ def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
     if role not in cache:
         url = engine.url.set(username=role, password=None)
         made = make_engine(url, schema=schema_of(engine), echo_pool=False)
-        # The role may not read data_directory: it inherits the owner's proven answer.
-        made.update_execution_options(
-            bbperf_role=role, bbperf_owned_pgdata=str(owned_data_directory(engine))
-        )
+        made.update_execution_options(bbperf_role=role)
+        share_ownership(made, engine)  # the role may not read data_directory itself
         cache[role] = made
     return cache[role]
 
@@ -164,11 +162,9 @@ def privilege_note(engine: Engine) -> str | None:
     needs there (a superuser, or writes outside bbperf's schema); None otherwise."""
     if is_embedded(engine):
         return None
-    from bbperf.roles import privilege_note as note
-
     raw = engine.raw_connection()
     try:
-        return note(raw.dbapi_connection, schema_of(engine))
+        return privilege_line(raw.dbapi_connection, schema_of(engine))
     finally:
         raw.rollback()
         raw.close()
