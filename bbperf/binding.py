@@ -1,6 +1,6 @@
 """Running a checked statement with its values bound by the server.
 
-The statement's text is PREPAREd exactly as pglast parsed it (``Statement.numbered``); values only ever
+The statement's text is PREPAREd exactly as pglast parsed it (``CheckedStatement.numbered``); values only ever
 travel as the arguments of EXECUTE, where PostgreSQL binds them as parameters of the one prepared
 statement. Whatever a value holds, it cannot become a second statement or leave a string literal: it
 is never part of the statement's text.
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from bbperf.sql import Statement
+from bbperf.sql import CheckedStatement
 
 _INDETERMINATE = "42P18"  # could not determine data type of parameter $n
 _TYPE_OF: tuple[tuple[type, str], ...] = (
@@ -48,7 +48,7 @@ def execute_args(values: tuple[Any, ...]) -> str:
 
 
 @contextlib.contextmanager
-def prepared(cursor: Any, statement: Statement, values: tuple[Any, ...]) -> Iterator[str]:
+def prepared(cursor: Any, statement: CheckedStatement, values: tuple[Any, ...]) -> Iterator[str]:
     """PREPARE ``statement`` on a psycopg2 ``cursor`` under a fresh name; yield the name; DEALLOCATE.
 
     Run it with ``cursor.execute(f"EXECUTE {name}{execute_args(values)}", values)`` (or prefix
@@ -59,23 +59,42 @@ def prepared(cursor: Any, statement: Statement, values: tuple[Any, ...]) -> Iter
     if statement.executes is not None:  # already prepared by bbperf on this connection
         yield statement.executes
         return
-    connection = cursor.connection
-    if connection.get_parameter_status("standard_conforming_strings") != "on":
-        _in_savepoint(cursor, "SET standard_conforming_strings = on")
     name = f"bbperf_{secrets.token_hex(6)}"
-    types: list[str] = ["unknown"] * len(values)
-    for _ in range(len(values) + 1):
-        declared = f"({', '.join(types)})" if values and any(t != "unknown" for t in types) else ""
-        try:
-            _in_savepoint(cursor, f"PREPARE {name}{declared} AS {statement.numbered}")
-            break
-        except connection.DatabaseError as exc:
-            number = _indeterminate_parameter(exc)
-            if number is None or not 1 <= number <= len(values) or types[number - 1] != "unknown":
-                raise
-            types[number - 1] = _sql_type(values[number - 1])
+    _prepare(cursor, name, statement.numbered, [_sql_type(v) for v in values])
     try:
         yield name
+    finally:
+        _deallocate(cursor, name)
+
+
+def _prepare(cursor: Any, name: str, numbered: str, fallback: list[str]) -> None:
+    """PREPARE ``numbered`` as ``name``, the server inferring each ``$n``'s type; one it cannot infer
+    is declared ``fallback[n - 1]`` and the PREPARE tried again."""
+    if cursor.connection.get_parameter_status("standard_conforming_strings") != "on":
+        _in_savepoint(cursor, "SET standard_conforming_strings = on")
+    types: list[str] = ["unknown"] * len(fallback)
+    for _ in range(len(fallback) + 1):
+        declared = f"({', '.join(types)})" if any(t != "unknown" for t in types) else ""
+        try:
+            _in_savepoint(cursor, f"PREPARE {name}{declared} AS {numbered}")
+            return
+        except cursor.connection.DatabaseError as exc:
+            number = _indeterminate_parameter(exc)
+            if number is None or not 1 <= number <= len(fallback) or types[number - 1] != "unknown":
+                raise
+            types[number - 1] = fallback[number - 1]
+
+
+def parameter_types(cursor: Any, numbered: str, count: int) -> list[str]:
+    """The type the server infers for each of ``$1`` … ``$count`` in ``numbered`` (``text`` where it
+    cannot tell), read from ``pg_prepared_statements`` after a PREPARE that runs nothing."""
+    name = f"bbperf_{secrets.token_hex(6)}"
+    _prepare(cursor, name, numbered, ["text"] * count)
+    try:
+        cursor.execute(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s", (name,)
+        )
+        return list(cursor.fetchone()[0])
     finally:
         _deallocate(cursor, name)
 
@@ -126,12 +145,3 @@ def reset_session(dbapi_connection: Any) -> None:
             cursor.execute("DISCARD ALL")
     finally:
         dbapi_connection.autocommit = previous
-
-
-_PREPARED_PREFIX = re.compile(r"^\s*PREPARE\s+bbperf_[0-9a-f]{12}\s*(\([^)]*\))?\s+AS\s+", re.I)
-
-
-def unwrap_prepared(query: str) -> str:
-    """A pg_stat_statements text without the ``PREPARE bbperf_… AS`` bbperf wrapped it in (the
-    statement as the user wrote it, with ``$n`` placeholders); any other text unchanged."""
-    return _PREPARED_PREFIX.sub("", query, count=1)

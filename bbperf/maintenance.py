@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, text
 
+from bbperf.catalog import extension_schema
+from bbperf.experiment import register
 from bbperf.humanize import format_value
-from bbperf.schema import extension_schema as schema_extension_schema
-from bbperf.secrets import statement_text
+from bbperf.sql import statement_text
 from bbperf.sqlnames import qualified, qualified_if_needed
 from bbperf.target import schema_of
 
@@ -24,6 +25,12 @@ DEAD_TUPLE_SHARE = 0.20  # VACUUM when dead tuples exceed this share of live + d
 LEAF_DENSITY_MIN_PCT = 50.0  # a b-tree whose leaves are emptier than this is worth a REINDEX
 MIN_BLOAT_BYTES = 1 << 20  # ignore bloat in indexes smaller than 1 MiB: REINDEX would win nothing
 CACHE_HIT_MIN = 0.90
+
+EXPERIMENT = register(
+    "04_health_maintenance",
+    "Health and maintenance",
+    ["monitoring.health_detailed", "roadmap.slow_query_alerts"],
+)
 
 
 def _frame(engine: Engine, sql: str, **params: object) -> pd.DataFrame:
@@ -64,12 +71,6 @@ def table_stats(engine: Engine) -> pd.DataFrame:
         FROM pg_stat_user_tables WHERE schemaname = :schema ORDER BY relname""",
         schema=schema,
     )
-
-
-def extension_schema(engine: Engine, name: str) -> str | None:
-    """The schema an extension is installed in, or None when it is not installed in this database."""
-    with engine.connect() as conn:
-        return schema_extension_schema(conn, name)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from html import escape
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bbperf.humanize import format_ci, format_value
+
 Better = Literal["lower", "higher"] | None
 ClaimVerdict = Literal["confirmed", "refuted", "partly", "not measured"]
 CLAIM_VERDICTS: tuple[str, ...] = ("confirmed", "refuted", "partly", "not measured")
@@ -25,7 +27,7 @@ RESULTS_DIR_ENV = "BBPERF_RESULTS_DIR"
 
 
 class ComparisonLike(Protocol):
-    """What ``add_comparison`` reads (``bbperf.explain.stats.Comparison`` has all of it)."""
+    """What ``add_comparison`` reads (``bbperf.explain.timingstats.Comparison`` has all of it)."""
 
     speedup: float
     ci_low: float
@@ -143,7 +145,7 @@ class Results:
     ) -> Figure:
         """Record a speedup (×, higher is better) with its CI, p-value and significance.
 
-        ``comparison`` is a ``bbperf.explain.stats.Comparison`` (or anything with the same fields);
+        ``comparison`` is a ``bbperf.explain.timingstats.Comparison`` (or anything with the same fields);
         ``n`` is the number of samples on each side.
         """
         return self.add(
@@ -205,8 +207,6 @@ class Results:
         return path
 
     def __repr__(self) -> str:
-        from bbperf.humanize import format_ci, format_value
-
         lines = [f"{self.notebook}: {len(self.figures)} figures"]
         if self.verdict:
             lines.append(f"verdict: {self.verdict}")
@@ -218,8 +218,6 @@ class Results:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from bbperf.humanize import format_ci, format_value
-
         rows = "".join(
             f"<tr><td>{escape(f.name)}</td><td>{escape(format_value(f.value, f.unit))}</td>"
             f"<td>{escape(format_ci(f.ci_low, f.ci_high, f.unit))}</td>"

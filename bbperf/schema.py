@@ -7,7 +7,6 @@ state of the benchmarks (see ``bbperf.indexes``). bbperf marks its schema with a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +29,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from bbperf import __version__, meta
+from bbperf.catalog import extension_schema, outside_dependents
 from bbperf.config import DEFAULT_SCHEMA, validate_schema
 from bbperf.embedded import BENCH_EXTENSIONS
 from bbperf.errors import SchemaError, first_line
-from bbperf.sqlnames import qualified, quote
+from bbperf.sqlnames import quote
 from bbperf.target import schema_of
 
 SCHEMA_MARKER = "managed by bbperf"
-META_TABLE = "bbperf_meta"
 MONEY = Numeric(10, 2)
 TZ = DateTime(timezone=True)
 
@@ -96,7 +96,7 @@ def build_metadata(schema: str = DEFAULT_SCHEMA) -> MetaData:
         return Column("id", Integer, Identity(), primary_key=True)
 
     Table(
-        META_TABLE,
+        meta.META_TABLE,
         md,
         Column("key", Text, primary_key=True),
         Column("value", JSONB, nullable=False),
@@ -234,15 +234,13 @@ def _schema_exists(conn: Connection, schema: str) -> bool:
 
 def is_owned(conn: Connection, schema: str) -> bool:
     """True when ``schema`` carries bbperf's marker comment and its ``bbperf_meta`` table."""
-    row = conn.execute(
+    comment = conn.execute(
         text(
-            "SELECT obj_description(n.oid, 'pg_namespace') AS comment, "
-            "to_regclass(quote_ident(:s) || '.' || :m) IS NOT NULL AS has_meta "
-            "FROM pg_namespace n WHERE n.nspname = :s"
+            "SELECT obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE n.nspname = :s"
         ),
-        {"s": schema, "m": META_TABLE},
-    ).one_or_none()
-    return bool(row and row.comment and row.comment.startswith(SCHEMA_MARKER) and row.has_meta)
+        {"s": schema},
+    ).scalar()
+    return bool(comment and comment.startswith(SCHEMA_MARKER) and meta.exists(conn, schema))
 
 
 def require_schema(conn: Connection, schema: str = DEFAULT_SCHEMA) -> None:
@@ -256,7 +254,6 @@ def require_schema(conn: Connection, schema: str = DEFAULT_SCHEMA) -> None:
 def create_schema(engine: Engine) -> SchemaStatus:
     """Create the schema and its tables (idempotent); refuse a same-named schema bbperf didn't make."""
     schema = schema_of(engine)
-    from bbperf import __version__
 
     md = build_metadata(schema)
     with engine.begin() as conn:
@@ -267,27 +264,10 @@ def create_schema(engine: Engine) -> SchemaStatus:
             )
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
         md.create_all(conn)
-        conn.execute(text(f"COMMENT ON SCHEMA \"{schema}\" IS '{SCHEMA_MARKER} {__version__}'"))
-        conn.execute(
-            text(
-                f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-                "ON CONFLICT (key) DO NOTHING"
-            ),
-            {"k": "schema", "v": json.dumps({"bbperf_version": __version__})},
-        )
+        conn.execute(text(f"COMMENT ON SCHEMA {quote(schema)} IS '{SCHEMA_MARKER} {__version__}'"))
+        meta.write(conn, schema, "schema", {"bbperf_version": __version__}, replace=False)
     ensure_extensions(engine)
     return schema_status(engine)
-
-
-def extension_schema(conn: Connection, name: str) -> str | None:
-    """The schema extension ``name`` is installed in, or None when this database lacks it."""
-    return conn.execute(
-        text(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-            "WHERE e.extname = :name"
-        ),
-        {"name": name},
-    ).scalar()
 
 
 def ensure_extensions(engine: Engine) -> dict[str, str]:
@@ -312,54 +292,6 @@ def ensure_extensions(engine: Engine) -> dict[str, str]:
             except Exception as exc:  # noqa: BLE001 - permission or availability, reported not raised
                 result[ext] = f"unavailable: {first_line(exc)}"
     return result
-
-
-def outside_dependents(conn: Connection, schema: str) -> list[str]:
-    """Objects outside ``schema`` that depend on something inside it (views, foreign keys, ...).
-
-    These are what ``DROP SCHEMA … CASCADE`` would silently remove along with bbperf's own objects.
-    """
-    rows = conn.execute(
-        text(
-            """
-            WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = :s),
-            ours AS (
-                SELECT 'pg_class'::regclass AS classid, c.oid FROM pg_class c, ns
-                WHERE c.relnamespace = ns.oid
-                UNION ALL SELECT 'pg_type'::regclass, t.oid FROM pg_type t, ns
-                WHERE t.typnamespace = ns.oid
-                UNION ALL SELECT 'pg_proc'::regclass, p.oid FROM pg_proc p, ns
-                WHERE p.pronamespace = ns.oid
-            )
-            SELECT DISTINCT o.type || ' ' || o.identity AS what
-            FROM pg_depend d
-            JOIN ours ON d.refclassid = ours.classid AND d.refobjid = ours.oid
-            CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) o
-            -- a default, constraint, rule or trigger belongs where its table lives
-            CROSS JOIN LATERAL (SELECT CASE d.classid
-                WHEN 'pg_class'::regclass THEN d.objid
-                WHEN 'pg_attrdef'::regclass THEN
-                    (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
-                WHEN 'pg_constraint'::regclass THEN
-                    (SELECT NULLIF(conrelid, 0) FROM pg_constraint WHERE oid = d.objid)
-                WHEN 'pg_rewrite'::regclass THEN
-                    (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
-                WHEN 'pg_trigger'::regclass THEN
-                    (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
-                WHEN 'pg_policy'::regclass THEN
-                    (SELECT polrelid FROM pg_policy WHERE oid = d.objid)
-                END AS rel) owner
-            LEFT JOIN pg_class rc ON rc.oid = owner.rel
-            CROSS JOIN ns
-            WHERE d.deptype IN ('n', 'a')
-              AND COALESCE(rc.relnamespace, (SELECT oid FROM pg_namespace WHERE nspname = o.schema))
-                  IS DISTINCT FROM ns.oid
-            ORDER BY 1
-            """
-        ),
-        {"s": schema},
-    )
-    return [r.what for r in rows]
 
 
 def drop_schema(engine: Engine, *, cascade: bool = False) -> bool:

@@ -9,32 +9,41 @@ shows (an ``ALTER ROLE … PASSWORD '…'`` text in pg_stat_statements). ``redac
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
 
-from sqlalchemy.engine import URL, make_url
-
-from bbperf.binding import unwrap_prepared
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter "passwords" would match ordinary text everywhere
 
-# Free-text shapes that carry a password whoever it belongs to.
-_USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_PARAM = re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE)
-# Stored password hashes (pg_authid, PgBouncer's userlist): not the password, but enough to try
-# passwords offline against, so they are masked like one.
-_STORED_SECRET = re.compile(
-    r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+|\bmd5[0-9a-f]{32}\b"
-)
-_SQL_PASSWORD = re.compile(
-    r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))", re.IGNORECASE | re.DOTALL
-)
+
+@cache
+def _shapes() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The free-text shapes of a password, compiled on first use (every ``bbperf`` command imports
+    this module; most never mask free text).
+
+    Userinfo and ``password=`` carry a password whoever it belongs to; stored password hashes
+    (pg_authid, PgBouncer's userlist) are not the password but enough to try passwords offline
+    against, so they are masked like one; so is the text of ``… PASSWORD '…'`` in SQL."""
+    return (
+        re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)"),
+        re.compile(r"(password\s*=\s*)('(?:[^']|'')*'|[^&\s'\"]+)", re.IGNORECASE),
+        re.compile(
+            r"SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"
+            r"|\bmd5[0-9a-f]{32}\b"
+        ),
+        re.compile(
+            r"(\bPASSWORD\s+)(E?'(?:[^']|'')*'?|\$\w*\$.*?(?:\$\w*\$|$))",
+            re.IGNORECASE | re.DOTALL,
+        ),
+    )
 
 
 def passwords(
@@ -49,6 +58,9 @@ def passwords(
     found: list[str] = []
     parsed: URL | None = None
     if url is not None:
+        # Late: SQLAlchemy is heavy, and `bbperf db start` masks a URL without loading it.
+        from sqlalchemy.engine import make_url
+
         try:
             # SQLAlchemy's own parser, not urls.parse_url: urls masks with this module, and
             # finding a password needs no driver or scheme check.
@@ -83,7 +95,8 @@ def libpq_password(url: URL, *, environ: Mapping[str, str] | None = None) -> str
 
 
 def _userinfo_passwords(text: str) -> list[str]:
-    return [m.group(2) for m in _USERINFO.finditer(text) if m.group(2)]
+    userinfo = _shapes()[0]
+    return [m.group(2) for m in userinfo.finditer(text) if m.group(2)]
 
 
 def _pgpass_passwords(url: URL | None, env: Mapping[str, str]) -> list[str]:
@@ -115,6 +128,10 @@ def _pgpass_passwords(url: URL | None, env: Mapping[str, str]) -> list[str]:
 
 def forms(secret: str) -> list[str]:
     """``secret`` as it would appear raw, URL-encoded, HTML-escaped, JSON-escaped, or combinations."""
+    # Late: html and json cost more to import than most commands spend masking.
+    import html
+    import json
+
     base = {
         secret,
         quote(secret, safe=""),
@@ -138,20 +155,13 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         for form in forms(secret):
             text = text.replace(form, MASK)
-    text = _USERINFO.sub(
+    userinfo, param, stored, sql_password = _shapes()
+    text = userinfo.sub(
         lambda m: f"{m.group(1)}{MASK}{m.group(3)}" if m.group(2) else m.group(0), text
     )
-    text = _PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
-    text = _STORED_SECRET.sub(MASK, text)
-    return _SQL_PASSWORD.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
-
-
-def statement_text(query: str, url: URL | None = None, chars: int | None = None) -> str:
-    """A statement text from the server (pg_stat_statements, auto_explain) fit to show: blanks
-    collapsed, passwords masked (``url``'s and any ``PASSWORD '…'`` literal), then cut to ``chars``."""
-    known = passwords(url, environ={}, pgpass=False) if url is not None else []
-    text = redact(" ".join(unwrap_prepared(query).split()), known)
-    return text if chars is None or len(text) <= chars else text[: chars - 1] + "…"
+    text = param.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = stored.sub(MASK, text)
+    return sql_password.sub(lambda m: f"{m.group(1)}'{MASK}'", text)
 
 
 def find_leaks(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:

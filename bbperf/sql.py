@@ -17,9 +17,13 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bbperf.errors import ConfigError, QueryError
+from bbperf.secrets import passwords, redact
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 Kind = Literal["read", "write"]
 
@@ -59,7 +63,7 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
-class Statement:
+class CheckedStatement:
     """One checked statement.
 
     ``text`` is what the user wrote (no trailing ``;``); ``numbered`` is the same text with each
@@ -128,8 +132,10 @@ def bind_names(sql: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for _, _, name in placeholders(sql)))
 
 
-def parse_one(sql: str, *, allow_writes: bool = True, refuse_functions: bool = True) -> Statement:
-    """Parse ``sql`` and return it as one Statement, or raise ConfigError in one line.
+def parse_one(
+    sql: str, *, allow_writes: bool = True, refuse_functions: bool = True
+) -> CheckedStatement:
+    """Parse ``sql`` and return it as one CheckedStatement, or raise ConfigError in one line.
 
     ``allow_writes=False`` also refuses INSERT/UPDATE/DELETE/MERGE (for paths that run the statement
     for real, such as ``measure`` and load tests). ``refuse_functions=False`` skips the friendly
@@ -173,7 +179,7 @@ def parse_one(sql: str, *, allow_writes: bool = True, refuse_functions: bool = T
     location = parsed[0].stmt_location or 0
     length = parsed[0].stmt_len or len(numbered) - location
     runs = numbered[location : location + length].strip()
-    return Statement(
+    return CheckedStatement(
         text=text.rstrip(";").strip(),
         kind=kind,
         binds=bind_names(text),
@@ -327,3 +333,20 @@ def scratch_name(prefix: str) -> str:
     random suffix, so it can never be a user's object of the same name; at most 63 bytes."""
     suffix = secrets.token_hex(4)
     return f"{prefix[: 63 - len(suffix) - 1]}_{suffix}"
+
+
+_PREPARED_PREFIX = re.compile(r"^\s*PREPARE\s+bbperf_[0-9a-f]{12}\s*(\([^)]*\))?\s+AS\s+", re.I)
+
+
+def unwrap_prepared(query: str) -> str:
+    """A pg_stat_statements text without the ``PREPARE bbperf_… AS`` ``bbperf.binding`` wrapped it in (the
+    statement as the user wrote it, with ``$n`` placeholders); any other text unchanged."""
+    return _PREPARED_PREFIX.sub("", query, count=1)
+
+
+def statement_text(query: str, url: URL | None = None, chars: int | None = None) -> str:
+    """A statement text from the server (pg_stat_statements, auto_explain) fit to show: blanks
+    collapsed, passwords masked (``url``'s and any ``PASSWORD '…'`` literal), then cut to ``chars``."""
+    known = passwords(url, environ={}, pgpass=False) if url is not None else []
+    text = redact(" ".join(unwrap_prepared(query).split()), known)
+    return text if chars is None or len(text) <= chars else text[: chars - 1] + "…"

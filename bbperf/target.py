@@ -5,32 +5,30 @@ when given, always with the one schema bbperf owns there.
 ``bbperf_schema`` execution option, read with ``schema_of``) and puts it first on every connection's
 ``search_path`` — followed only by ``pg_catalog`` — so unqualified SQL can never fall through to
 ``public``. Library code takes the engine and never reads environment variables or settings again.
+
+Engines are made here from a ``bbperf.poolconfig.PoolConfig``: PostgreSQL always gets a QueuePool
+with pre-ping; SQLite gets a StaticPool (in-memory, one shared connection, ``check_same_thread`` off)
+or SQLAlchemy's default QueuePool for a file database. sslmode and TCP keepalives only mean something
+on TCP: libpq ignores both on a Unix-domain socket, so bbperf leaves them out for socket URLs such as
+the embedded server's (``bbperf pool show`` says so).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
-from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings
-from bbperf.embedded import EmbeddedServer
+from bbperf.config import DEFAULT_SCHEMA, Settings, load_settings, validate_identifier
+from bbperf.embedded import resolve_url
 from bbperf.errors import ConnectionFailed, QueryError, first_line
 from bbperf.ownership import owns, share_ownership
+from bbperf.poolconfig import PoolConfig, pool_config
 from bbperf.roles import DML_ROLE, QUERY_ROLE, ensure_roles, privilege_line
-from bbperf.urls import mask_text, mask_url, parse_url
-
-
-def resolve_url(settings: Settings, *, start: bool = True) -> str:
-    """The URL to use: ``settings.database_url`` or the embedded server's (started when needed)."""
-    if settings.database_url:
-        parse_url(settings.database_url)  # fail early, in one line, on a malformed URL
-        return settings.database_url
-    server = EmbeddedServer(settings.home, database=settings.database)
-    return server.start() if start else server.url()
+from bbperf.urls import is_sqlite, is_unix_socket, mask_text, mask_url, parse_url
 
 
 def connect(
@@ -55,11 +53,80 @@ def engine_for(
     settings: Settings, environment: str = "development", *, check: bool = True, **overrides: Any
 ) -> Engine:
     """The engine for already-resolved ``settings`` (what ``connect`` and the CLI use)."""
-    from bbperf.pool.config import make_engine
-
     engine = make_engine(resolve_url(settings), environment, schema=settings.schema, **overrides)
     if check:
         check_connection(engine)
+    return engine
+
+
+def connect_args(config: PoolConfig, url: URL, search_path: str | None = None) -> dict[str, Any]:
+    """libpq parameters for ``config`` on ``url``: TCP-only settings are dropped for Unix sockets."""
+    options = f"-c statement_timeout={config.statement_timeout_ms}"
+    if search_path:
+        # Only bbperf's schema, then the catalog: unqualified names never reach public.
+        options += f" -c search_path={search_path},pg_catalog"
+    args: dict[str, Any] = {
+        "connect_timeout": config.connect_timeout_s,
+        "application_name": config.application_name,
+        "options": options,
+    }
+    if not is_unix_socket(url):
+        if config.sslmode and "sslmode" not in url.query:
+            args["sslmode"] = config.sslmode
+        args.update(config.keepalives)
+    return args
+
+
+def engine_kwargs(config: PoolConfig, url: URL, search_path: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``sqlalchemy.create_engine`` that realise ``config`` on ``url``."""
+    if is_sqlite(url):
+        if url.database in (None, "", ":memory:"):
+            return {
+                "poolclass": StaticPool,
+                "connect_args": {"check_same_thread": False},
+            }
+        # A file database: SQLAlchemy 2 defaults to QueuePool for files; allow use across threads.
+        return {"connect_args": {"check_same_thread": False}, "pool_pre_ping": True}
+    return {
+        "poolclass": QueuePool,
+        "pool_size": config.pool_size,
+        "max_overflow": config.max_overflow,
+        "pool_timeout": config.pool_timeout_s,
+        "pool_recycle": config.pool_recycle_s,
+        "pool_pre_ping": config.pool_pre_ping,
+        "echo_pool": config.echo_pool,
+        "connect_args": connect_args(config, url, search_path),
+    }
+
+
+def make_engine(
+    url: str | URL,
+    environment: str = "development",
+    *,
+    schema: str | None = None,
+    poolclass: type[Pool] | None = None,
+    **overrides: Any,
+) -> Engine:
+    """An engine for ``url`` with ``environment``'s pool settings (``connect`` resolves bbperf's own
+    target and calls this).
+
+    ``overrides`` replace PoolConfig fields (``pool_size=5``, ``pool_pre_ping=False``, ...).
+    ``schema`` (default ``bbperf``) is the schema the engine carries and the only one on its
+    search_path besides ``pg_catalog``.
+    ``poolclass`` (e.g. NullPool) replaces the environment's pool; only its connection settings stay.
+    """
+    config = pool_config(environment, **overrides)
+    parsed = parse_url(url) if isinstance(url, str) else url
+    if schema is None and not is_sqlite(parsed):
+        schema = DEFAULT_SCHEMA
+    kwargs = engine_kwargs(config, parsed, search_path=schema)
+    if poolclass is not None:
+        kwargs = {"poolclass": poolclass, "connect_args": kwargs["connect_args"]}
+    engine = create_engine(parsed, **kwargs)
+    if schema is not None:
+        validate_identifier(schema, "schema")
+        # The engine carries its schema: library code reads it with bbperf.target.schema_of.
+        engine.update_execution_options(bbperf_schema=schema)
     return engine
 
 
@@ -105,21 +172,6 @@ def query_error(exc: DBAPIError, sql: str | None = None) -> QueryError:
     return QueryError(f"{mask_text(first)}{snippet}")
 
 
-@contextmanager
-def wait_callback(callback: Callable[[Any], None] | None) -> Iterator[None]:
-    """psycopg2's process-wide wait callback set to ``callback`` (None: libpq waits in C) for the
-    block, then put back. The CLI installs one so Ctrl-C cancels a running statement; psycopg2
-    refuses COPY under any, so loads lift it for their COPY stream."""
-    import psycopg2.extensions
-
-    previous = psycopg2.extensions.get_wait_callback()
-    psycopg2.extensions.set_wait_callback(callback)
-    try:
-        yield
-    finally:
-        psycopg2.extensions.set_wait_callback(previous)
-
-
 def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
     """The engine a user's own SQL runs on: on bbperf's own server, one that logs in as a
     least-privilege role (``bbperf.roles``: ``bbperf_query``, or ``bbperf_dml`` when ``writes`` for a
@@ -127,8 +179,6 @@ def user_engine(engine: Engine, *, writes: bool = False) -> Engine:
     server the engine itself (the user's own role: see ``privilege_note``). Made once per engine."""
     if not is_embedded(engine):
         return engine
-    from bbperf.pool.config import make_engine
-
     options = engine.get_execution_options()
     cache: dict[str, Engine] | None = options.get("bbperf_user_engines")
     if cache is None:

@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.binding import unwrap_prepared
+from bbperf.catalog import extension_schema
 from bbperf.errors import ConfigError, QueryError
-from bbperf.schema import extension_schema
+from bbperf.sql import unwrap_prepared
 from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 
@@ -62,17 +62,12 @@ class WindowStats:
     rows: int
 
 
-@dataclass
-class Alert:
-    """A statement whose mean or p95 estimate crossed the threshold in one window."""
+@dataclass(frozen=True)
+class Alert(WindowStats):
+    """A statement whose mean or p95 estimate crossed the threshold in one window: its window's
+    figures, when, and why."""
 
     at: str
-    queryid: int
-    query: str
-    calls: int
-    mean_ms: float
-    p95_estimate_ms: float
-    rows: int
     threshold_ms: float
     reason: str
     plan: dict[str, Any] | None = None
@@ -84,7 +79,8 @@ class Alert:
         return f"{self.queryid & (2**64 - 1):016x}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, **asdict(self)}
+        # "at" leads, as it always has: a later key of the same name keeps its first place.
+        return {"fingerprint": self.fingerprint, "at": self.at, **asdict(self)}
 
     def line(self) -> str:
         """One human line: when, why, figures, the statement, and the plan's top node when logged."""
@@ -131,19 +127,10 @@ def alerts(stats: list[WindowStats], threshold_ms: float, at: str) -> list[Alert
             reason = f"p95 estimate over {threshold_ms:g} ms"
         else:
             continue
-        fired.append(
-            Alert(
-                at,
-                s.queryid,
-                s.query,
-                s.calls,
-                round(s.mean_ms, 3),
-                round(s.p95_estimate_ms, 3),
-                s.rows,
-                threshold_ms,
-                reason,
-            )  # fmt: skip
+        rounded = replace(
+            s, mean_ms=round(s.mean_ms, 3), p95_estimate_ms=round(s.p95_estimate_ms, 3)
         )
+        fired.append(Alert(**asdict(rounded), at=at, threshold_ms=threshold_ms, reason=reason))
     return fired
 
 
@@ -323,19 +310,22 @@ class Watcher:
         self.previous = snapshot(self.engine)
         self.opened = time.monotonic()
 
+    def _with_text_and_plan(self, alert: Alert, query: str) -> Alert:
+        """``alert`` with its statement's text and, when auto_explain logged one, its plan."""
+        logged = self.plans.latest.get(alert.queryid)
+        if logged is None:
+            return replace(alert, query=query)
+        return replace(alert, query=query, plan=logged.plan, plan_duration_ms=logged.duration_ms)
+
     def poll(self) -> list[Alert]:
         current = snapshot(self.engine)
         now = datetime.now(UTC)
         stats = window(self.previous, current)
         self.previous = current
         self.plans.read()
-        fired = alerts(stats, self.threshold_ms, now.isoformat(timespec="seconds"))
-        texts = statement_texts(self.engine, [a.queryid for a in fired])
-        for alert in fired:
-            alert.query = texts.get(alert.queryid, "")
-            logged = self.plans.latest.get(alert.queryid)
-            if logged is not None:
-                alert.plan, alert.plan_duration_ms = logged.plan, logged.duration_ms
+        found = alerts(stats, self.threshold_ms, now.isoformat(timespec="seconds"))
+        texts = statement_texts(self.engine, [a.queryid for a in found])
+        fired = [self._with_text_and_plan(a, texts.get(a.queryid, "")) for a in found]
         self.windows.append(
             {
                 "at": now,
@@ -394,12 +384,14 @@ class Timeline:
     fired: list[Alert]
 
 
-Statement = tuple[str, dict[str, Any]]
+SqlWithParams = tuple[
+    str, dict[str, Any]
+]  # one statement of a step: SQL with :name parameters, values
 
 
 def alert_timeline(
     engine: Engine,
-    steps: list[list[Statement]],
+    steps: list[list[SqlWithParams]],
     *,
     threshold_ms: float = 50.0,
     log_path: Path | None = None,

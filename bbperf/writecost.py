@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, text
 
 from bbperf.errors import DataError
 from bbperf.indexes.apply import status
-from bbperf.indexes.model import IndexSet
+from bbperf.indexes.indexdefs import IndexSet
 from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 

@@ -29,11 +29,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import text
 
+from bbperf.asof import as_of_datetime
 from bbperf.explain import explain
 from bbperf.generate import ensure_dataset
-from bbperf.metrics import bench
+from bbperf.metrics import variant_timing
 from bbperf.metrics.drift import drift_rows, drift_summary
-from bbperf.metrics.queries import CTE_SQL, parse_as_of, window_params
+from bbperf.metrics.queries import CTE_SQL, window_params
 from bbperf.metrics.variants import drop_metrics_view
 from bbperf.target import connect
 
@@ -128,7 +129,7 @@ def target_verdict(speed: pd.DataFrame) -> tuple[bool, str]:
 def _ladder_state(engine: Any, profile: str, scale: float, seed: int, when: Any) -> Any:
     """Dataset, seed + metrics sets, VACUUM (index-only scans need the visibility map), rollup,
     view."""
-    from bbperf.metrics.ladderbench import prepare_ladder
+    from bbperf.metrics.ladder_timing import prepare_ladder
 
     drop_metrics_view(engine)
     info = ensure_dataset(engine, profile, scale, seed, when.date())
@@ -151,30 +152,30 @@ def print_ladder(table: pd.DataFrame, prices: dict[str, Any] | None, scale: floa
 
 def run_ladder(args: argparse.Namespace) -> None:
     """Every ladder variant at --small-scale then --scale, priced, with the targets' verdicts."""
-    from bbperf.metrics import ladderbench
+    from bbperf.metrics import ladder_timing
     from bbperf.metrics.ladder import equivalence
 
-    when = parse_as_of(args.as_of)
+    when = as_of_datetime(args.as_of)
     small_engine = connect(args.small_url, echo_pool=False) if args.small_url else None
     tables: dict[float, pd.DataFrame] = {}
     prices: dict[str, Any] = {}
     for scale, engine in ((args.small_scale, small_engine), (args.scale, None)):
         engine = engine or connect(echo_pool=False)
         info = _ladder_state(engine, args.profile, scale, args.seed, when)
-        picks = bench.pick_barbers(engine, when, 2, args.seed)
+        picks = variant_timing.pick_barbers(engine, when, 2, args.seed)
         users = [p.user_id for p in picks]
-        unequal = {v: len(equivalence(engine, v, users, when)) for v in ladderbench.NON_CACHED}
+        unequal = {v: len(equivalence(engine, v, users, when)) for v in ladder_timing.NON_CACHED}
         print(f"SF {scale:g}: {info.rows['appointments']:,} appointments, "
               f"{info.rows['payments']:,} payments; differences from before over the two "
               f"barbers: {unequal}")  # fmt: skip
-        tables[scale] = ladderbench.speed(
+        tables[scale] = ladder_timing.speed(
             engine, when, picks, rounds=args.rounds, server_rounds=args.server_rounds
         )
         if scale == args.scale:
-            prices = ladderbench.price_list(engine, when, picks[0].user_id)
-            best = ladderbench.best_non_cached(tables[scale])
+            prices = ladder_timing.price_list(engine, when, picks[0].user_id)
+            best = ladder_timing.best_non_cached(tables[scale])
             with engine.connect() as conn:
-                sql = bench.server_statements(conn, best)[0]
+                sql = variant_timing.server_statements(conn, best)[0]
             if best != "prepared":
                 worst = explain(engine, sql, window_params(picks[0].user_id, when))
                 print(f"\nwhere {best} spends its time, busiest barber (TIMING ON): "
@@ -185,7 +186,7 @@ def run_ladder(args: argparse.Namespace) -> None:
         print_ladder(tables[scale], prices if scale == args.scale else None, scale)
         engine.dispose()
     print("\nverdicts (server: median EXPLAIN ANALYZE Execution Time; e2e: median whole call):")
-    for line in ladderbench.verdicts(
+    for line in ladder_timing.verdicts(
         tables[args.scale], tables[args.small_scale], args.scale, args.small_scale
     ):
         print("  " + line)
@@ -216,10 +217,10 @@ def main() -> None:
         return
 
     engine = connect(echo_pool=False)
-    when = parse_as_of(args.as_of)
+    when = as_of_datetime(args.as_of)
     drop_metrics_view(engine)  # a view left by an earlier run would hold another as_of
     info = ensure_dataset(engine, args.profile, args.scale, args.seed, when.date())
-    bench.set_indexes(engine, args.index_set)
+    variant_timing.set_indexes(engine, args.index_set)
     with engine.connect() as conn:
         version = conn.execute(text("SHOW server_version")).scalar()
     print(
@@ -228,9 +229,9 @@ def main() -> None:
         f"{info.rows['payments']:,} payments; indexes: {args.index_set}; PostgreSQL {version}"
     )
     try:
-        costs = bench.view_costs(engine, when)
-        picks = bench.pick_barbers(engine, when, 2, args.seed)
-        speed, _ = bench.benchmark(
+        costs = variant_timing.view_costs(engine, when)
+        picks = variant_timing.pick_barbers(engine, when, 2, args.seed)
+        speed, _ = variant_timing.benchmark(
             engine, when, picks, rounds=args.rounds, warmup=5, server_rounds=args.server_rounds
         )
         print(
@@ -249,7 +250,7 @@ def main() -> None:
         drift = drift_summary(drift_rows(engine, [p.user_id for p in picks], when), len(picks))
     finally:
         drop_metrics_view(engine)
-    print("\n" + bench.conclusion(speed, drift, len(picks), TARGET_MS))
+    print("\n" + variant_timing.conclusion(speed, drift, len(picks), TARGET_MS))
     holds, verdict = target_verdict(speed)
     print(verdict)
     if args.json:

@@ -43,12 +43,12 @@ from typing import Any
 from sqlalchemy import Engine, make_url, text
 
 from bbperf.config import Settings, load_settings
-from bbperf.embedded import EmbeddedServer
+from bbperf.embedded import EmbeddedServer, resolve_url
 from bbperf.explain import explain, measure
 from bbperf.generate import ensure_dataset
 from bbperf.indexes import SEED, IndexSet, apply
 from bbperf.sql import placeholders
-from bbperf.target import connect, resolve_url
+from bbperf.target import connect
 from bbperf.workload import QUERY_NAMES, catalogue
 
 TABLE = "harness_points"

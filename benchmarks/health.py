@@ -1,85 +1,66 @@
-"""How much the health server holds: requests/s and latency percentiles at N concurrent clients.
+"""How much the health server holds, from 32 loopback clients in a process of their own.
 
-    python benchmarks/health.py --clients 8 32 --requests 50
+    python benchmarks/health.py [--clients 32] [--rate 10] [--duration 5] [--requests 50]
 
-Serves ``/api/v1/health/detailed`` for the embedded server on a loopback port, lets each client
-thread send ``--requests`` GETs back to back, and prints per client count: requests/s, p50/p95/p99
-latency and how many answers were not 200. Client and server share this machine's cores.
+Serves both routes for the embedded server (or ``BBPERF_DATABASE_URL``) on a loopback port, then per
+route: ``poll`` (open loop: each client GETs every 1/rate s on a fixed schedule, latency counted from
+the scheduled time: what health checks do) and ``hammer`` (closed loop: back to back, which measures
+throughput; its latency is clients ÷ throughput by Little's law). Prints requests/s, p50/p95/p99 and
+the answers that were not 200. The logic lives in ``bbperf.pool.httpload``.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
-import time
-import urllib.error
-import urllib.request
+import json
+import os
 
-from bbperf.explain.stats import summarize
-from bbperf.pool.http import make_server, serve_in_thread
+from bbperf.pool.http import ROUTES, make_server, serve_in_thread
+from bbperf.pool.httpload import hammer, poll
 from bbperf.target import connect
 
 
-def run(clients: int, requests: int, url: str) -> dict[str, float]:
-    latencies: list[float] = []
-    not_ok = 0
-    lock = threading.Lock()
-
-    def client() -> None:
-        nonlocal not_ok
-        for _ in range(requests):
-            start = time.perf_counter()
-            try:
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    response.read()
-                    ok = response.status == 200
-            except urllib.error.HTTPError:
-                ok = False
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            with lock:
-                latencies.append(elapsed_ms)
-                not_ok += 0 if ok else 1
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall_s = time.perf_counter() - started
-    stats = summarize(latencies)
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "rps": len(latencies) / wall_s,
-        "p50_ms": stats.median,
-        "p95_ms": stats.p95,
-        "p99_ms": stats.p99,
-        "not_200": not_ok,
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--requests", type=int, default=50, help="GETs per client")
-    args = parser.parse_args()
+def measure(clients: int, rate: float, duration: float, requests: int) -> list[dict[str, object]]:
     engine = connect(echo_pool=False)
     server = make_server(engine, port=0)
     serve_in_thread(server)
+    rows = []
     try:
-        url = server.url + "/api/v1/health/detailed"
-        print("clients  requests  req/s   p50 ms   p95 ms   p99 ms  not 200")
-        for clients in args.clients:
-            r = run(clients, args.requests, url)
-            print(
-                f"{r['clients']:>7}  {r['requests']:>8}  {r['rps']:>6.0f}  {r['p50_ms']:>7.1f}  "
-                f"{r['p95_ms']:>7.1f}  {r['p99_ms']:>7.1f}  {r['not_200']:>7}"
-            )
+        for route in ROUTES:
+            url = server.url + route
+            for load in (
+                poll(url, clients=clients, rate_hz=rate, duration_s=duration),
+                hammer(url, clients=clients, requests=requests),
+            ):
+                rows.append({"route": route, **load.to_dict()})
     finally:
         server.shutdown()
         server.server_close()
         engine.dispose()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=10.0, help="GETs per second per poller")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of polling")
+    parser.add_argument("--requests", type=int, default=50, help="GETs per client, closed loop")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    rows = measure(args.clients, args.rate, args.duration, args.requests)
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        "route                      mode    clients requests  req/s  p50 ms  p95 ms  p99 ms  not 200"
+    )
+    for r in rows:
+        print(
+            f"{r['route']:<26} {r['mode']:<7} {r['clients']:>7} {r['requests']:>8} {r['rps']:>6.0f} "
+            f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['not_200']:>8}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,46 @@ password auth over TCP, and fresh databases where a test needs isolation."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
 from sqlalchemy import Engine
 
+from bbperf.target import make_engine
 from tests import pg15
+
+
+@contextlib.contextmanager
+def _engines() -> Iterator[Callable[..., Engine]]:
+    """``make(url, environment="development", **kw)``: ``bbperf.target.make_engine`` with pool
+    logging off unless asked; every engine made is disposed when the block ends."""
+    made: list[Engine] = []
+
+    def make(url: str, environment: str = "development", **kw: Any) -> Engine:
+        kw.setdefault("echo_pool", False)
+        made.append(make_engine(url, environment, **kw))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for engine in made:
+            engine.dispose()
+
+
+@pytest.fixture
+def make_test_engine() -> Iterator[Callable[..., Engine]]:
+    """Engines a test makes, ``make_test_engine(url, environment="development", **kw)`` (the
+    arguments of ``bbperf.target.make_engine``), disposed at the test's teardown. Ask for it after
+    the fixtures that make the database, so the engines close before the database is dropped."""
+    with _engines() as make:
+        yield make
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +59,11 @@ def bbperf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     server.start()
     yield home
     if not os.environ.get("BBPERF_TEST_HOME"):
+        from bbperf.shard.servers import stop_shards
         from bbperf.topology.companions import stop_companions
-        from bbperf.topology.processes import processes_of
+        from bbperf.topology.running import processes_of
 
-        left_running = stop_companions(home)
+        left_running = stop_shards(home) + stop_companions(home)
         server.stop()
         # No postgres, pgbouncer or load worker of this home may outlive the suite (or its own
         # tests): processes_of finds workers by their BBPERF_LOAD_HOME.
@@ -81,12 +112,8 @@ def fresh_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def fresh_engine(fresh_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(fresh_url, echo_pool=False)
-    yield engine
-    engine.dispose()
+def fresh_engine(fresh_url: str, make_test_engine: Callable[..., Engine]) -> Engine:
+    return make_test_engine(fresh_url)
 
 
 @pytest.fixture
@@ -143,7 +170,6 @@ def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     Read-only by convention (it is the template ``tiny_copy_url`` clones); dropped at session end.
     """
     from bbperf.generate import generate
-    from bbperf.pool.config import make_engine
     from bbperf.schema import create_schema
 
     conn = _admin(server)
@@ -151,10 +177,10 @@ def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
         cur.execute(f'DROP DATABASE IF EXISTS "{TINY_TEMPLATE}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{TINY_TEMPLATE}"')
     url = str(server.url(TINY_TEMPLATE))
-    engine = make_engine(url, echo_pool=False)
-    create_schema(engine)
-    generate(engine, "tiny", 1.0, 42, TINY_AS_OF, progress=False)
-    engine.dispose()
+    with _engines() as make:
+        engine = make(url)
+        create_schema(engine)
+        generate(engine, "tiny", 1.0, 42, TINY_AS_OF, progress=False)
     yield url
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{TINY_TEMPLATE}" WITH (FORCE)')
@@ -164,11 +190,8 @@ def tiny_url(server) -> Iterator[str]:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_url: str) -> Iterator[Engine]:
     """A session engine on the tiny dataset (do not write through it: use ``tiny_copy_url``)."""
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_url, echo_pool=False)
-    yield engine
-    engine.dispose()
+    with _engines() as make:
+        yield make(tiny_url)
 
 
 @pytest.fixture
@@ -191,10 +214,6 @@ def tiny_copy_url(server, tiny_url: str, tiny_engine: Engine) -> Iterator[str]: 
 
 
 @pytest.fixture
-def tiny_copy(tiny_copy_url: str) -> Iterator[Engine]:
+def tiny_copy(tiny_copy_url: str, make_test_engine: Callable[..., Engine]) -> Engine:
     """An engine on a private copy of the tiny dataset."""
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
+    return make_test_engine(tiny_copy_url)

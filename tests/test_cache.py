@@ -190,15 +190,6 @@ def cache_server(cache_home: Path) -> CacheServer:
     return server
 
 
-@pytest.fixture
-def copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
-
-
 def _barber(engine: Engine) -> int:
     from bbperf.metrics.queries import barber_ids
 
@@ -219,11 +210,9 @@ def _write_from_another_client(url: str, user_id: int, commit: bool = True) -> N
 
 
 def test_fill_racing_an_invalidation_is_refused(
-    cache_server: CacheServer, copy_engine: Engine
+    cache_server: CacheServer, tiny_copy: Engine
 ) -> None:
-    cache = MetricsCache(
-        cache_server.client(), namespace(copy_engine), CachePolicy.of("invalidate")
-    )
+    cache = MetricsCache(cache_server.client(), namespace(tiny_copy), CachePolicy.of("invalidate"))
     miss = cache.lookup(3, AS_OF)
     assert miss.raw is None
     cache.invalidate(3)  # a write committed between the miss and the fill
@@ -240,26 +229,26 @@ def test_fill_racing_an_invalidation_is_refused(
 
 
 def test_ttl_entry_expires_and_serves_stale_until_then(
-    cache_server: CacheServer, copy_engine: Engine, tiny_copy_url: str
+    cache_server: CacheServer, tiny_copy: Engine, tiny_copy_url: str
 ) -> None:
     from bbperf.cache.readthrough import open_cache, read_through
     from bbperf.metrics.queries import fetch_raw
 
-    user = _barber(copy_engine)
-    cache = open_cache(copy_engine, cache_server, CachePolicy.of("ttl", 0.5))
-    assert read_through(copy_engine, cache, user, AS_OF)[1] is False
+    user = _barber(tiny_copy)
+    cache = open_cache(tiny_copy, cache_server, CachePolicy.of("ttl", 0.5))
+    assert read_through(tiny_copy, cache, user, AS_OF)[1] is False
     _write_from_another_client(tiny_copy_url, user)
-    cached, hit = read_through(copy_engine, cache, user, AS_OF)
-    truth = fetch_raw(copy_engine, user, AS_OF, "before")
+    cached, hit = read_through(tiny_copy, cache, user, AS_OF)
+    truth = fetch_raw(tiny_copy, user, AS_OF, "before")
     assert hit and cached != truth  # a stale read: nobody told the TTL policy
     assert truth.booked_minutes_30d == cached.booked_minutes_30d + 45
     time.sleep(0.6)
-    fresh, hit = read_through(copy_engine, cache, user, AS_OF)
+    fresh, hit = read_through(tiny_copy, cache, user, AS_OF)
     assert not hit and fresh == truth
 
 
 def test_database_writes_from_any_client_invalidate(
-    cache_server: CacheServer, copy_engine: Engine, tiny_copy_url: str
+    cache_server: CacheServer, tiny_copy: Engine, tiny_copy_url: str
 ) -> None:
     from bbperf.cache.invalidation import (
         Listener,
@@ -271,22 +260,22 @@ def test_database_writes_from_any_client_invalidate(
     from bbperf.cache.readthrough import open_cache, read_through
     from bbperf.metrics.queries import barber_ids
 
-    install_triggers(copy_engine)
-    assert triggers_installed(copy_engine) == 8
-    cache = open_cache(copy_engine, cache_server, CachePolicy.of("invalidate"))
-    listener = Listener(copy_engine, cache).start_and_wait()
-    user, other = barber_ids(copy_engine)[:2]
+    install_triggers(tiny_copy)
+    assert triggers_installed(tiny_copy) == 8
+    cache = open_cache(tiny_copy, cache_server, CachePolicy.of("invalidate"))
+    listener = Listener(tiny_copy, cache).start_and_wait()
+    user, other = barber_ids(tiny_copy)[:2]
     try:
         for u in (user, other):
-            read_through(copy_engine, cache, u, AS_OF)
+            read_through(tiny_copy, cache, u, AS_OF)
         _write_from_another_client(tiny_copy_url, user, commit=False)
         time.sleep(0.3)  # a rolled-back write must not invalidate
         assert cache.lookup(user, AS_OF).raw is not None
         _write_from_another_client(tiny_copy_url, user)
         assert wait_for(lambda: cache.lookup(user, AS_OF).raw is None, 5.0)
         assert cache.lookup(other, AS_OF).raw is not None  # only the barber written to
-        read_through(copy_engine, cache, user, AS_OF)
-        with copy_engine.begin() as conn:  # a payment names its appointment's barber
+        read_through(tiny_copy, cache, user, AS_OF)
+        with tiny_copy.begin() as conn:  # a payment names its appointment's barber
             conn.execute(
                 text(
                     "UPDATE payments SET amount = amount + 1 WHERE id = (SELECT min(p.id) "
@@ -297,20 +286,20 @@ def test_database_writes_from_any_client_invalidate(
             )
         assert wait_for(lambda: cache.lookup(other, AS_OF).raw is None, 5.0)
         assert cache.lookup(user, AS_OF).raw is not None
-        with copy_engine.begin() as conn:
+        with tiny_copy.begin() as conn:
             conn.execute(text("TRUNCATE payments"))
         assert wait_for(lambda: not cache.cached_barbers(), 5.0)
         assert listener.invalidations >= 2 and listener.flushes == 1
     finally:
         listener.stop()
-        remove_triggers(copy_engine)
-    assert triggers_installed(copy_engine) == 0
+        remove_triggers(tiny_copy)
+    assert triggers_installed(tiny_copy) == 0
 
 
 def test_experiment_measures_both_policies_and_restores_the_data(
-    cache_server: CacheServer, copy_engine: Engine, tiny_copy_url: str
+    cache_server: CacheServer, tiny_copy: Engine, tiny_copy_url: str
 ) -> None:
-    from bbperf.cache.experiment import (
+    from bbperf.cache.cacherun import (
         JOURNAL_KEY,
         MARKER,
         ExperimentConfig,
@@ -323,19 +312,19 @@ def test_experiment_measures_both_policies_and_restores_the_data(
         sql = """SELECT (SELECT count(*) FROM appointments), (SELECT sum(duration_minutes)
                  FROM appointments), (SELECT count(*) FROM payments), (SELECT sum(amount)
                  FROM payments), (SELECT count(*) FROM bbperf_meta)"""
-        with copy_engine.connect() as conn:
+        with tiny_copy.connect() as conn:
             return tuple(conn.execute(text(sql)).one())
 
     before = counts()
     config = ExperimentConfig(duration_s=1.0, writes_per_s=40, ttl_s=5.0)
-    summary, reads = run_experiment(copy_engine, cache_server, AS_OF, config)
+    summary, reads = run_experiment(tiny_copy, cache_server, AS_OF, config)
     assert list(summary.index) == ["ttl", "invalidate"]
     assert (summary["reads"] > 0).all() and (summary["writes"] > 0).all()
     assert summary.loc["invalidate", "invalidations"] > 0
     assert summary.loc["ttl", "invalidations"] == 0
     assert set(reads.columns) >= {"hit", "stale", "cached_ms", "before_ms"}
     assert counts() == before
-    assert triggers_installed(copy_engine) == 0
+    assert triggers_installed(tiny_copy) == 0
     # A run killed between a write and its undo: the next undo finds the journal and the marks.
     raw = psycopg2.connect(tiny_copy_url, options="-c search_path=bbperf")
     with raw.cursor() as cur:
@@ -351,27 +340,27 @@ def test_experiment_measures_both_policies_and_restores_the_data(
     raw.commit()
     raw.close()
     assert counts() != before
-    assert undo_writes(copy_engine) == 2
+    assert undo_writes(tiny_copy) == 2
     assert counts() == before
 
 
-def test_trigger_write_cost_leaves_data_and_triggers_as_found(copy_engine: Engine) -> None:
-    from bbperf.cache.experiment import trigger_write_cost
+def test_trigger_write_cost_leaves_data_and_triggers_as_found(tiny_copy: Engine) -> None:
+    from bbperf.cache.cacherun import trigger_write_cost
     from bbperf.cache.invalidation import triggers_installed
 
     sql = "SELECT sum(duration_minutes) FROM appointments"
-    with copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         minutes = conn.execute(text(sql)).scalar_one()
-    samples = trigger_write_cost(copy_engine, AS_OF, rounds=3, block=3)
+    samples = trigger_write_cost(tiny_copy, AS_OF, rounds=3, block=3)
     assert sorted(samples) == ["with_triggers", "without_triggers"]
     assert all(len(v) == 3 and min(v) > 0 for v in samples.values())
-    with copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         assert conn.execute(text(sql)).scalar_one() == minutes
-    assert triggers_installed(copy_engine) == 0
+    assert triggers_installed(tiny_copy) == 0
 
 
 def test_experiment_refuses_unbounded_runs() -> None:
-    from bbperf.cache.experiment import ExperimentConfig
+    from bbperf.cache.cacherun import ExperimentConfig
 
     with pytest.raises(ConfigError):
         ExperimentConfig(duration_s=0)
@@ -398,7 +387,7 @@ def _one_line_error(result: tuple[int, str, str], fragment: str) -> None:
 def test_cli_lifecycle_listener_and_cached_metrics(
     tmp_path: Path,
     tiny_copy_url: str,
-    copy_engine: Engine,
+    tiny_copy: Engine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -406,7 +395,7 @@ def test_cli_lifecycle_listener_and_cached_metrics(
 
     monkeypatch.setenv("BBPERF_HOME", str(tmp_path))
     target = ("--database-url", tiny_copy_url)
-    user = _barber(copy_engine)
+    user = _barber(tiny_copy)
     metrics = (*target, "metrics", "--user-id", str(user), "--variant", "cached")
     invalidate = (*metrics, "--cache-policy", "invalidate")
 
@@ -423,7 +412,7 @@ def test_cli_lifecycle_listener_and_cached_metrics(
     assert first["current_performance"] == second["current_performance"]
     _write_from_another_client(tiny_copy_url, user)
     cache = MetricsCache(
-        CacheServer(tmp_path).client(), namespace(copy_engine), CachePolicy.of("invalidate")
+        CacheServer(tmp_path).client(), namespace(tiny_copy), CachePolicy.of("invalidate")
     )
     assert wait_for(lambda: cache.lookup(user, AS_OF).raw is None, 5.0)
     third = json.loads(_cli(capsys, *invalidate)[1])
@@ -434,7 +423,7 @@ def test_cli_lifecycle_listener_and_cached_metrics(
     code, out, _ = _cli(capsys, "cache", "stop")
     assert code == 0 and out.startswith("stopped")
     assert _gone(status["pid"]) and _gone(status["listener_pid"])
-    assert triggers_installed(copy_engine) == 0  # the listener took its triggers with it
+    assert triggers_installed(tiny_copy) == 0  # the listener took its triggers with it
 
 
 @needs_server
@@ -450,8 +439,8 @@ def test_db_stop_stops_the_cache_bbperf_started(
     assert _gone(pid)
 
 
-def test_cached_metrics_without_server_is_one_error(tmp_path: Path, copy_engine: Engine) -> None:
+def test_cached_metrics_without_server_is_one_error(tmp_path: Path, tiny_copy: Engine) -> None:
     from bbperf.cache.readthrough import cached_metrics
 
     with pytest.raises(CacheError, match="bbperf cache start"):
-        cached_metrics(copy_engine, tmp_path, _barber(copy_engine), "ttl")
+        cached_metrics(tiny_copy, tmp_path, _barber(tiny_copy), "ttl")

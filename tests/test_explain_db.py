@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine, text
@@ -11,7 +12,7 @@ from bbperf.errors import QueryError
 from bbperf.explain import compare, explain, measure
 from bbperf.explain.diff import diff
 from bbperf.explain.overhead import explain_overhead
-from bbperf.explain.querystats import missing_index_hints, reset_query_stats, slow_queries
+from bbperf.explain.pgstatviews import missing_index_hints, reset_query_stats, slow_queries
 
 VISITS = """
 CREATE SCHEMA IF NOT EXISTS bbperf;
@@ -76,17 +77,15 @@ def test_explain_on_a_connection_uses_a_savepoint(visits: Engine) -> None:
         ("SELECT pg_sleep(2)", "canceling statement due to statement timeout"),
     ],
 )
-def test_failures_are_query_errors(fresh_url: str, sql: str, message: str) -> None:
-    from bbperf.pool.config import make_engine
+def test_failures_are_query_errors(
+    fresh_url: str, sql: str, message: str, make_test_engine: Callable[..., Engine]
+) -> None:
 
-    engine = make_engine(fresh_url, statement_timeout_ms=100, echo_pool=False)
-    try:
-        for action in (lambda: explain(engine, sql), lambda: measure(engine, sql, rounds=1)):
-            with pytest.raises(QueryError) as info:
-                action()
-            assert message in str(info.value) and "\n" not in str(info.value)
-    finally:
-        engine.dispose()
+    engine = make_test_engine(fresh_url, statement_timeout_ms=100)
+    for action in (lambda: explain(engine, sql), lambda: measure(engine, sql, rounds=1)):
+        with pytest.raises(QueryError) as info:
+            action()
+        assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_measure_warm_server_time_and_cold(visits: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -9,7 +10,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.generate import dataset_info, ensure_dataset, generate
-from bbperf.pool.config import make_engine
 from bbperf.schema import TABLE_ORDER
 
 
@@ -33,18 +33,21 @@ def test_tiny_copy_is_writable_and_separate(tiny_copy_url: str, tiny_engine: Eng
         assert conn.execute(text("SELECT count(*) FROM bbperf.payments")).scalar_one() > 0
 
 
-def test_same_seed_gives_same_fingerprints_and_another_seed_differs(tiny_copy_url: str) -> None:
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+def test_same_seed_gives_same_fingerprints_and_another_seed_differs(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(tiny_copy_url)
     before = dataset_info(engine)
     again = generate(engine, "tiny", 1.0, 42, "2026-11-01", progress=False)
     assert before is not None and again.fingerprints == before["fingerprints"]
     other = generate(engine, "tiny", 1.0, 43, "2026-11-01", progress=False)
     assert other.fingerprints["appointments"] != again.fingerprints["appointments"]
-    engine.dispose()
 
 
-def test_reload_rebuilds_applied_indexes_and_keeps_the_data_identical(tiny_copy_url: str) -> None:
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+def test_reload_rebuilds_applied_indexes_and_keeps_the_data_identical(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(tiny_copy_url)
     before = dataset_info(engine)
     with engine.begin() as conn:
         conn.execute(
@@ -68,15 +71,56 @@ def test_reload_rebuilds_applied_indexes_and_keeps_the_data_identical(tiny_copy_
         ).scalar()
     assert valid is True
     assert before is not None and again.fingerprints == before["fingerprints"]
-    engine.dispose()
 
 
-def test_ensure_dataset_reuses_matching_data(tiny_copy_url: str) -> None:
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+def test_reload_rebuilds_primary_keys_and_keeps_one_a_view_relies_on(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    """The big tables' keys are dropped for the COPY and rebuilt (valid, same definitions); a key a
+    view outside the dataset relies on (grouping by it) cannot be dropped, so it stays and the load
+    still works."""
+    engine = make_test_engine(tiny_copy_url)
+    keys = (
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated "
+        "FROM pg_constraint WHERE connamespace = 'bbperf'::regnamespace AND contype IN ('p', 'u') "
+        "ORDER BY 1, 2"
+    )
+    with engine.begin() as conn:
+        expected = conn.execute(text(keys)).all()
+        conn.execute(
+            text(
+                "CREATE VIEW public.visits_by_id AS SELECT a.id, a.barber_id, count(p.id) AS paid "
+                "FROM bbperf.appointments a LEFT JOIN bbperf.payments p ON p.appointment_id = a.id "
+                "GROUP BY a.id"
+            )
+        )
+    try:
+        first = generate(engine, "tiny", 1.0, 43, "2026-11-01", progress=False)
+        with engine.connect() as conn:
+            assert conn.execute(text(keys)).all() == expected
+            assert conn.execute(text("SELECT count(*) FROM public.visits_by_id")).scalar_one() > 0
+            conn.execute(text("DROP VIEW public.visits_by_id"))
+            conn.commit()
+        again = generate(engine, "tiny", 1.0, 43, "2026-11-01", progress=False)
+        with engine.connect() as conn:
+            assert conn.execute(text(keys)).all() == expected
+            duplicate = conn.execute(
+                text("SELECT count(*) - count(DISTINCT id) FROM bbperf.appointments")
+            ).scalar_one()
+        assert duplicate == 0 and again.fingerprints == first.fingerprints
+        assert again.phases["indexes"] > 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP VIEW IF EXISTS public.visits_by_id"))
+
+
+def test_ensure_dataset_reuses_matching_data(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(tiny_copy_url)
     loaded_at = dataset_info(engine)["loaded_at"]  # type: ignore[index]
     info = ensure_dataset(engine, "tiny", 1, 42, "2026-11-01")
     assert info.loaded_at == loaded_at
-    engine.dispose()
 
 
 def _stored_vs_recomputed(engine: Engine) -> tuple[dict, dict]:  # type: ignore[type-arg]
@@ -87,24 +131,23 @@ def _stored_vs_recomputed(engine: Engine) -> tuple[dict, dict]:  # type: ignore[
 
 
 def test_fingerprints_equal_on_postgresql_15_and_18(
-    any_server_url: str, tiny_engine: Engine
+    any_server_url: str, tiny_engine: Engine, make_test_engine: Callable[..., Engine]
 ) -> None:
     from bbperf.schema import create_schema
 
-    engine = make_engine(any_server_url, echo_pool=False)
+    engine = make_test_engine(any_server_url)
     create_schema(engine)
     info = generate(engine, "tiny", 1.0, 42, "2026-11-01", progress=False)
     assert info.fingerprints == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
-    engine.dispose()
 
 
 def test_cli_in_another_process_reproduces_the_fingerprints(
-    tiny_copy_url: str, tiny_engine: Engine
+    tiny_copy_url: str, tiny_engine: Engine, make_test_engine: Callable[..., Engine]
 ) -> None:
     import subprocess
     import sys
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     generate(engine, "tiny", 1.0, 7, "2026-11-01", progress=False)
     args = [
         "generate",
@@ -124,16 +167,17 @@ def test_cli_in_another_process_reproduces_the_fingerprints(
     )
     assert done.returncode == 0, done.stderr
     assert dataset_info(engine)["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
-    engine.dispose()
 
 
-def test_interrupted_load_leaves_tables_unchanged_and_rerun_converges(tiny_copy_url: str) -> None:
+def test_interrupted_load_leaves_tables_unchanged_and_rerun_converges(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     import threading
     import time
 
     from bbperf.errors import QueryError
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     before = dataset_info(engine)
     failure: list[BaseException] = []
 
@@ -161,7 +205,7 @@ def test_interrupted_load_leaves_tables_unchanged_and_rerun_converges(tiny_copy_
     loader.join()
     assert killed, f"the load ended before a COPY could be interrupted: {failure}"
     assert failure and isinstance(failure[0], QueryError), failure
-    engine.dispose()
+    engine.dispose()  # its pooled connections may be the terminated ones
     assert dataset_info(engine) == before
     stored, recomputed = _stored_vs_recomputed(engine)
     assert stored == recomputed
@@ -175,7 +219,6 @@ def test_interrupted_load_leaves_tables_unchanged_and_rerun_converges(tiny_copy_
     assert fks == 12
     rerun = generate(engine, "tiny", 1.0, 42, "2026-11-01", progress=False)
     assert rerun.fingerprints == before["fingerprints"]  # type: ignore[index]
-    engine.dispose()
 
 
 def test_schema_missing_is_one_line_and_writes_nothing(fresh_engine: Engine) -> None:
@@ -243,17 +286,20 @@ def test_default_profile_has_the_specified_shape(schema_engine: Engine) -> None:
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(
-    tiny_copy_url: str, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    tiny_copy_url: str,
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     from bbperf.cli import main
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     before = dataset_info(engine)
     assert main(["--database-url", tiny_copy_url, "generate", "--profile", "tiny", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bbperf: error: ") and message in err
     assert dataset_info(engine) == before
-    engine.dispose()
 
 
 def test_cli_malformed_profile_and_missing_schema(

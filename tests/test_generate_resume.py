@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
@@ -14,7 +15,6 @@ from sqlalchemy import Engine, text
 
 from bbperf.errors import QueryError, SchemaError
 from bbperf.generate import dataset_info, generate, verify
-from bbperf.pool.config import make_engine
 from tests import pg15
 
 AS_OF = "2026-11-01"
@@ -36,9 +36,9 @@ def _catalog(engine: Engine) -> dict[str, Any]:
 
 
 def test_resumable_gives_the_plain_loads_rows_for_jobs_1_and_3(
-    tiny_copy_url: str, tiny_engine: Engine
+    tiny_copy_url: str, tiny_engine: Engine, make_test_engine: Callable[..., Engine]
 ) -> None:
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     with engine.begin() as conn:  # an applied index set must come back under its own names
         conn.execute(text("CREATE INDEX ix_appt_barber ON bbperf.appointments (barber_id, status)"))
         conn.execute(text("CREATE UNIQUE INDEX ix_pay_intent ON bbperf.payments (id, status)"))
@@ -59,15 +59,14 @@ def test_resumable_gives_the_plain_loads_rows_for_jobs_1_and_3(
             )
         ).scalar_one()
     assert invalid == 0
-    engine.dispose()
 
 
 def test_staging_left_by_another_load_is_dropped_and_the_load_starts_over(
-    tiny_copy_url: str, tiny_engine: Engine
+    tiny_copy_url: str, tiny_engine: Engine, make_test_engine: Callable[..., Engine]
 ) -> None:
     from bbperf.generate.staging import prepare
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     with engine.begin() as conn:  # what an interrupted load of another seed leaves behind
         prepare(conn, "bbperf", "another-load")
         conn.execute(
@@ -81,15 +80,14 @@ def test_staging_left_by_another_load_is_dropped_and_the_load_starts_over(
     assert info.chunks["skipped"] == 0
     assert info.fingerprints == dataset_info(tiny_engine)["fingerprints"]
     assert all(row["ok"] for row in verify(engine))
-    engine.dispose()
 
 
 def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
-    tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
+    tiny_copy_url: str, capsys: pytest.CaptureFixture[str], make_test_engine: Callable[..., Engine]
 ) -> None:
     from bbperf.cli import main
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     scale = 4.0
     before = generate(engine, "tiny", scale, 42, AS_OF, progress=False).to_dict()
     failure: list[BaseException] = []
@@ -133,7 +131,7 @@ def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
     message = str(failure[0])
     assert "\n" not in message and "rerun the same command to resume" in message, message
     assert reads > 0
-    engine.dispose()
+    engine.dispose()  # its pooled connections may be the terminated ones
     assert dataset_info(engine) == before  # the old dataset, untouched
     assert all(row["ok"] for row in verify(engine))
     args = ["--database-url", tiny_copy_url, "generate", "--profile", "tiny", "--as-of", AS_OF]
@@ -153,7 +151,6 @@ def test_terminated_worker_fails_in_one_line_and_the_rerun_resumes_per_chunk(
             )
         ).scalar_one()
     assert leftovers == 0
-    engine.dispose()
 
 
 BLOCKERS = {
@@ -178,12 +175,15 @@ BLOCKERS = {
 
 @pytest.mark.parametrize("kind", list(BLOCKERS))
 def test_resumable_refuses_what_the_swap_would_lose_and_touches_nothing(
-    kind: str, tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
+    kind: str,
+    tiny_copy_url: str,
+    capsys: pytest.CaptureFixture[str],
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     from bbperf.cli import main
 
     ddl, named = BLOCKERS[kind]
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     with engine.begin() as conn:
         for statement in ddl:
             conn.execute(text(statement))
@@ -203,16 +203,18 @@ def test_resumable_refuses_what_the_swap_would_lose_and_touches_nothing(
         assert staged == 0
         if kind == "view":
             assert conn.execute(text("SELECT count(*) FROM public.v_appts")).scalar_one() > 0
-    engine.dispose()
 
 
 def test_resumable_over_tcp_to_postgresql_15(
-    pg15_url: str, tiny_engine: Engine, capsys: pytest.CaptureFixture[str]
+    pg15_url: str,
+    tiny_engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     from bbperf.cli import main
     from bbperf.schema import create_schema
 
-    engine = make_engine(pg15_url, echo_pool=False)
+    engine = make_test_engine(pg15_url)
     create_schema(engine)
     args = ["--database-url", pg15_url, "generate", "--profile", "tiny", "--as-of", AS_OF]
     assert main([*args, "--jobs", "2", "--resumable", "--no-progress"]) == 0
@@ -221,4 +223,3 @@ def test_resumable_over_tcp_to_postgresql_15(
     assert loaded is not None and loaded["resumable"] and loaded["jobs"] == 2
     assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]
     assert pg15.PASSWORD not in capsys.readouterr().out
-    engine.dispose()

@@ -4,6 +4,7 @@ phase timings are recorded, ``data verify`` catches a changed row, a load over T
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -14,10 +15,9 @@ from bbperf.generate import binary as b
 from bbperf.generate.dataset import dataset_info
 from bbperf.generate.profile import load_profile
 from bbperf.generate.rowhash import row_text
-from bbperf.generate.stream import Plan
+from bbperf.generate.stream import GenerationPlan
 from bbperf.generate.tally import LATEST_US, ClientTally
 from bbperf.generate.workers import chunks
-from bbperf.pool.config import make_engine
 
 AS_OF = "2026-11-01"
 
@@ -77,8 +77,22 @@ def test_client_tally_adds_merges_and_reads_back() -> None:
     two.close()
 
 
+def test_client_tally_adds_the_same_a_few_clients_at_a_time() -> None:
+    rng = np.random.default_rng(7)
+    client = rng.integers(5, 95, size=500)
+    price, start = rng.integers(1000, 9000, size=500), rng.integers(0, 10**12, size=500)
+    whole, stepped = ClientTally(100), ClientTally(100)
+    whole.add(client, price, start)
+    stepped.add(client, price, start, step=7)
+    for mine, theirs in zip(whole.rows(0, 100), stepped.rows(0, 100), strict=True):
+        assert mine.tolist() == theirs.tolist()
+    assert whole.rows(0, 100)[0].sum() == 500
+    whole.close()
+    stepped.close()
+
+
 def _summary(jobs: int) -> list[tuple[str, str, int, int, bytes]]:
-    plan = Plan(load_profile("tiny"), 1.0, 42, date.fromisoformat(AS_OF))
+    plan = GenerationPlan(load_profile("tiny"), 1.0, 42, date.fromisoformat(AS_OF))
     return [(c.table, c.columns, c.rows, c.checksum, c.payload) for c in chunks(plan, jobs)]
 
 
@@ -115,16 +129,15 @@ def test_timings_are_printed_and_stored(
 
 
 def test_verify_agrees_after_a_load_and_catches_a_changed_row(
-    tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
+    tiny_copy_url: str, capsys: pytest.CaptureFixture[str], make_test_engine: Callable[..., Engine]
 ) -> None:
     from bbperf.cli import main
 
     assert main(["--database-url", tiny_copy_url, "data", "verify"]) == 0
     assert "NO" not in capsys.readouterr().out
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE bbperf.payments SET amount = amount + 1 WHERE id = 7"))
-    engine.dispose()
     assert main(["--database-url", tiny_copy_url, "data", "verify", "--format", "json"]) == 1
     rows = {r["table"]: r for r in json.loads(capsys.readouterr().out)}
     assert not rows["payments"]["ok"] and rows["appointments"]["ok"]
@@ -145,13 +158,16 @@ def test_bad_jobs_is_one_line_exit_2(
 
 
 def test_parallel_load_over_tcp_to_postgresql_15_verifies(
-    pg15_url: str, tiny_engine: Engine, capsys: pytest.CaptureFixture[str]
+    pg15_url: str,
+    tiny_engine: Engine,
+    capsys: pytest.CaptureFixture[str],
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     """The PostgreSQL 15 cluster on loopback (password, TCP) stands in for a remote server."""
     from bbperf.cli import main
     from bbperf.schema import create_schema
 
-    engine = make_engine(pg15_url, echo_pool=False)
+    engine = make_test_engine(pg15_url)
     create_schema(engine)
     url = pg15_url
     args = ["--database-url", url, "generate", "--profile", "tiny", "--as-of", AS_OF]
@@ -161,7 +177,6 @@ def test_parallel_load_over_tcp_to_postgresql_15_verifies(
     assert loaded is not None and loaded["jobs"] == 2
     assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]  # type: ignore[index]
     assert "pg15-Secr3t-pw" not in capsys.readouterr().out
-    engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
 import pytest
 from sqlalchemy import Engine, make_url
 
-from bbperf.pool.config import make_engine
+from bbperf.errors import ConfigError
 from bbperf.pool.health import combine, health_detailed, http_status, pool_check, system_check
 from bbperf.pool.http import HealthServer, make_server, serve_in_thread
+from bbperf.pool.httpload import hammer, poll
 from bbperf.pool.snapshot import (
     HealthCheck,
     PoolSnapshot,
@@ -65,10 +68,11 @@ def test_pool_check_shape_and_database_error() -> None:
     }
 
 
-def test_health_detailed_makes_a_real_round_trip(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, "staging", echo_pool=False)
+def test_health_detailed_makes_a_real_round_trip(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(fresh_url, "staging")
     report = health_detailed(engine, cpu_interval_s=None)
-    engine.dispose()
     assert set(report) == {"status", "timestamp", "checks"}
     assert set(report["checks"]) == {"database", "system", "process", "connection_pool"}
     database = report["checks"]["database"]
@@ -90,14 +94,15 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture
-def served(fresh_url: str) -> Iterator[tuple[HealthServer, Engine]]:
-    engine = make_engine(fresh_url, echo_pool=False, connect_timeout_s=3)
+def served(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> Iterator[tuple[HealthServer, Engine]]:
+    engine = make_test_engine(fresh_url, connect_timeout_s=3)
     server = make_server(engine, port=0, probe_max_age_s=0)
     serve_in_thread(server)
     yield server, engine
     server.shutdown()
     server.server_close()
-    engine.dispose()
 
 
 def _admin_execute(fresh_url: str, sql: str) -> None:
@@ -145,8 +150,10 @@ def test_http_unknown_path_is_404(served: tuple[HealthServer, Engine]) -> None:
     assert "/api/v1/health" in body["routes"]
 
 
-def test_http_unreachable_server_is_503_and_keeps_serving() -> None:
-    engine = make_engine("postgresql://u:hunter2@127.0.0.1:1/x", echo_pool=False)
+def test_http_unreachable_server_is_503_and_keeps_serving(
+    make_test_engine: Callable[..., Engine],
+) -> None:
+    engine = make_test_engine("postgresql://u:hunter2@127.0.0.1:1/x")
     server = make_server(engine, port=0)
     serve_in_thread(server)
     try:
@@ -169,3 +176,54 @@ def test_cli_health_exit_codes(fresh_url: str, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert json.loads(out)["status"] == "unhealthy"
     assert "hunter2" not in out
+
+
+def test_a_stale_answer_is_served_while_one_request_probes(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    """Past the max age the first request probes; the others get the previous answer meanwhile
+    instead of queueing behind the probe (within twice the max age)."""
+    engine = make_test_engine(fresh_url)
+    server = make_server(engine, port=0, probe_max_age_s=1.0)
+    probes: list[int] = []
+    release = threading.Event()
+
+    def probe() -> dict[str, object]:
+        probes.append(len(probes) + 1)
+        if len(probes) == 2:
+            release.wait(30)  # the second probe hangs until the test has asked meanwhile
+        return {"status": "healthy", "probe": len(probes)}
+
+    server.routes["/api/v1/health"] = probe
+    serve_in_thread(server)
+    url = server.url + "/api/v1/health"
+    try:
+        assert get(url) == (200, {"status": "healthy", "probe": 1})
+        time.sleep(1.1)  # stale, still usable
+        prober = threading.Thread(target=get, args=(url,))
+        prober.start()
+        while len(probes) < 2:
+            time.sleep(0.01)
+        assert get(url) == (200, {"status": "healthy", "probe": 1})  # not queued behind probe 2
+        release.set()
+        prober.join(30)
+        assert get(url)[1]["probe"] == 2 and len(probes) == 2  # probe 2's answer, shared
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        engine.dispose()
+
+
+def test_load_goes_to_loopback_only_and_is_bounded(served: tuple[HealthServer, Engine]) -> None:
+    url = served[0].url + "/api/v1/health"
+    for bad in ("http://10.0.0.1:8000/", "http://example.com/", "https://127.0.0.1/", "file:///x"):
+        with pytest.raises(ConfigError, match="loopback"):
+            poll(bad)
+    with pytest.raises(ConfigError, match="clients"):
+        hammer(url, clients=100_000)
+    with pytest.raises(ConfigError, match="duration"):
+        poll(url, duration_s=1e9)
+    load = poll(url, clients=4, rate_hz=20, duration_s=0.5)
+    assert load.not_200 == 0 and load.requests == 4 * 10  # on schedule: 20 Hz × 0.5 s each
+    assert hammer(url, clients=2, requests=5).to_dict()["requests"] == 10

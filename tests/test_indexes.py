@@ -24,7 +24,7 @@ from bbperf.indexes import (
     status,
     validate,
 )
-from bbperf.indexes.catalog import Catalog, ExistingIndex
+from bbperf.indexes.liveschema import Catalog, ExistingIndex
 from bbperf.indexes.validate import check
 
 BROKEN = Path(__file__).parent / "data" / "broken_migration.toml"

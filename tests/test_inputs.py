@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -261,18 +262,16 @@ def test_workload_beyond_the_statement_bound_is_refused(
     one_line(code, err, "10,001 statements, more than the 10,000")
 
 
-def test_sample_refuses_too_many_sets_in_the_library(pg_url: str) -> None:
+def test_sample_refuses_too_many_sets_in_the_library(
+    pg_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.errors import ConfigError
-    from bbperf.pool.config import make_engine
     from bbperf.workload.file import load_workload
     from bbperf.workload.sample import sample
 
-    engine = make_engine(pg_url, echo_pool=False)
-    try:
-        with pytest.raises(ConfigError, match="between 1 and 10,000"):
-            sample(engine, load_workload("catalogue"), sets=100_000_000)
-    finally:
-        engine.dispose()
+    engine = make_test_engine(pg_url)
+    with pytest.raises(ConfigError, match="between 1 and 10,000"):
+        sample(engine, load_workload("catalogue"), sets=100_000_000)
 
 
 # -- EXPLAIN input ----------------------------------------------------------------------------------------

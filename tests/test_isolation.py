@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import psutil
 import pytest
 from sqlalchemy import Engine
 
-from bbperf.embedded import EMBEDDED_USER, SERVER_ID_FILE, SOCKET_DIR_FILE, EmbeddedServer
+from bbperf.embedded import SERVER_ID_FILE, SOCKET_DIR_FILE, EmbeddedServer
 from bbperf.ownership import owns
-from bbperf.pool.config import make_engine
+from bbperf.processes import EMBEDDED_USER
 from bbperf.target import is_embedded
 from tests import pg15
 
@@ -78,7 +78,10 @@ def test_a_long_home_has_a_private_socket_other_users_cannot_use(long_home: Path
 
 
 def test_ownership_is_asked_of_the_server_not_read_from_the_url(
-    server: EmbeddedServer, pg_url: str, pg15_cluster: pg15.Cluster
+    server: EmbeddedServer,
+    pg_url: str,
+    pg15_cluster: pg15.Cluster,
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     # A URL naming bbperf's pgdata as its socket host, but hostaddr/port reach PostgreSQL 15.
     spoof = (
@@ -86,46 +89,41 @@ def test_ownership_is_asked_of_the_server_not_read_from_the_url(
         f"&hostaddr=127.0.0.1&port={pg15_cluster.port}"
     )
     engines = {
-        "spoof": make_engine(spoof, echo_pool=False),
-        "pg15 superuser": make_engine(pg15_cluster.admin_url("bbperf"), echo_pool=False),
-        "embedded": make_engine(pg_url, echo_pool=False),
+        "spoof": make_test_engine(spoof),
+        "pg15 superuser": make_test_engine(pg15_cluster.admin_url("bbperf")),
+        "embedded": make_test_engine(pg_url),
     }
-    try:
-        with engines["spoof"].connect() as conn:  # it really is the other server
-            assert conn.exec_driver_sql("SHOW server_version_num").scalar_one().startswith("15")
-        answers = {name: is_embedded(engine) for name, engine in engines.items()}
-        assert answers == {"spoof": False, "pg15 superuser": False, "embedded": True}
-        marker = server.home / SERVER_ID_FILE  # what the server must match, for no one else to read
-        assert stat.S_IMODE(marker.stat().st_mode) == 0o600
-        with engines["embedded"].connect() as conn:
-            assert is_embedded(conn) and owns(conn)  # a Connection gets its engine's answer
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    with engines["spoof"].connect() as conn:  # it really is the other server
+        assert conn.exec_driver_sql("SHOW server_version_num").scalar_one().startswith("15")
+    answers = {name: is_embedded(engine) for name, engine in engines.items()}
+    assert answers == {"spoof": False, "pg15 superuser": False, "embedded": True}
+    marker = server.home / SERVER_ID_FILE  # what the server must match, for no one else to read
+    assert stat.S_IMODE(marker.stat().st_mode) == 0o600
+    with engines["embedded"].connect() as conn:
+        assert is_embedded(conn) and owns(conn)  # a Connection gets its engine's answer
 
 
-def test_ownership_costs_one_query_per_engine(pg_url: str) -> None:
-    engine: Engine = make_engine(pg_url, echo_pool=False)
+def test_ownership_costs_one_query_per_engine(
+    pg_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine: Engine = make_test_engine(pg_url)
     statements: list[str] = []
     from sqlalchemy import event
 
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    try:
-        assert owns(engine) and owns(engine) and is_embedded(engine)
-        assert sum("pg_control_system" in s for s in statements) == 1
-    finally:
-        engine.dispose()
+    assert owns(engine) and owns(engine) and is_embedded(engine)
+    assert sum("pg_control_system" in s for s in statements) == 1
 
 
 def test_a_killed_parallel_load_leaves_no_process_running(
-    bbperf_home: Path, fresh_url: str
+    bbperf_home: Path, fresh_url: str, make_test_engine: Callable[..., Engine]
 ) -> None:
     from bbperf.schema import create_schema
-    from bbperf.topology.processes import LOAD_WORKER, processes_of
+    from bbperf.topology.running import LOAD_WORKER, processes_of
 
-    engine = make_engine(fresh_url, echo_pool=False)
+    engine = make_test_engine(fresh_url)
     create_schema(engine)
-    engine.dispose()
+    engine.dispose()  # no session of this test's on the database while the load runs
     env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
     load = subprocess.Popen(
         [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
@@ -154,7 +152,7 @@ def test_a_killed_parallel_load_leaves_no_process_running(
 
 
 def test_db_stop_ends_a_load_worker_that_outlived_its_coordinator(tmp_path: Path) -> None:
-    from bbperf.topology.processes import LOAD_HOME_ENV
+    from bbperf.topology.running import LOAD_HOME_ENV
 
     home = tmp_path / "home"
     home.mkdir()
@@ -263,7 +261,7 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
 def test_the_replica_is_made_only_of_a_primary_that_proves_it_is_the_embedded_one(
     bbperf_home: Path, server: EmbeddedServer, pg_url: str, pg15_cluster: pg15.Cluster
 ) -> None:
-    from bbperf.topology.replica import is_embedded_primary
+    from bbperf.topology.replicatarget import is_embedded_primary
 
     socket_dir = server.status().socket_dir
     spoof = (
@@ -277,7 +275,7 @@ def test_the_replica_is_made_only_of_a_primary_that_proves_it_is_the_embedded_on
 def test_a_long_replica_socket_dir_is_fresh_and_follows_no_planted_symlink(tmp_path: Path) -> None:
     import hashlib
 
-    from bbperf.topology.processes import socket_dir_for
+    from bbperf.processes import socket_dir_for
 
     pgdata = _home_of_length(tmp_path, 120) / "replica" / "pgdata"
     victim = tmp_path / "victim"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,7 +82,7 @@ def test_a_set_left_by_an_interrupted_index_benchmark_is_a_leftover(
     tiny_copy: Engine, tiny_copy_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bbperf.indexes import apply, drop, load_set, status
-    from bbperf.indexes.benchmark import run_benchmark
+    from bbperf.indexes.index_set_timing import run_benchmark
 
     seed = load_set("seed")
     apply(tiny_copy, seed)  # a set applied on purpose (notebook 02 leaves one) is no leftover
@@ -99,3 +102,61 @@ def test_a_set_left_by_an_interrupted_index_benchmark_is_a_leftover(
     run_benchmark(tiny_copy, seed, [], advisor=False)
     drop(tiny_copy, seed)
     assert leftovers(tiny_copy) == []
+
+
+def test_a_load_refuses_while_a_leftover_it_would_not_replace_is_in_place(
+    tiny_copy: Engine,
+) -> None:
+    from bbperf.errors import DataError
+    from bbperf.generate import dataset_info, generate
+    from bbperf.leftovers import blocking
+    from bbperf.metrics.rollup import drop_rollup
+
+    info = dataset_info(tiny_copy)
+    assert info is not None and blocking(tiny_copy) == []
+    apply_rollup(tiny_copy)
+    (found,) = blocking(tiny_copy)
+    assert found.startswith("rollup (") and found.endswith("(`bbperf rollup drop`)")
+    # bbperf.leftovers registered its guard on import: generate (data layer) asks bbperf.loadguards.
+    with pytest.raises(DataError, match="remove them first"):
+        generate(tiny_copy, "tiny", 1.0, 7, info["as_of"], progress=False)
+    assert dataset_info(tiny_copy) == info
+    drop_rollup(tiny_copy)
+    assert blocking(tiny_copy) == []
+
+
+FRONT_DOOR_LOAD = """
+import os, sys
+import bbperf
+from bbperf.errors import DataError
+from bbperf.target import make_engine
+
+assert "bbperf.leftovers" not in sys.modules, "imported before the front door's ensure_dataset"
+from bbperf import ensure_dataset
+
+engine = make_engine(os.environ["FRONT_DOOR_URL"], echo_pool=False)
+try:
+    ensure_dataset(engine, "tiny", 1, 7, os.environ["FRONT_DOOR_AS_OF"])
+except DataError as exc:
+    print(exc)
+"""
+
+
+def test_a_notebook_load_through_the_front_door_refuses_under_a_rollup(
+    tiny_copy: Engine, tiny_copy_url: str
+) -> None:
+    """A notebook imports ``ensure_dataset`` from ``bbperf`` and nothing else of bbperf's: the
+    front door registers the load guards first, in a fresh interpreter as in a kernel."""
+    from bbperf.generate import dataset_info
+    from bbperf.metrics.rollup import drop_rollup
+
+    info = dataset_info(tiny_copy)
+    assert info is not None
+    apply_rollup(tiny_copy)
+    env = {**os.environ, "FRONT_DOOR_URL": tiny_copy_url, "FRONT_DOOR_AS_OF": info["as_of"]}
+    out = subprocess.run(
+        [sys.executable, "-c", FRONT_DOOR_LOAD], env=env, capture_output=True, text=True, check=True
+    )
+    assert "remove them first" in out.stdout and "`bbperf rollup drop`" in out.stdout
+    assert dataset_info(tiny_copy) == info
+    drop_rollup(tiny_copy)

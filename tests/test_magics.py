@@ -20,7 +20,7 @@ def shell(server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     """One IPython shell on one database holding a 30-row table, for the whole module."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from bbperf.pool.config import make_engine
+    from bbperf.pool.describe import make_engine
 
     name = f"t_magics_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(server.url("postgres"))

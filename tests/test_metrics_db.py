@@ -291,23 +291,27 @@ def test_default_as_of_is_the_datasets(tiny_engine: Engine) -> None:
 
 
 def test_bench_times_each_variant_and_concludes(hand_made: tuple[Engine, dict[str, int]]) -> None:
-    from bbperf.metrics import bench
+    from bbperf.metrics import variant_timing
     from bbperf.metrics.drift import drift_summary
 
     engine, ids = hand_made
-    picks = bench.pick_barbers(engine, AS_OF, sampled=3)
+    picks = variant_timing.pick_barbers(engine, AS_OF, sampled=3)
     assert [(p.label, p.user_id, p.appointments_30d) for p in picks] == [
         ("busiest", ids["barber"], 4),
         ("median", ids["idle"], 0),
     ]
-    before = bench.server_timing(engine, "before", ids["barber"], AS_OF, rounds=3, warmup=0)
+    before = variant_timing.server_timing(
+        engine, "before", ids["barber"], AS_OF, rounds=3, warmup=0
+    )
     assert before.extra["statements"] == 4 and len(before.samples_ms) == 3
     create_metrics_view(engine, AS_OF)
-    table, timings = bench.benchmark(engine, AS_OF, picks, rounds=4, warmup=1, server_rounds=2)
-    assert len(table) == 2 * len(bench.BENCH_VARIANTS)
+    table, timings = variant_timing.benchmark(
+        engine, AS_OF, picks, rounds=4, warmup=1, server_rounds=2
+    )
+    assert len(table) == 2 * len(variant_timing.BENCH_VARIANTS)
     assert table[table["variant"] == "before"]["speedup"].isna().all()
     assert table[table["variant"] != "before"]["speedup"].gt(0).all()
     assert len(timings[("busiest", "after")].samples_ms) == 4
     rows = [d.to_dict() for d in drift(engine, ids["barber"], AS_OF)]
-    text_ = bench.conclusion(table, drift_summary(rows, 2), 2)
+    text_ = variant_timing.conclusion(table, drift_summary(rows, 2), 2)
     assert "busiest barber (user" in text_ and "visits_365d differs for 1 of 2 barbers" in text_

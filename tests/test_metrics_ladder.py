@@ -29,12 +29,6 @@ from bbperf.metrics.queries import barber_ids, fetch_raw
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _engine(url: str) -> Engine:
-    from bbperf.pool.config import make_engine
-
-    return make_engine(url, echo_pool=False)
-
-
 def _prepare_every_variant(engine: Engine) -> None:
     """The metrics index set, the rollup and the view: every variant's prerequisite."""
     from bbperf.indexes import apply, load_set
@@ -47,11 +41,9 @@ def _prepare_every_variant(engine: Engine) -> None:
 
 
 @pytest.fixture
-def ladder_tiny(tiny_copy_url: str) -> Iterator[Engine]:
-    engine = _engine(tiny_copy_url)
-    _prepare_every_variant(engine)
-    yield engine
-    engine.dispose()
+def ladder_tiny(tiny_copy: Engine) -> Engine:
+    _prepare_every_variant(tiny_copy)
+    return tiny_copy
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +51,14 @@ def sf01_engine(server) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
     """Profile default at SF 0.1 (seed 42), generated once for this module, every variant ready."""
     from bbperf.generate import generate
     from bbperf.schema import create_schema
+    from bbperf.target import make_engine
 
     name = f"t_sf01_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(server.url("postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
-    engine = _engine(str(server.url(name)))
+    engine = make_engine(str(server.url(name)), echo_pool=False)
     create_schema(engine)
     generate(engine, "default", 0.1, 42, "2026-11-01", progress=False)
     _prepare_every_variant(engine)
@@ -135,6 +128,49 @@ def test_cli_check_exits_1_on_a_difference(
     verdict = json.loads(capsys.readouterr().out)
     assert not verdict["equivalent"]
     assert {d["metric"] for d in verdict["differences"]} == {"average_ticket", "visits_365d"}
+
+
+def test_cli_check_without_a_user_proves_every_variant_for_every_barber(
+    ladder_tiny: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    barbers = len(barber_ids(ladder_tiny))
+    assert _cli(ladder_tiny, "--check") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{len(EQUIVALENT)} variants x {barbers} barbers: every figure equals before's"
+    ]
+    assert _cli(ladder_tiny, "--check", "--barbers", "3", "--format", "json") == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict == {"equivalent": True, "barbers": 3, "variants": list(EQUIVALENT),
+                       "failures": []}  # fmt: skip
+
+
+def test_cli_check_without_a_user_prints_one_line_per_differing_figure(
+    ladder_tiny: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check can fail: a running total nudged by a cent behind the triggers' back."""
+    from sqlalchemy import text
+
+    user = barber_ids(ladder_tiny)[0]
+    with ladder_tiny.begin() as conn:
+        conn.execute(
+            text("UPDATE metrics_running SET pay_sum = pay_sum + 0.01 WHERE user_id = :u"),
+            {"u": user},
+        )
+    assert _cli(ladder_tiny, "--check", "--variant", "rollup") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [
+        line for line in lines[:-1] if line.startswith(f"rollup differs for barber {user}: ")
+    ]
+    assert len(lines) == 2 and "average_ticket" in lines[0]
+    assert lines[-1].endswith("1 figures differ")
+    assert _cli(ladder_tiny, "--check", "--variant", "rollup", "--format", "json") == 1
+    (failure,) = json.loads(capsys.readouterr().out)["failures"]
+    assert (failure["variant"], failure["user_id"], failure["metric"]) == (
+        "rollup",
+        user,
+        "average_ticket",
+    )
+    assert failure["before"] != failure["value"]
 
 
 def test_cli_prints_the_figures_of_a_new_variant(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from bbperf.metrics.prices import (
     WRITES,
@@ -20,13 +20,20 @@ from bbperf.metrics.rollup import apply_rollup, rollup_status
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
+def _rollup_oid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT to_regclass('metrics_running')::oid")).scalar_one())
+
+
 def test_trigger_cost_measures_every_write_in_every_mode_and_leaves_no_trace(
     tiny_copy: Engine,
 ) -> None:
     apply_rollup(tiny_copy, "row")
     user = barber_ids(tiny_copy)[0]
     before = fetch_raw(tiny_copy, user, AS_OF, "before")
+    table_oid = _rollup_oid(tiny_copy)
     cost = trigger_cost(tiny_copy, rounds=2, batch_rows=50)
+    assert _rollup_oid(tiny_copy) == table_oid  # priced on the table built once, never rebuilt
     assert sorted(cost["write"].unique()) == sorted(WRITES)
     assert set(cost["mode"]) == {"none", "row", "statement"}
     assert (cost["rounds"] == 2).all() and (cost["median_ms"] > 0).all()
@@ -50,8 +57,8 @@ def test_view_staleness_and_generic_plan_flag(tiny_copy: Engine) -> None:
 
 
 def test_predicted_vs_measured_for_the_metrics_set_restores_the_state(tiny_copy: Engine) -> None:
+    from bbperf.metrics.index_set_advice import COMPARED, predicted_vs_measured
     from bbperf.metrics.ladder import missing_indexes
-    from bbperf.metrics.setadvice import COMPARED, predicted_vs_measured
 
     user = barber_ids(tiny_copy)[0]
     frame = predicted_vs_measured(tiny_copy, user, AS_OF, server_rounds=2)

@@ -3,6 +3,7 @@ random inserts, status changes, refunds, owner and client changes and deletes â€
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 
 from bbperf.metrics.ladder import differences
+from bbperf.metrics.prices import WRITES
 from bbperf.metrics.queries import barber_ids, fetch_raw
 from bbperf.metrics.rollup import (
     apply_rollup,
@@ -20,14 +22,18 @@ from bbperf.metrics.rollup import (
 )
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+# The running totals are step functions of the day: check them inside the data, at its as_of and
+# past its end (windows that empty out), not only where the notebook reads.
+CHECKED_AS_OFS = (AS_OF - timedelta(days=45), AS_OF, AS_OF + timedelta(days=200))
 
 
 def _mismatches(engine: Engine) -> list[str]:
     return [
-        f"{d.user_id}.{d.metric}: before {d.before}, rollup {d.variant}"
+        f"{when:%Y-%m-%d} {d.user_id}.{d.metric}: before {d.before}, rollup {d.variant}"
+        for when in CHECKED_AS_OFS
         for user in barber_ids(engine)
         for d in differences(
-            fetch_raw(engine, user, AS_OF, "before"), fetch_from_rollup(engine, user, AS_OF)
+            fetch_raw(engine, user, when, "before"), fetch_from_rollup(engine, user, when)
         )
     ]
 
@@ -161,5 +167,50 @@ def test_cli_rollup_commands(tiny_copy: Engine, capsys: pytest.CaptureFixture[st
     assert main(["--database-url", url, "rollup", "apply", "--mode", "daily"]) == 2
     err = capsys.readouterr().err
     assert err == "bbperf: error: unknown rollup mode 'daily': choose one of statement, row\n"
+    assert (
+        main(["--database-url", url, "rollup", "price", "--rounds", "2", "--batch-rows", "5"]) == 0
+    )
+    priced = json.loads(capsys.readouterr().out)
+    assert {(r["write"], r["mode"]) for r in priced} == {
+        (w, m) for w in WRITES for m in ("none", "row", "statement")
+    }
+    assert main(["--database-url", url, "rollup", "status"]) == 0
+    assert '"mode": "row"' in capsys.readouterr().out  # priced, and left as found
     assert main(["--database-url", url, "rollup", "drop"]) == 0
     assert capsys.readouterr().out == "dropped\n"
+
+
+def test_concurrent_writers_of_one_barber_keep_the_running_totals_exact(
+    tiny_copy: Engine,
+) -> None:
+    """Two transactions book for the same barber: the later day's new row must carry the earlier
+    write's change. Without serialization it copies the row as it was before the other commit."""
+    import threading
+
+    apply_rollup(tiny_copy)
+    user = barber_ids(tiny_copy)[0]
+    book = text(
+        "INSERT INTO appointments (user_id, barber_id, client_id, status, start_time, "
+        "duration_minutes, price) VALUES (:u, :u, NULL, 'completed', :t, 45, 40)"
+    )
+    first = tiny_copy.connect()
+    first.begin()
+    first.execute(book, {"u": user, "t": AS_OF - timedelta(days=100)})
+
+    def second() -> None:
+        with tiny_copy.begin() as conn:
+            conn.execute(book, {"u": user, "t": AS_OF + timedelta(days=10, hours=3)})
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    worker.join(timeout=1.0)  # waits for the first transaction when writers are serialized
+    first.commit()
+    first.close()
+    worker.join()
+    later = AS_OF + timedelta(days=20)
+    assert (
+        differences(
+            fetch_raw(tiny_copy, user, later, "before"), fetch_from_rollup(tiny_copy, user, later)
+        )
+        == []
+    )

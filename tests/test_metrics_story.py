@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bbperf.metrics import story
+from bbperf.metrics import ctestory
 
 
 def _speed(after_ms: float, speedup: float, significant: bool = True) -> pd.DataFrame:
@@ -42,11 +42,11 @@ DRIFT = [
 def _claims(**kwargs: object) -> dict[str, dict[str, object]]:
     args = {"speed": _speed(14.0, 2.5), "summary": DRIFT, "checked": 40,
             "ladder": _ladder(1.6), "equivalence": EQUIVALENT, **kwargs}  # fmt: skip
-    return {c["claim"]: c for c in story.claims(**args)}  # type: ignore[arg-type]
+    return {c["claim"]: c for c in ctestory.claims(**args)}  # type: ignore[arg-type]
 
 
 def test_verdict_names_speedup_server_time_drift_and_the_cure() -> None:
-    line = story.verdict(_speed(14.0, 2.5), DRIFT, 40, _ladder(1.6), EQUIVALENT)
+    line = ctestory.verdict(_speed(14.0, 2.5), DRIFT, 40, _ladder(1.6), EQUIVALENT)
     assert line.startswith("One statement instead of four runs ×2.50 faster")
     assert "14.0 ms on the server, not 0.5 ms" in line
     assert "average_ticket for 38 and visits_365d for 12 of 40 barbers checked" in line
@@ -55,7 +55,7 @@ def test_verdict_names_speedup_server_time_drift_and_the_cure() -> None:
 
 
 def test_verdict_without_drift_says_the_figures_match() -> None:
-    line = story.verdict(_speed(0.4, 2.0), [], 40, _ladder(0.3), EQUIVALENT)
+    line = ctestory.verdict(_speed(0.4, 2.0), [], 40, _ladder(0.3), EQUIVALENT)
     assert "returns before's figures for all 40 barbers checked" in line
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from bbperf.pool.config import make_engine
 from bbperf.pool.monitor import PoolMonitor
 from bbperf.pool.snapshot import (
     DatabaseMetrics,
@@ -102,8 +102,10 @@ def test_worst_and_percentile() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 100) == 4.0
 
 
-def test_checkout_wait_connects_and_recycles_are_counted(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, echo_pool=False, pool_size=1, max_overflow=0, pool_recycle_s=0)
+def test_checkout_wait_connects_and_recycles_are_counted(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(fresh_url, pool_size=1, max_overflow=0, pool_recycle_s=0)
     with PoolMonitor(engine) as monitor:
 
         def hold() -> None:
@@ -117,7 +119,6 @@ def test_checkout_wait_connects_and_recycles_are_counted(fresh_url: str) -> None
             conn.execute(text("SELECT 1"))
         holder.join()
         snap = monitor.pool_snapshot()
-    engine.dispose()
     assert snap.checkouts == 2
     assert max(snap.checkout_wait_ms) >= 150  # waited for the holder to check its connection in
     assert snap.connects >= 2  # the first connect, then a recycle (pool_recycle 0 s)
@@ -126,8 +127,10 @@ def test_checkout_wait_connects_and_recycles_are_counted(fresh_url: str) -> None
     assert snap.capacity == 1
 
 
-def test_invalidation_is_counted_and_pool_state_reported(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, echo_pool=False, pool_size=2, max_overflow=1)
+def test_invalidation_is_counted_and_pool_state_reported(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(fresh_url, pool_size=2, max_overflow=1)
     with PoolMonitor(engine) as monitor:
         conns = [engine.connect() for _ in range(3)]
         busy = monitor.pool_snapshot()
@@ -137,15 +140,16 @@ def test_invalidation_is_counted_and_pool_state_reported(fresh_url: str) -> None
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         after = monitor.pool_snapshot()
-    engine.dispose()
     assert (busy.checked_out, busy.overflow, busy.total) == (3, 1, 3)
     assert after.checked_out == 0
     assert after.invalidations == 1
     assert after.recycles == 0
 
 
-def test_database_metrics_see_idle_in_transaction_and_cache_hits(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, echo_pool=False, pool_size=8, max_overflow=0)
+def test_database_metrics_see_idle_in_transaction_and_cache_hits(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(fresh_url, pool_size=8, max_overflow=0)
     with engine.begin() as conn:
         conn.execute(
             text("CREATE TABLE public.t AS SELECT g AS id FROM generate_series(1, 1000) g")
@@ -162,7 +166,6 @@ def test_database_metrics_see_idle_in_transaction_and_cache_hits(fresh_url: str)
         verdict = monitor.check(snap)
     for conn in idle:
         conn.close()
-    engine.dispose()
     db = snap.database
     assert db is not None and snap.database_error is None
     assert db.idle_in_transaction == 6
@@ -176,8 +179,10 @@ def test_database_metrics_see_idle_in_transaction_and_cache_hits(fresh_url: str)
     assert verdict.status in ("warning", "unhealthy")
 
 
-def test_unreachable_database_is_reported_not_raised() -> None:
-    engine = make_engine("postgresql://u:pw@127.0.0.1:1/x", echo_pool=False, connect_timeout_s=2)
+def test_unreachable_database_is_reported_not_raised(
+    make_test_engine: Callable[..., Engine],
+) -> None:
+    engine = make_test_engine("postgresql://u:pw@127.0.0.1:1/x", connect_timeout_s=2)
     with PoolMonitor(engine) as monitor:
         snap = monitor.snapshot(cpu_interval_s=None)
     assert snap.database is None
@@ -185,12 +190,11 @@ def test_unreachable_database_is_reported_not_raised() -> None:
     assert "pw" not in snap.database_error.replace("psycopg2", "")
 
 
-def test_close_detaches_listeners(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, echo_pool=False)
+def test_close_detaches_listeners(fresh_url: str, make_test_engine: Callable[..., Engine]) -> None:
+    engine = make_test_engine(fresh_url)
     monitor = PoolMonitor(engine)
     monitor.close()
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    engine.dispose()
     snap = monitor.pool_snapshot()
     assert (snap.checkouts, snap.connects, len(snap.checkout_wait_ms)) == (0, 0, 0)

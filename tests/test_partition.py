@@ -129,6 +129,69 @@ def test_apply_and_drop_keep_the_data_indexes_and_keys(tiny_copy: Engine) -> Non
         partition.drop(tiny_copy)
 
 
+def _kept_tables(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(
+            conn.execute(
+                text(
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'bbperf'::regnamespace "
+                    "AND relname LIKE '%\\_kept%'"
+                )
+            ).scalars()
+        )
+
+
+def _oids(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT 'bbperf.{t}'::regclass::oid")).scalar_one()
+                for t in ("appointments", "payments")}  # fmt: skip
+
+
+def test_kept_plain_copy_is_put_back_without_rewriting_a_row(tiny_copy: Engine) -> None:
+    apply_set(tiny_copy, load_set("seed"))
+    before_fp, before, oids = _fingerprints(tiny_copy), _shape(tiny_copy), _oids(tiny_copy)
+
+    partition.apply(tiny_copy, "month", keep_plain=True)
+    assert _fingerprints(tiny_copy) == before_fp
+    assert "appointments_kept" in _kept_tables(tiny_copy)
+    names = {line.split(":")[0] for line in _shape(tiny_copy)["indexes"]}
+    assert names == {line.split(":")[0] for line in before["indexes"]}
+    with pytest.raises(DataError, match="already partitioned"):
+        partition.apply(tiny_copy, "week", keep_plain=True)
+
+    dropped = partition.drop(tiny_copy)
+    assert dropped.foreign_keys_restored == ["payments.payments_appointment_id_fkey"]
+    assert [c.rows for c in dropped.tables] == [
+        before_fp["appointments"]["rows"],
+        before_fp["payments"]["rows"],
+    ]
+    assert _oids(tiny_copy) == oids  # the very tables of before, not a copy of their rows
+    assert _fingerprints(tiny_copy) == before_fp and _shape(tiny_copy) == before
+    assert _kept_tables(tiny_copy) == []
+    with tiny_copy.begin() as conn:  # the identity sequence is the old one, at its old value
+        new_id = conn.execute(
+            text(
+                "INSERT INTO bbperf.appointments (user_id, status, start_time, price) SELECT "
+                "user_id, status, start_time, price FROM bbperf.appointments LIMIT 1 RETURNING id"
+            )
+        ).scalar_one()
+        assert new_id == conn.execute(text("SELECT max(id) FROM bbperf.appointments")).scalar()
+        conn.rollback()
+
+
+def test_a_write_while_partitioned_makes_drop_rewrite_the_rows(tiny_copy: Engine) -> None:
+    partition.apply(tiny_copy, "month", keep_plain=True)
+    with tiny_copy.begin() as conn:
+        conn.execute(text("UPDATE bbperf.payments SET amount = amount + 1 WHERE id = 1"))
+    after_write = _fingerprints(tiny_copy)
+    oids = _oids(tiny_copy)
+
+    partition.drop(tiny_copy)
+    assert _fingerprints(tiny_copy) == after_write  # the write survives: rows were copied
+    assert _oids(tiny_copy) != oids and _kept_tables(tiny_copy) == []
+    assert not partition.status(tiny_copy).partitioned
+
+
 def test_equal_ranges_give_the_asked_partition_count(tiny_copy: Engine) -> None:
     applied = partition.apply(tiny_copy, partitions=12)
     assert [c.partitions for c in applied.tables] == [13, 13]  # 12 ranges + DEFAULT each
@@ -136,7 +199,7 @@ def test_equal_ranges_give_the_asked_partition_count(tiny_copy: Engine) -> None:
 
 
 def test_empty_layout_shows_partitions_without_rows_and_changes_nothing(tiny_copy: Engine) -> None:
-    from bbperf.partition_bench import planning_by_partition_count, point_lookup
+    from bbperf.partition.effects import planning_by_partition_count, point_lookup
 
     apply_set(tiny_copy, load_set("seed"))
     shape, prints = _shape(tiny_copy), _fingerprints(tiny_copy)
@@ -175,7 +238,7 @@ def test_cli_refuses_a_bad_granularity(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_pruning_counts_partitions_read_out_of_those_the_tables_have() -> None:
-    from bbperf.partition_bench import pruning
+    from bbperf.partition.effects import pruning
 
     parents = {f"appointments_p2026_{m:02d}": "appointments" for m in (9, 10, 11)}
     parents |= {"appointments_default": "appointments", "payments_p2026_09": "payments"}

@@ -4,11 +4,12 @@ TCP): the generated config, lifecycle, the session-state trap, and no process le
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
+from sqlalchemy import Engine
 
 from bbperf.cli import main
 from bbperf.errors import ConfigError
@@ -22,7 +23,7 @@ from bbperf.topology.pgbouncer import (
     render_config,
     session_warnings,
 )
-from bbperf.topology.processes import processes_of
+from bbperf.topology.running import processes_of
 from bbperf.topology.scram import scram_secret
 from tests import pg15
 
@@ -227,15 +228,21 @@ def test_password_server_through_pgbouncer(
 
 @needs_pgbouncer
 @pytest.mark.pg15
-def test_pool_load_through_pgbouncer_on_the_password_server(home: Path, pg15_url: str) -> None:
-    from bbperf.pool.config import make_engine
-    from bbperf.pool.load import pool_load
+def test_pool_load_through_pgbouncer_on_the_password_server(
+    home: Path, pg15_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    from bbperf.topology.bouncerload import pool_load_via
 
-    engine = make_engine(pg15_url, echo_pool=False)
-    try:
-        frame = pool_load(engine, ["development"], [3], 0.3, "select1", via="pgbouncer", home=home)
-    finally:
-        engine.dispose()
+    engine = make_test_engine(pg15_url)
+    frame = pool_load_via(
+        engine,
+        environments=["development"],
+        concurrency=[3],
+        duration_s=0.3,
+        workload="select1",
+        via="pgbouncer",
+        home=home,
+    )
     row = frame.iloc[0]
     assert row.requests > 0 and row.errors == 0 and row.server_refusals == 0
     assert not processes_of(home, names=("pgbouncer",))
@@ -289,19 +296,25 @@ def test_pool_fit_matches_the_seed_settings() -> None:
 
 
 def test_pool_load_via_is_checked(tiny_engine) -> None:  # type: ignore[no-untyped-def]
-    from bbperf.pool.load import pool_load
+    from bbperf.topology.bouncerload import pool_load_via
 
     with pytest.raises(ConfigError, match="choose direct or pgbouncer"):
-        pool_load(tiny_engine, ["development"], [1], 0.1, via="carrier-pigeon")
+        pool_load_via(tiny_engine, environments=["development"], via="carrier-pigeon")
 
 
 @needs_pgbouncer
 def test_pool_load_and_fanout_through_pgbouncer(home: Path, tiny_engine, pg_url: str) -> None:  # type: ignore[no-untyped-def]
-    from bbperf.pool.load import pool_load
+    from bbperf.topology.bouncerload import pool_load_via
     from bbperf.topology.fanout import direct_server_connections, fanout
 
-    frame = pool_load(
-        tiny_engine, ["development"], [6], 0.3, "point_lookup", via="pgbouncer", home=home
+    frame = pool_load_via(
+        tiny_engine,
+        environments=["development"],
+        concurrency=[6],
+        duration_s=0.3,
+        workload="point_lookup",
+        via="pgbouncer",
+        home=home,
     )
     row = frame.iloc[0]
     assert row.via == "pgbouncer" and row.requests > 0 and row.errors == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -13,12 +14,6 @@ from sqlalchemy import Connection, Engine, make_url, text
 
 from bbperf.errors import ConfigError, DataError
 from bbperf.pool import pool_costs, pool_load, recommend_pool_size
-from bbperf.pool.config import make_engine
-
-
-def target(url: str) -> Engine:
-    """An engine on ``url`` carrying bbperf's default schema, as bbperf.target.connect makes."""
-    return make_engine(url, echo_pool=False)
 
 
 @pytest.mark.parametrize(
@@ -34,17 +29,20 @@ def target(url: str) -> Engine:
         ({"duration_s": 0}, "duration_s 0"),
     ],
 )
-def test_bad_input_is_rejected_before_connecting(kwargs: dict[str, Any], fragment: str) -> None:
+def test_bad_input_is_rejected_before_connecting(
+    kwargs: dict[str, Any], fragment: str, make_test_engine: Callable[..., Engine]
+) -> None:
     with pytest.raises(ConfigError, match=fragment):
         # An unreachable URL proves validation happens before any connection attempt.
-        pool_load(target("postgresql://u@127.0.0.1:1/x"), **kwargs)
+        pool_load(make_test_engine("postgresql://u@127.0.0.1:1/x"), **kwargs)
 
 
-def test_short_load_records_every_figure(fresh_url: str) -> None:
-    bystander = make_engine(fresh_url, "development", echo_pool=False)
+def test_short_load_records_every_figure(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    bystander = make_test_engine(fresh_url, "development")
     with bystander.connect():  # same application_name, other pool: must not be counted
-        frame = pool_load(target(fresh_url), ["development"], [1, 4], duration_s=0.3)
-    bystander.dispose()
+        frame = pool_load(make_test_engine(fresh_url), ["development"], [1, 4], duration_s=0.3)
     assert list(frame["concurrency"]) == [1, 4]
     for row in frame.itertuples():
         assert row.requests > 0 and row.errors == 0 and row.pool_timeouts == 0
@@ -61,9 +59,11 @@ def test_short_load_records_every_figure(fresh_url: str) -> None:
     assert frame.iloc[0]["server_connections_peak"] == 1
 
 
-def test_pool_timeouts_are_counted_not_raised(fresh_url: str) -> None:
+def test_pool_timeouts_are_counted_not_raised(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     frame = pool_load(
-        target(fresh_url),
+        make_test_engine(fresh_url),
         ["development"],
         [3],
         duration_s=0.3,
@@ -80,7 +80,9 @@ def test_pool_timeouts_are_counted_not_raised(fresh_url: str) -> None:
     assert row["status"] == "unhealthy"  # 1 of 1 checked out is over 80 % of pool_size
 
 
-def test_server_out_of_connections_is_data(fresh_url: str) -> None:
+def test_server_out_of_connections_is_data(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     url = make_url(fresh_url)
     role = f"r_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(str(url.set(database="postgres")))
@@ -90,7 +92,7 @@ def test_server_out_of_connections_is_data(fresh_url: str) -> None:
         cur.execute(f'ALTER DATABASE "{url.database}" CONNECTION LIMIT 3')
     try:
         frame = pool_load(
-            target(str(url.set(username=role))),
+            make_test_engine(str(url.set(username=role))),
             ["development"],
             [8],
             duration_s=0.3,
@@ -109,39 +111,53 @@ def test_server_out_of_connections_is_data(fresh_url: str) -> None:
     assert row["server_connections_peak"] <= 2  # the probe holds the third slot
 
 
-def test_pool_larger_than_the_server_is_a_note(fresh_url: str) -> None:
-    frame = pool_load(target(fresh_url), ["production"], [1], duration_s=0.2)
+def test_pool_larger_than_the_server_is_a_note(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    frame = pool_load(make_test_engine(fresh_url), ["production"], [1], duration_s=0.2)
     notes = frame.iloc[0]["notes"]
     assert any("pool capacity 150 exceeds the server's 97 usable connections" in n for n in notes)
     assert any("may open 150" in w for w in frame.iloc[0]["warnings"])
 
 
-def test_callable_workload_is_called(fresh_url: str) -> None:
+def test_callable_workload_is_called(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     calls: list[int] = []
 
     def work(conn: Connection) -> None:
         calls.append(conn.execute(text("SELECT 7")).scalar_one())
 
-    frame = pool_load(target(fresh_url), ["staging"], [2], duration_s=0.2, workload=work)
+    frame = pool_load(make_test_engine(fresh_url), ["staging"], [2], duration_s=0.2, workload=work)
     assert set(calls) == {7}
     assert frame.iloc[0]["requests"] == len(calls) - 2  # two warm-up calls are not counted
 
 
-def test_point_lookup_on_the_tiny_dataset(tiny_url: str) -> None:
+def test_point_lookup_on_the_tiny_dataset(
+    tiny_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     frame = pool_load(
-        target(tiny_url), ["development"], [2], duration_s=0.2, workload="point_lookup"
+        make_test_engine(tiny_url), ["development"], [2], duration_s=0.2, workload="point_lookup"
     )
     assert frame.iloc[0]["requests"] > 0
     assert frame.iloc[0]["errors"] == 0
 
 
-def test_point_lookup_without_data_says_what_to_do(fresh_url: str) -> None:
+def test_point_lookup_without_data_says_what_to_do(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     with pytest.raises(DataError, match="bbperf generate"):
-        pool_load(target(fresh_url), ["development"], [1], duration_s=0.2, workload="point_lookup")
+        pool_load(
+            make_test_engine(fresh_url),
+            ["development"],
+            [1],
+            duration_s=0.2,
+            workload="point_lookup",
+        )
 
 
-def test_pool_costs_rows(fresh_url: str) -> None:
-    costs = pool_costs(target(fresh_url), rounds=5)
+def test_pool_costs_rows(fresh_url: str, make_test_engine: Callable[..., Engine]) -> None:
+    costs = pool_costs(make_test_engine(fresh_url), rounds=5)
     assert list(zip(costs["measure"], costs["variant"], strict=True)) == [
         ("pre_ping", "on"),
         ("pre_ping", "off"),
@@ -153,7 +169,7 @@ def test_pool_costs_rows(fresh_url: str) -> None:
         assert row.samples_ms == sorted(row.samples_ms)
         assert row.median_ms == row.samples_ms[2]
     with pytest.raises(ConfigError):
-        pool_costs(target(fresh_url), rounds=0)
+        pool_costs(make_test_engine(fresh_url), rounds=0)
 
 
 def _curve(points: list[tuple[int, float]], **extra: Any) -> pd.DataFrame:
@@ -225,9 +241,13 @@ def test_cli_pool_load_prints_the_steps(fresh_url: str, capsys: pytest.CaptureFi
         assert [(r["environment"], r["concurrency"]) for r in out["load"]] == [("development", 2)]
 
 
-def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(pg15_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_pool_that_cannot_connect_is_a_row_not_a_crash(
+    pg15_cluster, make_test_engine: Callable[..., Engine]
+) -> None:  # type: ignore[no-untyped-def]
     # production requires TLS; the PostgreSQL 15 fixture speaks plain TCP, so every connect fails.
-    load = pool_load(target(pg15_cluster.url), ["development", "production"], [2], 0.1, "select1")
+    load = pool_load(
+        make_test_engine(pg15_cluster.url), ["development", "production"], [2], 0.1, "select1"
+    )
     prod = load[load.environment == "production"].iloc[0]
     assert prod.status == "unhealthy"
     assert prod.requests == 0

@@ -7,7 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from bbperf.errors import ConfigError
-from bbperf.pool.config import describe, make_engine, pool_config
+from bbperf.pool.describe import describe
+from bbperf.poolconfig import pool_config
+from bbperf.target import make_engine
 
 SEED = {
     "production": (50, 100, 30, 1800, 60000, "require", "bookedbarber_prod", False),

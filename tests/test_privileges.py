@@ -5,7 +5,7 @@ statement. Every test counts what a hostile input could have changed, before and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from bbperf.cli import main
 from bbperf.errors import QueryError
-from bbperf.pool.config import make_engine
+from bbperf.target import make_engine
 from tests.dbutil import scalar
 
 PAYLOADS = [
@@ -212,14 +212,14 @@ def _escaping_statements(url: str) -> list[str]:
 
 
 def test_the_role_alone_refuses_side_effects(
-    tiny_copy_url: str, monkeypatch: pytest.MonkeyPatch
+    tiny_copy_url: str, monkeypatch: pytest.MonkeyPatch, make_test_engine: Callable[..., Engine]
 ) -> None:
     import bbperf.sql
     from bbperf.explain.run import explain
     from bbperf.target import user_engine
 
     monkeypatch.setattr(bbperf.sql, "_REFUSED_FUNCTIONS", frozenset())  # the denylist is off
-    owner = make_engine(tiny_copy_url, echo_pool=False)
+    owner = make_test_engine(tiny_copy_url)
     engine = user_engine(owner)
     witness = psycopg2.connect(tiny_copy_url)  # another session a statement might try to kill
     try:
@@ -343,26 +343,23 @@ def test_dml_on_a_strangers_server_needs_a_flag_and_is_rolled_back(
 
 
 @pytest.mark.pg15
-def test_session_state_ends_with_the_cell(stranger: str) -> None:
+def test_session_state_ends_with_the_cell(
+    stranger: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from IPython.core.error import UsageError
 
     from bbperf.explain.magics import run_sql
 
-    engine = make_engine(stranger, echo_pool=False)
-    try:
-        frame = run_sql(
-            engine, "SELECT count(*) AS n FROM (SELECT pg_try_advisory_xact_lock(4242)) t", {}
-        )
-        assert int(frame["n"][0]) == 1
-        with pytest.raises(UsageError, match="refuses"):
-            run_sql(engine, "SELECT pg_advisory_lock(4242)", {})
-        # Through a function the denylist cannot see, the lock is taken, and released with the cell.
-        run_sql(
-            engine, "SELECT * FROM ts_stat('SELECT pg_advisory_lock(4242)::text::tsvector')", {}
-        )
-        assert scalar(stranger, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
-    finally:
-        engine.dispose()
+    engine = make_test_engine(stranger)
+    frame = run_sql(
+        engine, "SELECT count(*) AS n FROM (SELECT pg_try_advisory_xact_lock(4242)) t", {}
+    )
+    assert int(frame["n"][0]) == 1
+    with pytest.raises(UsageError, match="refuses"):
+        run_sql(engine, "SELECT pg_advisory_lock(4242)", {})
+    # Through a function the denylist cannot see, the lock is taken, and released with the cell.
+    run_sql(engine, "SELECT * FROM ts_stat('SELECT pg_advisory_lock(4242)::text::tsvector')", {})
+    assert scalar(stranger, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 
 @pytest.mark.pg15
@@ -404,7 +401,9 @@ def test_role_sql_prints_what_a_dba_runs(capsys: pytest.CaptureFixture[str]) -> 
 
 
 # -- replay and pool load: the same path ------------------------------------------------------------
-def test_replay_binds_sampled_values_on_the_server(tiny_copy_url: str) -> None:
+def test_replay_binds_sampled_values_on_the_server(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.target import user_engine
     from bbperf.workload.file import Placeholder, Statement, Workload
     from bbperf.workload.replay import replay
@@ -416,17 +415,14 @@ def test_replay_binds_sampled_values_on_the_server(tiny_copy_url: str) -> None:
         placeholders=(Placeholder(1, "=", "payments", "status"),),
         values=[[p] for p in PAYLOADS],
     )
-    owner = make_engine(tiny_copy_url, echo_pool=False)
-    try:
-        result = replay(
-            user_engine(owner),
-            Workload("hostile", [statement]),
-            duration_s=0.3,
-            concurrency=2,
-            progress=False,
-        )
-    finally:
-        owner.dispose()
+    owner = make_test_engine(tiny_copy_url)
+    result = replay(
+        user_engine(owner),
+        Workload("hostile", [statement]),
+        duration_s=0.3,
+        concurrency=2,
+        progress=False,
+    )
     assert not result.errors, result.first_error
     assert len(result.samples_ms["hostile"]) > 0
     assert payments(tiny_copy_url) == before
@@ -466,7 +462,9 @@ def test_sampling_never_reads_a_system_catalog(
     assert "not filled" in capsys.readouterr().out
 
 
-def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: str) -> None:
+def test_replay_of_a_statistics_reset_is_refused_by_the_server(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.target import user_engine
     from bbperf.workload.file import Statement, Workload
     from bbperf.workload.replay import replay
@@ -476,27 +474,22 @@ def test_replay_of_a_statistics_reset_is_refused_by_the_server(tiny_copy_url: st
         "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
     )
     count_statements = f"SELECT count(*) FROM {schema}.pg_stat_statements"
-    owner = make_engine(tiny_copy_url, echo_pool=False)
+    owner = make_test_engine(tiny_copy_url)
     reset = Statement(
         name="reset",
         sql=f"SELECT * FROM ts_stat('SELECT {schema}.pg_stat_statements_reset()::text::tsvector')",
     )
-    try:
-        with owner.connect() as conn:
-            conn.exec_driver_sql("SELECT count(*) FROM payments").all()
-        before = scalar(tiny_copy_url, count_statements)
-        result = replay(
-            user_engine(owner), Workload("reset", [reset]), duration_s=0.3, progress=False
-        )
-    finally:
-        owner.dispose()
+    with owner.connect() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM payments").all()
+    before = scalar(tiny_copy_url, count_statements)
+    result = replay(user_engine(owner), Workload("reset", [reset]), duration_s=0.3, progress=False)
     assert result.errors.get("reset", 0) > 0
     assert "permission denied" in result.first_error["reset"]
     assert scalar(tiny_copy_url, count_statements) >= before > 0
 
 
 def test_statistics_show_the_statement_not_bbperfs_prepare() -> None:
-    from bbperf.binding import unwrap_prepared
+    from bbperf.sql import unwrap_prepared
 
     assert unwrap_prepared("PREPARE bbperf_0123456789ab AS SELECT 1") == "SELECT 1"
     typed = "PREPARE bbperf_0123456789ab(bigint, text) AS SELECT $1, $2"

@@ -11,14 +11,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
-from bbperf.pool.config import make_engine
 from bbperf.pool.reach import pool_reach
+from bbperf.report.runner import discover_notebooks
 from bbperf.secrets import find_leaks
-from bbperf.topology.processes import processes_of
+from bbperf.shard.effects import NOT_EMBEDDED
+from bbperf.topology.running import processes_of
 from tests import pg15
 
 pytestmark = [pytest.mark.pg15, pytest.mark.notebook]
@@ -81,12 +84,11 @@ def _notebooks(out: Path) -> dict[str, dict[str, object]]:
     }
 
 
-def test_pool_configs_that_cannot_connect_are_skipped_with_the_reason(pg15_url: str) -> None:
-    engine = make_engine(pg15_url, echo_pool=False)
-    try:
-        reach = pool_reach(engine, ["development", "staging", "production"])
-    finally:
-        engine.dispose()
+def test_pool_configs_that_cannot_connect_are_skipped_with_the_reason(
+    pg15_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(pg15_url)
+    reach = pool_reach(engine, ["development", "staging", "production"])
     assert reach.usable == ["development", "staging"]
     assert reach.skipped == {"production": NO_SSL}
     assert reach.lines() == [
@@ -104,13 +106,15 @@ def test_the_full_report_on_a_password_server_without_ssl(bench_url: str, tmp_pa
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "IPKernelApp" not in output and "KeyboardInterrupt" not in output, output
-    assert done.stdout.strip().startswith("9/9 notebooks ok"), output
+    count = len(discover_notebooks(ROOT / "notebooks"))
+    assert done.stdout.strip().startswith(f"{count}/{count} notebooks ok"), output
     notebooks = _notebooks(out)
     assert all(nb["status"] == "ok" for nb in notebooks.values()), notebooks
     assert str(notebooks["03_connection_pool"]["verdict"]).endswith(
         f"production skipped: {NO_SSL}."
     )
     assert str(notebooks["05_read_replica"]["verdict"]).startswith("skipped: no replica")
+    assert notebooks["10_sharding"]["verdict"] == f"skipped: {NOT_EMBEDDED}"
     skipped = [n for n, nb in notebooks.items() if str(nb["verdict"]).startswith("skipped")]
     for name in skipped:  # a skip always says why
         assert len(str(notebooks[name]["verdict"])) > len("skipped: ") + 10, notebooks[name]
@@ -120,11 +124,15 @@ def test_the_full_report_on_a_password_server_without_ssl(bench_url: str, tmp_pa
 
 @pytest.mark.parametrize("source", ["PGPASSWORD", "pgpass", "none"])
 def test_pgbouncer_experiment_with_the_password_outside_the_url(
-    bench_url: str, tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch
+    bench_url: str,
+    tmp_path: Path,
+    source: str,
+    monkeypatch: pytest.MonkeyPatch,
+    make_test_engine: Callable[..., Engine],
 ) -> None:
     """Notebook 06's experiment whichever way the password arrives; with none, one line: skipped."""
-    from bbperf.topology.experiments import pgbouncer_experiment
     from bbperf.topology.pgbouncer import PgBouncerMissing, find_binary
+    from bbperf.topology.topologyrun import pgbouncer_experiment
 
     url, user, host_port = _without_password(bench_url)
     monkeypatch.delenv("PGPASSWORD", raising=False)
@@ -137,11 +145,8 @@ def test_pgbouncer_experiment_with_the_password_outside_the_url(
         pgpass.chmod(0o600)
         monkeypatch.setenv("PGPASSFILE", str(pgpass))
     home = tmp_path / "home"
-    engine = make_engine(url, echo_pool=False)
-    try:
-        out = pgbouncer_experiment(engine, clients=[4], duration_s=0.25, home=home)
-    finally:
-        engine.dispose()
+    engine = make_test_engine(url)
+    out = pgbouncer_experiment(engine, clients=[4], duration_s=0.25, home=home)
     try:
         find_binary()
     except PgBouncerMissing as missing:

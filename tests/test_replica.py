@@ -4,18 +4,20 @@ replay), the read-replica mixes with the replica stopped mid-run, and no process
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
 import pytest
+from sqlalchemy import Engine
 
 from bbperf.cli import main
 from bbperf.errors import ConfigError
 from bbperf.topology.lag import Lag, lag_bytes, lag_seconds, lsn_to_int, read_lag
-from bbperf.topology.processes import processes_of
-from bbperf.topology.replica import EmbeddedReplica, replica_engine, replica_status
+from bbperf.topology.replica import EmbeddedReplica
+from bbperf.topology.replicatarget import replica_engine, replica_status
+from bbperf.topology.running import processes_of
 from bbperf.urls import parse_url
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -145,16 +147,15 @@ def test_bad_input_is_one_line(args: list[str], capsys: pytest.CaptureFixture[st
 
 
 def test_replica_stopped_mid_run_falls_back_or_fails_but_never_hangs(
-    replica: EmbeddedReplica, tiny_copy_url: str
+    replica: EmbeddedReplica, tiny_copy_url: str, make_test_engine: Callable[..., Engine]
 ) -> None:
-    from bbperf.pool.config import make_engine
+    from bbperf.generate import dataset_as_of
     from bbperf.topology.mix import read_shape, remove_probe_rows
     from bbperf.topology.readsplit import run_placement
-    from bbperf.workload import dataset_as_of
 
     database = parse_url(tiny_copy_url).database
     _wait_for(replica.url(database))
-    primary = make_engine(tiny_copy_url, echo_pool=False)
+    primary = make_test_engine(tiny_copy_url)
     standby = replica_engine(replica.url(database))
     shape = read_shape(primary, dataset_as_of(primary))
     common = {"duration_s": 0.6, "oltp_concurrency": 1, "write_rate_per_s": 20.0}

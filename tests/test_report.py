@@ -13,13 +13,15 @@ import psycopg2
 import pytest
 
 from bbperf.cli import main
+from bbperf.dataset_defaults import DEFAULT_DATASET
 from bbperf.errors import ConfigError
 from bbperf.humanize import format_ci, format_value
-from bbperf.report import Report, run_report, story
-from bbperf.report.build import DEFAULT_DATASET, report_dataset
+from bbperf.report import Report, indexpage, run_report
+from bbperf.report.build import report_dataset
 from bbperf.report.index import render_index
 from bbperf.report.pages import show_table
 from bbperf.report.runner import (
+    SETUP_SECTION,
     applicable_parameters,
     check_parameter_names,
     discover_notebooks,
@@ -125,13 +127,31 @@ def test_index_links_notebooks_and_shows_headlines(report: Report) -> None:
     assert "SELECT 1 answers in a round trip; 4 rounds." in page  # the notebook's verdict
     assert "<td>×2.00</td>".replace("<td>", '<td class="num">') in page
     assert "×2.00 – ×2.00" in page and "significant (p = 0.013)" in page
-    fingerprint = story.dataset_of(json.loads(report.results_json.read_text())["dataset"])
+    fingerprint = indexpage.dataset_of(json.loads(report.results_json.read_text())["dataset"])
     assert fingerprint is not None and fingerprint.fingerprint
     assert page.count(fingerprint.fingerprint) == 1  # named once, nobody flagged
     assert "profile tiny, scale 1, seed 7, as of 2026-11-01" in page
     assert "Used another dataset" not in page
     log = (report.out_dir / "report.log").read_text().splitlines()
-    assert log[0].startswith("fails\tFAILED") and log[1].startswith("ok_figures\tok")
+    assert log[0].startswith("fails\tFAILED")
+    assert [line.split("\t")[0] for line in log if not line.startswith(" ")] == [
+        "fails",
+        "ok_figures",
+    ]
+
+
+def test_report_log_and_index_say_where_each_notebook_spent_its_time(report: Report) -> None:
+    """Each ``##`` section of ok_figures gets the seconds papermill recorded for its cells."""
+    good = report.runs[1]
+    assert [s.heading for s in good.sections] == [SETUP_SECTION, "Round trips", "Figures"]
+    assert all(s.seconds >= 0 for s in good.sections)
+    assert 0 < sum(s.seconds for s in good.sections) <= good.duration_s
+    log = (report.out_dir / "report.log").read_text()
+    assert "s\tRound trips\n" in log and "s\tFigures\n" in log
+    saved = json.loads(report.results_json.read_text())["notebooks"]["ok_figures"]["sections"]
+    assert [s["heading"] for s in saved] == [SETUP_SECTION, "Round trips", "Figures"]
+    page = report.index_html.read_text()
+    assert "<td>Round trips</td>" in page and "went</summary>" in page
 
 
 def test_code_hidden_or_collapsible(report: Report, tmp_path: Path) -> None:
@@ -260,26 +280,27 @@ def test_index_page_verdicts_claims_cis_and_one_dataset() -> None:
     row = page[page.index("by orders of magnitude") :]
     assert row.index("median ×522 over 8 queries") < row.index('"v-confirmed">confirmed')
     assert '"v-refuted">refuted' in page and '"v-not-measured">not measured' in page
-    assert "2 of 20 claims of the original summary and its road map checked" in page
+    catalogue = len(indexpage.load_claims())
+    assert f"2 of {catalogue} claims of the original summary and its road map checked" in page
     assert '<td class="num">×522</td><td class="num">×480 – ×562</td>' in page
     assert "significant (p &lt; 0.001)" in page
     assert (
         page.count("unused indexes") == 1 and "database shows): unused indexes (01_index)." in page
     )
-    expected = story.fingerprint({"appointments": {"rows": 1003586, "checksum": "5786"}})
+    expected = indexpage.fingerprint({"appointments": {"rows": 1003586, "checksum": "5786"}})
     assert page.count(f"<code>{expected}</code>") == 1
     assert page.count("profile default, scale 1, seed 42, as of 2026-11-01") == 1
     assert "Used another dataset: profile tiny, scale 1, seed 42" in page
 
 
 def compare_result(speedup: float, low: float, high: float, p: float) -> Any:
-    from bbperf.explain.stats import Comparison
+    from bbperf.explain.timingstats import Comparison
 
     return Comparison(1.0, 1.0 / speedup, speedup, low, high, 0.95, p, 0.05, True)
 
 
 def test_claim_ids_are_known_and_verdicts_checked() -> None:
-    ids = [c["id"] for c in story.load_claims()]
+    ids = [c["id"] for c in indexpage.load_claims()]
     assert len(ids) == len(set(ids)) >= 12
     with pytest.raises(ValueError, match="not one of"):
         Results("x").claim("cte.half_ms", "0.4 ms", "maybe")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -23,7 +24,6 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.cli import main
-from bbperf.pool.config import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS_DOC = ROOT / "docs" / "errors.md"
@@ -69,12 +69,14 @@ def test_multi_statement_sql_is_refused_and_nothing_changes(
     assert count(tiny_copy_url, "payments") == before
 
 
-def test_library_and_magics_refuse_multi_statement_sql(tiny_copy_url: str) -> None:
+def test_library_and_magics_refuse_multi_statement_sql(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.errors import ConfigError
     from bbperf.explain import magics, measure
     from bbperf.explain.run import explain
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     before = count(tiny_copy_url, "payments")
     try:
         for run in (
@@ -92,23 +94,22 @@ def test_library_and_magics_refuse_multi_statement_sql(tiny_copy_url: str) -> No
     assert count(tiny_copy_url, "payments") == before
 
 
-def test_explain_analyze_of_dml_rolls_back_and_measure_refuses_it(tiny_copy_url: str) -> None:
+def test_explain_analyze_of_dml_rolls_back_and_measure_refuses_it(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.errors import ConfigError
     from bbperf.explain import measure
     from bbperf.explain.run import explain
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
+    engine = make_test_engine(tiny_copy_url)
     before = count(tiny_copy_url, "payments")
-    try:
-        plan = explain(engine, "DELETE FROM payments")
-        assert plan.root.node_type == "ModifyTable"
-        assert count(tiny_copy_url, "payments") == before
-        with pytest.raises(ConfigError, match="modifies data"):
-            measure(engine, "DELETE FROM payments", rounds=1, warmup=0)
-        with pytest.raises(ConfigError, match="modifies data"):
-            measure(engine, "WITH d AS (DELETE FROM payments RETURNING 1) SELECT count(*) FROM d")
-    finally:
-        engine.dispose()
+    plan = explain(engine, "DELETE FROM payments")
+    assert plan.root.node_type == "ModifyTable"
+    assert count(tiny_copy_url, "payments") == before
+    with pytest.raises(ConfigError, match="modifies data"):
+        measure(engine, "DELETE FROM payments", rounds=1, warmup=0)
+    with pytest.raises(ConfigError, match="modifies data"):
+        measure(engine, "WITH d AS (DELETE FROM payments RETURNING 1) SELECT count(*) FROM d")
     assert count(tiny_copy_url, "payments") == before
 
 
@@ -132,16 +133,15 @@ def test_statement_kinds_refused(sql: str, fragment: str) -> None:
         parse_one(sql)
 
 
-def test_read_runs_in_a_read_only_transaction(tiny_copy_url: str) -> None:
+def test_read_runs_in_a_read_only_transaction(
+    tiny_copy_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.errors import QueryError
     from bbperf.explain.run import explain
 
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    try:
-        with pytest.raises(QueryError, match="read-only transaction"):
-            explain(engine, "SELECT nextval(pg_get_serial_sequence('bbperf.payments', 'id'))")
-    finally:
-        engine.dispose()
+    engine = make_test_engine(tiny_copy_url)
+    with pytest.raises(QueryError, match="read-only transaction"):
+        explain(engine, "SELECT nextval(pg_get_serial_sequence('bbperf.payments', 'id'))")
 
 
 # -- one target that carries its schema --------------------------------------------------------------
@@ -195,13 +195,15 @@ def test_schema_flag_reaches_every_command(
 
 
 @pytest.mark.notebook
-def test_notebooks_read_the_schema_they_are_given(fresh_url: str, tmp_path: Path) -> None:
+def test_notebooks_read_the_schema_they_are_given(
+    fresh_url: str, tmp_path: Path, make_test_engine: Callable[..., Engine]
+) -> None:
     """Notebooks 01 and 02 under --schema alt, with another dataset in bbperf: each reads its own."""
     from bbperf.generate import dataset_info, generate
     from bbperf.report import run_report
     from bbperf.schema import create_schema
 
-    mine = make_engine(fresh_url, echo_pool=False)
+    mine = make_test_engine(fresh_url)
     create_schema(mine)
     generate(mine, "tiny", 0.5, 7, "2026-11-01", progress=False)
     before = dataset_info(mine)
@@ -219,13 +221,11 @@ def test_notebooks_read_the_schema_they_are_given(fresh_url: str, tmp_path: Path
     )
     assert report.ok, [(r.name, r.error) for r in report.failures]
     assert dataset_info(mine) == before  # bbperf's own dataset untouched
-    alt = make_engine(fresh_url, schema="alt", echo_pool=False)
+    alt = make_test_engine(fresh_url, schema="alt")
     assert dataset_info(alt)["seed"] == 42
     assert (
         report.provenance["dataset"]["seed"] == 42
     )  # provenance names the schema the notebooks used
-    mine.dispose()
-    alt.dispose()
 
 
 # -- secrets -----------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def test_cli_never_prints_a_query_password(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_server_data_is_redacted() -> None:
-    from bbperf.secrets import statement_text
+    from bbperf.sql import statement_text
 
     shown = statement_text("ALTER ROLE app PASSWORD 'hunter2-hunter2'", None, 30)
     assert "hunter2" not in shown and "***" in shown
@@ -562,8 +562,8 @@ def test_load_runs_under_the_interruptible_wait_callback(schema_engine: Engine) 
     so the load must lift it for its stream (a fresh home's report failed on this)."""
     import psycopg2.extensions
 
-    from bbperf.cli import interruptible_queries
     from bbperf.generate import generate
+    from bbperf.interrupt import interruptible_queries
 
     with interruptible_queries():
         info = generate(schema_engine, "tiny", 0.05, 7, "2026-11-01", progress=False)
@@ -578,10 +578,12 @@ def test_load_runs_under_the_interruptible_wait_callback(schema_engine: Engine) 
 
 
 # -- the health server under load --------------------------------------------------------------------
-def test_health_server_answers_truthfully_under_32_clients(fresh_url: str) -> None:
+def test_health_server_answers_truthfully_under_32_clients(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
     from bbperf.pool.http import make_server, serve_in_thread
 
-    engine: Engine = make_engine(fresh_url, echo_pool=False)
+    engine: Engine = make_test_engine(fresh_url)
     server = make_server(engine, port=0)
     serve_in_thread(server)
     codes: list[int] = []
@@ -641,11 +643,11 @@ def test_advise_without_hypopg_builds_nothing_on_a_server_bbperf_does_not_own(
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA bbperf")
+        # the user's own table, where the analysis engine looks (the server's search_path)
         cur.execute(
-            "CREATE TABLE bbperf.t AS SELECT g AS a, g % 7 AS b FROM generate_series(1, 20000) g"
+            "CREATE TABLE public.t AS SELECT g AS a, g % 7 AS b FROM generate_series(1, 20000) g"
         )
-        cur.execute("ANALYZE bbperf.t")
+        cur.execute("ANALYZE public.t")
     try:
         sql = "SELECT * FROM t WHERE a = 42"
         code, _, err = cli(capsys, "--database-url", url, "advise", sql)

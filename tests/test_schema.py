@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from bbperf.errors import ConfigError, SchemaError
-from bbperf.pool.config import make_engine
 from bbperf.schema import (
     TABLE_ORDER,
     build_metadata,
@@ -18,8 +19,10 @@ from bbperf.schema import (
 )
 
 
-def test_create_status_drop_on_both_versions(any_server_url: str) -> None:
-    engine = make_engine(any_server_url)
+def test_create_status_drop_on_both_versions(
+    any_server_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(any_server_url)
     st = create_schema(engine)
     assert st.exists and st.owned
     assert {t["table"] for t in st.tables} == set(TABLE_ORDER) | {"bbperf_meta"}
@@ -32,7 +35,6 @@ def test_create_status_drop_on_both_versions(any_server_url: str) -> None:
     assert drop_schema(engine) is True
     assert schema_status(engine).exists is False
     assert drop_schema(engine) is False
-    engine.dispose()
 
 
 def test_no_performance_indexes_only_keys(schema_engine) -> None:  # type: ignore[no-untyped-def]
@@ -95,11 +97,12 @@ def test_require_schema_missing(fresh_engine) -> None:  # type: ignore[no-untype
         require_schema(conn)
 
 
-def test_custom_schema_name_and_bad_name(fresh_url: str) -> None:
-    engine = make_engine(fresh_url, schema="bench2")
+def test_custom_schema_name_and_bad_name(
+    fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    engine = make_test_engine(fresh_url, schema="bench2")
     assert create_schema(engine).schema == "bench2"
     assert schema_status(engine).owned
     assert "bench2.appointments" in build_metadata("bench2").tables
     with pytest.raises(ConfigError, match="not a plain identifier"):
         build_metadata('x"; drop table users; --')
-    engine.dispose()

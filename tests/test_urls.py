@@ -61,7 +61,10 @@ def test_unix_socket_detection(url: str, socket: bool) -> None:
 @pytest.mark.parametrize(
     ("url", "described"),
     [
-        ("postgresql://app:s3cret@db.example.com:6432/bb?sslmode=require", "db.example.com:6432/bb"),
+        (
+            "postgresql://app:s3cret@db.example.com:6432/bb?sslmode=require",
+            "db.example.com:6432/bb",
+        ),
         ("postgresql://postgres@/bbperf?host=/tmp/x", "unix-socket/bbperf"),
         ("sqlite://", "sqlite/:memory:"),
     ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -68,43 +67,34 @@ def test_subset_and_unknown_names(tiny_engine: Engine) -> None:
         catalogue(tiny_engine, names=["nope"])
 
 
-@pytest.fixture
-def tiny_copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
-
-
-def test_write_cost_leaves_data_and_indexes_as_they_were(tiny_copy_engine: Engine) -> None:
-    apply(tiny_copy_engine, SEED)
+def test_write_cost_leaves_data_and_indexes_as_they_were(tiny_copy: Engine) -> None:
+    apply(tiny_copy, SEED)
     counts = text("SELECT (SELECT count(*) FROM appointments), (SELECT count(*) FROM payments)")
-    with tiny_copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         before = conn.execute(counts).one()
-    cost = insert_cost(tiny_copy_engine, SEED, rows=300, rounds=2).set_index("table")
+    cost = insert_cost(tiny_copy, SEED, rows=300, rounds=2).set_index("table")
     assert list(cost.index) == ["appointments", "payments"]
     assert cost.loc["appointments", "set_indexes"] == 7
     assert cost.loc["payments", "set_indexes"] == 5
     assert (cost["rows"] == 300).all()
     assert (cost["with_ms"] > 0).all() and (cost["without_ms"] > 0).all()
-    with tiny_copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         assert conn.execute(counts).one() == before
-    assert status(tiny_copy_engine, SEED)["exists"].sum() == 14
-    built = build_costs(tiny_copy_engine, SEED)
+    assert status(tiny_copy, SEED)["exists"].sum() == 14
+    built = build_costs(tiny_copy, SEED)
     assert len(built) == 14 and (built["size_bytes"] > 0).all() and (built["build_ms"] > 0).all()
 
 
 def test_benchmark_measures_before_and_after_and_leaves_the_set_applied(
-    tiny_copy_engine: Engine,
+    tiny_copy: Engine,
 ) -> None:
     from bbperf.indexes import validate
-    from bbperf.indexes.benchmark import composite_queries, conclusion, run_benchmark
+    from bbperf.indexes.index_set_timing import composite_queries, conclusion, run_benchmark
 
-    queries = catalogue(tiny_copy_engine, names=["barber_schedule", "payment_by_intent"])
+    queries = catalogue(tiny_copy, names=["barber_schedule", "payment_by_intent"])
     assert composite_queries(SEED, queries) == ["barber_schedule"]
-    report = validate(tiny_copy_engine, SEED)
-    bench = run_benchmark(tiny_copy_engine, SEED, queries, rounds=3, warmup=1, advisor=True)
+    report = validate(tiny_copy, SEED)
+    bench = run_benchmark(tiny_copy, SEED, queries, rounds=3, warmup=1, advisor=True)
     table = bench.table().set_index("query")
     assert list(table.index) == ["barber_schedule", "payment_by_intent"]
     assert table.loc["payment_by_intent", "indexes_used"] == "idx_payments_stripe_payment_intent"
@@ -114,8 +104,8 @@ def test_benchmark_measures_before_and_after_and_leaves_the_set_applied(
     assert predicted.loc["payment_by_intent", "advisor_candidate"].endswith(
         "payments (stripe_payment_intent_id)"
     )
-    assert status(tiny_copy_engine, SEED)["exists"].sum() == 14
-    cost = insert_cost(tiny_copy_engine, SEED, rows=100, rounds=1)
+    assert status(tiny_copy, SEED)["exists"].sum() == 14
+    cost = insert_cost(tiny_copy, SEED, rows=100, rounds=1)
     text_ = conclusion(bench, report, cost)
     assert "idx_users_email (duplicate); idx_users_primary_org (unknown column)" in text_
     assert "14 of 16 indexes built" in text_

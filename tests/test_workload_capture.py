@@ -4,7 +4,7 @@ server; and the ``bbperf workload`` commands' one-line errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,29 +13,20 @@ from sqlalchemy import Engine, text
 from bbperf.cli import main
 from bbperf.errors import ConfigError, SchemaError
 from bbperf.workload import catalogue, load_workload, save_workload
-from bbperf.workload.advise import advise_workload
 from bbperf.workload.capture import capture
 from bbperf.workload.replay import replay, replayable
 from bbperf.workload.sample import sample
 from bbperf.workload.verify import verify_workload
-
-
-@pytest.fixture
-def copy_engine(tiny_copy_url: str) -> Iterator[Engine]:
-    from bbperf.pool.config import make_engine
-
-    engine = make_engine(tiny_copy_url, echo_pool=False)
-    yield engine
-    engine.dispose()
+from bbperf.workload.workload_advice import advise_workload
 
 
 def test_the_catalogue_captured_back_has_the_same_fingerprints_and_columns(
-    copy_engine: Engine, tmp_path: Path
+    tiny_copy: Engine, tmp_path: Path
 ) -> None:
     for barber in ("busy", "quiet"):
-        for query in catalogue(copy_engine, barber=barber):
-            query.run(copy_engine)
-    captured = capture(copy_engine, top=50)
+        for query in catalogue(tiny_copy, barber=barber):
+            query.run(tiny_copy)
+    captured = capture(tiny_copy, top=50)
     builtin = load_workload("catalogue")
     by_fingerprint = {s.fingerprint: s for s in captured.statements}
     for s in builtin.statements:
@@ -54,30 +45,30 @@ def test_the_catalogue_captured_back_has_the_same_fingerprints_and_columns(
     back = load_workload(path)
     assert [s.fingerprint for s in back.statements] == [s.fingerprint for s in captured.statements]
 
-    sampled = sample(copy_engine, back, sets=3)
+    sampled = sample(tiny_copy, back, sets=3)
     assert not sampled.unresolved
     filled = sampled.workload.statement(schedule.name)
     barber_ids = {row[0] for row in filled.values}
     statuses = {row[1] for row in filled.values}
-    with copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         known = set(conn.execute(text("SELECT DISTINCT barber_id FROM appointments")).scalars())
     assert barber_ids <= known and statuses <= {
         "pending", "confirmed", "cancelled", "completed", "no_show"
     }  # fmt: skip
     assert all(row[2] <= row[3] for row in filled.values)  # a window, not two random bounds
 
-    result = replay(copy_engine, sampled.workload, duration_s=0.5, concurrency=2, progress=False)
+    result = replay(tiny_copy, sampled.workload, duration_s=0.5, concurrency=2, progress=False)
     assert result.calls > 0 and not result.errors, result.first_error
     assert set(result.table()["statement"]) == {s.name for s in sampled.workload.statements}
 
 
 def test_advice_over_the_catalogue_is_verified_by_building_and_replaying(
-    copy_engine: Engine,
+    tiny_copy: Engine,
 ) -> None:
-    workload = sample(copy_engine, load_workload("catalogue"), sets=3).workload
+    workload = sample(tiny_copy, load_workload("catalogue"), sets=3).workload
     with pytest.raises(SchemaError, match="hypopg"):  # the embedded server has no HypoPG
-        advise_workload(copy_engine, workload, owned=False)
-    advice = advise_workload(copy_engine, workload, owned=True, max_indexes=3, max_candidates=12)
+        advise_workload(tiny_copy, workload, owned=False)
+    advice = advise_workload(tiny_copy, workload, owned=True, max_indexes=3, max_candidates=12)
     assert advice.method == "transaction" and len(advice.chosen) == 3
     assert 0 < advice.saved_pct < 100
     assert advice.ddl()[0].startswith("CREATE INDEX CONCURRENTLY")
@@ -87,15 +78,13 @@ def test_advice_over_the_catalogue_is_verified_by_building_and_replaying(
         for name in choice.statements:
             assert table.loc[name, "cost_after"] <= 0.9 * table.loc[name, "cost_before"]
     indexes = text("SELECT count(*) FROM pg_indexes WHERE schemaname = 'bbperf'")
-    with copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         before = conn.execute(indexes).scalar_one()
-    check = verify_workload(
-        copy_engine, workload, advice, owned=True, duration_s=0.5, progress=False
-    )
+    check = verify_workload(tiny_copy, workload, advice, owned=True, duration_s=0.5, progress=False)
     frame = check.table()
     assert len(frame) and set(frame["statement"]) <= set(advice.base_cost)
     assert (frame["measured_speedup"] > 0).all() and len(check.built) == 3
-    with copy_engine.connect() as conn:
+    with tiny_copy.connect() as conn:
         assert conn.execute(indexes).scalar_one() == before
 
 
@@ -169,3 +158,73 @@ def test_bbperf_own_write_cost_statements_are_never_captured() -> None:
     assert _capturable("SELECT count(*) FROM _bbperf_batch") is None
     app = _capturable("SELECT * FROM appointments WHERE user_id = $1")
     assert app is not None and [r.name for r in app.user_relations] == ["appointments"]
+
+
+# What an application sends that no column explains: a COALESCE default, a CTE's columns, the interval
+# added to a bound (pg_stat_statements writes `interval '7 days'` as `interval $n`), an INSERT … SELECT,
+# an INSERT into a column with a unique index. Each is marked so the test captures only its own.
+APPLICATION = [
+    "SELECT /* replaytest */ COALESCE(SUM(duration_minutes), 0) AS minutes, COUNT(*) FROM appointments "
+    "WHERE user_id = 1 AND status = 'completed' AND start_time >= '2026-10-01'::timestamptz "
+    "AND start_time < '2026-11-01'::timestamptz",
+    "WITH mine AS (SELECT /* replaytest */ a.id FROM appointments a WHERE a.user_id = 1), "
+    "paid AS (SELECT p.amount, p.created_at FROM mine m CROSS JOIN LATERAL (SELECT amount, created_at "
+    "FROM payments WHERE appointment_id = m.id AND status = 'completed' OFFSET 0) p) "
+    "SELECT COALESCE(SUM(amount) FILTER (WHERE created_at >= '2026-10-01'::timestamptz), 0) FROM paid",
+    "SELECT /* replaytest */ id FROM appointments WHERE barber_id = 3 AND start_time >= "
+    "'2026-10-01'::timestamptz AND start_time < '2026-10-01'::timestamptz + interval '7 days'",
+    "WITH a AS (INSERT INTO appointments (user_id, barber_id, client_id, service_id, organization_id, "
+    "status, start_time, duration_minutes, price) SELECT /* replaytest */ user_id, barber_id, client_id, "
+    "service_id, organization_id, 'confirmed', '2026-11-02'::timestamptz, duration_minutes, price "
+    "FROM appointments WHERE id = 5 RETURNING id, user_id, barber_id, price) "
+    "INSERT INTO payments (user_id, appointment_id, barber_id, amount, status, created_at) "
+    "SELECT user_id, id, barber_id, price, 'pending', '2026-11-02'::timestamptz FROM a",
+    "INSERT /* replaytest */ INTO users (email, name) VALUES ('replay@example.com', 'Replay Test')",
+]
+
+
+def test_placeholders_no_column_explains_take_stated_defaults_and_every_statement_replays(
+    tiny_copy: Engine,
+) -> None:
+    with tiny_copy.connect() as conn:
+        for sql in APPLICATION:
+            conn.execute(text(sql))
+        conn.rollback()  # pg_stat_statements keeps the statements; the rows go
+        conn.execute(text("CREATE TABLE scratch_replaytest (g int)"))
+        conn.execute(
+            text(
+                "INSERT /* replaytest */ INTO scratch_replaytest SELECT g FROM generate_series(1, 3) g"
+            )
+        )
+        conn.execute(text("DROP TABLE scratch_replaytest"))
+        conn.commit()
+    captured = capture(tiny_copy, top=100)
+    mine = [s for s in captured.statements if "replaytest" in s.sql]
+    assert len(mine) == len(APPLICATION) + 1
+    workload = replace(captured, statements=mine)
+    interval = next(s for s in mine if "barber_id" in s.sql and s.kind == "select")
+    assert "interval $" not in interval.sql and "::interval" in interval.sql  # made a cast
+
+    sampled = sample(tiny_copy, workload, sets=4)
+    # The statement on a dropped table is the one left out, with the server's reason.
+    dropped = next(s.name for s in mine if "scratch_replaytest" in s.sql)
+    assert [(name, "does not exist" in why) for name, _, why in sampled.unresolved] == [
+        (dropped, True)
+    ], sampled.unresolved
+    how = {what for _, _, what in sampled.defaulted}
+    assert "interval '30 days'" in how and ("bigint 0" in how or "numeric 0" in how)  # COALESCE
+    assert any("times" in what for what in how)  # the CTE's created_at bound: a sampled time
+    users = next(s for s in sampled.workload.statements if "INTO users" in s.sql)
+    email = next(p for p in users.placeholders if p.column == "email")
+    with tiny_copy.connect() as conn:
+        existing = set(conn.execute(text("SELECT email FROM users")).scalars())
+    drawn = {row[users.placeholders.index(email)] for row in users.values}
+    assert drawn and not drawn & existing  # a unique column gets fresh values, not a violation
+
+    result = replay(
+        tiny_copy, sampled.workload, duration_s=1.0, concurrency=2, allow_writes=True,
+        owned=True, progress=False,
+    )  # fmt: skip
+    assert not result.errors, result.first_error
+    assert len(result.samples_ms) == len(APPLICATION)
+    assert result.skipped == [(dropped, f"no values: {sampled.unresolved[0][2]}")]

@@ -12,7 +12,7 @@ from bbperf.errors import ConfigError, QueryError
 from bbperf.schema import build_metadata
 from bbperf.workload import QUERIES, QUERY_NAMES, Workload, dumps, from_named_sql, load_workload
 from bbperf.workload.file import workload_from_dict
-from bbperf.workload.parse import Relation, analyze, resolve
+from bbperf.workload.parse import Relation, analyze, resolve, typed_literals_as_casts
 
 COLUMNS = {
     (t.schema or "", t.name): {c.name for c in t.columns} for t in build_metadata().tables.values()
@@ -158,3 +158,45 @@ def test_writes_map_placeholders_to_their_target_columns() -> None:
     ]
     with pytest.raises(QueryError, match="exactly one"):
         analyze("SELECT 1; SELECT 2")
+
+
+def test_a_column_belongs_to_the_nearest_from_list_that_has_it() -> None:
+    appts, pays = Relation("appointments"), Relation("payments")
+    tables = {appts: ("s", "appointments"), pays: ("s", "payments")}
+    cols = {
+        ("s", "appointments"): {"id", "user_id", "status"},
+        ("s", "payments"): {"user_id", "status"},
+    }
+    a = analyze(
+        "WITH p AS (SELECT amount FROM payments WHERE user_id = $1 AND status = $2) "
+        "SELECT * FROM appointments WHERE user_id = $3 AND id IN (SELECT x FROM p WHERE status = $4)"
+    )
+    found = resolve(a, tables, cols)
+    assert found[1][0] == found[2][0] == ("s", "payments")
+    assert found[3][0] == ("s", "appointments")
+    assert found[4][0] is None  # `p` is a CTE: its columns are not known here, so not guessed
+
+
+def test_arithmetic_bounds_and_insert_select_tie_placeholders_to_columns() -> None:
+    a = analyze(
+        "SELECT id FROM appointments WHERE start_time < $1::timestamptz + $2::interval "
+        "AND now() - $3::interval < created_at"
+    )
+    assert {u.number: u.operator for u in a.uses} == {1: "<"}  # $2, $3: left to their type
+    b = analyze("INSERT INTO t (a, b, c) SELECT x, $1, $2::date FROM u WHERE id = $3")
+    assert [(u.number, u.column, u.operator) for u in b.uses if u.operator == "insert"] == [
+        (1, "b", "insert"),
+        (2, "c", "insert"),
+    ]
+
+
+def test_typed_literals_pg_stat_statements_normalised_become_casts() -> None:
+    sql = (
+        "SELECT 'é' || x FROM t WHERE d < $1::timestamptz + interval $2 AND e = date $3 AND f = $4"
+    )
+    assert typed_literals_as_casts(sql) == (
+        "SELECT 'é' || x FROM t WHERE d < $1::timestamptz + $2::interval AND e = $3::date AND f = $4"
+    )
+    assert (
+        typed_literals_as_casts("SELECT 1 +") == "SELECT 1 +"
+    )  # not SQL: left for the parser to refuse

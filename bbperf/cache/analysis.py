@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bbperf.explain.stats import bootstrap_ratio_ci
+from bbperf.explain.timingstats import bootstrap_ratio_ci
 
 
 def zipf_weights(n: int, exponent: float) -> np.ndarray:
@@ -134,83 +133,3 @@ def write_cost_summary(samples: dict[str, list[float]]) -> dict[str, float]:
         "ratio_ci_low": low,
         "ratio_ci_high": high,
     }
-
-
-def _x(value: float) -> str:
-    from bbperf.humanize import format_value
-
-    return format_value(value, "x") if np.isfinite(value) else "n/a"
-
-
-def _trigger_cost(write_cost: dict[str, float]) -> str:
-    return (
-        f"with the invalidation triggers a write takes {_x(write_cost['ratio'])} as long "
-        f"(95 % CI {_x(write_cost['ratio_ci_low'])} – {_x(write_cost['ratio_ci_high'])})"
-    )
-
-
-def verdict(
-    summary: pd.DataFrame | None, write_cost: dict[str, float], skipped: str | None = None
-) -> str:
-    """Notebook 08's line: the invalidate policy's hit ratio and hit speed-up over ``before`` (95 %
-    CI), stale reads under each policy, and what the triggers cost a write. ``summary`` is indexed
-    by policy; "skipped: …" leads when no cache server was available."""
-    if skipped or summary is None or "invalidate" not in summary.index:
-        return f"skipped: {skipped or 'no invalidate run'}; {_trigger_cost(write_cost)}."
-    inv = summary.loc["invalidate"]
-    if not inv["hit_ratio"] > 0:
-        text = (
-            f"No read hit the cache in {int(inv['reads']):,} reads with invalidation by the database "
-            "(too few reads for the barbers read: run longer to see hits)"
-        )
-    elif not np.isfinite(inv["hit_speedup_ci_low"]):
-        text = (
-            f"With invalidation by the database, {inv['hit_ratio']:.0%} of {int(inv['reads']):,} "
-            "reads hit the cache: too few hits to time (run longer)"
-        )
-    else:
-        text = (
-            f"With invalidation by the database, {inv['hit_ratio']:.0%} of reads hit the cache and a "
-            f"hit was {_x(inv['hit_speedup'])} faster than the four queries (95 % CI "
-            f"{_x(inv['hit_speedup_ci_low'])} – {_x(inv['hit_speedup_ci_high'])})"
-        )
-    text += f"; stale reads: {int(inv['stale_reads'])} of {int(inv['reads']):,}"
-    if "ttl" in summary.index:
-        ttl = summary.loc["ttl"]
-        text += f" vs {int(ttl['stale_reads'])} of {int(ttl['reads']):,} under the TTL"
-    return f"{text}; {_trigger_cost(write_cost)}."
-
-
-def claims(summary: pd.DataFrame | None) -> list[dict[str, Any]]:
-    """The road map's "Redis caching for expensive queries" claim, checked on the invalidate policy
-    (none when the experiment was skipped)."""
-    if summary is None or "invalidate" not in summary.index:
-        return []
-    inv = summary.loc["invalidate"]
-    ttl_stale = int(summary.loc["ttl", "stale_reads"]) if "ttl" in summary.index else None
-    count = int(inv["stale_reads"])
-    stale = f"{count} stale read{'' if count == 1 else 's'}" + (
-        f" (a TTL served {ttl_stale})" if ttl_stale is not None else ""
-    )
-    if not (inv["hit_ratio"] > 0 and np.isfinite(inv["hit_speedup_ci_low"])):
-        # the cache was barely exercised (under two hits to time): this run cannot judge the claim
-        return [
-            {
-                "claim": "roadmap.result_cache",
-                "measured": f"{inv['hit_ratio']:.0%} of {int(inv['reads']):,} reads hit the cache, "
-                f"too few to time; {stale}",
-                "verdict": "not measured",
-            }
-        ]
-    fast = bool(inv["hit_speedup_ci_low"] > 1)
-    fresh = int(inv["stale_reads"]) == 0
-    return [
-        {
-            "claim": "roadmap.result_cache",
-            "measured": f"invalidate policy: {inv['hit_ratio']:.0%} hits, a hit "
-            f"{_x(inv['hit_speedup'])} faster (95 % CI {_x(inv['hit_speedup_ci_low'])} – "
-            f"{_x(inv['hit_speedup_ci_high'])}); {stale}",
-            "verdict": "confirmed" if fast and fresh else "partly" if fast or fresh else "refuted",
-            "figure": "invalidate_hit_speedup",
-        }
-    ]

@@ -23,6 +23,7 @@ from bbperf.cache.store import MetricsCache
 from bbperf.config import validate_identifier
 from bbperf.errors import CacheError
 from bbperf.sqlnames import qualified, quote
+from bbperf.target import schema_of
 
 FUNCTION = "bbperf_cache_notify"
 TRIGGER_PREFIX = "bbperf_cache_"
@@ -91,8 +92,6 @@ def channel(schema: str) -> str:
 
 
 def _schema(engine: Engine) -> str:
-    from bbperf.target import schema_of
-
     return validate_identifier(schema_of(engine), "schema")
 
 

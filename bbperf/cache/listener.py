@@ -10,16 +10,15 @@ goes away, or on SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 from sqlalchemy import Engine
 
+from bbperf.cache.daemons import LISTENER_MODULE, CacheListener, stop_listener
 from bbperf.cache.invalidation import (
     Listener,
     install_triggers,
@@ -27,47 +26,32 @@ from bbperf.cache.invalidation import (
     remove_triggers,
     wait_for,
 )
-from bbperf.cache.server import CacheServer, _wait_gone
+from bbperf.cache.readthrough import open_cache
+from bbperf.cache.server import CacheServer
+from bbperf.cache.store import CachePolicy
+from bbperf.config import load_settings
 from bbperf.errors import CacheError
-
-_MODULE = "bbperf.cache.listener"
-
-
-def _pid_file(home: Path) -> Path:
-    return CacheServer(home).directory / "listener.pid"
-
-
-def listener_pid(home: Path) -> int | None:
-    """The listener's pid when its pid file names a live listener process, else None."""
-    try:
-        pid = int(_pid_file(home).read_text().strip())
-        proc = psutil.Process(pid)
-        alive = proc.status() != psutil.STATUS_ZOMBIE and _MODULE in " ".join(proc.cmdline())
-    except (OSError, ValueError, psutil.Error):
-        return None
-    return pid if alive else None
+from bbperf.target import engine_for, schema_of
 
 
 def start_listener(engine: Engine, home: Path, timeout_s: float = 15.0) -> int:
     """Install the triggers, then start (or reuse) the listener for ``engine``'s database and
     schema; returns its pid once it is connected and listening."""
-    from bbperf.target import schema_of
-
     install_triggers(engine)
-    pid = listener_pid(home)
+    listener = CacheListener(home)
+    pid = listener.pid()
     if pid is not None and listener_connected(engine):
         return pid
     stop_listener(home)
-    server = CacheServer(home)
     env = {
         **os.environ,
         "BBPERF_HOME": str(home),
         "BBPERF_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "BBPERF_SCHEMA": schema_of(engine),
     }
-    log = (server.directory / "listener.log").open("ab")
+    log = listener.log_file.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", _MODULE],
+        [sys.executable, "-m", LISTENER_MODULE],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -75,46 +59,19 @@ def start_listener(engine: Engine, home: Path, timeout_s: float = 15.0) -> int:
         start_new_session=True,
     )
     log.close()
-    _pid_file(home).write_text(f"{proc.pid}\n")
+    listener.pid_file.write_text(f"{proc.pid}\n")
     if not wait_for(lambda: proc.poll() is not None or listener_connected(engine), timeout_s, 0.1):
         stop_listener(home)
         raise CacheError(f"the cache listener did not connect within {timeout_s:g} s")
     if proc.poll() is not None:
         raise CacheError(
-            f"the cache listener exited at start (code {proc.returncode}): see "
-            f"{server.directory / 'listener.log'}"
+            f"the cache listener exited at start (code {proc.returncode}): see {listener.log_file}"
         )
     return proc.pid
 
 
-def stop_listener(home: Path, timeout_s: float = 5.0) -> bool:
-    """SIGTERM the listener (SIGKILL if it lingers); False when none was running."""
-    pid = listener_pid(home)
-    _pid_file(home).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    with contextlib.suppress(psutil.Error):
-        psutil.Process(pid).terminate()
-    if not _wait_gone(pid, timeout_s):
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).kill()
-        _wait_gone(pid, timeout_s)
-    return True
-
-
-def stop_cache(home: Path) -> bool:
-    """Stop the listener, then the cache server; True when the server was running."""
-    stop_listener(home)
-    return CacheServer(home).stop()
-
-
 def main() -> int:
     """Run a listener in this process until SIGTERM or a lost connection."""
-    from bbperf.cache.readthrough import open_cache
-    from bbperf.cache.store import CachePolicy
-    from bbperf.config import load_settings
-    from bbperf.target import engine_for
-
     settings = load_settings()
     engine = engine_for(settings, echo_pool=False, pool_size=2)
     server = CacheServer(settings.home)

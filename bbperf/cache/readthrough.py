@@ -9,11 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from bbperf.cache.invalidation import listener_connected, triggers_installed
 from bbperf.cache.server import CacheServer
 from bbperf.cache.store import CachePolicy, MetricsCache, namespace
 from bbperf.errors import CacheError
 from bbperf.metrics.model import DEFAULT_TARGET, RawMetrics, SixFigureMetrics, derive
-from bbperf.metrics.queries import check_variant, fetch_raw
+from bbperf.metrics.queries import check_barber, check_variant, fetch_raw, resolve_as_of
 
 DEFAULT_SOURCE = "before"
 
@@ -58,9 +59,6 @@ def cached_metrics(
     ``invalidate`` (entries live until the database says the barber changed; needs the triggers
     and a listener: ``bbperf cache start --listen``).
     """
-    from bbperf.cache.invalidation import listener_connected, triggers_installed
-    from bbperf.metrics.queries import check_barber, resolve_as_of
-
     chosen = CachePolicy.of(policy, ttl_s)
     check_barber(engine, user_id)
     if chosen.name == "invalidate" and not (

@@ -17,15 +17,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import Any, ClassVar
 
 from bbperf.errors import CacheError, CacheUnavailable
+from bbperf.processes import ManagedProcess, ProcessStatus, terminate, wait_gone
 
 # Longest Unix socket path Linux accepts is 107 bytes; leave room.
 _MAX_SOCKET_PATH = 100
@@ -57,13 +55,13 @@ def server_available() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class CacheStatus:
+@dataclass(kw_only=True)
+class CacheStatus(ProcessStatus):
     """What ``bbperf cache status`` reports."""
 
+    SHOWN_FIRST: ClassVar[tuple[str, ...]] = ("directory", "running", "pid")
+
     directory: str
-    running: bool
-    pid: int | None
     socket: str
     binary: str | None
     version: str | None
@@ -87,15 +85,21 @@ def _private_dir(record: Path) -> Path | None:
     return directory if private else None
 
 
-class CacheServer:
+class CacheServer(ManagedProcess):
     """A Valkey (or Redis) server whose config, pid file, log and socket live in ``home/cache``."""
+
+    names = _SERVER_NAMES
+    what = "cache server"
 
     def __init__(self, home: Path, maxmemory: str = DEFAULT_MAXMEMORY) -> None:
         self.directory = Path(home).resolve() / "cache"
+        super().__init__(
+            self.directory / "valkey.pid",
+            lock_file=self.directory / "start.lock",
+            log_file=self.directory / "valkey.log",
+        )
         self.maxmemory = maxmemory
         self.config_file = self.directory / "valkey.conf"
-        self.pid_file = self.directory / "valkey.pid"
-        self.log_file = self.directory / "valkey.log"
         self.socket = self._socket_path()
 
     def _socket_path(self) -> Path:
@@ -121,20 +125,6 @@ class CacheServer:
         self.socket = self._socket_path()
 
     # -- state ------------------------------------------------------------------------------
-    def pid(self) -> int | None:
-        """The server's pid when the pid file names a live Valkey/Redis process, else None.
-
-        A pid file left by a crash (or a reused pid now running something else) reads as None.
-        """
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            proc = psutil.Process(pid)
-            alive = proc.status() != psutil.STATUS_ZOMBIE
-            name = proc.name()
-        except (OSError, ValueError, psutil.Error):
-            return None
-        return pid if alive and any(n in name for n in _SERVER_NAMES) else None
-
     def client(self, timeout_s: float = 5.0) -> Any:
         """A ``valkey.Valkey`` client on the socket (bytes responses)."""
         import valkey
@@ -158,9 +148,13 @@ class CacheServer:
         finally:
             client.close()
 
+    def ready(self) -> bool:
+        """It runs and answers PING on its socket."""
+        return self.pid() is not None and self.ping()
+
     @property
     def running(self) -> bool:
-        return self.pid() is not None and self.ping()
+        return self.ready()
 
     def status(self) -> CacheStatus:
         pid = self.pid()
@@ -213,6 +207,15 @@ class CacheServer:
             return self.status()
         binary = find_server_binary()
         self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.start_process(timeout_s):
+            raise CacheError(
+                f"{binary.name} did not answer within {timeout_s:g} s: {self.last_log_line()} "
+                f"(log: {self.log_file})"
+            )
+        return self.status()
+
+    def launch(self, timeout_s: float) -> None:
+        binary = find_server_binary()
         self._clear_runtime_files()
         self._ensure_socket_dir()
         self.config_file.write_text(self.config_text())
@@ -227,15 +230,6 @@ class CacheServer:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise CacheError(f"could not start {binary.name} in {self.directory}: {exc}") from None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.running:
-                return self.status()
-            time.sleep(0.05)
-        raise CacheError(
-            f"{binary.name} did not answer within {timeout_s:g} s: {self._last_log_line()} "
-            f"(log: {self.log_file})"
-        )
 
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Shut the server down without saving; False when it was not running. No process is
@@ -253,13 +247,8 @@ class CacheServer:
             pass  # the server closes the connection as it exits
         finally:
             client.close()
-        if not _wait_gone(pid, timeout_s):
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).terminate()
-            if not _wait_gone(pid, timeout_s):
-                with contextlib.suppress(psutil.Error):
-                    psutil.Process(pid).kill()
-                _wait_gone(pid, timeout_s)
+        if not wait_gone(pid, timeout_s):
+            terminate(pid, timeout_s)
         self._clear_runtime_files()
         return True
 
@@ -270,13 +259,6 @@ class CacheServer:
             shutil.rmtree(self.socket.parent, ignore_errors=True)
             (self.directory / "socket.dir").unlink(missing_ok=True)
             self.socket = self._socket_path()
-
-    def _last_log_line(self) -> str:
-        try:
-            lines = self.log_file.read_text().strip().splitlines()
-        except OSError:
-            return "no log written"
-        return lines[-1] if lines else "empty log"
 
 
 @contextlib.contextmanager
@@ -291,17 +273,3 @@ def running_server(home: Path) -> Iterator[CacheServer]:
     finally:
         if started:
             server.stop()
-
-
-def _wait_gone(pid: int, timeout_s: float) -> bool:
-    """Wait until ``pid`` has exited (a zombie counts as exited: the daemon is not our child, and
-    whoever adopted it reaps it); True when it did within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.02)
-    return False

@@ -21,6 +21,8 @@ from sqlalchemy import Engine
 
 from bbperf.errors import ConfigError
 from bbperf.metrics.model import RawMetrics
+from bbperf.target import schema_of
+from bbperf.urls import describe_target
 
 POLICIES = ("ttl", "invalidate")
 DEFAULT_TTL_S = 30.0
@@ -71,9 +73,6 @@ def decode(data: bytes, user_id: int, as_of: datetime) -> RawMetrics:
 
 def namespace(engine: Engine) -> str:
     """Key prefix for one target database and schema (no user name or password in it)."""
-    from bbperf.target import schema_of
-    from bbperf.urls import describe_target
-
     return f"bbperf:{describe_target(engine.url)}:{schema_of(engine)}"
 
 

@@ -7,24 +7,73 @@ import contextlib
 import importlib
 import math
 import os
-import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from bbperf import __version__
+from bbperf.config import load_settings
 from bbperf.errors import BbperfError, ConfigError
 from bbperf.files import dumps_json
+from bbperf.interrupt import interruptible_queries
 from bbperf.urls import mask_text
+
+# Each command and the module of bbperf.cli that registers it. ``main`` imports only the chosen
+# command's module, so that `bbperf db start` on a running server loads neither SQLAlchemy nor
+# pandas; `bbperf --help` and a word that is no command import them all.
+COMMANDS: dict[str, str] = {
+    "cache": "cache",
+    "generate": "data",
+    "data": "data",
+    "db": "db",
+    "explain": "explain",
+    "advise": "explain",
+    "health": "health",
+    "serve": "health",
+    "indexes": "indexes",
+    "metrics": "metrics",
+    "partition": "partition",
+    "pgbouncer": "pgbouncer",
+    "pool": "pool",
+    "replica": "replica",
+    "report": "report",
+    "compare": "report",
+    "role": "role",
+    "rollup": "rollup",
+    "schema": "schema",
+    "shard": "shard",
+    "watch": "watch",
+    "workload": "workload",
+}
+_VALUED_OPTIONS = ("--database-url", "--schema")  # the global options that take a value
 
 
 def command_modules() -> list[str]:
-    """Every module in bbperf.cli defines ``register(subparsers)``; parsers set ``func(args) -> int``."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """Every module ``COMMANDS`` names defines ``register(subparsers)``; parsers set
+    ``func(args) -> int``."""
+    return sorted(set(COMMANDS.values()))
+
+
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: its first word that is neither a global option nor the value
+    of one (argparse's abbreviations such as ``--data`` included), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word.startswith("-"):
+            if (
+                "=" not in word
+                and len(word) > 2
+                and any(o.startswith(word) for o in _VALUED_OPTIONS)
+            ):
+                next(words, None)
+            continue
+        return word
+    return None
 
 
 def _version() -> str:
-    from bbperf import __version__
-
     return __version__
 
 
@@ -74,7 +123,9 @@ def seconds(high: float = MAX_SECONDS) -> Callable[[str], float]:
     return bounded(float, 0, high, above=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``bbperf`` parser with ``command``'s subparser alone when it is one of ``COMMANDS``,
+    else with every command's."""
     parser = Parser(
         prog="bbperf",
         description="PostgreSQL performance workbench for the BookedBarber schema.",
@@ -92,20 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"bbperf {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_modules():
+    modules = [COMMANDS[command]] if command in COMMANDS else command_modules()
+    for name in modules:
         importlib.import_module(f"bbperf.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     try:
         args = parser.parse_args(argv)
     except ConfigError as exc:  # a usage error (Parser.error): one line, exit 2, like any bad input
         print(f"bbperf: error: {mask_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    # A command that runs no statement a user waits on (``set_defaults(queries=False)``) skips the
+    # wait callback, and with it bbperf.target's SQLAlchemy.
+    guard = interruptible_queries() if getattr(args, "queries", True) else contextlib.nullcontext()
     try:
-        with interruptible_queries():
+        with guard:
             return int(args.func(args) or 0)
     except BbperfError as exc:
         if args.debug:
@@ -122,60 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
-def interruptible_queries() -> contextlib.AbstractContextManager[None]:
-    """Ctrl-C during a running statement cancels it on the server and ends the command (exit 130).
-
-    libpq blocks in C while a statement runs, so Python cannot see the signal until the statement
-    ends; with psycopg2's wait callback the wait happens in Python, the statement is cancelled and
-    KeyboardInterrupt is raised once the server has stopped it.
-    """
-    from bbperf.target import wait_callback
-
-    return wait_callback(_wait_interruptibly)
-
-
-def _wait_interruptibly(conn: Any) -> None:
-    import select
-
-    import psycopg2
-    import psycopg2.extensions as ext
-
-    interrupted = False
-    while True:
-        try:
-            state = conn.poll()
-            if state == ext.POLL_OK:
-                break
-            if state == ext.POLL_READ:
-                select.select([conn.fileno()], [], [])
-            elif state == ext.POLL_WRITE:
-                select.select([], [conn.fileno()], [])
-            else:
-                raise psycopg2.OperationalError(f"bad state from poll: {state}")
-        except KeyboardInterrupt:
-            conn.cancel()
-            interrupted = True
-        except psycopg2.Error:
-            if interrupted:
-                raise KeyboardInterrupt from None
-            raise
-    if interrupted:
-        raise KeyboardInterrupt
-
-
 def settings_from(args: argparse.Namespace):
     """Settings from the global flags (and environment)."""
-    from bbperf.config import load_settings
-
     return load_settings(database_url=args.database_url, schema=args.schema)
-
-
-def engine_from(args: argparse.Namespace, environment: str = "development"):
-    """A checked engine on the target named by the global flags, carrying ``--schema``."""
-    from bbperf.target import engine_for
-
-    # A CLI user waits for one line, not the pool's 10 s connect_timeout.
-    return engine_for(settings_from(args), environment, echo_pool=False, connect_timeout_s=5)
 
 
 def print_json(data: Any) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
+from bbperf.cache.daemons import listener_pid, stop_cache
+from bbperf.cache.listener import start_listener
+from bbperf.cache.server import CacheServer
 from bbperf.cli import print_json, settings_from
+from bbperf.cli._engine import engine_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _server(args: argparse.Namespace):
-    from bbperf.cache.server import CacheServer
-
     return CacheServer(settings_from(args).home)
 
 
@@ -42,27 +43,20 @@ def start_cmd(args: argparse.Namespace) -> int:
     st = _server(args).start()
     print(f"cache server running (pid {st.pid}, {st.version}) on {st.socket}")
     if args.listen:
-        from bbperf.cache.listener import start_listener
-        from bbperf.cli import engine_from
-
         pid = start_listener(engine_from(args), settings_from(args).home)
         print(f"invalidation listener running (pid {pid})")
     return 0
 
 
 def stop_cmd(args: argparse.Namespace) -> int:
-    from bbperf.cache.listener import stop_cache
-
     home = settings_from(args).home
     print("stopped" if stop_cache(home) else f"not running ({_server(args).directory})")
     return 0
 
 
 def status_cmd(args: argparse.Namespace) -> int:
-    from bbperf.cache.listener import listener_pid
-
     home = settings_from(args).home
-    data = {**asdict(_server(args).status()), "listener_pid": listener_pid(home)}
+    data = {**_server(args).status().to_dict(), "listener_pid": listener_pid(home)}
     if args.format == "json":
         print_json(data)
         return 0

@@ -6,14 +6,30 @@ import argparse
 import sys
 from typing import Any
 
-from bbperf.cli import bounded, engine_from, print_json
+from bbperf.cli import bounded, print_json
+from bbperf.cli._analysis import SEARCH_PATH_RULE, analysis_engine
 from bbperf.errors import ConfigError
+from bbperf.explain.overhead import explain_overhead
+from bbperf.explain.plan import parse_plan
+from bbperf.explain.run import explain
+from bbperf.explain.verify_advice import verify as verify_advice
+from bbperf.explain.whatif import (
+    generic_plan,
+    generic_plan_available,
+    has_placeholders,
+    named_placeholders,
+)
 from bbperf.files import check_output, loads_json, read_input
+from bbperf.sql import parse_one
+from bbperf.target import is_embedded, privilege_note, user_engine
+from bbperf.workload.statement_advice import advise_statement, drawn_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
-        "explain", help="EXPLAIN ANALYZE a statement: self time per node, estimates"
+        "explain",
+        help="EXPLAIN ANALYZE a statement: self time per node, estimates",
+        description=SEARCH_PATH_RULE,
     )
     add_sql_source(ex)
     ex.add_argument("--params", metavar="JSON", help="parameter values, e.g. '{\"barber_id\": 7}'")
@@ -48,7 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.set_defaults(func=run_explain)
 
-    ad = sub.add_parser("advise", help="propose and cost candidate indexes for a statement")
+    ad = sub.add_parser(
+        "advise",
+        help="propose and cost candidate indexes for a statement",
+        description=SEARCH_PATH_RULE,
+    )
     add_sql_source(ad)
     ad.add_argument("--params", metavar="JSON", help="parameter values as a JSON object")
     ad.add_argument(
@@ -57,7 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     ad.add_argument(
         "--verify",
         action="store_true",
-        help="build the best index in bbperf's schema, measure before/after, drop it",
+        help="build the top picks one at a time in bbperf's schema (rolled back on its own "
+        "server), measure the server time before/after with CIs, withdraw a pick whose gain is "
+        "not significant",
+    )
+    ad.add_argument(
+        "--picks",
+        type=bounded(int, 1, 10),
+        default=3,
+        metavar="N",
+        help="how many picks --verify measures (default 3)",
     )
     ad.add_argument(
         "--allow-build",
@@ -74,7 +103,8 @@ def add_sql_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sql",
         nargs="?",
-        help="the statement ('-' reads stdin); SQLAlchemy :name parameters come from --params",
+        help="the statement ('-' reads stdin); :name parameters come from --params; $1-style "
+        "ones (pg_stat_statements' form) too, or `advise` draws values from their columns",
     )
     parser.add_argument(
         "-f", "--file", metavar="FILE", help="read the statement from FILE ('-' for stdin)"
@@ -113,9 +143,6 @@ def parse_params(value: str | None) -> dict[str, Any]:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from bbperf.explain.plan import parse_plan
-    from bbperf.explain.run import explain
-
     if args.overhead is not None and args.overhead < 1:
         raise ConfigError(f"--overhead needs a positive number of rounds, got {args.overhead}")
     overhead = None
@@ -132,14 +159,12 @@ def run_explain(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"{args.from_file}: {exc}") from None
         return _show_plan(args, plan, None)
-    from bbperf.sql import parse_one
-    from bbperf.target import is_embedded, user_engine
 
     sql = sql_of(args)
     params = parse_params(args.params)
     checked = parse_one(sql)
     executes = not args.no_analyze or bool(args.overhead)
-    engine = engine_from(args)
+    engine = analysis_engine(args)
     note_privileges(engine)
     if checked.is_write and executes and not is_embedded(engine) and not args.allow_writes:
         raise ConfigError(
@@ -148,18 +173,22 @@ def run_explain(args: argparse.Namespace) -> int:
             "--allow-writes, or --no-analyze for the plan alone"
         )
     engine = user_engine(engine, writes=checked.is_write)
+    if not checked.binds and has_placeholders(checked.numbered):
+        # pg_stat_statements' $n form: the generic plan where the server has one, else values.
+        if not params and not executes and generic_plan_available(engine):
+            return _show_plan(args, generic_plan(engine, checked.numbered), None)
+        sql = named_placeholders(checked.numbered)
+        if not params:
+            params = drawn_params(engine, checked.numbered)
+            print(f"bbperf: note: values drawn from the columns: {params}", file=sys.stderr)
     plan = explain(engine, sql, params, analyze=not args.no_analyze)
     if args.overhead:
-        from bbperf.explain.overhead import explain_overhead
-
         overhead = explain_overhead(engine, sql, params, rounds=args.overhead)
     return _show_plan(args, plan, overhead)
 
 
 def note_privileges(engine: Any) -> None:
     """One line on stderr when the role on a server bbperf does not own can do more than it needs."""
-    from bbperf.target import privilege_note
-
     note = privilege_note(engine)
     if note:
         print(f"bbperf: note: {note}", file=sys.stderr)
@@ -187,22 +216,25 @@ def _show_plan(args: argparse.Namespace, plan: Any, overhead: Any) -> int:
 
 
 def run_advise(args: argparse.Namespace) -> int:
-    from bbperf.explain.advisor import advise, verify
-
     sql = sql_of(args)
-    engine = engine_from(args)
+    engine = analysis_engine(args)
     note_privileges(engine)
-    advice = advise(engine, sql, parse_params(args.params), allow_build=args.allow_build)
-    checked = verify(engine, advice, allow_build=args.allow_build) if args.verify else None
+    advice = advise_statement(engine, sql, parse_params(args.params), allow_build=args.allow_build)
+    checked = (
+        verify_advice(engine, advice, picks=args.picks, allow_build=args.allow_build)
+        if args.verify
+        else None
+    )
     if args.format == "json":
         best = advice.best
         print_json(
             {
                 "plan_cost": advice.base_cost,
                 "method": advice.method,
+                "costed_over": advice.costed_over(),
                 "best": str(best.candidate) if best else None,
                 "candidates": advice.to_frame().to_dict(orient="records"),
-                "verification": checked.text() if checked else None,
+                "verification": checked.to_dict() if checked else None,
             }
         )
         return 0

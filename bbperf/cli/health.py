@@ -11,13 +11,20 @@ from bbperf.cli import (
     MAX_SECONDS,
     MAX_WORKERS,
     bounded,
-    engine_from,
     print_json,
     print_table,
     seconds,
     settings_from,
 )
-from bbperf.pool.config import ENVIRONMENTS
+from bbperf.cli._engine import engine_from
+from bbperf.errors import ConfigError
+from bbperf.pool import pool_costs
+from bbperf.pool.describe import ENVIRONMENTS
+from bbperf.pool.health import health_basic, health_detailed
+from bbperf.pool.http import LOOPBACK, make_server
+from bbperf.pool.loadtest import validate
+from bbperf.target import engine_for
+from bbperf.topology.bouncerload import pool_load_via
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,23 +121,19 @@ def _environment(parser: argparse.ArgumentParser) -> None:
 
 
 def _levels(value: str) -> list[int]:
-    """Whole numbers up to MAX_WORKERS; levels below 1 are refused by ``pool.load.validate``."""
+    """Whole numbers up to MAX_WORKERS; levels below 1 are refused by ``pool.loadtest.validate``."""
     level = bounded(int, -MAX_WORKERS, MAX_WORKERS)
     return [level(part.strip()) for part in value.split(",") if part.strip()]
 
 
 def _health_engine(args: argparse.Namespace) -> Engine:
     """An unchecked engine: reporting a database that is down is the point of these commands."""
-    from bbperf.target import engine_for
-
     return engine_for(
         settings_from(args), args.environment, check=False, echo_pool=False, connect_timeout_s=5
     )
 
 
 def show_health(args: argparse.Namespace) -> int:
-    from bbperf.pool.health import health_basic, health_detailed
-
     engine = _health_engine(args)
     report = health_basic(engine) if args.basic else health_detailed(engine)
     engine.dispose()
@@ -139,8 +142,6 @@ def show_health(args: argparse.Namespace) -> int:
 
 
 def serve_health(args: argparse.Namespace) -> int:
-    from bbperf.pool.http import LOOPBACK, make_server
-
     server = make_server(_health_engine(args), args.host, args.port)
     if args.host != LOOPBACK:
         print(f"warning: serving health details on {args.host}, not loopback", file=sys.stderr)
@@ -154,11 +155,6 @@ def serve_health(args: argparse.Namespace) -> int:
 
 
 def pool_load(args: argparse.Namespace) -> int:
-    from bbperf.errors import ConfigError
-    from bbperf.pool import pool_costs
-    from bbperf.pool import pool_load as run
-    from bbperf.pool.load import validate
-
     validate(args.environment or ["development"], args.concurrency, args.duration)
     given = {
         "pool_timeout_s": args.pool_timeout,
@@ -170,7 +166,7 @@ def pool_load(args: argparse.Namespace) -> int:
         if overrides.get(name, 0) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
     target = engine_from(args)
-    frame = run(
+    frame = pool_load_via(
         target,
         environments=args.environment or ["development"],
         concurrency=args.concurrency,

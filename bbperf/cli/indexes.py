@@ -6,8 +6,18 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import print_json, print_table, settings_from
+from bbperf.cli._engine import engine_from
+from bbperf.errors import ConfigError
 from bbperf.files import check_output, write_output
+from bbperf.indexes import alembic as alembic_indexes
+from bbperf.indexes import apply as apply_indexes
+from bbperf.indexes import drop as drop_indexes
+from bbperf.indexes import load_set
+from bbperf.indexes import status as status_indexes
+from bbperf.indexes import validate as validate_indexes
+from bbperf.indexes.export import drop_sql
+from bbperf.indexes.export import sql as sql_export
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,8 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _set(args: argparse.Namespace) -> IndexSet:
-    from bbperf.indexes import load_set
-
     return load_set(args.index_set)
 
 
@@ -86,35 +94,28 @@ def _show(frame: pd.DataFrame, args: argparse.Namespace) -> None:
 def _skips(args: argparse.Namespace, index_set: IndexSet) -> dict[str, str]:
     if not args.validate:
         return {}
-    from bbperf.indexes import validate as run
 
-    report = run(engine_from(args), index_set)
+    report = validate_indexes(engine_from(args), index_set)
     skipped = report[report["action"] == "skip"]
     return {r.index: f"{r.status}: {r.reason}" for r in skipped.itertuples()}
 
 
 def validate(args: argparse.Namespace) -> int:
-    from bbperf.indexes import validate as run
-
-    report = run(engine_from(args), _set(args))
+    report = validate_indexes(engine_from(args), _set(args))
     _show(report, args)
     return 1 if (report["action"] == "skip").any() else 0
 
 
 def apply(args: argparse.Namespace) -> int:
-    from bbperf.errors import ConfigError
-    from bbperf.indexes import apply as run
-    from bbperf.indexes import validate
-
     engine, index_set = engine_from(args), _set(args)
-    report = validate(engine, index_set)
+    report = validate_indexes(engine, index_set)
     unknown = sorted(set(report.loc[report["status"] == "unknown table", "table"]))
     if unknown:
         raise ConfigError(
             f"index set {index_set.name!r} names table(s) {', '.join(unknown)} that do not exist "
             "in bbperf's schema: nothing was built (`bbperf indexes validate` shows every check)"
         )
-    result = run(
+    result = apply_indexes(
         engine,
         index_set,
         concurrently=args.concurrently,
@@ -124,9 +125,7 @@ def apply(args: argparse.Namespace) -> int:
 
 
 def drop(args: argparse.Namespace) -> int:
-    from bbperf.indexes import drop as run
-
-    result = run(
+    result = drop_indexes(
         engine_from(args),
         _set(args),
         concurrently=args.concurrently,
@@ -136,22 +135,17 @@ def drop(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from bbperf.indexes import status as run
-
     index_set = None if args.all else _set(args)
-    _show(run(engine_from(args), index_set), args)
+    _show(status_indexes(engine_from(args), index_set), args)
     return 0
 
 
 def sql(args: argparse.Namespace) -> int:
-    from bbperf.indexes.export import drop_sql
-    from bbperf.indexes.export import sql as render
-
     index_set, schema = _set(args), settings_from(args).schema
     if args.drop:
         print(drop_sql(index_set, schema, concurrently=args.concurrently), end="")
     else:
-        text = render(
+        text = sql_export(
             index_set, schema, concurrently=args.concurrently, skip=_skips(args, index_set)
         )
         print(text, end="")
@@ -159,12 +153,10 @@ def sql(args: argparse.Namespace) -> int:
 
 
 def alembic(args: argparse.Namespace) -> int:
-    from bbperf.indexes import alembic as render
-
     index_set = _set(args)
     if args.output:
         check_output(args.output, force=args.force)  # refused before the live schema is read
-    text = render(
+    text = alembic_indexes(
         index_set,
         schema=args.target_schema,
         revision=args.revision,

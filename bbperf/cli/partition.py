@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bbperf.cli import engine_from, print_json, print_table
+from bbperf.cli import print_json, print_table
+from bbperf.cli._engine import engine_from
 from bbperf.partition import GRANULARITIES
+from bbperf.partition import apply as apply_partition
+from bbperf.partition import drop as drop_partition
+from bbperf.partition import status as status_partition
 
 if TYPE_CHECKING:
-    from bbperf.partition import Conversion
+    from bbperf.partition.layout import Conversion
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,21 +54,15 @@ def _report(conversion: Conversion, args: argparse.Namespace) -> int:
 
 
 def apply(args: argparse.Namespace) -> int:
-    from bbperf.partition import apply as run
-
-    return _report(run(engine_from(args), args.by), args)
+    return _report(apply_partition(engine_from(args), args.by), args)
 
 
 def drop(args: argparse.Namespace) -> int:
-    from bbperf.partition import drop as run
-
-    return _report(run(engine_from(args)), args)
+    return _report(drop_partition(engine_from(args)), args)
 
 
 def status(args: argparse.Namespace) -> int:
-    from bbperf.partition import status as run
-
-    st = run(engine_from(args))
+    st = status_partition(engine_from(args))
     if args.format == "json":
         print_json(st.to_dict())
         return 0

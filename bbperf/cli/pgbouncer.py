@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 from bbperf.cli import MAX_WORKERS, bounded, print_json, settings_from
+from bbperf.embedded import resolve_url
+from bbperf.errors import ServerError
+from bbperf.topology.pgbouncer import PgBouncer, find_binary
+from bbperf.urls import mask_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def start_bouncer(args: argparse.Namespace) -> int:
-    from bbperf.target import resolve_url
-    from bbperf.topology.pgbouncer import PgBouncer, find_binary
-    from bbperf.urls import mask_url
-
     find_binary(args.binary)  # one line and exit 2 before anything starts
     settings = settings_from(args)
     bouncer = PgBouncer(settings.home, binary=args.binary)
@@ -64,18 +64,12 @@ def start_bouncer(args: argparse.Namespace) -> int:
 
 
 def stop_bouncer(args: argparse.Namespace) -> int:
-    from bbperf.topology.pgbouncer import PgBouncer
-
     bouncer = PgBouncer(settings_from(args).home)
     print("stopped" if bouncer.stop() else f"not running ({bouncer.directory})")
     return 0
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from bbperf.errors import ServerError
-    from bbperf.target import resolve_url
-    from bbperf.topology.pgbouncer import PgBouncer
-
     settings = settings_from(args)
     try:
         target: str | None = resolve_url(settings, start=False)

@@ -6,8 +6,8 @@ import argparse
 
 from bbperf.cli import print_json, settings_from
 from bbperf.cli.health import register_pool_load
-from bbperf.pool.config import ENVIRONMENTS, describe, pool_config
-from bbperf.target import resolve_url
+from bbperf.embedded import resolve_url
+from bbperf.pool.describe import ENVIRONMENTS, describe, pool_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:

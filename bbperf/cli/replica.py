@@ -6,6 +6,11 @@ import argparse
 import os
 
 from bbperf.cli import MAX_SECONDS, bounded, print_json, settings_from
+from bbperf.embedded import resolve_url
+from bbperf.errors import ConfigError, ServerError
+from bbperf.topology.replica import REPLICA_URL_ENV, EmbeddedReplica
+from bbperf.topology.replicatarget import is_embedded_primary, replica_status
+from bbperf.urls import mask_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,16 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _named(args: argparse.Namespace) -> str | None:
-    from bbperf.topology.replica import REPLICA_URL_ENV
-
     return args.replica_url or os.environ.get(REPLICA_URL_ENV) or None
 
 
 def start_replica(args: argparse.Namespace) -> int:
-    from bbperf.errors import ConfigError
-    from bbperf.topology.replica import REPLICA_URL_ENV, EmbeddedReplica, is_embedded_primary
-    from bbperf.urls import mask_url
-
     settings = settings_from(args)
     named = _named(args)
     if named:
@@ -79,8 +78,6 @@ def start_replica(args: argparse.Namespace) -> int:
 
 
 def stop_replica(args: argparse.Namespace) -> int:
-    from bbperf.topology.replica import EmbeddedReplica
-
     if _named(args):
         print("the replica is external: bbperf never stops it")
         return 0
@@ -91,10 +88,6 @@ def stop_replica(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from bbperf.errors import ServerError
-    from bbperf.target import resolve_url
-    from bbperf.topology.replica import replica_status
-
     settings = settings_from(args)
     try:
         primary: str | None = resolve_url(settings, start=False)

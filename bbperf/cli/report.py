@@ -6,6 +6,10 @@ import argparse
 import sys
 
 from bbperf.cli import print_json, print_table
+from bbperf.dataset_defaults import DEFAULT_DATASET
+from bbperf.errors import ConfigError
+from bbperf.report import run_report
+from bbperf.report.compare import compare_results, parse_threshold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run every notebook (or those named) on one dataset, render each to HTML, and "
         "write index.html (verdicts, claims, headline figures) and results.json. The dataset is "
         "--profile/--scale/--seed/--as-of, each defaulting to the loaded dataset's, then to profile "
-        "default, scale 0.1, seed 42, as of 2026-11-01; it is loaded once before the notebooks. "
+        f"{DEFAULT_DATASET['profile']}, scale {DEFAULT_DATASET['scale']:g}, seed "
+        f"{DEFAULT_DATASET['seed']}, as of {DEFAULT_DATASET['as_of']}; it is loaded once before "
+        "the notebooks. "
         "Exits 1 when a notebook fails.",
     )
     rp.add_argument("--profile", help="dataset profile passed to notebooks that declare `profile`")
@@ -97,8 +103,6 @@ def parse_param(text: str) -> tuple[str, object]:
     otherwise kept as text: ``-p concurrency=[1,4]``, ``-p rounds=5``, ``-p barber=busy``."""
     import json
 
-    from bbperf.errors import ConfigError
-
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
         raise ConfigError(f"parameter {text!r} is not NAME=VALUE")
@@ -111,8 +115,6 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def report(args: argparse.Namespace) -> int:
-    from bbperf.report import run_report
-
     result = run_report(
         notebooks_dir=args.notebooks_dir,
         notebooks=args.notebooks,
@@ -141,8 +143,6 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from bbperf.report.compare import compare_results, parse_threshold
-
     comparison = compare_results(args.old, args.new, parse_threshold(args.threshold))
     if args.format == "json":
         print_json(

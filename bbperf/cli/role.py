@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bbperf.cli import settings_from
+from bbperf.config import validate_identifier
+from bbperf.roles import role_sql
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sql(args: argparse.Namespace) -> int:
-    from bbperf.config import validate_identifier
-    from bbperf.roles import role_sql
-
     validate_identifier(args.name, "role")
     print(role_sql(settings_from(args).schema, args.name))
     return 0

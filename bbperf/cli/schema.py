@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import engine_from, print_json, print_table, settings_from
+from bbperf.cli import print_json, print_table, settings_from
+from bbperf.cli._engine import engine_from
+from bbperf.leftovers import in_use, leftovers
+from bbperf.leftovers import tidy as tidy_schema
 from bbperf.schema import create_schema, drop_schema, schema_status
 
 
@@ -59,9 +62,6 @@ def status(args: argparse.Namespace) -> int:
 
 
 def tidy(args: argparse.Namespace) -> int:
-    from bbperf.leftovers import in_use, leftovers
-    from bbperf.leftovers import tidy as tidy_schema
-
     engine = engine_from(args)
     found = leftovers(engine) if args.dry_run else tidy_schema(engine)
     verb = "would remove" if args.dry_run else "removed"

@@ -6,6 +6,11 @@ import argparse
 import json
 import sys
 
+from bbperf.cli import settings_from
+from bbperf.cli._engine import engine_from
+from bbperf.embedded import EmbeddedServer
+from bbperf.watch import MAX_SECONDS, check_positive, watch
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser(
@@ -33,10 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bbperf.cli import engine_from, settings_from
-    from bbperf.embedded import EmbeddedServer
-    from bbperf.watch import MAX_SECONDS, check_positive, watch
-
     check_positive("threshold-ms", args.threshold_ms, "milliseconds")
     check_positive("interval", args.interval, "seconds", at_most=MAX_SECONDS)
     check_positive("duration", args.duration, "seconds", at_most=MAX_SECONDS)

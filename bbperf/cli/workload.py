@@ -5,32 +5,31 @@ from __future__ import annotations
 
 import argparse
 
-from bbperf.cli import (
-    MAX_BIGINT,
-    MAX_WORKERS,
-    bounded,
-    engine_from,
-    print_json,
-    seconds,
-    settings_from,
-)
+from bbperf.cli import MAX_BIGINT, MAX_WORKERS, bounded, print_json, seconds, settings_from
+from bbperf.cli._analysis import SEARCH_PATH_RULE, analysis_engine
+from bbperf.cli._engine import engine_from
 from bbperf.errors import ConfigError
 from bbperf.files import check_output
+from bbperf.target import is_embedded, user_engine
+from bbperf.urls import is_unix_socket, parse_url
+from bbperf.workload.capture import capture
+from bbperf.workload.file import MAX_STATEMENTS, MAX_VALUE_SETS, is_builtin, load_workload
+from bbperf.workload.replay import replay, replayable
+from bbperf.workload.sample import sample
+from bbperf.workload.tomlwrite import save_workload
+from bbperf.workload.verify import verify_workload
+from bbperf.workload.workload_advice import advise_workload
 
 SEED = bounded(int, 0, MAX_BIGINT)
 
 
 def _statements(text: str) -> int:
     """--top: 1 to the most statements a workload holds (bbperf.workload.file.MAX_STATEMENTS)."""
-    from bbperf.workload.file import MAX_STATEMENTS  # imported late: the package loads pandas
-
     return bounded(int, 1, MAX_STATEMENTS)(text)
 
 
 def _value_sets(text: str) -> int:
     """--sets: 1 to the most value sets per statement (bbperf.workload.file.MAX_VALUE_SETS)."""
-    from bbperf.workload.file import MAX_VALUE_SETS
-
     return bounded(int, 1, MAX_VALUE_SETS)(text)
 
 
@@ -38,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     wl = sub.add_parser(
         "workload",
         help="capture a workload from pg_stat_statements, sample values, replay it, advise indexes",
+        description=SEARCH_PATH_RULE,
     )
     wsub = wl.add_subparsers(dest="workload_command", metavar="ACTION", required=True)
 
@@ -151,11 +151,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    from bbperf.workload.capture import capture
-    from bbperf.workload.tomlwrite import save_workload
-
     out = check_output(args.output, force=args.force)  # refused before the target is read
-    workload = capture(engine_from(args), top=args.top, min_calls=args.min_calls, order=args.order)
+    workload = capture(
+        analysis_engine(args), top=args.top, min_calls=args.min_calls, order=args.order
+    )
     save_workload(workload, out, force=args.force)
     unresolved = sum(len(s.unresolved) for s in workload.statements)
     print(
@@ -168,10 +167,6 @@ def run_capture(args: argparse.Namespace) -> int:
 def run_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bbperf.workload.file import is_builtin, load_workload
-    from bbperf.workload.sample import sample
-    from bbperf.workload.tomlwrite import save_workload
-
     if args.output is None and is_builtin(args.workload):
         raise ConfigError("the built-in catalogue is read-only: pass -o FILE to write its sample")
     out = Path(args.output or args.workload)
@@ -179,9 +174,8 @@ def run_sample(args: argparse.Namespace) -> int:
     # Sampling rewrites the workload file itself by default: that file is the one asked for.
     check_output(out, force=in_place or args.force)
     workload = load_workload(args.workload)
-    from bbperf.target import user_engine
 
-    result = sample(user_engine(engine_from(args)), workload, sets=args.sets, seed=args.seed)
+    result = sample(user_engine(analysis_engine(args)), workload, sets=args.sets, seed=args.seed)
     save_workload(result.workload, out, force=True)
     print(f"wrote {out}: values for {len(result.filled)} statement(s) with placeholders")
     unresolved = result.unresolved_frame()
@@ -192,16 +186,12 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from bbperf.workload.file import load_workload
-    from bbperf.workload.replay import replay, replayable
-
     workload = load_workload(args.workload)
     # Refuse before connecting: --allow-writes on a target bbperf does not own is a usage error.
     replayable(workload, allow_writes=args.allow_writes, owned=_owned(args))
-    from bbperf.target import user_engine
 
     result = replay(
-        user_engine(engine_from(args), writes=args.allow_writes),
+        user_engine(analysis_engine(args), writes=args.allow_writes),
         workload,
         duration_s=args.duration,
         concurrency=args.concurrency,
@@ -218,10 +208,6 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_advise(args: argparse.Namespace) -> int:
-    from bbperf.workload.advise import advise_workload
-    from bbperf.workload.file import load_workload
-    from bbperf.workload.verify import verify_workload
-
     if args.max_indexes < 1:
         raise ConfigError(f"--max-indexes must be at least 1, got {args.max_indexes}")
     for flag, value in (
@@ -237,7 +223,7 @@ def run_advise(args: argparse.Namespace) -> int:
             "drop --database-url, or drop --verify"
         )
     workload = load_workload(args.workload)
-    engine = engine_from(args)
+    engine = analysis_engine(args)
     advice = advise_workload(
         engine,
         workload,
@@ -273,8 +259,6 @@ def run_advise(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from bbperf.workload.file import load_workload
-
     workload = load_workload(args.workload)
     frame = workload.to_frame()
     if args.format == "json":
@@ -287,9 +271,6 @@ def run_show(args: argparse.Namespace) -> int:
 def _owned(args: argparse.Namespace) -> bool:
     """bbperf owns the target when it is its embedded server: no --database-url, or a server that
     proves it is one bbperf initialised (``bbperf.ownership.owns``; never the URL's word)."""
-    from bbperf.target import is_embedded
-    from bbperf.urls import is_unix_socket, parse_url
-
     url = settings_from(args).database_url
     if url is None:
         return True

@@ -29,9 +29,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.binding import execute_args, prepared, reset_session
-from bbperf.errors import BbperfError
-from bbperf.sql import Statement, bind_names, parse_one
-from bbperf.target import query_error, user_engine
+from bbperf.errors import BbperfError, first_line
+from bbperf.explain.measure import measure
+from bbperf.explain.run import explain
+from bbperf.sql import CheckedStatement, bind_names, parse_one
+from bbperf.target import connect, query_error, user_engine
 
 _engine: Engine | None = None
 
@@ -39,8 +41,6 @@ _engine: Engine | None = None
 def default_engine() -> Engine:
     global _engine
     if _engine is None:
-        from bbperf.target import connect
-
         _engine = connect(echo_pool=False)
     return _engine
 
@@ -71,7 +71,7 @@ def resolve_params(sql: str, given: str | None, namespace: Mapping[str, Any]) ->
     return {n: namespace[n] for n in names}
 
 
-def _one_statement(sql: str, *, allow_writes: bool) -> Statement:
+def _one_statement(sql: str, *, allow_writes: bool) -> CheckedStatement:
     """The cell's SQL, checked: one statement, and a read unless ``allow_writes``."""
     if not sql.strip().rstrip(";").strip():
         raise UsageError("no SQL: write the statement after %sql or in the %%sql cell")
@@ -156,8 +156,6 @@ class BbperfMagics(Magics):
         except BbperfError as exc:
             raise UsageError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a driver error becomes one line, not a traceback
-            from bbperf.errors import first_line
-
             raise UsageError(first_line(exc)) from None
 
     @magic_arguments.magic_arguments()
@@ -166,8 +164,6 @@ class BbperfMagics(Magics):
     @cell_magic
     def explain(self, line: str, cell: str) -> Any:
         """EXPLAIN (ANALYZE, BUFFERS) the cell's statement; returns the Plan (self time per node)."""
-        from bbperf.explain.run import explain
-
         args = magic_arguments.parse_argstring(self.explain, line)
         params = resolve_params(cell, args.params, self._namespace())
         try:
@@ -190,8 +186,6 @@ class BbperfMagics(Magics):
     @cell_magic
     def bench(self, line: str, cell: str) -> Any:
         """Time the cell's statement (``bbperf.explain.measure``); returns the Timing."""
-        from bbperf.explain.measure import measure
-
         args = magic_arguments.parse_argstring(self.bench, line)
         if args.rounds < 1 or args.warmup < 0:
             raise UsageError("--rounds must be at least 1 and --warmup at least 0")

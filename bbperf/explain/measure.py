@@ -38,8 +38,8 @@ from sqlalchemy.exc import DBAPIError
 from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.errors import QueryError
 from bbperf.explain.run import Params, explain_options
-from bbperf.explain.stats import Timing
-from bbperf.sql import Statement, parse_one
+from bbperf.explain.timingstats import Timing
+from bbperf.sql import CheckedStatement, parse_one
 from bbperf.sqlnames import qualified
 from bbperf.target import query_error
 
@@ -147,7 +147,7 @@ def _read_only(conn: Connection) -> Iterator[None]:
 
 def _rounds(
     conn: Connection,
-    checked: Statement,
+    checked: CheckedStatement,
     values: tuple[Any, ...],
     rounds: int,
     warmup: int,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.explain.measure import cursor_error
 from bbperf.explain.run import Params, explain_options
-from bbperf.explain.stats import Timing, summarize
+from bbperf.explain.timingstats import Timing, summarize
 from bbperf.sql import parse_one
 
 VARIANTS = ("plain", "analyze_timing_off", "analyze_timing_on")

@@ -10,15 +10,22 @@ current. Open a saved file in PEV2's all-in-one ``index.html`` (offline) or post
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bbperf.files import dumps_json, write_output
 
-if TYPE_CHECKING:
-    from bbperf.explain.plan import Plan
+
+class Pev2Plan(Protocol):
+    """What PEV2's document needs of a plan (``bbperf.explain.plan.Plan`` has it); a protocol rather
+    than ``Plan`` itself, because ``Plan.save`` calls this module."""
+
+    @property
+    def raw(self) -> list[dict[str, Any]]: ...
+    @property
+    def sql(self) -> str | None: ...
 
 
-def pev2_document(plan: Plan, title: str | None = None) -> dict[str, Any]:
+def pev2_document(plan: Pev2Plan, title: str | None = None) -> dict[str, Any]:
     """``{"title", "plan", "query"}``: ``plan`` is the EXPLAIN (FORMAT JSON) text PEV2 parses."""
     return {
         "title": title or "bbperf plan",
@@ -28,7 +35,7 @@ def pev2_document(plan: Plan, title: str | None = None) -> dict[str, Any]:
 
 
 def save_plan(
-    plan: Plan, path: str | Path, title: str | None = None, *, force: bool = False
+    plan: Pev2Plan, path: str | Path, title: str | None = None, *, force: bool = False
 ) -> Path:
     """Write ``pev2_document(plan)`` as JSON to ``path``; returns the path. An existing file is
     replaced only with ``force`` (``bbperf.files.write_output`` states every refusal)."""

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bbperf.explain.pev2 import save_plan
+from bbperf.explain.planchart import plan_chart
 from bbperf.explain.plancheck import check_node, figure, load_json
+from bbperf.explain.textplan import looks_like_text_plan, parse_text
 from bbperf.files import MAX_JSON_DEPTH, dumps_json, json_depth
 
 if TYPE_CHECKING:
@@ -257,15 +260,11 @@ class Plan:
 
     def chart(self, *, top: int = 12, ax: Any = None, title: str | None = None) -> Any:
         """Self time per node as bars, worst highlighted (``bbperf.explain.planchart``)."""
-        from bbperf.explain.planchart import plan_chart
-
         return plan_chart(self, top=top, ax=ax, title=title)
 
     def save(self, path: str | Path, title: str | None = None, *, force: bool = False) -> Path:
         """Write the plan and its query for PEV2 / explain.dalibo.com (``bbperf.explain.pev2``);
         an existing file is replaced only with ``force``."""
-        from bbperf.explain.pev2 import save_plan
-
         return save_plan(self, path, title, force=force)
 
     def to_json(self) -> str:
@@ -275,8 +274,6 @@ class Plan:
 def parse_plan(data: str | list[Any] | dict[str, Any], sql: str | None = None) -> Plan:
     """A Plan from EXPLAIN output: FORMAT JSON (the text, the list, or its one element) or the TEXT
     format psql prints and auto_explain logs (``bbperf.explain.textplan``) — the same tree either way."""
-    from bbperf.explain.textplan import looks_like_text_plan, parse_text
-
     if isinstance(data, str) and looks_like_text_plan(data):
         data = parse_text(data)
     parsed: Any = load_json(data) if isinstance(data, str) else data

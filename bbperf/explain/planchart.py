@@ -1,21 +1,56 @@
 """A plan as a chart: self time per node as horizontal bars, the worst node highlighted, misestimated
-row counts marked (rendering only; the numbers come from ``bbperf.explain.plan``)."""
+row counts marked (rendering only; the numbers come from ``bbperf.explain.plan``).
+
+It reads a plan through the two small protocols below rather than importing ``Plan``: ``Plan.chart``
+calls this module, so this module names only what it reads and the two stay out of a circle."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-    from bbperf.explain.plan import Plan
 
 WORST = "#c0504d"
 OTHER = "#4f81bd"
 
 
+class ChartNode(Protocol):
+    """What a bar needs of a plan node (``bbperf.explain.plan.PlanNode`` has it)."""
+
+    @property
+    def self_ms(self) -> float | None: ...
+    @property
+    def total_cost(self) -> float: ...
+    @property
+    def children(self) -> Sequence[ChartNode]: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def misestimated(self) -> bool: ...
+    @property
+    def estimate_factor(self) -> float | None: ...
+    @property
+    def estimate_direction(self) -> str | None: ...
+
+
+class ChartPlan(Protocol):
+    """What the chart needs of a plan (``bbperf.explain.plan.Plan`` has it)."""
+
+    @property
+    def analyzed(self) -> bool: ...
+    @property
+    def total_ms(self) -> float | None: ...
+    @property
+    def total_cost(self) -> float: ...
+    def nodes(self) -> Sequence[ChartNode]: ...
+
+
 def plan_chart(
-    plan: Plan, *, top: int = 12, ax: Axes | None = None, title: str | None = None
+    plan: ChartPlan, *, top: int = 12, ax: Axes | None = None, title: str | None = None
 ) -> Axes:
     """Bars of the ``top`` nodes by self time (ms), in plan order, the worst in red; a node whose row
     estimate is off by ×10 or more is hatched and labelled with the factor. A plan without ANALYZE

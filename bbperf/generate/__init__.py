@@ -10,7 +10,9 @@ from typing import Any
 
 _EXPORTS = {
     "DatasetInfo": "bbperf.generate.dataset",
+    "dataset_as_of": "bbperf.generate.dataset",
     "dataset_info": "bbperf.generate.dataset",
+    "dataset_spec": "bbperf.generate.dataset",
     "ensure_dataset": "bbperf.generate.load",
     "generate": "bbperf.generate.load",
     "require_dataset": "bbperf.generate.dataset",

@@ -172,20 +172,34 @@ def take(columns: dict[str, Column], rows: slice) -> dict[str, Column]:
 def compact(pieces: list[tuple[np.ndarray, np.ndarray | None]], n: int) -> np.ndarray:
     """Concatenate, row by row, byte matrices of shape (n, w): all w bytes of a piece whose lengths
     are None, else the first ``lengths[i]`` bytes of row i (the last ``-lengths[i]`` when negative).
-    Returns the flat uint8 result."""
+    Returns the flat uint8 result.
+
+    Pieces that are one row broadcast (``strides[0] == 0``: separators, quotes) go into a template
+    row copied once, not a pass each."""
     width = sum(m.shape[1] for m, _ in pieces)
-    padded = np.empty((n, width), dtype=np.uint8)
-    keep = np.ones((n, width), dtype=bool)
+    template = np.zeros(width, dtype=np.uint8)
+    placed: list[tuple[int, np.ndarray, np.ndarray | None]] = []
     at = 0
     for matrix, lengths in pieces:
         w = matrix.shape[1]
+        if lengths is None and matrix.strides[0] == 0 and n:
+            template[at : at + w] = matrix[0]
+        else:
+            placed.append((at, matrix, lengths))
+        at += w
+    padded = np.empty((n, width), dtype=np.uint8)
+    if len(placed) < len(pieces):
+        padded[:] = template
+    keep = np.ones((n, width), dtype=bool)
+    for at, matrix, lengths in placed:
+        w = matrix.shape[1]
         padded[:, at : at + w] = matrix
         if lengths is not None:
+            span = keep[:, at : at + w]
             if lengths.min(initial=0) < 0:
-                keep[:, at : at + w] = np.arange(w) >= (w + lengths)[:, None]
+                np.greater_equal(np.arange(w), (w + lengths)[:, None], out=span)
             else:
-                keep[:, at : at + w] = np.arange(w) < lengths[:, None]
-        at += w
+                np.less(np.arange(w), lengths[:, None], out=span)
     return np.compress(keep.ravel(), padded.ravel())  # 3x faster than padded[keep] (2-D mask)
 
 

@@ -4,6 +4,7 @@ visit totals tallied from the appointments (so client rows are consistent with t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,7 @@ WEEK_DAYS = 7
 BARBER_BLOCK = 1024
 CLIENT_CHUNK_ROWS = 100_000  # rows per draw from the clients' random stream (fixes the data)
 CLIENT_PART_ROWS = 16_384  # rows per yielded part
+STRIPE_ROWS = 8192  # payments whose Stripe ids are drawn at once
 MINUTE_US = 60 * 1_000_000
 DAYS_PER_MONTH = 30.44
 VIP_VISITS = 12
@@ -63,7 +65,81 @@ def bookings(
     pools: Pools,
 ) -> tuple[Chunk, Chunk]:
     """Appointments and payments of one week (counted from the start of the history) for one block of
-    BARBER_BLOCK barbers: chunks stay the same size however large the scale."""
+    BARBER_BLOCK barbers: chunks stay the same size however large the scale.
+
+    Each draw is kept only as long as it is needed and in the narrowest type that holds it (the
+    random stream, and so every value, is unchanged): what a pair holds grows with the block."""
+    barber, past, start = _slots(profile, cast, week, block, rng, as_of_us, as_of_weekday)
+    n = len(barber)
+    services = profile.services
+    which = rng.choice(len(services), size=n, p=[s.weight for s in services])
+    duration = np.array([s.duration_minutes for s in services], dtype=np.int32)[which]
+    price = cast.price_cents[barber, which]
+    service = (barber * len(services) + which + 1).astype(np.int32)
+    del which
+    client = _clients(profile, rng, barber, n)
+    walk_in = rng.random(n) < profile.clients["walk_in_share"]
+    status = _status(profile, rng, past, n)
+    shop = cast.barber_shop[barber].astype(np.int32)
+    user = _booked_by(profile, rng, cast, barber, shop, n)
+    created = _created(profile.calendar, rng, start, as_of_us, n)
+    has_note = rng.random(n) < profile.booking["notes_share"]
+
+    completed = past & (status == APPOINTMENT_STATUSES.index("completed"))
+    del past
+    visit = completed & ~walk_in
+    tally.add(client[visit], price[visit], start[visit])
+    del visit
+    ids = first_appointment_id + np.arange(n, dtype=np.int32)
+    appointments: dict[str, b.Fixed | b.Var] = {
+        "id": b.int4(ids),
+        "user_id": b.int4(user),
+        "barber_id": b.int4(barber + 1),
+        "service_id": b.int4(service),
+        "organization_id": b.int4(shop + 1),
+        "start_time": b.timestamptz(start),
+        "duration_minutes": b.int4(duration),
+        "price": b.numeric(price, 2),
+        "created_at": b.timestamptz(created),
+        "client_id": b.nullable(b.int4(client + 1), walk_in),
+        "status": b.pooled(_STATUS, status),
+        "notes": b.pooled(
+            pools.notes, rng.integers(0, len(pools.notes), size=n).astype(np.int16), ~has_note
+        ),
+    }
+    del service, client, walk_in, status, created, has_note
+    paid = np.flatnonzero(completed & (rng.random(n) < profile.payments["completed_share"]))
+    del completed
+    return (appointments, n), (
+        _payments(
+            profile,
+            rng,
+            paid,
+            ids,
+            user,
+            barber,
+            price,
+            start,
+            duration,
+            as_of_us,
+            first_payment_id,
+            cast.owner_user[cast.barber_shop[barber[paid]]],
+        ),
+        len(paid),
+    )
+
+
+def _slots(
+    profile: Profile,
+    cast: Cast,
+    week: int,
+    block: int,
+    rng: np.random.Generator,
+    as_of_us: int,
+    as_of_weekday: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The week's bookings of the block's barbers in start order: (barber index, in the past,
+    start in Unix microseconds)."""
     cal = profile.calendar
     first_barber = block * BARBER_BLOCK
     nb = min(BARBER_BLOCK, cast.n_barbers - first_barber)
@@ -82,79 +158,58 @@ def bookings(
     barber = np.repeat(np.repeat(np.arange(first_barber, first_barber + nb), len(days)), per_day)
     day = np.repeat(np.tile(days, nb), per_day)
     n = len(barber)
-
     hours = cal["opening_hour"] + rng.choice(
         len(cal["hour_weights"]), size=n, p=cal["hour_weights"]
     )
     start = as_of_us + day * DAY_US + (hours * 60 + rng.integers(0, 4, size=n) * 15) * MINUTE_US
+    del hours
     order = np.lexsort((barber, start))
-    barber, day, start = barber[order], day[order], start[order]
+    return barber[order], day[order] < 0, start[order]
 
-    services = profile.services
-    which = rng.choice(len(services), size=n, p=[s.weight for s in services])
-    duration = np.array([s.duration_minutes for s in services])[which]
-    price = cast.price_cents[barber, which]
+
+def _clients(profile: Profile, rng: np.random.Generator, barber: np.ndarray, n: int) -> np.ndarray:
+    """Each booking's client index: a Zipf-like pick among its barber's own clients."""
     per_barber = profile.clients["per_barber"]
     ranks = np.arange(1, per_barber + 1, dtype=np.float64) ** -profile.clients["zipf_exponent"]
     cdf = np.cumsum(ranks) / ranks.sum()
     local = np.minimum(np.searchsorted(cdf, rng.random(n)), per_barber - 1)
-    client = barber * per_barber + local
-    walk_in = rng.random(n) < profile.clients["walk_in_share"]
+    return barber * per_barber + local
 
-    past = day < 0
+
+def _status(profile: Profile, rng: np.random.Generator, past: np.ndarray, n: int) -> np.ndarray:
+    """Status codes: drawn from the past shares and from the future shares, picked by ``past``."""
     past_codes, past_p = _codes(APPOINTMENT_STATUSES, profile.past_status)
     future_codes, future_p = _codes(APPOINTMENT_STATUSES, profile.future_status)
-    status = np.where(
-        past, rng.choice(past_codes, size=n, p=past_p), rng.choice(future_codes, size=n, p=future_p)
-    )
+    status = rng.choice(past_codes, size=n, p=past_p).astype(np.int8)
+    future = rng.choice(future_codes, size=n, p=future_p).astype(np.int8)
+    np.copyto(status, future, where=~past)
+    return status
 
-    shop = cast.barber_shop[barber]
+
+def _booked_by(
+    profile: Profile,
+    rng: np.random.Generator,
+    cast: Cast,
+    barber: np.ndarray,
+    shop: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """The user who booked: the shop's desk (its receptionist half the time when it has one, else
+    its owner) for the staff-booked share, the barber for the rest."""
     staff = rng.random(n) < profile.booking["staff_booked_share"]
     receptionist = cast.receptionist_user[shop]
     desk = np.where((receptionist > 0) & (rng.random(n) < 0.5), receptionist, cast.owner_user[shop])
-    user = np.where(staff, desk, barber + 1)
+    return np.where(staff, desk, barber + 1).astype(np.int32)
+
+
+def _created(
+    cal: dict[str, Any], rng: np.random.Generator, start: np.ndarray, as_of_us: int, n: int
+) -> np.ndarray:
+    """When each booking was made: a lead time before its start, and never after the as-of day."""
     lead = (rng.exponential(cal["lead_time_days_mean"], size=n) * DAY_US).astype(
         np.int64
     ) + 60 * MINUTE_US
-    created = np.minimum(start - lead, as_of_us - rng.integers(1, 24 * 60, size=n) * MINUTE_US)
-    has_note = rng.random(n) < profile.booking["notes_share"]
-
-    completed = past & (status == APPOINTMENT_STATUSES.index("completed"))
-    visit = completed & ~walk_in
-    tally.add(client[visit], price[visit], start[visit])
-    ids = first_appointment_id + np.arange(n)
-    appointments: dict[str, b.Fixed | b.Var] = {
-        "id": b.int4(ids),
-        "user_id": b.int4(user),
-        "barber_id": b.int4(barber + 1),
-        "service_id": b.int4(barber * len(services) + which + 1),
-        "organization_id": b.int4(shop + 1),
-        "start_time": b.timestamptz(start),
-        "duration_minutes": b.int4(duration),
-        "price": b.numeric(price, 2),
-        "created_at": b.timestamptz(created),
-        "client_id": b.nullable(b.int4(client + 1), walk_in),
-        "status": b.pooled(_STATUS, status),
-        "notes": b.pooled(pools.notes, rng.integers(0, len(pools.notes), size=n), ~has_note),
-    }
-    paid = np.flatnonzero(completed & (rng.random(n) < profile.payments["completed_share"]))
-    return (appointments, n), (
-        _payments(
-            profile,
-            rng,
-            paid,
-            ids,
-            user,
-            barber,
-            price,
-            start,
-            duration,
-            as_of_us,
-            first_payment_id,
-            cast.owner_user[shop],
-        ),
-        len(paid),
-    )
+    return np.minimum(start - lead, as_of_us - rng.integers(1, 24 * 60, size=n) * MINUTE_US)
 
 
 def _payments(
@@ -171,6 +226,7 @@ def _payments(
     first_id: int,
     owner: np.ndarray,
 ) -> dict[str, b.Fixed | b.Var]:
+    """The payments of the ``paid`` bookings; ``owner`` is the owner of each one's shop."""
     m = len(paid)
     codes, p = _codes(PAYMENT_STATUSES, profile.payment_status)
     amount = price[paid]
@@ -178,16 +234,24 @@ def _payments(
     delay = (rng.exponential(profile.payments["delay_minutes_mean"], size=m) * MINUTE_US).astype(
         np.int64
     )
-    created = np.minimum(start[paid] + duration[paid] * MINUTE_US + delay, as_of_us - 1)
+    created = np.minimum(
+        start[paid] + duration[paid].astype(np.int64) * MINUTE_US + delay, as_of_us - 1
+    )
     stripe = np.empty((m, 27), dtype=np.uint8)
     stripe[:, :3] = np.frombuffer(b"pi_", np.uint8)
-    stripe[:, 3:] = _STRIPE_ALPHABET[rng.integers(0, len(_STRIPE_ALPHABET), size=(m, 24))]
+    # Drawn STRIPE_ROWS rows at a time: 8 bytes a character are then alive for a slice, not for every
+    # payment of the pair. The values are the same as one draw: below 2^32 each comes from PCG64's
+    # 32-bit outputs, whose leftover half-word the generator keeps between calls.
+    for lo in range(0, m, STRIPE_ROWS):
+        rows = slice(lo, min(lo + STRIPE_ROWS, m))
+        size = (rows.stop - rows.start, 24)
+        stripe[rows, 3:] = _STRIPE_ALPHABET[rng.integers(0, len(_STRIPE_ALPHABET), size=size)]
     payer = user[paid]
     foreign = profile.payments["foreign_payer_share"]
     if foreign > 0:  # drawn only when asked for, so other profiles keep their random stream
         moved = rng.random(m) < foreign
         own = payer == barber[paid] + 1
-        payer = np.where(moved, np.where(own, owner[paid], barber[paid] + 1), payer)
+        payer = np.where(moved, np.where(own, owner, barber[paid] + 1), payer)
     return {
         "id": b.int4(first_id + np.arange(m)),
         "user_id": b.int4(payer),

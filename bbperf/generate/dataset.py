@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, text
 
-from bbperf.asof import as_of_date
+from bbperf import meta
+from bbperf.asof import as_of_date, as_of_datetime
 from bbperf.errors import ConfigError, DataError
-from bbperf.schema import META_TABLE
+from bbperf.generate.profile import load_profile
 from bbperf.sqlnames import qualified
 from bbperf.target import schema_of
 
@@ -62,12 +63,37 @@ class DatasetInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def normalize_as_of(as_of: str | date | datetime | None) -> date:
-    """The dataset's anchor day (UTC); None means today. See ``bbperf.asof``."""
-    return as_of_date(as_of)
-
-
 MAX_SCALE = 1000.0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The dataset asked for, checked (``dataset_spec``): what a load generates and what a loaded
+    dataset's provenance is compared with."""
+
+    profile: str
+    scale: float
+    seed: int
+    as_of: date
+
+    def provenance(self) -> dict[str, Any]:
+        """The four values as a loaded dataset's provenance records them."""
+        return {
+            "profile": self.profile,
+            "scale": self.scale,
+            "seed": self.seed,
+            "as_of": self.as_of.isoformat(),
+        }
+
+
+def dataset_spec(
+    profile: str, scale: Any, seed: Any, as_of: str | date | datetime | None
+) -> DatasetSpec:
+    """The one check of a dataset's inputs, done where they enter (the CLI, the report, a
+    library call): a known profile, ``check_scale``, ``check_seed``, and ``as_of`` as a day
+    (``bbperf.asof``; None means today). ConfigError or ProfileError, one line, before any work."""
+    load_profile(profile)
+    return DatasetSpec(profile, check_scale(scale), check_seed(seed), as_of_date(as_of))
 
 
 def check_scale(scale: Any) -> float:
@@ -114,12 +140,9 @@ def dataset_info(engine: Engine) -> dict[str, Any] | None:
     """The provenance of the loaded dataset, or None when there is none (or no schema)."""
     schema = schema_of(engine)
     with engine.connect() as conn:
-        table = qualified(schema, META_TABLE)
-        if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+        if not meta.exists(conn, schema):
             return None
-        value = conn.execute(
-            text(f"SELECT value FROM {table} WHERE key = :k"), {"k": DATASET_KEY}
-        ).scalar()
+        value = meta.read(conn, schema, DATASET_KEY)
     return dict(value) if value else None
 
 
@@ -130,6 +153,18 @@ def counts_match(engine: Engine, schema: str, info: dict[str, Any]) -> bool:
             if n != fp["rows"]:
                 return False
     return True
+
+
+def dataset_as_of(engine: Engine) -> datetime:
+    """The loaded dataset's as_of at 00:00 UTC: the one reader of it. DataError when nothing
+    was generated."""
+    info = dataset_info(engine)
+    if not info or not info.get("as_of"):
+        raise DataError(
+            "no dataset is loaded, so there is no as_of: run `bbperf generate` "
+            "or pass as_of explicitly"
+        )
+    return as_of_datetime(info["as_of"])
 
 
 def require_dataset(engine: Engine) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Generate a dataset and load it in one transaction: nothing half-loaded survives an interruption.
 
-Phases (each timed, stored with the provenance): ``prepare`` (truncate, drop foreign keys and
-secondary indexes), ``copy`` and ``waiting`` (one binary COPY stream, and the time it waited for
-chunks generated, encoded and fingerprinted ahead of it), ``indexes`` (rebuild), ``constraints``
+Phases (each timed, stored with the provenance): ``prepare`` (truncate, drop foreign keys, the big
+tables' primary keys and secondary indexes), ``copy`` and ``waiting`` (one binary COPY stream, and the
+time it waited for chunks generated, encoded and fingerprinted ahead of it), ``indexes`` (rebuild
+keys and indexes), ``constraints``
 (foreign keys re-added NOT VALID: no scan), ``sequences``, ``provenance``; then after the commit
 ``validate+analyze``: per table, VALIDATE CONSTRAINT (one join each) and ANALYZE, tables in
 parallel on ``server_connections(jobs)`` connections (a table's own steps conflict, different
@@ -23,15 +24,15 @@ import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf.catalog import secondary_indexes
 from bbperf.errors import ConfigError, DataError, QueryError, first_line
 from bbperf.generate.dataset import (
     DatasetInfo,
+    DatasetSpec,
     check_jobs,
-    check_scale,
-    check_seed,
     counts_match,
     dataset_info,
-    normalize_as_of,
+    dataset_spec,
 )
 from bbperf.generate.profile import load_profile
 from bbperf.generate.progress import Progress, estimated_rows
@@ -40,15 +41,18 @@ from bbperf.generate.steps import (
     Phases,
     foreign_keys,
     loaded_info,
+    primary_keys_to_rebuild,
     server_connections,
     store_info,
 )
-from bbperf.generate.stream import Plan
+from bbperf.generate.stream import GenerationPlan
 from bbperf.generate.workers import chunks
+from bbperf.interrupt import wait_callback
+from bbperf.loadguards import blockers
 from bbperf.ownership import owned_data_directory
 from bbperf.schema import TABLE_ORDER, create_schema, require_schema
 from bbperf.sqlnames import qualified, quote
-from bbperf.target import query_error, schema_of, wait_callback
+from bbperf.target import query_error, schema_of
 
 COPY_BUFFER_BYTES = 1 << 20
 # Sorts for index builds and the foreign-key checks' joins: enough to stay in memory at SF 10.
@@ -96,14 +100,34 @@ def generate(
     On a server bbperf owns, ConfigError before any work when the load would not fit on the data
     directory's volume (``check_free_space``).
     """
+    return generate_spec(
+        engine,
+        dataset_spec(profile, scale, seed, as_of),
+        jobs=jobs,
+        progress=progress,
+        scratch_dir=scratch_dir,
+        resumable=resumable,
+    )
+
+
+def generate_spec(
+    engine: Engine,
+    spec: DatasetSpec,
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+    scratch_dir: Path | None = None,
+    resumable: bool = False,
+) -> DatasetInfo:
+    """``generate`` for a dataset already checked where it was asked for (``dataset_spec``)."""
     schema = schema_of(engine)
-    prof = load_profile(profile)
-    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
+    prof = load_profile(spec.profile)
+    scale, seed, day = spec.scale, spec.seed, spec.as_of
     jobs = check_jobs(jobs)
     check_no_experiments(engine)
     data_directory = owned_data_directory(engine)
     home = data_directory.parent if data_directory is not None else None
-    plan = Plan(prof, scale, seed, day, scratch_dir, home=home)
+    plan = GenerationPlan(prof, scale, seed, day, scratch_dir, home=home)
     if data_directory is not None:
         check_free_space(engine, plan, data_directory, resumable=resumable)
     started = time.perf_counter()
@@ -148,24 +172,22 @@ def check_no_experiments(engine: Engine) -> None:
     from the old rows: a new load under them leaves figures from both datasets (the rollup keeps
     the old aggregates, the view the old rows). Refusing, rather than rebuilding them, keeps each
     experiment's own choices (trigger mode, granularity, a running listener) with the user, and
-    the message names the command that removes each one. DataError in one line; no schema or
-    nothing in place passes.
+    the message names the command that removes each one. What blocks is what the features
+    registered with ``bbperf.loadguards`` find (``bbperf.leftovers`` registers when imported).
+    DataError in one line; no schema or nothing in place passes.
     """
-    from bbperf.leftovers import survey
-
     if dataset_info(engine) is None:
         return
-    blocking = [item for item in survey(engine) if not item.replaced_by_load]
+    blocking = blockers(engine)
     if blocking:
-        listed = "; ".join(f"{item.what} (`{item.command}`)" for item in blocking)
         raise DataError(
             f"refusing to replace the dataset in schema {schema_of(engine)!r} while experiments "
-            f"built on it are in place: {listed}; remove them first"
+            f"built on it are in place: {'; '.join(blocking)}; remove them first"
         )
 
 
 def check_free_space(
-    engine: Engine, plan: Plan, data_directory: Path, *, resumable: bool = False
+    engine: Engine, plan: GenerationPlan, data_directory: Path, *, resumable: bool = False
 ) -> None:
     """ConfigError (one line) when loading ``plan`` would leave less than FREE_MARGIN_BYTES free on
     the volume of ``data_directory``: rows × TABLE_BYTES_PER_ROW, plus rows × WAL_BYTES_PER_ROW up
@@ -208,7 +230,7 @@ def _finish(
 
 
 def _resumable(
-    engine: Engine, plan: Plan, jobs: int, bar: Progress, phases: Phases
+    engine: Engine, plan: GenerationPlan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
     """``load_resumable``, its failures turned into one line that says what survives."""
     try:
@@ -231,7 +253,7 @@ def _resumable(
 
 
 def _load(
-    conn: Connection, schema: str, plan: Plan, jobs: int, bar: Progress, phases: Phases
+    conn: Connection, schema: str, plan: GenerationPlan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
     """Everything inside the load transaction: truncate, COPY, constraints, sequences, provenance."""
 
@@ -245,12 +267,16 @@ def _load(
         fks = foreign_keys(conn, schema)
         for tbl, name, _ in fks:
             conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
+        # The big tables' primary keys too: one sort after the COPY beats a b-tree insert per row.
+        keys = primary_keys_to_rebuild(conn, schema)
+        for tbl, name, _ in keys:
+            conn.execute(text(f"ALTER TABLE {tbl} DROP CONSTRAINT {quote(name)}"))
         # Building an index once after the load beats maintaining it row by row during COPY (x3-4
         # at SF 1 with the seed set); the drop is part of this transaction, so an interruption
         # keeps them.
-        indexes = secondary_indexes(conn, schema)
+        indexes = secondary_indexes(conn, schema, TABLE_ORDER)
         for name, _ in indexes:
-            conn.execute(text(f"DROP INDEX {name}"))
+            conn.execute(text(f"DROP INDEX {qualified(schema, name)}"))
     copy_seconds: dict[str, float] = {}
     client: dict[str, float] = {}
     sums: dict[str, list[int]] = {t: [0, 0] for t in TABLE_ORDER}
@@ -280,6 +306,8 @@ def _load(
     phases.seconds["stream"] -= phases.seconds["copy"]  # what is left: waiting for chunks
     phases.seconds["waiting"] = phases.seconds.pop("stream")
     with phases("indexes"):
+        for tbl, name, definition in keys:
+            conn.execute(text(f"ALTER TABLE {tbl} ADD CONSTRAINT {quote(name)} {definition}"))
         for _, definition in indexes:
             conn.execute(text(definition))
     with phases("constraints"):
@@ -290,10 +318,8 @@ def _load(
     with phases("sequences"):
         for table in TABLE_ORDER:
             conn.execute(
-                text(
-                    f"SELECT setval(pg_get_serial_sequence('\"{schema}\".{table}', 'id'), "
-                    f"{sums[table][0] + 1}, false)"
-                )
+                text("SELECT setval(pg_get_serial_sequence(:rel, 'id'), :next, false)"),
+                {"rel": qualified(schema, table), "next": sums[table][0] + 1},
             )
     with phases("provenance"):
         fingerprints = {t: {"rows": sums[t][0], "checksum": str(sums[t][1])} for t in TABLE_ORDER}
@@ -332,25 +358,6 @@ def validate_and_analyze(
         ) from None
 
 
-def secondary_indexes(conn: Connection, schema: str) -> list[tuple[str, str]]:
-    """Valid indexes on the dataset's tables that back no constraint (e.g. an applied index set)."""
-    rows = conn.execute(
-        text(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), "
-            "pg_get_indexdef(i.indexrelid) "
-            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
-            "JOIN pg_class ic ON ic.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = t.relnamespace "
-            "WHERE n.nspname = :s AND t.relname = ANY(:t) AND i.indisvalid "
-            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
-            "WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid) "
-            "ORDER BY 1"
-        ),
-        {"s": schema, "t": list(TABLE_ORDER)},
-    )
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
 def ensure_dataset(
     engine: Engine,
     profile: str,
@@ -365,18 +372,14 @@ def ensure_dataset(
     """The dataset for (profile, scale, seed, as_of): reused when provenance and row counts match,
     generated otherwise. Creates bbperf's schema when it is missing."""
     schema = schema_of(engine)
-    scale, seed, day = check_scale(scale), check_seed(seed), normalize_as_of(as_of)
-    load_profile(profile)
+    spec = dataset_spec(profile, scale, seed, as_of)
     current = dataset_info(engine)
-    wanted = {"profile": profile, "scale": scale, "seed": seed, "as_of": day.isoformat()}
     if (
         current
-        and all(current.get(k) == v for k, v in wanted.items())
+        and all(current.get(k) == v for k, v in spec.provenance().items())
         and counts_match(engine, schema, current)
     ):
         return DatasetInfo.from_dict(current)
     if current is None:
         create_schema(engine)
-    return generate(
-        engine, profile, scale, seed, day, jobs=jobs, progress=progress, scratch_dir=scratch_dir
-    )
+    return generate_spec(engine, spec, jobs=jobs, progress=progress, scratch_dir=scratch_dir)

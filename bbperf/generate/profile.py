@@ -177,8 +177,11 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
         table = data.get(section)
         if not isinstance(table, dict):
             raise fail(section, "missing section")
-        extra = set(table) - set(keys) - set(_OPTIONAL.get(section, {})) - (
-            {"status"} if section == "payments" else set()
+        extra = (
+            set(table)
+            - set(keys)
+            - set(_OPTIONAL.get(section, {}))
+            - ({"status"} if section == "payments" else set())
         )
         if extra:
             raise fail(f"{section}.{sorted(extra)[0]}", "unknown key")

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from sqlalchemy import Engine, text
 
+from bbperf.catalog import relation_exists
 from bbperf.generate.dataset import DatasetInfo
 from bbperf.generate.progress import Progress
 from bbperf.generate.staging import (
@@ -25,11 +26,12 @@ from bbperf.generate.staging import (
     swap,
 )
 from bbperf.generate.steps import Phases, foreign_keys, loaded_info, store_info
-from bbperf.generate.stream import Plan
+from bbperf.generate.stream import GenerationPlan
 from bbperf.generate.workers import chunks
+from bbperf.interrupt import wait_callback
 from bbperf.schema import require_schema
 from bbperf.sqlnames import qualified
-from bbperf.target import schema_of, wait_callback
+from bbperf.target import schema_of
 
 
 def check_swappable(engine: Engine) -> None:
@@ -41,24 +43,19 @@ def check_swappable(engine: Engine) -> None:
         refuse_blockers(conn, schema)
 
 
-def committed_chunks(engine: Engine, plan: Plan) -> int:
+def committed_chunks(engine: Engine, plan: GenerationPlan) -> int:
     """Chunks an interrupted resumable load of ``plan`` has committed (0 when none is pending)."""
     schema = schema_of(engine)
     with engine.connect() as conn:
-        exists = conn.execute(
-            text("SELECT to_regclass(:t)"), {"t": qualified(schema, PROGRESS_TABLE)}
-        ).scalar()
+        exists = relation_exists(conn, schema, PROGRESS_TABLE)
         return chunk_count(conn, schema, load_key(plan)) if exists else 0
 
 
-def committed_rows(engine: Engine, plan: Plan) -> int:
+def committed_rows(engine: Engine, plan: GenerationPlan) -> int:
     """Rows an interrupted resumable load of ``plan`` has committed (0 when none is pending)."""
     schema = schema_of(engine)
     with engine.connect() as conn:
-        exists = conn.execute(
-            text("SELECT to_regclass(:t)"), {"t": qualified(schema, PROGRESS_TABLE)}
-        ).scalar()
-        if not exists:
+        if not relation_exists(conn, schema, PROGRESS_TABLE):
             return 0
         return int(
             conn.execute(
@@ -72,7 +69,7 @@ def committed_rows(engine: Engine, plan: Plan) -> int:
 
 
 def load_resumable(
-    engine: Engine, plan: Plan, jobs: int, bar: Progress, phases: Phases
+    engine: Engine, plan: GenerationPlan, jobs: int, bar: Progress, phases: Phases
 ) -> tuple[DatasetInfo, list[tuple[str, str, str]]]:
     """Every step up to and including the swap; returns the provenance and the foreign keys to
     validate. Raises SchemaError before any work when the swap would lose objects bbperf did not

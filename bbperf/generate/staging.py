@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, text
 from bbperf import __version__
 from bbperf.errors import SchemaError
 from bbperf.generate.steps import server_connections
-from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, Plan, Sink
+from bbperf.generate.stream import PAYLOAD_ROWS, Encoded, GenerationPlan, Sink
 from bbperf.schema import TABLE_ORDER
 from bbperf.sqlnames import qualified, quote
 
@@ -55,7 +55,7 @@ def temporary_name(name: str) -> str:
     return f"{STAGING_PREFIX}{name}"[:63]
 
 
-def load_key(plan: Plan) -> str:
+def load_key(plan: GenerationPlan) -> str:
     """What identifies a load's chunks: profile (its content), scale, seed, as-of, generator version."""
     wanted = {
         "profile": repr(plan.profile),
@@ -172,7 +172,7 @@ ORDER BY 1
 def swap_blockers(conn: Connection, schema: str) -> list[str]:
     """What the swap would lose on the dataset's tables that bbperf did not create: views, triggers,
     policies, rules, statistics, publications, grants, partitioning, foreign keys from other tables…
-    (the dependency walk of ``bbperf.schema.outside_dependents``, aimed at the seven tables)."""
+    (the dependency walk of ``bbperf.catalog.outside_dependents``, aimed at the seven tables)."""
     rows = conn.execute(text(_BLOCKERS), {"s": schema, "t": list(TABLE_ORDER)})
     return [str(r[0]) for r in rows]
 

@@ -4,7 +4,6 @@ phases get."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,11 +14,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
-from bbperf import __version__
+from bbperf import __version__, meta
 from bbperf.generate.dataset import DATASET_KEY, DatasetInfo
-from bbperf.generate.stream import Plan, peak_rss_mb
-from bbperf.schema import META_TABLE, TABLE_ORDER
-from bbperf.sqlnames import qualified
+from bbperf.generate.stream import GenerationPlan, peak_rss_mb
+from bbperf.schema import TABLE_ORDER
 
 
 class Phases:
@@ -42,7 +40,7 @@ class Phases:
 
 def loaded_info(
     conn: Connection,
-    plan: Plan,
+    plan: GenerationPlan,
     fingerprints: dict[str, dict[str, Any]],
     copy_seconds: dict[str, float],
     client: dict[str, float],
@@ -73,16 +71,11 @@ def loaded_info(
 
 
 def store_info(target: Engine | Connection, schema: str, info: DatasetInfo) -> None:
-    sql = text(
-        f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-    )
-    params = {"k": DATASET_KEY, "v": json.dumps(info.to_dict())}
     if isinstance(target, Connection):
-        target.execute(sql, params)
+        meta.write(target, schema, DATASET_KEY, info.to_dict())
         return
     with target.begin() as conn:
-        conn.execute(sql, params)
+        meta.write(conn, schema, DATASET_KEY, info.to_dict())
 
 
 def server_connections(jobs: int) -> int:
@@ -105,6 +98,30 @@ def foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
     )
     # A load interrupted before validation leaves NOT VALID constraints: re-add them as the schema has them.
     return [(str(r[0]), str(r[1]), str(r[2]).removesuffix(" NOT VALID")) for r in rows]
+
+
+# Tables whose primary keys a load builds after the COPY (one sort) rather than row by row during it.
+BULK_TABLES = ("appointments", "payments", "clients")
+
+
+def primary_keys_to_rebuild(conn: Connection, schema: str) -> list[tuple[str, str, str]]:
+    """(table, constraint name, definition) of the BULK_TABLES' primary keys that nothing depends
+    on once the dataset's own foreign keys are dropped: a key that a foreign key from another table
+    or a view relies on stays in place (and is maintained during the COPY)."""
+    rows = conn.execute(
+        text(
+            "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+            "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = :s AND t.relname = ANY(:t) AND c.contype = 'p' "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.deptype = 'n' AND ("
+            "(d.refclassid = 'pg_constraint'::regclass AND d.refobjid = c.oid) OR "
+            "(d.refclassid = 'pg_class'::regclass AND d.refobjid = c.conindid))) "
+            "ORDER BY t.relname"
+        ),
+        {"s": schema, "t": list(BULK_TABLES)},
+    )
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
 def library_versions() -> dict[str, str]:

@@ -54,7 +54,7 @@ class Sink:
 
 
 @dataclass(frozen=True)
-class Plan:
+class GenerationPlan:
     """What to generate; ``scratch`` is where the client tally's files go (None: the system's).
 
     A resumable load adds ``done``, the (table, chunk) pairs already committed (generated for their
@@ -150,7 +150,7 @@ def _shift(columns: b.Columns, name: str, by: int) -> None:
 class _Generator:
     """One process's generator: the cast and fake pools (rebuilt, identically, in every worker)."""
 
-    def __init__(self, plan: Plan, tally: ClientTally) -> None:
+    def __init__(self, plan: GenerationPlan, tally: ClientTally) -> None:
         self.plan = plan
         self.pools: Pools = build_pools(plan.seed)
         self.cast: Cast = build_cast(
@@ -204,7 +204,7 @@ class _Generator:
             index += 1
 
 
-def in_order(plan: Plan, tally: ClientTally) -> Iterator[Encoded]:
+def in_order(plan: GenerationPlan, tally: ClientTally) -> Iterator[Encoded]:
     """Every chunk, generated in this process."""
     gen = _Generator(plan, tally)
     yield from gen.small_tables()

@@ -17,6 +17,7 @@ import numpy as np
 _FIELDS = 4  # visits, spent cents, LATEST - first visit, last visit (Unix microseconds)
 # Later than any generated time: the first visit is stored as LATEST - t, so max() keeps the earliest.
 LATEST_US = 1 << 62
+ADD_STEP = 1 << 16  # clients updated at once: 2 MB of the tally's pages
 
 
 class ClientTally:
@@ -35,19 +36,32 @@ class ClientTally:
         self._map = mmap.mmap(self._file.fileno(), size)
         self._data = np.frombuffer(self._map, dtype=np.int64).reshape(_FIELDS, max(n, 1))
 
-    def add(self, client: np.ndarray, price_cents: np.ndarray, start_us: np.ndarray) -> None:
-        """Count one completed visit per element (client index, price, start time)."""
+    def add(
+        self,
+        client: np.ndarray,
+        price_cents: np.ndarray,
+        start_us: np.ndarray,
+        step: int = ADD_STEP,
+    ) -> None:
+        """Count one completed visit per element (client index, price, start time), ``step`` clients
+        of the tally at a time: the pages and counting arrays an update touches stay the same size
+        however many clients a barber block has (409,600 from SF 3.2 on)."""
         if not len(client):
             return
-        lo = int(client.min())
-        local = client - lo
-        span = int(local.max()) + 1
-        view = self._data[:, lo : lo + span]
-        view[0] += np.bincount(local, minlength=span)
-        view[1] += np.bincount(local, weights=price_cents, minlength=span).astype(np.int64)
-        np.maximum.at(view[2], local, LATEST_US - start_us)
-        np.maximum.at(view[3], local, start_us)
-        self.release()
+        lo, hi = int(client.min()), int(client.max()) + 1
+        for first in range(lo, hi, step):
+            last = min(first + step, hi)
+            within = (client >= first) & (client < last)
+            local = client[within] - first
+            view = self._data[:, first:last]
+            span = last - first
+            view[0] += np.bincount(local, minlength=span)
+            view[1] += np.bincount(local, weights=price_cents[within], minlength=span).astype(
+                np.int64
+            )
+            np.maximum.at(view[2], local, LATEST_US - start_us[within])
+            np.maximum.at(view[3], local, start_us[within])
+            self.release()
 
     def merge(self, other: ClientTally, step: int = 1 << 16) -> None:
         """Add ``other``'s visits to this tally (the tallies of parallel workers), ``step`` at a time."""

@@ -5,7 +5,7 @@ pairs before, then encodes and fingerprints them; the coordinator hands the chun
 Workers die with their coordinator: started with ``spawn`` (children of the coordinator itself, no
 forkserver in between), each asks the kernel for SIGKILL when its parent dies (Linux
 ``PR_SET_PDEATHSIG``), and carries ``LOAD_HOME_ENV`` so that ``bbperf db stop`` ends any that survive
-elsewhere (``bbperf.topology.processes.processes_of``)."""
+elsewhere (``bbperf.topology.running.processes_of``)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ import psycopg2
 from bbperf.config import LOAD_HOME_ENV
 from bbperf.errors import QueryError, first_line
 from bbperf.generate.cast import n_barbers
+from bbperf.generate.staging import ChunkWriter
 from bbperf.generate.stream import (
     AHEAD_PER_WORKER,
     PART_BITS,
     Encoded,
-    Plan,
+    GenerationPlan,
     _encoded,
     _Generator,
     _shift,
@@ -70,7 +71,9 @@ def _marked(home: Path | None) -> Iterator[None]:
             os.environ[LOAD_HOME_ENV] = previous
 
 
-def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int) -> None:
+def _worker(
+    plan: GenerationPlan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int
+) -> None:
     """A worker process: generate the pairs it is given, wait for their id offsets, encode them;
     in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
     _die_with(parent_pid)
@@ -78,8 +81,6 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, paren
     try:
         gen = _Generator(plan, ClientTally(n, path=tally_path))
         if plan.sink is not None:
-            from bbperf.generate.staging import ChunkWriter
-
             writer = ChunkWriter(plan.sink, f"bbperf-load-worker-{mp.current_process().name}")
         waiting: list[Any] = []
         while (task := waiting.pop(0) if waiting else inbox.get()) is not None:
@@ -114,7 +115,9 @@ def _worker(plan: Plan, tally_path: Path, n: int, inbox: Any, outbox: Any, paren
             writer.close()
 
 
-def chunks(plan: Plan, jobs: int = 1, stats: dict[str, float] | None = None) -> Iterator[Encoded]:
+def chunks(
+    plan: GenerationPlan, jobs: int = 1, stats: dict[str, float] | None = None
+) -> Iterator[Encoded]:
     """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
     (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
     ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
@@ -164,7 +167,7 @@ def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
 
 
 def parallel(
-    plan: Plan, tally: ClientTally, jobs: int, stats: dict[str, float]
+    plan: GenerationPlan, tally: ClientTally, jobs: int, stats: dict[str, float]
 ) -> Iterator[Encoded]:
     """Every chunk after the small tables' from ``jobs`` worker processes, in load order; the
     workers' client tallies are merged into ``tally`` before the clients are generated here."""

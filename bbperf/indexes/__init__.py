@@ -2,7 +2,7 @@
 
 from bbperf.indexes.apply import apply, drop, status
 from bbperf.indexes.export import alembic, sql
-from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet, IndexSetError
+from bbperf.indexes.indexdefs import IndexColumn, IndexDef, IndexSet, IndexSetError
 from bbperf.indexes.sets import BUILTIN_SETS, NONE, SEED, load_set, load_toml
 from bbperf.indexes.validate import validate
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,12 +10,13 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bbperf import meta
+from bbperf.catalog import relation_size_bytes
 from bbperf.errors import first_line
-from bbperf.indexes.catalog import read_catalog
-from bbperf.indexes.model import IndexDef, IndexSet
+from bbperf.indexes.indexdefs import IndexDef, IndexSet
+from bbperf.indexes.liveschema import read_catalog
 from bbperf.indexes.validate import validate
-from bbperf.schema import META_TABLE, require_schema
-from bbperf.sqlnames import qualified, quote
+from bbperf.schema import require_schema
 from bbperf.target import schema_of
 
 BUILDS_KEY = "index_builds"
@@ -31,15 +31,6 @@ STATUS_COLUMNS = [
 def _autocommit(engine: Engine) -> Connection:
     # CREATE/DROP INDEX CONCURRENTLY refuse to run inside a transaction block.
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _size(conn: Connection, schema: str, name: str) -> int:
-    return int(
-        conn.execute(
-            text("SELECT pg_relation_size(to_regclass(:r))"), {"r": qualified(schema, name)}
-        ).scalar_one()
-        or 0
-    )
 
 
 def _build(
@@ -60,22 +51,12 @@ def _build(
 
 def record_builds(conn: Connection, schema: str, builds: dict[str, dict[str, Any]]) -> None:
     """Merge ``builds`` (index → {set, build_ms, size_bytes, concurrently, built_at}) into bbperf_meta."""
-    conn.execute(
-        text(
-            f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-            f"ON CONFLICT (key) DO UPDATE SET value = {quote(META_TABLE)}.value || EXCLUDED.value, "
-            "updated_at = now()"
-        ),
-        {"k": BUILDS_KEY, "v": json.dumps(builds)},
-    )
+    meta.merge(conn, schema, BUILDS_KEY, builds)
 
 
 def recorded_builds(conn: Connection, schema: str) -> dict[str, dict[str, Any]]:
     """What ``record_builds`` stored: index name → build facts."""
-    value = conn.execute(
-        text(f"SELECT value FROM {qualified(schema, META_TABLE)} WHERE key = :k"), {"k": BUILDS_KEY}
-    ).scalar()
-    return dict(value or {})
+    return dict(meta.read(conn, schema, BUILDS_KEY) or {})
 
 
 def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
@@ -84,24 +65,15 @@ def start_trial(engine: Engine, index_set: IndexSet, by: str) -> None:
     schema = schema_of(engine)
     value = {"set": index_set.name, "source": index_set.source, "by": by}
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"INSERT INTO {qualified(schema, META_TABLE)} (key, value) VALUES (:k, CAST(:v AS jsonb)) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-            ),
-            {"k": TRIAL_KEY, "v": json.dumps(value)},
-        )
+        meta.write(conn, schema, TRIAL_KEY, value)
 
 
 def open_trial(conn: Connection, schema: str) -> dict[str, str] | None:
     """The mark ``start_trial`` left and no ``drop`` of its set has cleared, or None (also when
     the schema or its bbperf_meta does not exist)."""
-    meta = qualified(schema, META_TABLE)
-    if conn.execute(text("SELECT to_regclass(:t)"), {"t": meta}).scalar() is None:
+    if not meta.exists(conn, schema):
         return None
-    value = conn.execute(
-        text(f"SELECT value FROM {meta} WHERE key = :k"), {"k": TRIAL_KEY}
-    ).scalar()
+    value = meta.read(conn, schema, TRIAL_KEY)
     return dict(value) if value else None
 
 
@@ -139,7 +111,7 @@ def apply(
                     except DBAPIError as exc:
                         row.update(result="failed", reason=first_line(exc))
                     else:
-                        size = _size(conn, schema, index.name)
+                        size = relation_size_bytes(conn, schema, index.name)
                         row.update(result="repaired" if check.action == "repair" else "created",
                                    build_ms=round(build_ms, 3), size_bytes=size)  # fmt: skip
                         builds[index.name] = {
@@ -200,19 +172,10 @@ def drop(
             for r in rows:
                 if r["result"] == "dropped":
                     builds.pop(r["index"], None)
-            conn.execute(
-                text(
-                    f"UPDATE {qualified(schema, META_TABLE)} SET value = CAST(:v AS jsonb), "
-                    "updated_at = now() WHERE key = :k"
-                ),  # fmt: skip
-                {"k": BUILDS_KEY, "v": json.dumps(builds)},
-            )
+            meta.write(conn, schema, BUILDS_KEY, builds)
         trial = open_trial(conn, schema)
         if trial is not None and trial.get("set") == index_set.name:
-            conn.execute(
-                text(f"DELETE FROM {qualified(schema, META_TABLE)} WHERE key = :k"),
-                {"k": TRIAL_KEY},
-            )
+            meta.delete(conn, schema, TRIAL_KEY)
     return pd.DataFrame(rows, columns=["index", "table", "result", "reason"])
 
 

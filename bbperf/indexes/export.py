@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from bbperf.indexes.model import IndexDef, IndexSet
+from bbperf.indexes.indexdefs import IndexDef, IndexSet
 
 
 def _skipped_comment(index: IndexDef, reason: str) -> str:

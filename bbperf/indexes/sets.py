@@ -24,7 +24,7 @@ from typing import Any
 
 from bbperf.errors import BbperfError, ConfigError
 from bbperf.files import loads_toml, read_input
-from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet, IndexSetError
+from bbperf.indexes.indexdefs import IndexColumn, IndexDef, IndexSet, IndexSetError
 
 _SET_KEYS = {"name", "description", "index"}
 MAX_SET_BYTES = 1_000_000

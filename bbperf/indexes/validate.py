@@ -10,8 +10,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import first_line
-from bbperf.indexes.catalog import Catalog, ExistingIndex, read_catalog
-from bbperf.indexes.model import IndexColumn, IndexDef, IndexSet
+from bbperf.indexes.indexdefs import IndexColumn, IndexDef, IndexSet
+from bbperf.indexes.liveschema import Catalog, ExistingIndex, read_catalog
 from bbperf.schema import require_schema
 from bbperf.target import schema_of
 

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from bbperf.metrics.model import DEFAULT_TARGET, SixFigureMetrics, derive
 from bbperf.metrics.queries import check_variant, fetch_raw, resolve_as_of, window_params
+from bbperf.progress import bar
 
 RAW_REASONS = {
     "average_ticket": "after averages completed payments of the last 30 days only; before "
@@ -150,8 +151,6 @@ def drift_rows(
     candidate: str = "after",
 ) -> list[dict[str, Any]]:
     """``drift`` for several barbers, flattened to rows (one per differing metric) for a table."""
-    from bbperf.progress import bar
-
     when = resolve_as_of(engine, as_of)
     users = list(user_ids)
     return [

@@ -202,3 +202,68 @@ def check_one(
         "equivalent": not found,
         "differences": [d.to_dict() for d in found],
     }
+
+
+@dataclass(frozen=True)
+class LadderCheck:
+    """``bbperf metrics --check`` over many barbers: who was checked, with what, and every
+    difference from before (by variant)."""
+
+    user_ids: tuple[int, ...]
+    variants: tuple[str, ...]
+    failures: dict[str, list[Difference]]
+
+    @property
+    def equivalent(self) -> bool:
+        return not any(self.failures.values())
+
+    def lines(self) -> list[str]:
+        """One line per differing figure, then one summary line."""
+        out = [
+            f"{variant} differs for barber {d.user_id}: {d.metric} before {d.before}, "
+            f"{variant} {d.variant}"
+            for variant, found in self.failures.items()
+            for d in found
+        ]
+        failed = sum(len(found) for found in self.failures.values())
+        out.append(
+            f"{len(self.variants)} variants x {len(self.user_ids)} barbers: "
+            + ("every figure equals before's" if not failed else f"{failed} figures differ")
+        )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "equivalent": self.equivalent,
+            "barbers": len(self.user_ids),
+            "variants": list(self.variants),
+            "failures": [
+                {
+                    "variant": variant,
+                    "user_id": d.user_id,
+                    "metric": d.metric,
+                    "before": d.before,
+                    "value": d.variant,
+                }
+                for variant, found in self.failures.items()
+                for d in found
+            ],
+        }
+
+
+def check_ladder(
+    engine: Engine,
+    user_ids: Iterable[int],
+    variants: Iterable[str] = EQUIVALENT,
+    as_of: str | date | datetime | None = None,
+) -> LadderCheck:
+    """Every ``variants``' figures against before's for every barber of ``user_ids`` (before
+    computed once per barber); prerequisites are checked before any barber is."""
+    when = resolve_as_of(engine, as_of)
+    chosen = tuple(check_ladder_variant(v) for v in variants)
+    users = tuple(user_ids)
+    for variant in chosen:
+        require(engine, variant, when)
+    before = {u: fetch_raw(engine, u, when, "before") for u in users}
+    failures = {v: equivalence(engine, v, users, when, before=before) for v in chosen}
+    return LadderCheck(users, chosen, failures)

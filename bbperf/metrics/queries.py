@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from bbperf.asof import as_of_datetime
 from bbperf.errors import ConfigError, DataError
+from bbperf.generate.dataset import dataset_as_of
 from bbperf.metrics.model import DEFAULT_TARGET, RawMetrics, SixFigureMetrics, derive
 from bbperf.metrics.shapes import BARBER_DRIVEN_SQL, DENORMALIZED_SQL
+from bbperf.target import query_error
 
 VARIANTS = ("before", "after", "after_equivalent", "barber_driven", "denormalized")
 BARBER_ROLES = ("barber", "admin")
@@ -108,24 +110,9 @@ CTE_SQL = {
 }
 
 
-def parse_as_of(value: str | date | datetime) -> datetime:
-    """An as_of as an aware UTC datetime at 00:00 that day (``bbperf.asof``)."""
-    return as_of_datetime(value)
-
-
 def resolve_as_of(engine: Engine, as_of: str | date | datetime | None = None) -> datetime:
     """``as_of`` when given, else the loaded dataset's as_of (DataError when there is none)."""
-    if as_of is not None:
-        return parse_as_of(as_of)
-    from bbperf.generate import dataset_info
-
-    info = dataset_info(engine)
-    if info is None:
-        raise DataError(
-            "no dataset is loaded, so there is no as_of: run `bbperf generate` "
-            "or pass as_of explicitly"
-        )
-    return parse_as_of(info["as_of"])
+    return as_of_datetime(as_of) if as_of is not None else dataset_as_of(engine)
 
 
 def window_params(user_id: int, as_of: datetime) -> dict[str, Any]:
@@ -213,8 +200,6 @@ def fetch_raw(engine: Engine, user_id: int, as_of: datetime, variant: str = "aft
         with Session(engine) as session:
             return fetch(session, params)
     except DBAPIError as exc:
-        from bbperf.target import query_error
-
         raise query_error(exc, statements(variant)[0]) from None
 
 
@@ -225,8 +210,6 @@ def check_barber(engine: Engine, user_id: int) -> None:
         with engine.connect() as conn:
             role = conn.execute(text(sql), {"id": user_id}).scalar()
     except DBAPIError as exc:
-        from bbperf.target import query_error
-
         raise query_error(exc, sql) from None
     if role is None:
         raise DataError(f"user {user_id} does not exist: pick a barber's id from the users table")

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
 from bbperf.errors import ConfigError, DataError
-from bbperf.pool.config import make_engine
+from bbperf.pool.describe import make_engine
 from bbperf.pool.snapshot import percentile
 from bbperf.target import schema_of
 

@@ -27,12 +27,11 @@ from bbperf.pool.snapshot import (
     evaluate,
     worst,
 )
+from bbperf.target import describe_db_error
 
 
 def database_check(engine: Engine) -> dict[str, Any]:
     """A real round trip: ``SELECT 1`` and the server version through the engine's pool."""
-    from bbperf.target import describe_db_error
-
     start = time.perf_counter()
     try:
         with engine.connect() as conn:

@@ -18,9 +18,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import psutil
 from sqlalchemy import Engine
 
 from bbperf.errors import ConfigError
@@ -30,6 +32,20 @@ from bbperf.pool.snapshot import DEFAULT_THRESHOLDS, Thresholds
 
 LOOPBACK = "127.0.0.1"
 ROUTES = ("/api/v1/health", "/api/v1/health/detailed")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A probe's report as served: when it was taken, the HTTP status and the encoded body."""
+
+    at: float
+    status: int
+    body: bytes
+    report: dict[str, Any]
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, indent=2, default=str).encode()
 
 
 class HealthServer(ThreadingHTTPServer):
@@ -53,24 +69,47 @@ class HealthServer(ThreadingHTTPServer):
         self.thresholds = thresholds
         self.monitor = PoolMonitor(engine, thresholds)
         self.probe_max_age_s = probe_max_age_s
-        self._probe_lock = threading.Lock()
-        self._answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._probe_locks = {route: threading.Lock() for route in ROUTES}
+        self._answers: dict[str, Answer] = {}
+        psutil.cpu_percent(interval=None)  # the first probe's CPU % then covers the time since here
+        # CPU % is the share since the previous probe (not a 0.1 s sample taken while requests wait).
         self.routes: dict[str, Callable[[], dict[str, Any]]] = {
             "/api/v1/health": lambda: health_basic(self.engine),
             "/api/v1/health/detailed": lambda: health_detailed(
-                self.engine, self.monitor, self.thresholds
+                self.engine, self.monitor, self.thresholds, cpu_interval_s=None
             ),
         }
 
-    def answer(self, route: str) -> dict[str, Any]:
-        """The route's report: run now, or shared when another request ran it within the max age."""
-        with self._probe_lock:
-            cached = self._answers.get(route)
-            if cached is not None and time.monotonic() - cached[0] < self.probe_max_age_s:
-                return cached[1]
+    def answer(self, route: str) -> Answer:
+        """The route's answer, probed at most once per ``probe_max_age_s``.
+
+        A fresh answer is shared. When it is stale, the first request to notice runs the probe and
+        the others get the previous answer meanwhile (never older than twice the max age): a second
+        of polling costs one probe, and no request queues behind it. With no answer yet, or one too
+        old, requests wait for the probe.
+        """
+        now = time.monotonic()
+        cached = self._answers.get(route)
+        if cached is not None and now - cached.at < self.probe_max_age_s:
+            return cached
+        lock = self._probe_locks[route]
+        usable = cached is not None and now - cached.at < 2 * self.probe_max_age_s
+        if not lock.acquire(blocking=not usable):
+            return cached  # type: ignore[return-value]  # usable: another request is probing
+        try:
+            latest = self._answers.get(route)
+            if (
+                latest is not None
+                and latest is not cached
+                and (time.monotonic() - latest.at < self.probe_max_age_s)
+            ):
+                return latest  # probed by the request this one waited for
             report = self.routes[route]()
-            self._answers[route] = (time.monotonic(), report)
-            return report
+            answer = Answer(time.monotonic(), http_status(report), _encode(report), report)
+            self._answers[route] = answer
+            return answer
+        finally:
+            lock.release()
 
     @property
     def url(self) -> str:
@@ -106,13 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
         if route not in self.server.routes:
             self._send(404, {"error": f"not found: {self.path}", "routes": list(ROUTES)}, body=body)
             return
-        report = self.server.answer(route)
-        self._send(http_status(report), report, body=body)
+        answer = self.server.answer(route)
+        self._send(answer.status, answer.body, body=body)
 
     def _send(
-        self, code: int, payload: dict[str, Any], *, body: bool = True, allow: str | None = None
+        self,
+        code: int,
+        payload: dict[str, Any] | bytes,
+        *,
+        body: bool = True,
+        allow: str | None = None,
     ) -> None:
-        data = json.dumps(payload, indent=2, default=str).encode()
+        data = payload if isinstance(payload, bytes) else _encode(payload)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -27,6 +27,7 @@ from bbperf.pool.snapshot import (
     Thresholds,
     evaluate,
 )
+from bbperf.target import describe_db_error
 
 _ACTIVITY_SQL = text("""
 SELECT count(*) FILTER (WHERE datname = current_database()) AS total,
@@ -199,8 +200,6 @@ class PoolMonitor:
         ``read_database=False`` skips it (when the caller already knows the server is down).
         """
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-
-        from bbperf.target import describe_db_error
 
         pool = self.pool_snapshot()
         database, error = None, None

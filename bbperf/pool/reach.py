@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from bbperf.errors import first_line
-from bbperf.pool.config import make_engine, pool_config
+from bbperf.pool.describe import make_engine, pool_config
 from bbperf.target import schema_of
 from bbperf.urls import mask_text
 

@@ -13,9 +13,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.config import Settings, load_settings
+from bbperf.dataset_defaults import DEFAULT_DATASET
 from bbperf.errors import BbperfError, ConfigError, first_line
 from bbperf.files import is_system_path
+from bbperf.generate import ensure_dataset
+from bbperf.generate.dataset import dataset_spec
+from bbperf.leftovers import tidy
 from bbperf.report.index import results_document, write_report_files
+from bbperf.report.indexpage import DATASET_KEYS
 from bbperf.report.provenance import collect_provenance, dataset_fingerprint, now_utc
 from bbperf.report.runner import (
     DATABASE_URL_ENV,
@@ -26,16 +31,8 @@ from bbperf.report.runner import (
     discover_notebooks,
     run_notebooks,
 )
-from bbperf.report.story import DATASET_KEYS
 from bbperf.secrets import find_leaks, passwords, redact_files
-
-# A report with no dataset asked for and none loaded: ~100 k appointments, loads in a few seconds.
-DEFAULT_DATASET: dict[str, Any] = {
-    "profile": "default",
-    "scale": 0.1,
-    "seed": 42,
-    "as_of": "2026-11-01",
-}
+from bbperf.target import engine_for
 
 
 @dataclass
@@ -86,8 +83,6 @@ def default_run_id() -> str:
 
 def _connect_for_provenance(settings: Settings) -> Engine | None:
     """An engine on the report's target, or None when it cannot be reached (the notebooks will say why)."""
-    from bbperf.target import engine_for
-
     try:
         return engine_for(settings, echo_pool=False, connect_timeout_s=5)
     except BbperfError:
@@ -112,8 +107,6 @@ def report_dataset(
 def _tidy_after_failure(engine: Engine, run: NotebookRun) -> None:
     """A notebook that failed half-way may leave its experiment's objects (a view, triggers,
     partitioned tables) and so change what the next notebook measures: remove them, and say so."""
-    from bbperf.leftovers import tidy
-
     try:
         removed = tidy(engine)
     except (BbperfError, DBAPIError) as exc:
@@ -127,7 +120,7 @@ def _prepare_dataset(engine: Engine | None, dataset: Mapping[str, Any], progress
     """Load the report's dataset once, before any notebook, so each of them finds it in place."""
     if engine is None:
         return
-    from bbperf.generate import ensure_dataset
+    # Importing bbperf.leftovers registers its load guard: a load refuses to run under experiments.
 
     ensure_dataset(
         engine,
@@ -226,11 +219,9 @@ def run_report(
 def check_parameters(
     sources: Sequence[Path], params: Mapping[str, Any], cell_timeout_s: float | None
 ) -> None:
-    """Refuse, before any notebook runs, a parameter no chosen notebook declares, an unknown
-    profile, a bad scale or seed, and a cell timeout that is not a positive number of seconds."""
-    from bbperf.generate import load_profile
-    from bbperf.generate.load import check_scale, check_seed
-
+    """Refuse, before any notebook runs, a parameter no chosen notebook declares, a dataset asked
+    for that ``dataset_spec`` refuses (unknown profile, bad scale, seed or as_of), and a cell
+    timeout that is not a positive number of seconds."""
     check_parameter_names(params)
     declared = set().union(*(declared_parameters(source) for source in sources))
     # The dataset's four values load the report's dataset even when no notebook declares them.
@@ -244,12 +235,8 @@ def check_parameters(
             f"no chosen notebook declares parameter(s) {', '.join(unknown)}: "
             f"known are {', '.join(sorted(declared))}"
         )
-    if params.get("profile") is not None:
-        load_profile(str(params["profile"]))
-    if params.get("scale") is not None:
-        check_scale(params["scale"])
-    if params.get("seed") is not None:
-        check_seed(params["seed"])
+    asked = {k: params[k] for k in DATASET_KEYS if params.get(k) is not None}
+    dataset_spec(**{**DEFAULT_DATASET, **asked})
     if cell_timeout_s is not None and not (0 < cell_timeout_s <= 86_400):
         raise ConfigError(
             f"cell timeout {cell_timeout_s!r} must be a positive number of seconds (at most a day)"
@@ -297,7 +284,8 @@ def kernel_environment(settings: Settings) -> dict[str, str]:
 
 
 def write_log(path: Path, runs: Sequence[NotebookRun]) -> Path:
-    """One line per notebook: status, seconds, figures recorded, error."""
+    """One line per notebook (status, seconds, figures recorded, error), then one indented line per
+    ``##`` section with the seconds its cells took: where the report's time goes."""
     lines = []
     for run in runs:
         figures = sum(len(r.get("figures", {})) for r in run.results)
@@ -306,5 +294,6 @@ def write_log(path: Path, runs: Sequence[NotebookRun]) -> Path:
             f"{run.name}\t{status}\t{run.duration_s:.1f}s\t{figures} figures"
             f"{chr(9) + run.error if run.error else ''}"
         )
+        lines.extend(f"  {s.seconds:7.1f}s\t{s.heading}" for s in run.sections)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

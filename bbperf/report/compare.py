@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from bbperf.errors import ConfigError
+from bbperf.explain.timingstats import compare
 from bbperf.files import loads_json, read_input
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class FigureChange:
 
 
 @dataclass
-class Comparison:
+class ReportComparison:
     """Every figure's change, the provenance warnings, and the threshold used."""
 
     changes: list[FigureChange]
@@ -109,9 +110,7 @@ def relative_change(old: float, new: float) -> float:
 
 
 def significance(old_samples: Sequence[float], new_samples: Sequence[float]) -> tuple[bool, str]:
-    """Whether the samples differ significantly (bbperf.explain.stats.compare), and how it was decided."""
-    from bbperf.explain.stats import compare
-
+    """Whether the samples differ significantly (bbperf.explain.timingstats.compare), and how it was decided."""
     result = compare(list(old_samples), list(new_samples))
     p = getattr(result, "p_value", None)
     detail = f"stats.compare p={p:.3g}" if isinstance(p, float) else "stats.compare"
@@ -235,11 +234,11 @@ def _run_parameters(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def compare_results(
     old: dict[str, Any] | str | Path, new: dict[str, Any] | str | Path, threshold: float = 0.10
-) -> Comparison:
+) -> ReportComparison:
     """Compare two results.json documents (or paths); ``threshold`` is a fraction (0.10 = 10 %).
 
     A figure regresses when it moved in its worse direction by more than ``threshold`` and the move is
-    significant (``bbperf.explain.stats.compare`` on its samples). Figures without samples in both
+    significant (``bbperf.explain.timingstats.compare`` on its samples). Figures without samples in both
     reports are judged on the threshold alone; their ``method`` says so.
     """
     old_doc = old if isinstance(old, dict) else load_results(old)
@@ -253,4 +252,4 @@ def compare_results(
         for c in changes
     ):
         warnings.append("some figures have no samples: their verdict rests on the threshold alone")
-    return Comparison(changes, warnings, threshold)
+    return ReportComparison(changes, warnings, threshold)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bbperf.report.indexpage import IndexPage, build_index_page
 from bbperf.report.runner import NotebookRun
-from bbperf.report.story import Story, build_story
 
 RESULTS_FORMAT = 2
 TEMPLATE = "index.html.j2"
@@ -44,6 +44,7 @@ def results_document(
                 "status": "ok" if r.ok else "failed",
                 "error": r.error,
                 "duration_s": r.duration_s,
+                "sections": [s.to_dict() for s in r.sections],
                 "parameters": r.parameters,
                 "ipynb": r.ipynb.name,
                 "html": r.html.name if r.html else None,
@@ -69,14 +70,14 @@ def _environment() -> Any:
     )
 
 
-def render_story(story: Story) -> str:
-    """index.html for a ``Story``."""
-    return str(_environment().get_template(TEMPLATE).render(story=story))
+def render_index_page(page: IndexPage) -> str:
+    """index.html for an ``IndexPage``."""
+    return str(_environment().get_template(TEMPLATE).render(page=page))
 
 
 def render_index(document: dict[str, Any]) -> str:
     """index.html from a results document: verdicts, claims, headline figures, charts, provenance."""
-    return render_story(build_story(document))
+    return render_index_page(build_index_page(document))
 
 
 def write_report_files(out_dir: Path, document: dict[str, Any]) -> tuple[Path, Path]:

@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from bbperf import __version__
 from bbperf.errors import first_line
+from bbperf.generate import dataset_info
 from bbperf.urls import describe_target, mask_text
 
 # Settings that change plans or timings enough that two reports differing in them are not like for like.
@@ -94,8 +96,6 @@ def server_info(engine: Engine) -> dict[str, Any]:
 
 def dataset_fingerprint(engine: Engine) -> dict[str, Any] | None:
     """The loaded dataset's provenance (profile, scale, seed, fingerprints), or None when none is loaded."""
-    from bbperf.generate import dataset_info
-
     return dataset_info(engine)
 
 
@@ -122,8 +122,6 @@ def collect_provenance(
     ``engine`` may be None (no database reachable): the server section then says so. The target is
     recorded as ``host:port/database`` (no user, password or options).
     """
-    from bbperf import __version__
-
     server: dict[str, Any]
     dataset: dict[str, Any] | None = None
     target = None

@@ -31,6 +31,18 @@ _COLLAPSE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
+@dataclass(frozen=True)
+class Section:
+    """Where a notebook's time went: one ``##`` heading (or the cells before the first) and the
+    seconds its code cells took, as papermill recorded them in the executed notebook."""
+
+    heading: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heading": self.heading, "seconds": round(self.seconds, 2)}
+
+
 @dataclass
 class NotebookRun:
     """The outcome of one notebook: where its outputs are, its figures, and its error if it failed."""
@@ -45,6 +57,7 @@ class NotebookRun:
     results: list[dict[str, Any]] = field(default_factory=list)
     dataset: dict[str, Any] | None = None
     chart: Path | None = None
+    sections: list[Section] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -207,6 +220,39 @@ def execute_notebook(
     return run
 
 
+SETUP_SECTION = "(before the first section)"
+
+
+def _section_heading(source: str) -> str | None:
+    """The text of a markdown cell's first ``##`` heading (not ``#`` nor ``###``), if it has one."""
+    for line in source.splitlines():
+        if line.startswith("## "):
+            return line[3:].strip()
+    return None
+
+
+def section_times(ipynb: Path) -> list[Section]:
+    """Seconds per ``##`` section of an executed notebook, in order: papermill writes each cell's
+    ``duration`` into its metadata; a cell counts towards the last ``##`` heading above it. Cells
+    that never ran (after a failure) count nothing; an unreadable notebook gives no sections."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(ipynb), as_version=4)
+    except (OSError, ValueError):
+        return []
+    totals: dict[str, float] = {}
+    heading = SETUP_SECTION
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading = _section_heading(cell.source) or heading
+            continue
+        duration = cell.metadata.get("papermill", {}).get("duration")
+        if duration is not None:
+            totals[heading] = totals.get(heading, 0.0) + float(duration)
+    return [Section(name, seconds) for name, seconds in totals.items()]
+
+
 def render_html(ipynb: Path, html: Path, code: CodeDisplay = "show") -> Path:
     """Render an executed notebook to a standalone HTML page (code shown, hidden or collapsible)."""
     import jinja2
@@ -280,6 +326,7 @@ def run_notebooks(
             cell_timeout_s=cell_timeout_s,
         )
         if run.ipynb.exists():
+            run.sections = section_times(run.ipynb)
             try:
                 run.html = render_html(run.ipynb, run.ipynb.with_suffix(".html"), code)
             except Exception as exc:  # noqa: BLE001 - a rendering failure marks this notebook only

@@ -11,12 +11,13 @@ from bbperf.lazy import lazy_exports
 
 _EXPORTS = {
     "stop_companions": ".companions",
-    "BouncerExperiment": ".experiments",
-    "ReplicaExperiment": ".experiments",
+    "pool_load_via": ".bouncerload",
+    "BouncerExperiment": ".topologyrun",
+    "ReplicaExperiment": ".topologyrun",
     "pgbouncer_conclusion": ".findings",
-    "pgbouncer_experiment": ".experiments",
+    "pgbouncer_experiment": ".topologyrun",
     "pgbouncer_figures": ".findings",
-    "read_replica_experiment": ".experiments",
+    "read_replica_experiment": ".topologyrun",
     "replica_conclusion": ".findings",
     "replica_figures": ".findings",
     "fanout": ".fanout",
@@ -27,8 +28,8 @@ _EXPORTS = {
     "PgBouncer": ".pgbouncer",
     "PgBouncerMissing": ".pgbouncer",
     "EmbeddedReplica": ".replica",
-    "replica_status": ".replica",
-    "resolve_replica_url": ".replica",
+    "replica_status": ".replicatarget",
+    "resolve_replica_url": ".replicatarget",
     "session_state_trap": ".sessiontrap",
 }
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import psutil
 
+from bbperf.topology.pgbouncer import PgBouncer
+from bbperf.topology.replica import EmbeddedReplica
+from bbperf.topology.running import is_load_worker, processes_of
+
 
 def stop_companions(home: Path) -> list[str]:
     """Stop the pgbouncer and the replica bbperf started under ``home``; return what was stopped.
@@ -17,10 +21,6 @@ def stop_companions(home: Path) -> list[str]:
     PgBouncer, a test replica) is bbperf's too and gets the same fast shutdown; a load worker that
     outlived its coordinator is killed (its uncommitted chunk rolls back).
     """
-    from bbperf.topology.pgbouncer import PgBouncer
-    from bbperf.topology.processes import is_load_worker, processes_of
-    from bbperf.topology.replica import EmbeddedReplica
-
     stopped = []
     if PgBouncer(home).stop():
         stopped.append("pgbouncer")

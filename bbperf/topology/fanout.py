@@ -20,7 +20,9 @@ import psycopg2
 
 from bbperf.errors import ConfigError, first_line
 from bbperf.pool.snapshot import percentile
-from bbperf.topology.processes import check_open_files
+from bbperf.poolconfig import ENVIRONMENTS, pool_config
+from bbperf.sql import parse_one
+from bbperf.topology.running import check_open_files
 from bbperf.urls import mask_text
 
 APPLICATION_NAME = "bbperf_fanout"
@@ -82,8 +84,6 @@ def fanout_step(
     """One step: ``clients`` connections opened at once on ``url``, then ``duration_s`` seconds of
     ``sql`` in a loop on each. ``server_connections()`` (sampled every 50 ms) says how many server
     connections are in use. Returns one row of figures (ms, requests/s)."""
-    from bbperf.sql import parse_one
-
     sql = parse_one(sql, allow_writes=False).text
     if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
         raise ConfigError(f"clients {clients!r} must be a positive whole number")
@@ -190,8 +190,6 @@ def pool_fit(usable_connections: int, max_client_conn: int, default_pool_size: i
     """Per environment: one process's pool capacity (pool_size + max_overflow), and how many such
     processes fit the server directly and through PgBouncer (which keeps ``default_pool_size``
     server connections per database and user whatever the clients)."""
-    from bbperf.pool.config import ENVIRONMENTS, pool_config
-
     rows = []
     for env in ENVIRONMENTS:
         config = pool_config(env)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from bbperf.topology.experiments import BouncerExperiment, ReplicaExperiment
+from bbperf.topology.topologyrun import BouncerExperiment, ReplicaExperiment
 
 
 def _num(value: Any) -> float | None:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import BbperfError, DataError, first_line
+from bbperf.metrics.queries import fetch_raw
 from bbperf.urls import mask_text
 
 PROBE_MARK = "bbperf:replica-probe"
@@ -184,8 +185,6 @@ class AnalyticsRouter:
 def analytics_request(shape: DatasetShape, rng: random.Random) -> Callable[[Engine], object]:
     """One analytics read: six-figure metrics of a random barber (3 in 4) or a service's figures."""
     if rng.random() < 0.75:
-        from bbperf.metrics.queries import fetch_raw
-
         user_id = rng.choice(shape.barbers)
         return lambda engine: fetch_raw(engine, user_id, shape.as_of, "after_equivalent")
     params = {"service_id": rng.choice(shape.services)}

@@ -19,15 +19,25 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import psutil
 
 from bbperf.errors import BbperfError, ConfigError, ServerError
+from bbperf.processes import (
+    ManagedProcess,
+    ProcessStatus,
+    chown_for_server,
+    free_port,
+    own_for_server,
+    run_as_server,
+    server_user,
+    socket_dir_for,
+    terminate,
+)
 from bbperf.secrets import libpq_password
 from bbperf.topology.bouncerconfig import (
     POOL_MODES,
@@ -39,18 +49,9 @@ from bbperf.topology.bouncerconfig import (
     session_warnings,
     supports_prepared_statements,
 )
-from bbperf.topology.processes import (
-    check_open_files,
-    chown_for_server,
-    free_port,
-    locked,
-    own_for_server,
-    run_as_server,
-    server_user,
-    socket_dir_for,
-)
+from bbperf.topology.running import check_open_files
 from bbperf.topology.scram import Endpoint, server_secret
-from bbperf.urls import is_unix_socket, mask_url, parse_url
+from bbperf.urls import is_unix_socket, mask_url, parse_url, socket_url
 
 __all__ = [
     "POOL_MODES",
@@ -100,13 +101,13 @@ def installed_version(binary: str | Path | None = None) -> tuple[int, ...]:
     return parse_version(result.stdout + result.stderr)
 
 
-@dataclass
-class BouncerStatus:
+@dataclass(kw_only=True)
+class BouncerStatus(ProcessStatus):
     """What ``bbperf pgbouncer status`` reports."""
 
-    running: bool
+    SHOWN_FIRST: ClassVar[tuple[str, ...]] = ("running", "version", "pid")
+
     version: str | None = None
-    pid: int | None = None
     pool_mode: str | None = None
     default_pool_size: int | None = None
     max_client_conn: int | None = None
@@ -116,35 +117,35 @@ class BouncerStatus:
     pools: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-class PgBouncer:
+class PgBouncer(ManagedProcess):
     """The pgbouncer bbperf runs for ``home`` (files in ``home/pgbouncer``, or ``directory``)."""
+
+    names = ("pgbouncer",)
+    what = "pgbouncer"
 
     def __init__(
         self, home: Path, *, directory: Path | None = None, binary: str | Path | None = None
     ) -> None:
         self.home = Path(home)
         self.directory = Path(directory) if directory else self.home / "pgbouncer"
+        super().__init__(
+            self.directory / "pgbouncer.pid",
+            lock_file=self.home / "pgbouncer.lock",
+            log_file=self.directory / "pgbouncer.log",
+        )
         self.binary = binary
         self._state_file = self.directory / "state.json"
 
     # -- state ----------------------------------------------------------------------------------
-    def pid(self) -> int | None:
-        """The running pgbouncer's process id, or None."""
+    def identifies(self, proc: psutil.Process) -> bool:
+        """The pgbouncer running this directory's config: a pid file that another home's
+        pgbouncer wrote into a reused directory, or a copy of it, names no process of ours."""
+        ini = os.path.realpath(self.directory / "pgbouncer.ini")
         try:
-            pid = int((self.directory / "pgbouncer.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            proc = psutil.Process(pid)
-            if proc.name() == "pgbouncer" and proc.status() != psutil.STATUS_ZOMBIE:
-                return pid
-        except psutil.Error:
-            pass
-        return None
+            return any(os.path.realpath(part) == ini for part in proc.cmdline()[1:])
+        except psutil.AccessDenied:
+            return True  # the name matched and the pid file is in our directory
 
     def state(self) -> dict[str, Any]:
         """What ``start`` recorded (no password): target, listen port, pool settings."""
@@ -162,10 +163,7 @@ class PgBouncer:
         name = database or parsed.database or "postgres"
         user = quote(parsed.username or "postgres", safe="")
         if state["trust"]:
-            return (
-                f"postgresql://{user}@/{name}?host={quote(str(self.socket_dir()), safe='')}"
-                f"&port={state['listen_port']}"
-            )
+            return socket_url(name, self.socket_dir(), state["listen_port"], user=user)
         password = quote(libpq_password(parsed) or "", safe="")
         return f"postgresql://{user}:{password}@127.0.0.1:{state['listen_port']}/{name}"
 
@@ -223,7 +221,7 @@ class PgBouncer:
         )
         config.check()
         check_open_files(max_client_conn + default_pool_size * 4 + 50, "max_client_conn")
-        with locked(self.home / "pgbouncer.lock"):
+        with self.lock():
             if self.pid() is not None:
                 current = {k: v for k, v in self.state().items() if k != "listen_port"}
                 if current == wanted:
@@ -245,30 +243,26 @@ class PgBouncer:
                 )
             )
             result = run_as_server([str(binary), "-d", "-q", str(self.directory / "pgbouncer.ini")])
-            if result.returncode != 0 or not self._wait_started(30.0):
+            if result.returncode != 0 or not self.wait_ready(30.0):
                 reason = self._log_tail(result.stderr)
                 self._stop_process()  # a daemon still starting must not outlive the refusal
                 raise ServerError(f"pgbouncer did not start: {reason}")
         return self.url(target_url)
 
-    def _wait_started(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+    def ready(self) -> bool:
+        """It runs and its socket exists (it accepts connections)."""
         socket_file = self.socket_dir() / f".s.PGSQL.{self.state().get('listen_port')}"
-        while time.monotonic() < deadline:
-            if self.pid() is not None and socket_file.exists():
-                return True
-            time.sleep(0.05)
-        return False
+        return self.pid() is not None and socket_file.exists()
 
     def _log_tail(self, stderr: str) -> str:
-        log = self.directory / "pgbouncer.log"
-        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-        lines = [*lines, *stderr.splitlines()]
-        return lines[-1].strip() if lines else "no output; see its log"
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()
+        return self.last_log_line() if self.log_file.exists() else "no output; see its log"
 
     def stop(self) -> bool:
         """Stop pgbouncer and delete its userlist (the SCRAM secret); False when it was not running."""
-        with locked(self.home / "pgbouncer.lock"):
+        with self.lock():
             return self._stop_process()
 
     def socket_dir(self) -> Path:
@@ -278,34 +272,22 @@ class PgBouncer:
 
     def _stop_process(self) -> bool:
         socket_dir = self.socket_dir()
-        pid = self.pid()
-        if pid is not None:
-            # SIGTERM is PgBouncer's immediate shutdown: clients are disconnected, nothing waits.
-            os.kill(pid, signal.SIGTERM)
-            try:
-                psutil.Process(pid).wait(timeout=10)
-            except psutil.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
+        # SIGTERM is PgBouncer's immediate shutdown: clients are disconnected, nothing waits.
+        stopped = self.stop_process(timeout_s=10.0)
         self._kill_strays()
         for name in ("userlist.txt", "pgbouncer.pid", "state.json"):
             (self.directory / name).unlink(missing_ok=True)
         if socket_dir != self.directory:  # the short private directory start made
             shutil.rmtree(socket_dir, ignore_errors=True)
-        return pid is not None
+        return stopped
 
     def _kill_strays(self) -> None:
         """Kill any pgbouncer running this directory's config that its pid file does not name (one
         still starting when ``start`` gave up, or one whose pid file is gone)."""
         ini = str(self.directory / "pgbouncer.ini")
         for proc in psutil.process_iter(["name", "cmdline"]):
-            try:
-                if proc.info["name"] == "pgbouncer" and ini in (proc.info["cmdline"] or []):
-                    proc.kill()
-                    proc.wait(timeout=10)
-            except (psutil.Error, psutil.TimeoutExpired):
-                continue
+            if proc.info["name"] == "pgbouncer" and ini in (proc.info["cmdline"] or []):
+                terminate(proc.pid, 10.0, signal.SIGKILL)
 
     # -- inspection -----------------------------------------------------------------------------
     def admin(self, target_url: str, command: str) -> list[dict[str, Any]]:

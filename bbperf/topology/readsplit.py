@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from bbperf.errors import BbperfError, ConfigError, first_line
+from bbperf.metrics.queries import fetch_raw
 from bbperf.pool.snapshot import percentile
 from bbperf.topology.lag import Lag, LagSampler
 from bbperf.topology.mix import (
@@ -232,8 +233,6 @@ def _analytics_worker(
 
 
 def _payment_count(engine: Engine, user_id: int, shape: DatasetShape) -> int:
-    from bbperf.metrics.queries import fetch_raw
-
     return int(fetch_raw(engine, user_id, shape.as_of, "after_equivalent").payments_30d)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bbperf.errors import first_line
+from bbperf.topology.pgbouncer import PgBouncer
 from bbperf.urls import mask_text
 
 
@@ -141,8 +142,6 @@ def session_state_trap(
     Protocol-level prepared statements (psycopg 3) break on PgBouncer < 1.21 ("already exists");
     from 1.21 on, with max_prepared_statements set, that row shows no leak.
     """
-    from bbperf.topology.pgbouncer import PgBouncer
-
     bouncer = PgBouncer(home, directory=home / "pgbouncer-trap", binary=binary)
     pooled_url = bouncer.start(target_url, schema=schema, default_pool_size=1, max_client_conn=20)
     outcomes = []

@@ -1,14 +1,12 @@
 """Workloads: the built-in BookedBarber catalogue and captured ones, in one TOML format; capture from
 pg_stat_statements, sample parameter values, replay, and advise indexes over the whole workload."""
 
-from bbperf.workload.catalog import (
+from bbperf.workload.builtin import (
     QUERIES,
     QUERY_NAMES,
     Barber,
     WorkloadQuery,
-    as_of_datetime,
     catalogue,
-    dataset_as_of,
     draw_parameters,
     windows,
 )
@@ -23,9 +21,7 @@ __all__ = [
     "Statement",
     "Workload",
     "WorkloadQuery",
-    "as_of_datetime",
     "catalogue",
-    "dataset_as_of",
     "draw_parameters",
     "dumps",
     "from_named_sql",

@@ -12,14 +12,14 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.binding import unwrap_prepared
+from bbperf.catalog import extension_schema
 from bbperf.errors import ConfigError, QueryError
-from bbperf.schema import extension_schema
+from bbperf.sql import unwrap_prepared
 from bbperf.sqlnames import qualified, quote
 from bbperf.target import query_error
 from bbperf.urls import describe_target
 from bbperf.workload.file import Statement, Workload, placeholders_of
-from bbperf.workload.parse import Analysis, Relation, analyze
+from bbperf.workload.parse import Analysis, Relation, analyze, typed_literals_as_casts
 
 Order = Literal["total", "mean"]
 _HIDDEN = "<insufficient privilege>"
@@ -170,7 +170,7 @@ def _capturable(query: str | None) -> Analysis | None:
     if not query or query == _HIDDEN:
         return None
     try:
-        analysis = analyze(unwrap_prepared(query))
+        analysis = analyze(typed_literals_as_casts(unwrap_prepared(query)))
     except QueryError:
         return None
     if analysis.kind == "utility":

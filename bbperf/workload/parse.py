@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bbperf.errors import QueryError
@@ -50,6 +50,9 @@ class ParamUse:
     column: str | None = None
     qualifier: str | None = None
     relation: Relation | None = None
+    # The FROM lists around the placeholder, innermost first: an unqualified column belongs to the
+    # nearest one that has it (a CTE or subquery there, whose columns are unknown, leaves it open).
+    scopes: tuple[tuple[Relation, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def analyze(sql: str) -> Analysis:
         dict.fromkeys(_relation(rv) for rv in _range_vars(node) if not _is_cte(rv, ctes))
     )
     numbers = tuple(sorted({p["number"] for p in _find(node, "ParamRef") if "number" in p}))
-    uses = tuple(_uses(node))
+    uses = tuple(_uses(node, (), ctes))
     return Analysis(
         sql=sql,
         fingerprint=fingerprint(sql),
@@ -136,16 +139,54 @@ def resolve(
                 named = [r for r in analysis.relations if use.qualifier in (r.alias, r.name)]
                 table = tables.get(named[0]) if named else None
             else:
-                owners = {
-                    tables[r]
-                    for r in analysis.relations
-                    if r in tables and use.column in columns.get(tables[r], set())
-                }
-                table = owners.pop() if len(owners) == 1 else None
+                table = _owner(use, analysis.relations, tables, columns)
             if table is not None and use.column not in columns.get(table, set()):
                 table = None
         out[use.number] = (table, use.column, use.operator)
     return out
+
+
+def _owner(
+    use: ParamUse,
+    relations: tuple[Relation, ...],
+    tables: Mapping[Relation, tuple[str, str]],
+    columns: Mapping[tuple[str, str], set[str]],
+) -> tuple[str, str] | None:
+    """The one table an unqualified column belongs to: the nearest FROM list that has it decides; a
+    FROM list with a CTE or subquery in it (columns unknown here) or two owners leaves it open."""
+    for scope in (*use.scopes, relations):
+        owners = {
+            tables[r] for r in scope if r in tables and use.column in columns.get(tables[r], set())
+        }
+        if len(owners) == 1:
+            return owners.pop()
+        if owners or any(r not in tables for r in scope):
+            return None
+    return None
+
+
+def typed_literals_as_casts(sql: str) -> str:
+    """``interval $4`` → ``$4::interval``. pg_stat_statements replaces the literal of a typed literal
+    (``interval '7 days'``, ``date '2026-11-01'``) by ``$n``, which the server's grammar does not take
+    (only a string may follow the type name); the cast it means does. The rest is left as it was."""
+    from pglast import parser
+
+    try:
+        tree = json.loads(parser.parse_sql_json(sql))
+    except parser.ParseError:
+        return sql
+    data = sql.encode()
+    spans = []
+    for cast in _find(tree, "TypeCast"):
+        param = cast.get("arg", {}).get("ParamRef", {})
+        start, at = cast.get("typeName", {}).get("location", -1), param.get("location", -1)
+        if "number" in param and 0 <= start < at:  # the type name stands before the placeholder
+            token = f"${param['number']}".encode()
+            if data[at : at + len(token)] == token:
+                spans.append((start, at + len(token), token + b"::" + data[start:at].strip()))
+    for start, end, text in sorted(spans, reverse=True):
+        data = data[:start] + text + data[end:]
+    return data.decode()
 
 
 def placeholder_tokens(sql: str) -> list[tuple[int, int, int]]:
@@ -253,31 +294,100 @@ def _items(expr: Any) -> list[Any]:
     return list(expr) if isinstance(expr, list) else [expr]
 
 
-def _uses(node: dict[str, Any]) -> Iterator[ParamUse]:
-    for name, fields in _walk(node):
-        if name == "A_Expr":
-            yield from _expr_uses(fields)
-        elif name == "SelectStmt":
-            for key, op in (("limitCount", "limit"), ("limitOffset", "offset")):
-                number = _param(fields.get(key))
-                if number is not None:
-                    yield ParamUse(number, op)
-        elif name == "UpdateStmt":
-            target = _relation(fields["relation"])
-            for res in fields.get("targetList", []):
-                res = res.get("ResTarget", {})
-                number = _param(res.get("val"))
-                if number is not None and res.get("name"):
-                    yield ParamUse(number, "set", res["name"], relation=target)
-        elif name == "InsertStmt":
-            target = _relation(fields["relation"])
-            cols = [c.get("ResTarget", {}).get("name") for c in fields.get("cols", [])]
-            select = fields.get("selectStmt", {}).get("SelectStmt", {})
-            for row in select.get("valuesLists", []):
-                for col, value in zip(cols, _items(row), strict=False):
-                    number = _param(value)
-                    if number is not None and col:
-                        yield ParamUse(number, "insert", col, relation=target)
+_SCOPED = {
+    "SelectStmt": ("fromClause",),
+    "UpdateStmt": ("fromClause",),
+    "DeleteStmt": ("usingClause",),
+}
+
+
+def _from_list(fields: dict[str, Any], kind: str, ctes: set[str]) -> tuple[Relation, ...]:
+    """The relations a SELECT/UPDATE/DELETE reads at its own level (joins, not subqueries); a CTE or
+    subquery stands as a relation with no schema and the name ``?``."""
+    found: list[Relation] = []
+    if kind in ("UpdateStmt", "DeleteStmt"):
+        found.append(_relation(fields["relation"]))
+
+    def visit(item: Any) -> None:
+        if not isinstance(item, dict):
+            return
+        for name, inner in item.items():
+            if name == "RangeVar":
+                found.append(Relation("?") if _is_cte(inner, ctes) else _relation(inner))
+            elif name == "JoinExpr":
+                visit(inner.get("larg"))
+                visit(inner.get("rarg"))
+            elif name in ("RangeSubselect", "RangeFunction"):
+                found.append(Relation("?"))
+
+    for key in _SCOPED[kind]:
+        for item in fields.get(key, []):
+            visit(item)
+    return tuple(found)
+
+
+def _uses(
+    node: Any, scopes: tuple[tuple[Relation, ...], ...], ctes: set[str]
+) -> Iterator[ParamUse]:
+    """Every placeholder use under ``node``, each with the FROM lists around it (innermost first)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _uses(item, scopes, ctes)
+        return
+    if not isinstance(node, dict):
+        return
+    for name, fields in node.items():
+        if not (isinstance(fields, dict) and name[:1].isupper()):
+            yield from _uses(fields, scopes, ctes)
+            continue
+        inner = scopes
+        if name in _SCOPED:
+            inner = (_from_list(fields, name, ctes), *scopes)
+        for use in _node_uses(name, fields):
+            yield replace(use, scopes=inner) if use.relation is None else use
+        yield from _uses(fields, inner, ctes)
+
+
+def _node_uses(name: str, fields: dict[str, Any]) -> Iterator[ParamUse]:
+    if name == "A_Expr":
+        yield from _expr_uses(fields)
+    elif name == "SelectStmt":
+        for key, op in (("limitCount", "limit"), ("limitOffset", "offset")):
+            number = _param(fields.get(key))
+            if number is not None:
+                yield ParamUse(number, op)
+    elif name == "UpdateStmt":
+        target = _relation(fields["relation"])
+        for res in fields.get("targetList", []):
+            res = res.get("ResTarget", {})
+            number = _param(res.get("val"))
+            if number is not None and res.get("name"):
+                yield ParamUse(number, "set", res["name"], relation=target)
+    elif name == "InsertStmt":
+        target = _relation(fields["relation"])
+        cols = [c.get("ResTarget", {}).get("name") for c in fields.get("cols", [])]
+        select = fields.get("selectStmt", {}).get("SelectStmt", {})
+        rows = [_items(row) for row in select.get("valuesLists", [])]
+        if not rows and select.get("targetList"):  # INSERT … SELECT: the i-th output fills column i
+            rows = [[t.get("ResTarget", {}).get("val") for t in select["targetList"]]]
+        for row in rows:
+            for col, value in zip(cols, row, strict=False):
+                number = _param(value)
+                if number is not None and col:
+                    yield ParamUse(number, "insert", col, relation=target)
+
+
+def _shifted_param(expr: Any) -> int | None:
+    """``$n`` in ``$n + interval`` or ``$n - 7``: the base of the arithmetic bounds the column too
+    (what is added to it is left to its type)."""
+    expr = _strip(expr)
+    if not (isinstance(expr, dict) and "A_Expr" in expr):
+        return None
+    inner = expr["A_Expr"]
+    op = inner.get("name", [{}])[-1].get("String", {}).get("sval", "")
+    if inner.get("kind") != "AEXPR_OP" or op not in ("+", "-"):
+        return None
+    return _param(inner.get("lexpr"))
 
 
 def _expr_uses(expr: dict[str, Any]) -> Iterator[ParamUse]:
@@ -287,6 +397,8 @@ def _expr_uses(expr: dict[str, Any]) -> Iterator[ParamUse]:
     if kind == "AEXPR_OP" and op in _OPERATORS:
         for col_side, param_side, flip in ((left, right, False), (right, left, True)):
             column, number = _column(col_side), _param(param_side)
+            if number is None:
+                number = _shifted_param(param_side)
             if column and number is not None:
                 operator = _FLIPPED[_OPERATORS[op]] if flip else _OPERATORS[op]
                 yield ParamUse(number, operator, column[1], column[0])

@@ -20,9 +20,9 @@ from sqlalchemy.exc import DBAPIError
 
 from bbperf.binding import execute_args, prepared, reset_session
 from bbperf.errors import ConfigError, first_line
-from bbperf.explain.stats import summarize
-from bbperf.sql import Statement as SqlStatement
-from bbperf.sql import parse_one
+from bbperf.explain.timingstats import summarize
+from bbperf.progress import bar as progress_bar
+from bbperf.sql import CheckedStatement, parse_one
 from bbperf.urls import mask_text
 from bbperf.workload.file import Statement, Workload
 
@@ -108,9 +108,11 @@ def replayable(
             "replay writes there, or drop --allow-writes to replay the read-only statements"
         )
     run, skipped = [], []
+    unfilled = workload.meta.get("unfilled", {})
     for s in workload.statements:
         if not s.runnable:
-            skipped.append((s.name, "no values: run `bbperf workload sample` first"))
+            why = unfilled.get(s.name, "run `bbperf workload sample` first")
+            skipped.append((s.name, f"no values: {why}"))
         elif not s.read_only and not allow_writes:
             skipped.append((s.name, f"{s.kind} writes (use --allow-writes on the embedded server)"))
         elif s.calls <= 0:
@@ -167,7 +169,7 @@ def replay(
         errors: dict[str, int] = defaultdict(int)
         firsts: dict[str, str] = {}
         weights = [s.calls for s, _ in prepared]
-        with engine.connect() as conn, _session(conn, readonly) as run:
+        with engine.connect() as conn, _session(conn, readonly) as (run, undo):
             while not stop.is_set():
                 statement, bound = rng.choices(prepared, weights)[0]
                 values = _values(statement, rng.randrange(max(1, len(statement.values))))
@@ -180,7 +182,7 @@ def replay(
                     errors[statement.name] += 1
                     firsts.setdefault(statement.name, mask_text(first_line(exc)))
                 finally:
-                    conn.rollback()
+                    undo()
                 counter[0] += 1
         with lock:
             for name, values in samples.items():
@@ -208,7 +210,7 @@ def replay(
     return result
 
 
-def checked(statement: Statement) -> SqlStatement:
+def checked(statement: Statement) -> CheckedStatement:
     """A workload statement as PostgreSQL's parser reads it: exactly one statement, ``$n`` kept."""
     return parse_one(statement.sql)
 
@@ -221,10 +223,14 @@ def _values(statement: Statement, index: int) -> tuple[Any, ...]:
 
 
 @contextlib.contextmanager
-def _session(conn: Connection, readonly: bool) -> Iterator[Callable[[SqlStatement, tuple], None]]:
-    """A runner on ``conn``: each statement prepared once on first use (values bound by the server,
-    each execution planned for its values), executed and fetched; everything deallocated and the
-    session reset at the end."""
+def _session(
+    conn: Connection, readonly: bool
+) -> Iterator[tuple[Callable[[CheckedStatement, tuple], None], Callable[[], None]]]:
+    """A runner on ``conn`` and its undo: each statement prepared once on first use (values bound
+    by the server, each execution planned for its values), executed and fetched; undo rolls the
+    connection's own transaction back (the runner works below SQLAlchemy, so SQLAlchemy's rollback
+    would see no transaction of its own and leave a replayed write in place for the next
+    statement); everything deallocated and the session reset at the end."""
     conn = conn.execution_options(postgresql_readonly=readonly)
     dbapi = conn.connection.dbapi_connection
     cursor = dbapi.cursor()  # type: ignore[union-attr]
@@ -233,7 +239,7 @@ def _session(conn: Connection, readonly: bool) -> Iterator[Callable[[SqlStatemen
         cursor.execute("SET plan_cache_mode = force_custom_plan")
         dbapi.commit()
 
-        def run(bound: SqlStatement, values: tuple) -> None:
+        def run(bound: CheckedStatement, values: tuple) -> None:
             name = names.get(bound.numbered)
             if name is None:
                 name = stack.enter_context(prepared(cursor, bound, values))
@@ -243,7 +249,7 @@ def _session(conn: Connection, readonly: bool) -> Iterator[Callable[[SqlStatemen
                 cursor.fetchall()
 
         try:
-            yield run
+            yield run, dbapi.rollback
         finally:
             dbapi.rollback()
     cursor.close()
@@ -255,12 +261,12 @@ def _session(conn: Connection, readonly: bool) -> Iterator[Callable[[SqlStatemen
 
 def _warm(
     engine: Engine,
-    prepared: list[tuple[Statement, SqlStatement]],
+    prepared: list[tuple[Statement, CheckedStatement]],
     rounds: int,
     readonly: bool,
     result: Replay,
 ) -> None:
-    with engine.connect() as conn, _session(conn, readonly) as run:
+    with engine.connect() as conn, _session(conn, readonly) as (run, undo):
         for _ in range(rounds):
             for statement, bound in prepared:
                 try:
@@ -268,13 +274,11 @@ def _warm(
                 except (DBAPIError, psycopg2.Error) as exc:
                     result.first_error.setdefault(statement.name, mask_text(first_line(exc)))
                 finally:
-                    conn.rollback()
+                    undo()
 
 
 def _wait(started: float, duration_s: float, counter: list[int], progress: bool) -> None:
     from tqdm import tqdm
-
-    from bbperf.progress import bar as progress_bar
 
     ticks = max(1, round(duration_s * 10))
     shown = (

@@ -1,7 +1,11 @@
 """Fill a workload's placeholders with values that exist: drawn from the compared columns of the
 target with ``TABLESAMPLE`` (bounded, repeatable), respecting the operator — ``=`` draws existing
-values, ranges draw windows between sampled values. Placeholders that cannot be tied to a column are
-listed, never guessed. Read-only."""
+values, ranges draw windows between sampled values, a column with a unique index gets fresh values to
+insert. A placeholder no column explains (a ``COALESCE`` default, the interval added to a bound, a
+``generate_series`` bound) takes a stated default for the type the server infers for it
+(``DEFAULTS``; a timestamp is drawn from the statement's own sampled timestamps), and each such
+choice is listed (``Sampled.defaulted``). What still cannot be filled is listed with the reason,
+never guessed. Read-only: PREPARE (which runs nothing) and EXPLAIN check each filled statement."""
 
 from __future__ import annotations
 
@@ -14,17 +18,38 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import psycopg2
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.errors import ConfigError
+from bbperf.binding import parameter_types
+from bbperf.errors import ConfigError, first_line
 from bbperf.sqlnames import quote
 from bbperf.target import query_error
 from bbperf.workload.file import MAX_VALUE_SETS, Placeholder, Statement, Workload
+from bbperf.workload.parse import analyze
 
 if TYPE_CHECKING:
     import pandas as pd
 
+# Values for placeholders no column explains, by the type the server infers for them (stated, not
+# guessed from data). LIMIT with no captured rows per call takes DEFAULT_LIMIT.
+DEFAULT_LIMIT = 20
+DEFAULTS: dict[str, Any] = {
+    "smallint": 0,
+    "integer": 0,
+    "bigint": 0,
+    "numeric": 0,
+    "real": 0.0,
+    "double precision": 0.0,
+    "boolean": False,
+    "text": "",
+    "character varying": "",
+    "interval": "30 days",
+    "json": "{}",
+    "jsonb": "{}",
+}
+_TEMPORAL = ("timestamp with time zone", "timestamp without time zone", "date")
 _LOWER = (">", ">=")
 _UPPER = ("<", "<=")
 _PLAIN = (bool, int, float, str, Decimal, datetime, date, time)
@@ -36,11 +61,18 @@ class Sampled:
 
     workload: Workload
     unresolved: list[tuple[str, int | None, str]] = field(default_factory=list)
+    defaulted: list[tuple[str, int, str]] = field(default_factory=list)
 
     def unresolved_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         return pd.DataFrame(self.unresolved, columns=["statement", "placeholder", "reason"])
+
+    def defaulted_frame(self) -> pd.DataFrame:
+        """Placeholders filled with a stated default (statement, $n, which default)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.defaulted, columns=["statement", "placeholder", "default"])
 
     @property
     def filled(self) -> list[str]:
@@ -76,6 +108,8 @@ def sample(
         for p in s.placeholders
         if p.resolved and p.table
     }
+    out = Sampled(workload)
+    statements = []
     try:
         with engine.connect() as conn:
             conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
@@ -85,21 +119,125 @@ def sample(
                 for key in sorted(wanted, key=str)
                 if key[0] and key[1]
             }
+            unique = {key for key in pools if _is_unique(conn, *key)}
+            for statement in workload.statements:
+                filled, problems, defaulted = _fill(
+                    conn, statement, pools, unique, rng, sets, window_share
+                )
+                out.unresolved += problems
+                out.defaulted += defaulted
+                statements.append(filled)
             conn.rollback()
     except DBAPIError as exc:
         raise query_error(exc, "TABLESAMPLE") from None
-    out = Sampled(workload)
-    statements = []
-    for statement in workload.statements:
-        problems = _problems(statement, pools)
-        out.unresolved += problems
-        if problems or not statement.placeholders:
-            statements.append(replace(statement, values=[] if problems else statement.values))
-            continue
-        values = [_draw(statement, pools, rng, window_share) for _ in range(sets)]
-        statements.append(replace(statement, values=values))
-    out.workload = replace(workload, statements=statements)
+    unfilled = {name: reason for name, _, reason in out.unresolved}
+    out.workload = replace(
+        workload, statements=statements, meta={**workload.meta, "unfilled": unfilled}
+    )
     return out
+
+
+def _fill(
+    conn: Connection,
+    statement: Statement,
+    pools: dict[tuple[Any, Any], list[Any]],
+    unique: set[tuple[Any, Any]],
+    rng: random.Random,
+    sets: int,
+    window_share: float,
+) -> tuple[Statement, list[tuple[str, int | None, str]], list[tuple[str, int, str]]]:
+    """``statement`` with ``sets`` value sets, or with none and the reasons; the stated defaults used."""
+    if not statement.placeholders:
+        return statement, [], []
+    problems = _problems(statement, pools)
+    open_numbers = {number for _, number, _ in problems}
+    defaults: dict[int, Any] = {}
+    defaulted: list[tuple[str, int, str]] = []
+    temporal: list[Any] = []
+    if open_numbers:
+        try:
+            types = _types(conn, statement)
+        except DBAPIError as exc:
+            reason = f"the server refuses it: {first_line(exc)}"
+            return replace(statement, values=[]), [(statement.name, None, reason)], []
+        temporal = [v for p in statement.placeholders for v in pools.get((p.table, p.column), [])]
+        temporal = [v for v in temporal if isinstance(v, datetime | date)]
+        if not temporal and any(types[n - 1] in _TEMPORAL for n in open_numbers if n):
+            temporal = _temporal_sample(conn, statement, rng)
+        still = []
+        for name, number, reason in problems:
+            kind = types[number - 1] if number else None
+            p = next(p for p in statement.placeholders if p.number == number)
+            if p.operator == "limit":
+                defaults[number], how = DEFAULT_LIMIT, f"LIMIT {DEFAULT_LIMIT} (no rows per call)"
+            elif kind in _TEMPORAL and temporal:
+                defaults[number], how = None, f"{kind} drawn from the statement's own table's times"
+            elif kind in DEFAULTS:
+                defaults[number], how = DEFAULTS[kind], f"{kind} {DEFAULTS[kind]!r}"
+            else:
+                still.append((name, number, f"{reason}; no stated default for type {kind}"))
+                continue
+            defaulted.append((statement.name, number, how))
+        if still:
+            return replace(statement, values=[]), still, []
+    values = []
+    for _ in range(sets):
+        row = _draw(statement, pools, unique, rng, window_share, defaults)
+        for number, value in defaults.items():
+            if value is None:  # a timestamp: one of the statement's own sampled times
+                row[_index(statement, number)] = rng.choice(temporal)
+        values.append(row)
+    filled = replace(statement, values=values)
+    refused = _explains(conn, filled)
+    if refused is not None:
+        return replace(statement, values=[]), [(statement.name, None, refused)], []
+    return filled, [], defaulted
+
+
+def _temporal_sample(conn: Connection, statement: Statement, rng: random.Random) -> list[Any]:
+    """Times from the first timestamp or date column (by name) of the tables ``statement`` reads,
+    for a time placeholder no column of its own explains (a bound inside a CTE's filter)."""
+    for relation in analyze(statement.sql).user_relations:
+        rel = ".".join(quote(part) for part in relation.qualified.split(".", 1))
+        found = conn.execute(
+            text(
+                "SELECT c.relnamespace::regnamespace::text || '.' || c.relname, a.attname "
+                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped "
+                "AND a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) "
+                "ORDER BY a.attname LIMIT 1"
+            ),
+            {"rel": rel},
+        ).first()
+        if found is not None:
+            return _column_sample(conn, found[0], found[1], 200, rng.randrange(2**31))
+    return []
+
+
+def _index(statement: Statement, number: int) -> int:
+    return next(i for i, p in enumerate(statement.placeholders) if p.number == number)
+
+
+def _types(conn: Connection, statement: Statement) -> list[str]:
+    count = max(p.number for p in statement.placeholders)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        return parameter_types(cursor, statement.sql, count)
+    except psycopg2.Error as exc:
+        raise DBAPIError(statement.sql, None, exc) from None
+    finally:
+        cursor.close()
+
+
+def _explains(conn: Connection, statement: Statement) -> str | None:
+    """None when the server plans ``statement`` with its first value set (EXPLAIN runs nothing, and
+    this transaction is read-only), else why not."""
+    try:
+        with conn.begin_nested():
+            conn.execute(text("EXPLAIN " + statement.bind_sql()), statement.params(0))
+    except DBAPIError as exc:
+        return f"the server refuses the filled statement: {first_line(exc)}"
+    return None
 
 
 def _problems(
@@ -124,13 +262,15 @@ def _problems(
 def _draw(
     statement: Statement,
     pools: dict[tuple[Any, Any], list[Any]],
+    unique: set[tuple[Any, Any]],
     rng: random.Random,
     window_share: float,
+    defaults: dict[int, Any],
 ) -> list[Any]:
     bounds: dict[tuple[Any, Any], dict[str, Any]] = defaultdict(dict)
     ranged = defaultdict(set)
     for p in statement.placeholders:
-        if p.operator in _LOWER + _UPPER:
+        if p.operator in _LOWER + _UPPER and p.number not in defaults:
             ranged[(p.table, p.column)].add("lower" if p.operator in _LOWER else "upper")
     for key, sides in ranged.items():
         values = sorted(pools[key])
@@ -145,7 +285,10 @@ def _draw(
             bounds[key] = {"upper": values[rng.randrange(0, min(n, width + 1))]}
     row = []
     for p in statement.placeholders:
-        row.append(_value(p, statement, pools, bounds, rng))
+        if p.number in defaults:
+            row.append(defaults[p.number])
+        else:
+            row.append(_value(p, statement, pools, unique, bounds, rng))
     return row
 
 
@@ -153,14 +296,17 @@ def _value(
     p: Placeholder,
     statement: Statement,
     pools: dict[tuple[Any, Any], list[Any]],
+    unique: set[tuple[Any, Any]],
     bounds: dict[tuple[Any, Any], dict[str, Any]],
     rng: random.Random,
 ) -> Any:
+    key = (p.table, p.column)
+    if p.operator in ("insert", "set") and key in unique:
+        return _fresh(rng.choice(pools[key]), rng)
     if p.operator == "limit":
         return max(1, math.ceil(statement.rows_per_call or 1))
     if p.operator == "offset":
         return 0
-    key = (p.table, p.column)
     if p.operator in _LOWER:
         return bounds[key]["lower"]
     if p.operator in _UPPER:
@@ -168,6 +314,32 @@ def _value(
     if p.operator == "any":
         return [rng.choice(pools[key]) for _ in range(3)]
     return rng.choice(pools[key])
+
+
+def _fresh(value: Any, rng: random.Random) -> Any:
+    """A value like ``value`` for a column with a unique index, unlikely to exist: writing a sampled
+    one would only measure the unique violation."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value + 1_000_000_000 + rng.randrange(1_000_000_000)
+    return f"{value}_replay{rng.randrange(10**9)}"
+
+
+def _is_unique(conn: Connection, table: str, column: str) -> bool:
+    """True when a one-column unique index (or key) covers ``table.column``."""
+    rel = ".".join(quote(part) for part in table.split(".", 1))
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a "
+                "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                "WHERE i.indrelid = to_regclass(:rel) AND i.indisunique "
+                "AND i.indnkeyatts = 1 AND a.attname = :column)"
+            ),
+            {"rel": rel, "column": column},
+        ).scalar()
+    )
 
 
 def _column_sample(conn: Connection, table: str, column: str, limit: int, seed: int) -> list[Any]:

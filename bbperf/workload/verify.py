@@ -12,12 +12,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf.errors import BbperfError, SchemaError
-from bbperf.explain.stats import compare
+from bbperf.explain.timingstats import compare
 from bbperf.sqlnames import qualified
 from bbperf.target import query_error, schema_of
-from bbperf.workload.advise import WorkloadAdvice, index_name
 from bbperf.workload.file import Workload
 from bbperf.workload.replay import Replay, replay
+from bbperf.workload.workload_advice import WorkloadAdvice, index_name
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,52 @@
+"""benchmarks/targets.py end to end at the smoke scale: every target of issue 23 gets a row with a
+number, a goal and a verdict. Not timed: only the JSON's shape and that the figures are positive
+(the targets themselves are judged by running the script at SF 1, never by a test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TARGETS = Path(__file__).parent.parent / "benchmarks" / "targets.py"
+EXPECTED = (
+    "bbperf report",
+    "server COPY FROM file ÷ generate",
+    "COPY + foreign keys + ANALYZE ÷ generate",
+    "metrics denormalized, server ms per call",
+    "metrics rollup, server ms per call",
+    "bbperf db start, server running",
+    "/api/v1/health p95",
+    "/api/v1/health/detailed p95",
+    "bbperf generate --scale 2",
+    "peak client RSS SF 2 ÷ SF 1",
+)
+
+
+def test_targets_quick_run_gives_every_row_a_positive_figure(tmp_path: Path) -> None:
+    out = tmp_path / "targets.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("BBPERF_HOME", "BBPERF_DATABASE_URL")}
+    env["TMPDIR"] = str(tmp_path)  # the fresh home lands here; the script removes it
+    done = subprocess.run(
+        [sys.executable, str(TARGETS), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["target"] for r in rows] == [
+        next(r["target"] for r in rows if r["target"].startswith(e)) for e in EXPECTED
+    ]
+    for row in rows:
+        assert isinstance(row["measured"], float) and row["measured"] > 0, row
+        assert row["goal"] > 0 and row["ratio"] == row["measured"] / row["goal"]
+        assert row["met"] in (True, False) and row["load_average"] >= 0
+    report = rows[0]
+    assert "exit 0" in report["note"] and "FAILED" not in report["note"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bbperf-targets-")]
+    printed = done.stdout.splitlines()
+    assert printed[0].startswith("load average") and len(printed) == 2 + len(EXPECTED)
