@@ -151,6 +151,56 @@ def test_a_killed_parallel_load_leaves_no_process_running(
                 proc.kill()
 
 
+def test_a_killed_load_worker_fails_the_load_in_one_line_instead_of_hanging(
+    bbperf_home: Path, fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    """A worker the kernel kills (SIGBUS, the OOM killer) or a user does says nothing on its way out;
+    the coordinator sees its exit code and stops, keeping what was committed."""
+    from bbperf.schema import create_schema
+    from bbperf.topology.running import LOAD_WORKER, processes_of
+
+    engine = make_test_engine(fresh_url)
+    create_schema(engine)
+    engine.dispose()
+    env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
+    load = subprocess.Popen(
+        [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
+         "--no-progress"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := processes_of(bbperf_home, names=(LOAD_WORKER,))) < 2:
+            assert load.poll() is None and time.monotonic() < deadline, "no load workers started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # mid-load
+        workers[0].kill()
+        _, err = load.communicate(timeout=60)
+    finally:
+        load.kill()
+    assert load.returncode == 2, err
+    assert err.strip().splitlines() == [err.strip()], err
+    assert "a load worker was killed by SIGKILL" in err and "rerun the same command" in err, err
+
+
+def test_a_full_volume_refuses_the_client_tally_in_one_line(small_volume: Path) -> None:
+    from bbperf.errors import DataError
+    from bbperf.generate.tally import ClientTally
+
+    ballast = _fill(small_volume)
+    try:
+        with pytest.raises(DataError, match="No space left on device") as refused:
+            ClientTally(1_000_000, small_volume)  # 32 MB
+        assert str(small_volume) in str(refused.value)
+        with pytest.raises(DataError, match="No space left on device"):
+            ClientTally.scratch_file(1_000_000, small_volume)
+        assert [p.name for p in small_volume.iterdir()] == ["ballast"]  # no file left behind
+    finally:
+        ballast.unlink()
+    tally = ClientTally(1_000, small_volume)  # room again
+    tally.close()
+
+
 def test_db_stop_ends_a_load_worker_that_outlived_its_coordinator(tmp_path: Path) -> None:
     from bbperf.topology.running import LOAD_HOME_ENV
 
@@ -176,10 +226,10 @@ def _one_number(conn: Any, sql: str) -> int:
 
 
 def _fill(volume: Path) -> Path:
-    """A file that takes every free byte of ``volume``."""
+    """A file that takes every free byte of ``volume`` (called again, it takes what was freed since)."""
     ballast = volume / "ballast"
     block = bytes(1 << 20)
-    with open(ballast, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+    with open(ballast, "ab", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(block)
     return ballast
@@ -236,6 +286,7 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
     # write PANICked the server first.
     assert interrupted.returncode == 2 and "free space on the server's volume" in err, err
     assert len(err.strip().splitlines()) == 1
+    _fill(small_volume)  # what the load freed on its way out (its tally files) is taken again
     # WAL that cannot be written PANICs the server, and its recovery fails while the disk is full.
     for n in range(10):
         if not server.status().running:

@@ -3,16 +3,23 @@
 The tally is the one thing that grows with the scale (32 bytes a client: 410 MB at SF 100). It lives in
 an unlinked temporary file mapped into memory; after each update the process hands its pages back
 (``madvise(MADV_DONTNEED)``: the page cache keeps them), so resident memory stays one chunk's worth.
-Zero means "nothing yet" in every field, so a new (sparse) file needs no initialisation.
+Zero means "nothing yet" in every field, so a new file needs no initialisation. Its blocks are
+reserved when it is made (``posix_fallocate``): a sparse file on a volume that fills up later would
+kill the process that writes a page of it with SIGBUS; a reserved one fails at once, in one line.
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from bbperf.errors import DataError
 
 _FIELDS = 4  # visits, spent cents, LATEST - first visit, last visit (Unix microseconds)
 # Later than any generated time: the first visit is stored as LATEST - t, so max() keeps the earliest.
@@ -30,7 +37,11 @@ class ClientTally:
         size = max(n, 1) * _FIELDS * 8
         if path is None:
             self._file = tempfile.TemporaryFile(prefix="bbperf-tally-", dir=directory)  # noqa: SIM115
-            self._file.truncate(size)
+            try:
+                _reserve(self._file, size, directory)
+            except DataError:
+                self._file.close()
+                raise
         else:
             self._file = open(path, "r+b")  # noqa: SIM115 - closed by close()
         self._map = mmap.mmap(self._file.fileno(), size)
@@ -85,7 +96,11 @@ class ClientTally:
     def scratch_file(n: int, directory: Path | None = None) -> Path:
         """An empty tally file for ``n`` clients that a worker process can open by path."""
         with tempfile.NamedTemporaryFile(prefix="bbperf-tally-", dir=directory, delete=False) as f:
-            f.truncate(max(n, 1) * _FIELDS * 8)
+            try:
+                _reserve(f, max(n, 1) * _FIELDS * 8, directory)
+            except DataError:
+                Path(f.name).unlink(missing_ok=True)
+                raise
         return Path(f.name)
 
     def release(self) -> None:
@@ -96,3 +111,21 @@ class ClientTally:
         del self._data
         self._map.close()
         self._file.close()
+
+
+def _reserve(file: Any, size: int, directory: Path | None) -> None:
+    """``size`` bytes of ``file``, zeroed, with their blocks allocated now (plain ``truncate`` where
+    the system has no ``posix_fallocate``); no room is a DataError that names the folder."""
+    file.truncate(size)
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(file.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: stay sparse
+            return
+        where = directory if directory is not None else Path(tempfile.gettempdir())
+        raise DataError(
+            f"no room for the load's client tally ({size / 1e6:,.1f} MB) in {where}: "
+            f"{os.strerror(exc.errno or errno.ENOSPC)}"
+        ) from None

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg2
 
 from bbperf.config import LOAD_HOME_ENV
-from bbperf.errors import QueryError, first_line
+from bbperf.errors import BbperfError, QueryError, first_line
 from bbperf.generate.cast import n_barbers
 from bbperf.generate.staging import ChunkWriter
 from bbperf.generate.stream import (
@@ -108,6 +108,8 @@ def _worker(
         outbox.put(("done", peak_rss_mb()))
     except psycopg2.Error as exc:  # the worker's own connection: one line, the load says what next
         outbox.put(("error", f"a load worker's connection failed: {first_line(exc)}"))
+    except BbperfError as exc:  # bad input or no room (the tally): the same one line as at home
+        outbox.put(("error", f"a load worker stopped: {exc}"))
     except BaseException:  # noqa: BLE001 - reported to the coordinator, which raises
         outbox.put(("error", traceback.format_exc(limit=5)))
     finally:
@@ -195,7 +197,7 @@ def parallel(
     with _marked(plan.home):
         for proc in procs:
             proc.start()
-    state = _Dispatch(pairs, jobs, inboxes)
+    state = _Dispatch(pairs, jobs, inboxes, procs)
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()
     try:
@@ -230,8 +232,8 @@ class _Dispatch:
     """The coordinator's side: hands out pairs (at most AHEAD_PER_WORKER a worker beyond the one being
     copied), turns counts into id offsets in pair order, and holds finished pairs until their turn."""
 
-    def __init__(self, pairs: int, jobs: int, inboxes: list[Any]) -> None:
-        self.pairs, self.jobs, self.inboxes = pairs, jobs, inboxes
+    def __init__(self, pairs: int, jobs: int, inboxes: list[Any], procs: list[Any]) -> None:
+        self.pairs, self.jobs, self.inboxes, self.procs = pairs, jobs, inboxes, procs
         self.cond = threading.Condition()
         self.ready: dict[int, tuple[list[Encoded], list[Encoded]]] = {}
         self.counts: dict[int, tuple[int, int]] = {}
@@ -286,14 +288,27 @@ class _Dispatch:
                 self.cond.wait(timeout=1.0)
 
     def _check(self) -> None:
-        if self.error.startswith("a load worker's connection failed"):
+        if self.error.startswith(("a load worker's connection failed", "a load worker stopped")):
             raise QueryError(self.error)
         if self.error:
             raise RuntimeError(f"a generator worker failed:\n{self.error}")
         if self.stopped:
             raise RuntimeError("generation stopped")
+        # A worker the kernel or a user killed (SIGKILL, SIGBUS) says nothing: its exit code does.
+        for proc in self.procs:
+            if proc.exitcode is not None and proc.exitcode != 0:
+                raise QueryError(f"a load worker {_ended(proc.exitcode)}")
 
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+
+
+def _ended(exitcode: int) -> str:
+    """How a worker process ended, from its exit code (negative: the signal that ended it)."""
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
