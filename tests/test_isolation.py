@@ -7,6 +7,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -225,6 +226,25 @@ def _one_number(conn: Any, sql: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def _stderr_or_stacks(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    """``proc``'s stderr once it ends; if it does not end in time, every thread's stack of it and its
+    children (started with PYTHONFAULTHANDLER=1: SIGABRT dumps them) in the failure."""
+    try:
+        return proc.communicate(timeout=timeout_s)[1]
+    except subprocess.TimeoutExpired:
+        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+        for member in family:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(signal.SIGABRT)
+        _, stacks = proc.communicate(timeout=30)
+        names = [
+            m.info
+            for m in psutil.process_iter(["pid", "ppid", "status", "cmdline"])
+            if any("bbperf" in part or "postgres" in part for part in m.info["cmdline"] or ())
+        ]
+        pytest.fail(f"still running after {timeout_s:g} s:\n{stacks}\nprocesses: {names}")
+
+
 def _fill(volume: Path) -> Path:
     """A file that takes every free byte of ``volume`` (called again, it takes what was freed since)."""
     ballast = volume / "ballast"
@@ -268,7 +288,7 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
 
     subprocess.run(["mount", "-o", "remount,size=200m", str(small_volume)], check=True)
     server = EmbeddedServer(home)
-    env = {**os.environ, "BBPERF_HOME": str(home)}
+    env = {**os.environ, "BBPERF_HOME": str(home), "PYTHONFAULTHANDLER": "1"}
     interrupted = subprocess.Popen(
         [sys.executable, "-m", "bbperf", *load], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -281,7 +301,7 @@ def test_a_load_that_cannot_fit_is_refused_and_a_full_disk_converges(small_volum
         with contextlib.suppress(psycopg2.Error), psycopg2.connect(server.url()) as conn:
             committed = _one_number(conn, "SELECT count(*) FROM bbperf._load_progress")
     ballast = _fill(small_volume)
-    _, err = interrupted.communicate(timeout=60)
+    err = _stderr_or_stacks(interrupted, timeout_s=60)
     # One line either way: the COPY's "No space left on device", or a lost connection when a WAL
     # write PANICked the server first.
     assert interrupted.returncode == 2 and "free space on the server's volume" in err, err

@@ -238,7 +238,10 @@ def _resumable(
     except (DBAPIError, psycopg2.Error, QueryError) as exc:
         cause = query_error(exc) if isinstance(exc, DBAPIError) else first_line(exc)
         try:
-            kept = f"{committed_chunks(engine, plan):,} chunks are committed"
+            # libpq waits in C, so the engine's connect_timeout bounds it: a server that PANICked on
+            # a full disk may not answer a new connection.
+            with wait_callback(None):
+                kept = f"{committed_chunks(engine, plan):,} chunks are committed"
         except (DBAPIError, psycopg2.Error):
             kept = "the committed chunks are kept"
         then = "rerun the same command to resume"

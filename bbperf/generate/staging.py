@@ -35,6 +35,7 @@ COPY_BUFFER_BYTES = 1 << 20
 LOAD_MEMORY = "256MB"
 # The swap waits at most this long for readers of the old tables to finish, then fails (resumable).
 SWAP_LOCK_TIMEOUT = "60s"
+CONNECT_TIMEOUT_S = 10  # a chunk writer's connection to a server that does not answer
 BIGGEST_FIRST = (
     "appointments",
     "payments",
@@ -78,7 +79,10 @@ class ChunkWriter:
 
     def __init__(self, sink: Sink, application_name: str) -> None:
         self.sink = sink
-        self.conn = psycopg2.connect(sink.dsn, application_name=application_name)
+        # Blocking libpq (no wait callback in a worker, none during the stream): the timeout holds.
+        self.conn = psycopg2.connect(
+            sink.dsn, application_name=application_name, connect_timeout=CONNECT_TIMEOUT_S
+        )
         with self.conn.cursor() as cur:
             cur.execute("SET statement_timeout = 0")
         self.conn.commit()
