@@ -4,6 +4,7 @@ command that runs no query does not pay for it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -36,22 +37,27 @@ def interruptible_queries() -> AbstractContextManager[None]:
 
 def _wait_interruptibly(conn: Any) -> None:
     import select
+    import time
 
     import psycopg2
     import psycopg2.extensions as ext
 
+    # libpq honours connect_timeout only when it waits itself: here the wait is ours, so is the
+    # timeout (a server that accepts the socket and never answers would hold the command forever).
+    deadline = _connect_deadline(conn)
     interrupted = False
     while True:
         try:
             state = conn.poll()
             if state == ext.POLL_OK:
                 break
-            if state == ext.POLL_READ:
-                select.select([conn.fileno()], [], [])
-            elif state == ext.POLL_WRITE:
-                select.select([], [conn.fileno()], [])
-            else:
+            if state not in (ext.POLL_READ, ext.POLL_WRITE):
                 raise psycopg2.OperationalError(f"bad state from poll: {state}")
+            fd = [conn.fileno()]
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready = select.select(*((fd, [], []) if state == ext.POLL_READ else ([], fd, [])), left)
+            if deadline is not None and not any(ready):
+                raise psycopg2.OperationalError("timeout expired")
         except KeyboardInterrupt:
             conn.cancel()
             interrupted = True
@@ -61,3 +67,20 @@ def _wait_interruptibly(conn: Any) -> None:
             raise
     if interrupted:
         raise KeyboardInterrupt
+
+
+def _connect_deadline(conn: Any) -> float | None:
+    """When a connection still being set up must give up: its ``connect_timeout`` (libpq's rule: at
+    least 2 s; 0 or none waits forever); None once it is connected."""
+    import time
+
+    import psycopg2.extensions as ext
+
+    if conn.status != ext.STATUS_SETUP:
+        return None
+    raw = ext.parse_dsn(conn.dsn).get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
+    try:
+        seconds = int(raw) if raw else 0
+    except ValueError:
+        return None
+    return time.monotonic() + max(seconds, 2) if seconds > 0 else None

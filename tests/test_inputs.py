@@ -522,3 +522,24 @@ def test_cli_replica_start_on_the_primary_port_is_one_line(
     code, _, err = cli(capsys, "replica", "start", "--port", str(_primary_port(bbperf_home)))
     one_line(code, err, "the primary's port")
     assert (bbperf_home / "replica").exists() == existed
+
+
+@pytest.mark.parametrize("args", [("explain", "SELECT 1"), ("schema", "create")])
+def test_a_server_that_accepts_and_never_answers_is_one_line_in_the_connect_timeout(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The CLI waits for queries in Python (Ctrl-C cancels them), where libpq's connect_timeout does
+    not reach: bbperf bounds the connection itself, and says so in one line."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+        url = f"postgresql://u:p@127.0.0.1:{silent.getsockname()[1]}/db"
+        env = {"BBPERF_DATABASE_URL": url, "BBPERF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "bbperf", *args], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert time.monotonic() - started < 30
+    one_line(done.returncode, done.stderr, "timeout expired")
+    assert "cannot reach the database server" in done.stderr and ":p@" not in done.stderr
