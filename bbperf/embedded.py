@@ -38,6 +38,7 @@ from bbperf.processes import (
     run_as_server,
     server_ids,
     server_user,
+    wait_until,
 )
 from bbperf.urls import parse_url, socket_url
 
@@ -70,6 +71,8 @@ INITIALIZED_MARKER = "bbperf_initialized"  # written into pgdata once the cluste
 SERVER_ID_FILE = "server.id"
 # In the home: the private directory holding the socket when pgdata's path is too long for one.
 SOCKET_DIR_FILE = "socket.dir"
+# How long `db start` waits for a postmaster that is recovering or stopping to be ready or gone.
+SETTLE_TIMEOUT_S = 60.0
 # A Unix socket path holds at most 107 bytes (sun_path is 108 with its NUL); the longest name
 # PostgreSQL gives the socket in its directory is ".s.PGSQL.65535".
 _SOCKET_PATH_MAX_BYTES = 107
@@ -135,6 +138,20 @@ class Postmaster(ManagedProcess):
             return Path(proc.cwd()).resolve() == self.pgdata.resolve()
         except psutil.AccessDenied:
             return str(self.pgdata.resolve()) in " ".join(proc.cmdline())
+
+    def clear_stale_pid_file(self) -> None:
+        """Remove postmaster.pid unless it names a live postgres of this data directory: after a
+        crash its number may belong to any process, and PostgreSQL refuses to start beside any
+        live process of that number (another server's backend, after the numbers wrap)."""
+        pid = self.recorded_pid()
+        if pid is not None and not self.is_ours(pid):
+            self.pid_file.unlink(missing_ok=True)
+
+    def settled(self, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+        """Wait while this data directory's postmaster is alive but not ready (crash recovery, a
+        shutdown under way) until it is ready or gone: a second one started beside it would only
+        find its lock file. False when it is still neither after ``timeout_s``."""
+        return wait_until(lambda: self.pid() is None or self.ready(), timeout_s, poll_s=0.2)
 
     def postmaster(self) -> PostmasterFile | None:
         """postmaster.pid when it names this data directory's running postmaster, else None."""
@@ -252,9 +269,15 @@ class EmbeddedServer(Postmaster):
         try:
             self.home.mkdir(parents=True, exist_ok=True)
             with self.lock():
+                if not self.settled():
+                    raise ServerError(
+                        f"the embedded PostgreSQL in {self.pgdata} is still recovering or stopping "
+                        f"after {SETTLE_TIMEOUT_S:g} s: rerun `bbperf db start` later; "
+                        f"see {self.pgdata / 'log'}"
+                    )
                 info = self._ready_postmaster() if self.initialized else None
                 if info is not None and self._private(info.socket_dir):
-                    return self.url()  # another process started it while we waited
+                    return self.url()  # another process started it, or it recovered, meanwhile
                 if info is not None:
                     self.stop()
                 self.clear_stale_pid_file()
@@ -356,7 +379,7 @@ class EmbeddedServer(Postmaster):
                 return
             except (OSError, subprocess.SubprocessError, AssertionError):
                 # A failed start (e.g. on a full disk) removes its pid file: nothing to wait for.
-                if self.pid_file.exists() and self.wait_ready(ready_timeout_s, poll_s=0.2):
+                if self.pid_file.exists() and self.settled(ready_timeout_s) and self.ready():
                     return
                 if attempt == attempts:
                     raise

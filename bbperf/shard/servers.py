@@ -11,9 +11,9 @@ the permissions the server user needs.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +30,7 @@ from bbperf.processes import (
     own_for_server,
     run_as_server,
     socket_dir_for,
-    terminate,
+    wait_gone,
 )
 from bbperf.sqlnames import quote
 from bbperf.urls import socket_url
@@ -113,10 +113,18 @@ class ShardServer(Postmaster):
         info = self.postmaster()
         if info is None:
             return False
-        children = _children(info.pid)
-        terminate(info.pid, 10.0, signal.SIGKILL)
-        for child in children:
-            terminate(child, 10.0, signal.SIGKILL)
+        # Process objects, not numbers: psutil refuses to signal a number since given to another
+        # process (a backend that exits by itself frees its number while the others are killed).
+        try:
+            postmaster = psutil.Process(info.pid)
+            family = [postmaster, *postmaster.children(recursive=True)]
+        except psutil.Error:
+            family = []
+        for proc in family:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        for proc in family:
+            wait_gone(proc.pid, 10.0)  # a zombie counts as gone: PID 1 may reap it late
         if info.socket_dir and info.port:
             (Path(info.socket_dir) / f".s.PGSQL.{info.port}.lock").unlink(missing_ok=True)
         if self.recorded_pid() == info.pid:
@@ -180,13 +188,6 @@ class ShardServer(Postmaster):
                 f"{self.name} in {self.pgdata} did not start: {_last(result.stderr)}; "
                 f"its log says: {self.last_log_line()}"
             )
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
 
 
 def _last(text: str) -> str:
