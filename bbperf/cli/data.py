@@ -20,6 +20,7 @@ from bbperf.generate.dataset import (
 )
 from bbperf.generate.load import generate_spec
 from bbperf.generate.profile import available_profiles
+from bbperf.runlock import exclusive_run
 from bbperf.schema import TABLE_ORDER
 from bbperf.shard.fdw import shard_error
 
@@ -102,14 +103,15 @@ def run_generate(args: argparse.Namespace) -> int:
     jobs = check_jobs(args.jobs)
     home = settings_from(args).home
     engine = engine_from(args)
-    info = generate_spec(
-        engine,
-        spec,
-        jobs=jobs,
-        progress=not args.no_progress,
-        scratch_dir=home if home.is_dir() else None,
-        resumable=args.resumable,
-    )
+    with exclusive_run(engine, "load"):  # never under a report, or another load, on this schema
+        info = generate_spec(
+            engine,
+            spec,
+            jobs=jobs,
+            progress=not args.no_progress,
+            scratch_dir=home if home.is_dir() else None,
+            resumable=args.resumable,
+        )
     total = sum(info.rows.values())
     print(
         f"loaded profile {info.profile} scale {info.scale:g} seed {info.seed} as of {info.as_of}: "

@@ -31,6 +31,7 @@ from bbperf.report.runner import (
     discover_notebooks,
     run_notebooks,
 )
+from bbperf.runlock import exclusive_run
 from bbperf.secrets import find_leaks, passwords, redact_files
 from bbperf.target import engine_for
 
@@ -174,46 +175,48 @@ def run_report(
     out_dir = Path(out) if out else Path("reports") / run_id
     if out:
         run_id = out_dir.name
-    claim_out_dir(out_dir)
-    started = time.time()
-    started_at = now_utc()
     engine = _connect_for_provenance(settings)
+    # One run on this schema at a time: a second report or load would change the tables under it.
+    with exclusive_run(engine, "report"):
+        claim_out_dir(out_dir)
+        started = time.time()
+        started_at = now_utc()
 
-    def record_dataset(run: NotebookRun) -> None:
-        if not run.ok and engine is not None:
-            _tidy_after_failure(engine, run)
-        run.dataset = _loaded_dataset(engine)
+        def record_dataset(run: NotebookRun) -> None:
+            if not run.ok and engine is not None:
+                _tidy_after_failure(engine, run)
+            run.dataset = _loaded_dataset(engine)
 
-    try:
-        dataset = report_dataset(user_params, _loaded_dataset(engine))
-        params = {**user_params, **dataset}
-        _prepare_dataset(engine, dataset, progress)
-        loaded = _loaded_dataset(engine)
-        runs = run_notebooks(
-            sources,
-            out_dir,
-            params,
-            environment=kernel_environment(settings),
-            code=code,
-            progress=progress,
-            cell_timeout_s=cell_timeout_s,
-            after_each=record_dataset,
-        )
-        provenance = collect_provenance(
-            engine,
-            started_at=started_at,
-            parameters={k: v for k, v in params.items() if v is not None},
-        )
-    finally:
-        if engine is not None:
-            engine.dispose()
-    document = results_document(run_id, runs, provenance, dataset=loaded or dataset)
-    index, results = write_report_files(out_dir, document)
-    write_log(out_dir / "report.log", runs)
-    hidden = passwords(settings.database_url)
-    leaks = find_leaks(written_since(out_dir, started), hidden)
-    redact_files(leaks, hidden)
-    return Report(run_id, out_dir, runs, provenance, index, results, leaks)
+        try:
+            dataset = report_dataset(user_params, _loaded_dataset(engine))
+            params = {**user_params, **dataset}
+            _prepare_dataset(engine, dataset, progress)
+            loaded = _loaded_dataset(engine)
+            runs = run_notebooks(
+                sources,
+                out_dir,
+                params,
+                environment=kernel_environment(settings),
+                code=code,
+                progress=progress,
+                cell_timeout_s=cell_timeout_s,
+                after_each=record_dataset,
+            )
+            provenance = collect_provenance(
+                engine,
+                started_at=started_at,
+                parameters={k: v for k, v in params.items() if v is not None},
+            )
+        finally:
+            if engine is not None:
+                engine.dispose()
+        document = results_document(run_id, runs, provenance, dataset=loaded or dataset)
+        index, results = write_report_files(out_dir, document)
+        write_log(out_dir / "report.log", runs)
+        hidden = passwords(settings.database_url)
+        leaks = find_leaks(written_since(out_dir, started), hidden)
+        redact_files(leaks, hidden)
+        return Report(run_id, out_dir, runs, provenance, index, results, leaks)
 
 
 def check_parameters(
