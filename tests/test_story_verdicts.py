@@ -299,6 +299,10 @@ def test_09_workload_verdict_and_claim() -> None:
     assert workloadstory.verdict(15, 3, 1, 20.0, None).endswith(
         "not verified (verification builds indexes: embedded server only)."
     )
+    assert workloadstory.verdict(15, 3, 1, 20.0, None, verified=True).endswith(
+        "built and replayed, but no statement predicted to gain ran twice both before and after: "
+        "nothing to measure (a longer duration_s would)."
+    )
     assert workloadstory.verdict(15, 3, 0, 0.0, None) == (
         "No index saves enough planner cost across the workload's top 15 statements (3 replayed): "
         "the advice keeps none."

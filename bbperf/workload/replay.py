@@ -136,7 +136,9 @@ def replay(
 ) -> Replay:
     """Run ``workload`` for ``duration_s`` seconds on ``concurrency`` pooled connections of ``engine``.
 
-    Each connection draws statements with probability ∝ calls and a random sampled value set;
+    Each connection first runs its share of the statements once each (every statement is timed at
+    least once when the duration allows: a rare one is listed, not lost to the draw), then draws
+    statements with probability ∝ calls and a random sampled value set;
     every statement runs in its own transaction, rolled back afterwards — read-only transactions
     (``postgresql_readonly``) unless ``allow_writes`` on a target bbperf ``owned``, where writes run
     and are undone (commit cost is not measured). ``warmup`` untimed runs of each statement come
@@ -169,9 +171,10 @@ def replay(
         errors: dict[str, int] = defaultdict(int)
         firsts: dict[str, str] = {}
         weights = [s.calls for s, _ in prepared]
+        first = iter(prepared[index::concurrency])
         with engine.connect() as conn, _session(conn, readonly) as (run, undo):
             while not stop.is_set():
-                statement, bound = rng.choices(prepared, weights)[0]
+                statement, bound = next(first, None) or rng.choices(prepared, weights)[0]
                 values = _values(statement, rng.randrange(max(1, len(statement.values))))
                 try:
                     start = time.perf_counter_ns()

@@ -60,10 +60,12 @@ def verdict(
     saved_pct: float | None,
     measured: Measured | None,
     skipped: str | None = None,
+    verified: bool = False,
 ) -> str:
     """Notebook 09's line: how many indexes the advice keeps for the top ``statements`` (of which
     ``replayed`` had values to replay), the planner cost they save, and the measured speedup (95 %
-    CI) beside the predicted one; "skipped: …" when no advice could be costed (``saved_pct`` None)."""
+    CI) beside the predicted one; "skipped: …" when no advice could be costed (``saved_pct`` None).
+    ``verified``: the advice was built and replayed, whether or not it gave a measurement."""
     top = f"top {statements} statements" + (
         f" ({replayed} replayed)" if replayed < statements else ""
     )
@@ -75,6 +77,11 @@ def verdict(
         f"The advice keeps {chosen} index{'es' if chosen > 1 else ''} for the workload's {top}, "
         f"predicted to save {saved_pct:.0f} % of its planner cost"
     )
+    if measured is None and verified:
+        return text + (
+            "; built and replayed, but no statement predicted to gain ran twice both before and "
+            "after: nothing to measure (a longer duration_s would)."
+        )
     if measured is None:
         return text + "; not verified (verification builds indexes: embedded server only)."
     return text + (
