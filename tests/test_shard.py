@@ -16,12 +16,15 @@ import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 
+from bbperf.catalog import secondary_indexes
 from bbperf.cli import main
 from bbperf.errors import ConfigError, DataError
 from bbperf.experiment import EXPERIMENTS
 from bbperf.explain.timingstats import Comparison
 from bbperf.generate import dataset_info, generate
 from bbperf.generate.fingerprint import verify
+from bbperf.indexes import SEED
+from bbperf.indexes import apply as apply_index_set
 from bbperf.roles import ROLES
 from bbperf.schema import create_schema
 from bbperf.shard import effects, fdw, layout, shardstory
@@ -416,3 +419,30 @@ def test_an_external_coordinator_shards_over_the_urls_it_is_given(
             for name in names:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def test_each_shard_carries_the_coordinators_indexes(
+    tiny_copy: Engine, shard_urls: list[str]
+) -> None:
+    """A shard is the same table design, only smaller: the index set applied on the single server is
+    built on every shard, so a routed query is compared with the single server like for like."""
+    apply_index_set(tiny_copy, SEED)
+    with tiny_copy.connect() as conn:
+        wanted = {n for n, _ in secondary_indexes(conn, "bbperf", layout.SHARDED_TABLES)}
+    assert "idx_appointments_barber_status_start" in wanted
+    layout.apply(tiny_copy, shard_urls[:2], "barber")
+    try:
+        for url in shard_urls[:2]:
+            shard = make_engine(url, schema="bbperf")
+            try:
+                with shard.connect() as conn:
+                    have = {n for n, _ in secondary_indexes(conn, "bbperf", layout.SHARDED_TABLES)}
+                    analyzed = conn.execute(
+                        text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                             "WHERE relid = 'bbperf.appointments'::regclass")
+                    ).scalar_one()  # fmt: skip
+            finally:
+                shard.dispose()
+            assert have == wanted and analyzed
+    finally:
+        layout.drop(tiny_copy)
