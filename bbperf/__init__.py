@@ -109,6 +109,7 @@ _EXPORTS = {
     # a captured workload (notebook 09)
     "load_workload": "bbperf.workload",
     "capture_workload": "bbperf.workload.capture:capture",
+    "statement_counters": "bbperf.workload.capture:counters",
     "sample_workload": "bbperf.workload.sample:sample",
     "replay_workload": "bbperf.workload.replay:replay",
     "advise_workload": "bbperf.workload.workload_advice",

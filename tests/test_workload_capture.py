@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from bbperf.cli import main
 from bbperf.errors import ConfigError, SchemaError
 from bbperf.workload import catalogue, load_workload, save_workload
-from bbperf.workload.capture import capture
+from bbperf.workload.capture import capture, counters
 from bbperf.workload.replay import replay, replayable
 from bbperf.workload.sample import sample
 from bbperf.workload.verify import verify_workload
@@ -247,3 +247,21 @@ def test_a_rare_statement_is_replayed_at_least_once_not_lost_to_the_draw(
     assert len(result.samples_ms[common.name]) > 10 * max(
         len(result.samples_ms[s.name]) for s in rare
     )
+
+
+def test_capture_since_a_snapshot_keeps_only_what_ran_after_it(tiny_copy: Engine) -> None:
+    """The report's workload is the traffic notebook 09 replays, not every statement the other
+    notebooks left in pg_stat_statements; nothing is reset to get it."""
+    before_queries = catalogue(tiny_copy, barber="busy")
+    for query in before_queries:
+        query.run(tiny_copy)
+    builtin = load_workload("catalogue")
+    chosen = [q for q in catalogue(tiny_copy, barber="quiet") if q.name == "barber_schedule"]
+    snapshot = counters(tiny_copy)
+    for _ in range(3):
+        chosen[0].run(tiny_copy)
+    since = capture(tiny_copy, top=50, since=snapshot)
+    schedule = builtin.statement("barber_schedule").fingerprint
+    assert [(s.fingerprint, s.calls) for s in since.statements] == [(schedule, 3)]
+    everything = capture(tiny_copy, top=50)  # the earlier calls are all still counted
+    assert {s.fingerprint: s.calls for s in everything.statements}[schedule] == 4

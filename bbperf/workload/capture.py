@@ -45,8 +45,12 @@ def capture(
     min_calls: int = 1,
     order: Order = "total",
     name: str = "captured",
+    since: Counters | None = None,
 ) -> Workload:
-    """The ``top`` statements of the current database by total (or mean) execution time.
+    """The ``top`` statements of the current database by total (or mean) execution time; with
+    ``since`` (a ``counters`` snapshot), only what ran after it: calls, time and rows are the
+    differences, and a statement that did not run since is left out — pg_stat_statements is never
+    reset, so other users' statistics stay as they were.
 
     Statements are grouped by fingerprint (their pg_stat_statements entries differ by role, by
     IN-list length or by constants left in); groups with fewer than ``min_calls`` calls are left out,
@@ -62,6 +66,8 @@ def capture(
     try:
         with engine.connect() as conn:
             rows, version = _statements(conn)
+            if since is not None:
+                rows = _since(rows, since)
             groups, skipped = _group(rows)
             key = (lambda g: g.total_ms) if order == "total" else (lambda g: g.total_ms / g.calls)
             chosen = sorted(
@@ -123,6 +129,46 @@ def table_columns(
     return out
 
 
+@dataclass(frozen=True)
+class _Row:
+    queryid: int | None
+    userid: int | None
+    query: str
+    calls: int
+    total_exec_time: float
+    rows: int
+
+
+# (userid, queryid) → (calls, total execution time in ms, rows) of pg_stat_statements' entries
+Counters = dict[tuple[int | None, int | None], tuple[int, float, int]]
+
+
+def counters(engine: Engine) -> Counters:
+    """A snapshot of the current database's pg_stat_statements counters, for ``capture(since=…)``:
+    the statements a replay or an application runs after it, without resetting anything."""
+    try:
+        with engine.connect() as conn:
+            rows, _ = _statements(conn)
+    except DBAPIError as exc:
+        raise query_error(exc, "pg_stat_statements") from None
+    return {
+        (r.userid, r.queryid): (int(r.calls), float(r.total_exec_time), int(r.rows)) for r in rows
+    }
+
+
+def _since(rows: list[Any], before: Counters) -> list[Any]:
+    """Each entry's counters minus ``before``'s; entries that did not run since are left out."""
+    out = []
+    for r in rows:
+        calls, total_ms, n = before.get((r.userid, r.queryid), (0, 0.0, 0))
+        if r.calls > calls:
+            out.append(
+                _Row(r.queryid, r.userid, r.query, r.calls - calls, r.total_exec_time - total_ms,
+                     r.rows - n)
+            )  # fmt: skip
+    return out
+
+
 def _statements(conn: Connection) -> tuple[list[Any], int]:
     schema = extension_schema(conn, "pg_stat_statements")
     if schema is None:
@@ -134,7 +180,7 @@ def _statements(conn: Connection) -> tuple[list[Any], int]:
     toplevel = " AND toplevel" if version >= 140000 else ""
     rows = conn.execute(
         text(
-            f"SELECT queryid, query, calls, total_exec_time, rows FROM {qualified(schema, 'pg_stat_statements')} "
+            f"SELECT queryid, userid, query, calls, total_exec_time, rows FROM {qualified(schema, 'pg_stat_statements')} "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             f"AND calls > 0{toplevel}"
         )
