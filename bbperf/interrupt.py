@@ -5,6 +5,7 @@ command that runs no query does not pay for it."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -37,7 +38,6 @@ def interruptible_queries() -> AbstractContextManager[None]:
 
 def _wait_interruptibly(conn: Any) -> None:
     import select
-    import time
 
     import psycopg2
     import psycopg2.extensions as ext
@@ -72,8 +72,6 @@ def _wait_interruptibly(conn: Any) -> None:
 def _connect_deadline(conn: Any) -> float | None:
     """When a connection still being set up must give up: its ``connect_timeout`` (libpq's rule: at
     least 2 s; 0 or none waits forever); None once it is connected."""
-    import time
-
     import psycopg2.extensions as ext
 
     if conn.status != ext.STATUS_SETUP:
