@@ -4,26 +4,30 @@ hash-partitioned table whose partitions are foreign tables on the shards.
 ``apply`` sets the plain tables aside (renamed ``<table>_unsharded``, with their keys, indexes and
 foreign keys) and creates in their place a table partitioned by hash of the shard key
 (``barber_id``, or ``organization_id`` for appointments when sharding by organization: payments
-carry no organization, so they follow the barber), one foreign partition per shard, and copies the
-rows through it: PostgreSQL routes each row to its shard. On each shard, bbperf's schema is created
+carry no organization, so they follow the barber), one foreign partition per shard. Each shard's
+share (the rows ``satisfies_hash_partition`` gives its partition, where PostgreSQL routes them) is
+streamed straight from the set-aside table with COPY (``bbperf.shard.transfer``): at SF 1 that is
+~5 s where an INSERT through the foreign tables took ~40. On each shard, bbperf's schema is created
 with the seven tables; the five small ones get every row (replicated, so a shard can join and
 check its foreign keys locally), appointments and payments only their hash share, then the
-indexes the coordinator's tables carry (an applied index set too) and an ANALYZE. The shard drops
-its ``payments → appointments`` key: with payments following the barber and appointments the
-organization the two may live on different shards, as Citus requires co-location for such a key.
+indexes the coordinator's tables carry (an applied index set too), the foreign keys (added after
+the rows, each checked by one query) and an ANALYZE. The shard has no ``payments → appointments``
+key: with payments following the barber and appointments the organization the two may live on
+different shards, as Citus requires co-location for such a key.
 
 Database-level objects are postgres_fdw's (``bbperf.shard.fdw``): the extension when the database
-lacks it, one foreign server per shard named ``bbperf_<schema>_shard_<k>`` and its user mappings. ``apply`` records them in ``bbperf_meta``; ``drop`` copies the rows back into
-the set-aside tables (so writes made while sharded survive), removes exactly those objects and drops
+lacks it, one foreign server per shard named ``bbperf_<schema>_shard_<k>`` and its user mappings. ``apply`` records them in ``bbperf_meta``; ``drop`` makes the set-aside tables
+hold what the shards hold (so writes made while sharded survive; only the difference is written,
+so the tables keep their physical order), removes exactly those objects and drops
 bbperf's schema on every shard. The dataset's as_of and fingerprints are untouched by both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,9 +41,9 @@ from bbperf import meta
 from bbperf.catalog import secondary_indexes
 from bbperf.errors import ConfigError, DataError, QueryError, first_line
 from bbperf.generate import require_dataset
-from bbperf.interrupt import wait_callback
 from bbperf.schema import TABLE_ORDER, create_schema, drop_schema, require_schema, schema_status
 from bbperf.shard import fdw
+from bbperf.shard.transfer import stream_copy
 from bbperf.sqlnames import qualified, quote
 from bbperf.target import is_embedded, make_engine, query_error, schema_of
 from bbperf.urls import mask_text, mask_url
@@ -105,9 +109,12 @@ def _failed(action: str, exc: DBAPIError | psycopg2.Error) -> QueryError:
 
 
 # -- the shards' side ------------------------------------------------------------------------------
-def _prepare_shard(index: int, url: str, schema: str) -> None:
+def _prepare_shard(index: int, url: str, schema: str) -> list[str]:
     """Create bbperf's schema on a shard (refusing one that has it already: it may be another
-    coordinator's shard), drop its payments → appointments key, and leave it empty."""
+    coordinator's shard) and leave it empty, without the foreign keys of appointments and payments:
+    their rows load faster unchecked, and ``_index_shard`` adds the keys back afterwards, each
+    checked by one query. Return the statements that add them back; the payments → appointments
+    key is not among them (see the module's docstring)."""
     engine = shard_engine(url, schema)
     try:
         with _reported("apply"):
@@ -117,20 +124,30 @@ def _prepare_shard(index: int, url: str, schema: str) -> None:
                     "of another coordinator, or a sharding that was not dropped; drop that first"
                 )
             create_schema(engine)
+            restore: list[str] = []
             with engine.begin() as conn:
-                for name in _keys_between(conn, schema, "payments", "appointments"):
+                for table, name, references, definition in _foreign_keys(conn, schema):
                     conn.execute(
                         text(
-                            f"ALTER TABLE {qualified(schema, 'payments')} DROP CONSTRAINT {quote(name)}"
+                            f"ALTER TABLE {qualified(schema, table)} DROP CONSTRAINT {quote(name)}"
                         )
                     )
+                    if (table, references) != ("payments", "appointments"):
+                        restore.append(
+                            f"ALTER TABLE {qualified(schema, table)} "
+                            f"ADD CONSTRAINT {quote(name)} {definition}"
+                        )
+            return restore
     finally:
         engine.dispose()
 
 
-def _index_shard(url: str, schema: str, indexes: Sequence[tuple[str, str]]) -> None:
-    """Build on a shard, once its rows are in, the indexes the coordinator's plain tables carry, and
-    ANALYZE its share: a shard is the same table design, only smaller. Without them a routed query
+def _index_shard(
+    url: str, schema: str, indexes: Sequence[tuple[str, str]], keys: Sequence[str]
+) -> None:
+    """Build on a shard, once its rows are in, the indexes the coordinator's plain tables carry and
+    the foreign keys ``_prepare_shard`` set aside (``keys``), and ANALYZE its share: a shard is the
+    same table design, only smaller. Without them a routed query
     reads its whole share where the single server used an index (notebook 10 measured a routed
     query ×19 slower at SF 1 for that reason alone)."""
     engine = shard_engine(url, schema)
@@ -142,45 +159,77 @@ def _index_shard(url: str, schema: str, indexes: Sequence[tuple[str, str]]) -> N
             conn.execute(text("SET statement_timeout = 0"))
             for _, definition in indexes:
                 conn.execute(text(definition))
+            for statement in keys:
+                conn.execute(text(statement))
             for table in SHARDED_TABLES:
                 conn.execute(text(f"ANALYZE {qualified(schema, table)}"))
     finally:
         engine.dispose()
 
 
-def _keys_between(conn: Connection, schema: str, table: str, references: str) -> list[str]:
-    return list(
-        conn.execute(
-            text(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f' "
-                "AND conrelid = to_regclass(:t) AND confrelid = to_regclass(:r)"
-            ),
-            {"t": qualified(schema, table), "r": qualified(schema, references)},
-        ).scalars()
+def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str, str]]:
+    """(table, constraint, referenced table, definition) of the sharded tables' foreign keys."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, k.conname, r.relname, pg_get_constraintdef(k.oid) "
+            "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+            "JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE k.contype = 'f' AND n.nspname = :s AND c.relname = ANY(:t) ORDER BY 1, 2"
+        ),
+        {"s": schema, "t": list(SHARDED_TABLES)},
     )
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
 def _replicate(coordinator: Engine, url: str, schema: str) -> None:
-    """Copy every row of the small tables to a shard (COPY out, COPY in, in load order); psycopg2
-    refuses COPY under the CLI's wait callback, so it is lifted meanwhile."""
+    """Copy every row of the small tables to a shard (COPY out, COPY in, in load order)."""
     source = coordinator.raw_connection()
     engine = shard_engine(url, schema)
     target = engine.raw_connection()
     try:
-        with wait_callback(None), source.cursor() as out, target.cursor() as into:
-            for table in REPLICATED_TABLES:
-                buffer = io.BytesIO()
-                out.copy_expert(
-                    f"COPY {qualified(schema, table)} TO STDOUT (FORMAT binary)", buffer
-                )
-                buffer.seek(0)
-                into.copy_expert(
-                    f"COPY {qualified(schema, table)} FROM STDIN (FORMAT binary)", buffer
-                )
+        for table in REPLICATED_TABLES:
+            name = qualified(schema, table)
+            stream_copy(
+                source,
+                f"COPY {name} TO STDOUT (FORMAT binary)",
+                target,
+                f"COPY {name} FROM STDIN (FORMAT binary)",
+            )
         target.commit()
     finally:
         source.rollback()
         source.close()
+        target.close()
+        engine.dispose()
+
+
+def _connect_shard(engine: Engine, index: int, url: str) -> Any:
+    """A DBAPI connection to shard ``index``; one line naming the shard when it cannot be reached."""
+    try:
+        return engine.raw_connection()
+    except (DBAPIError, psycopg2.Error) as exc:
+        raise QueryError(
+            f"shard {index} ({mask_url(url)}) is unreachable: {mask_text(first_line(exc))}; "
+            "`bbperf shard status` names the shards that run, `bbperf shard start` restarts "
+            "bbperf's own"
+        ) from None
+
+
+def _copy_share(source: Any, copy_out: str, index: int, url: str, schema: str, table: str) -> int:
+    """Stream ``copy_out`` from the coordinator's DBAPI connection into ``table`` on shard
+    ``index`` at ``url`` and commit there; the rows the shard took."""
+    engine = shard_engine(url, schema)
+    target = _connect_shard(engine, index, url)
+    try:
+        stream_copy(
+            source, copy_out, target, f"COPY {qualified(schema, table)} FROM STDIN (FORMAT binary)"
+        )
+        with target.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {qualified(schema, table)}")
+            (rows,) = cursor.fetchone()
+        target.commit()
+        return int(rows)
+    finally:
         target.close()
         engine.dispose()
 
@@ -214,11 +263,16 @@ def recorded(conn: Connection, schema: str) -> dict[str, Any] | None:
     return meta.read(conn, schema, META_KEY) if meta.exists(conn, schema) else None
 
 
-def _shard_table(conn: Connection, schema: str, table: str, key: str, shards: int) -> int:
-    """Set ``table`` aside, create its hash-partitioned replacement over one foreign table per
-    shard, and copy the rows through it; return the rows copied."""
+def _shard_table(
+    conn: Connection, schema: str, table: str, key: str, shard_urls: Sequence[str]
+) -> int:
+    """Set ``table`` aside and create its hash-partitioned replacement over one foreign table per
+    shard; then stream each shard its share straight from the set-aside table with COPY (the rows
+    ``satisfies_hash_partition`` gives that partition: where PostgreSQL would route them), not row
+    by row through the foreign tables. Return the rows copied."""
     aside = set_aside_name(table)
     q = quote(schema)
+    shards = len(shard_urls)
     conn.execute(text(f"ALTER TABLE {q}.{quote(table)} RENAME TO {quote(aside)}"))
     conn.execute(
         text(
@@ -247,10 +301,23 @@ def _shard_table(conn: Connection, schema: str, table: str, key: str, shards: in
                 + fdw.options_sql(conn, {"schema_name": schema, "table_name": table})
             )
         )
-    return int(
+    parent = int(
         conn.execute(
-            text(f"INSERT INTO {q}.{quote(table)} SELECT * FROM {q}.{quote(aside)}")
-        ).rowcount
+            text("SELECT CAST(to_regclass(:t) AS oid)"), {"t": qualified(schema, table)}
+        ).scalar_one()
+    )
+    source = conn.connection.dbapi_connection
+    return sum(
+        _copy_share(
+            source,
+            f"COPY (SELECT * FROM {q}.{quote(aside)} WHERE satisfies_hash_partition("
+            f"{parent}, {shards}, {index}, {quote(key)})) TO STDOUT (FORMAT binary)",
+            index,
+            url,
+            schema,
+            table,
+        )
+        for index, url in enumerate(shard_urls)
     )
 
 
@@ -288,20 +355,25 @@ def apply(engine: Engine, shard_urls: Sequence[str], by: str = "barber") -> Shar
         fdw.ensure_own_roles(engine)
     with engine.connect() as conn:
         indexes = secondary_indexes(conn, schema, SHARDED_TABLES)
-    prepared: list[str] = []
+    prepared: dict[str, list[str]] = {}
     try:
         for index, url in enumerate(shard_urls):
-            _prepare_shard(index, url, schema)
-            prepared.append(url)
+            prepared[url] = _prepare_shard(index, url, schema)
             with _reported("apply"):
                 _replicate(engine, url, schema)
         with _reported("apply"), engine.begin() as conn:
             _lock(conn, schema)
             created_fdw = fdw.ensure_fdw(conn, schema)
             shards = fdw.create_servers(conn, schema, shard_urls)
-            rows = {
-                t: _shard_table(conn, schema, t, keys[t], len(shard_urls)) for t in SHARDED_TABLES
-            }
+            rows = {t: _shard_table(conn, schema, t, keys[t], shard_urls) for t in SHARDED_TABLES}
+            # Before the coordinator commits: a shard that cannot take its indexes or keys undoes
+            # the whole change. Each shard is its own server: they build at the same time.
+            with ThreadPoolExecutor(len(prepared), thread_name_prefix="bbperf-shard") as pool:
+                for built in [
+                    pool.submit(_index_shard, url, schema, indexes, restore)
+                    for url, restore in prepared.items()
+                ]:
+                    built.result()
             meta.write(
                 conn,
                 schema,
@@ -319,8 +391,6 @@ def apply(engine: Engine, shard_urls: Sequence[str], by: str = "barber") -> Shar
             with contextlib.suppress(QueryError, DataError, DBAPIError):
                 _drop_shard_schema(url, schema)
         raise
-    for url in shard_urls:
-        _index_shard(url, schema, indexes)
     _analyze(engine, schema)
     return ShardChange(
         "apply",
@@ -348,7 +418,7 @@ def drop(engine: Engine, shard_urls: Sequence[str] | None = None) -> ShardChange
             )
         urls = _drop_urls(record, shard_urls)
         _lock(conn, schema)
-        rows = {t: _unshard_table(conn, schema, t) for t in SHARDED_TABLES}
+        rows = _unshard(conn, schema, urls)
         removed = fdw.drop_servers(conn, schema, record)
         meta.delete(conn, schema, META_KEY)
     for url in urls:
@@ -382,19 +452,96 @@ def _drop_urls(record: dict[str, Any], shard_urls: Sequence[str] | None) -> list
     return [s["url"] for s in shards]
 
 
-def _unshard_table(conn: Connection, schema: str, table: str) -> int:
-    q = quote(schema)
-    aside = f"{q}.{quote(set_aside_name(table))}"
-    if table == SHARDED_TABLES[0]:
+def incoming_name(table: str) -> str:
+    return f"{table}_from_shards"
+
+
+def _columns(conn: Connection, schema: str, table: str) -> list[str]:
+    return list(
         conn.execute(
-            text("TRUNCATE " + ", ".join(f"{q}.{quote(set_aside_name(t))}" for t in SHARDED_TABLES))
+            text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+            {"t": qualified(schema, table)},
+        ).scalars()
+    )
+
+
+def _unshard(conn: Connection, schema: str, urls: Sequence[str]) -> dict[str, int]:
+    """Make each set-aside table hold exactly the rows the shards hold now, then give it its name
+    back; the rows per table.
+
+    Each shard's share is streamed with COPY into a staging table of bbperf's (unlogged, dropped
+    again in this transaction); then only the difference is written: rows changed while sharded
+    are updated, new ones inserted, gone ones deleted (in the order the payments → appointments
+    key allows). The set-aside tables keep their physical order, indexes and statistics, instead of
+    being rewritten row by row through seven indexes and five foreign keys.
+    """
+    q = quote(schema)
+    target = conn.connection.dbapi_connection
+    rows: dict[str, int] = {}
+    for table in SHARDED_TABLES:
+        staging = qualified(schema, incoming_name(table))
+        conn.execute(
+            text(
+                f"CREATE UNLOGGED TABLE {staging} "
+                f"(LIKE {q}.{quote(set_aside_name(table))}) WITH (autovacuum_enabled = off)"
+            )
         )
-    rows = conn.execute(
-        text(f"INSERT INTO {aside} OVERRIDING SYSTEM VALUE SELECT * FROM {q}.{quote(table)}")
-    ).rowcount
-    conn.execute(text(f"DROP TABLE {q}.{quote(table)}"))
-    conn.execute(text(f"ALTER TABLE {aside} RENAME TO {quote(table)}"))
-    return int(rows)
+        for index, url in enumerate(urls):
+            engine = shard_engine(url, schema)
+            source = _connect_shard(engine, index, url)
+            try:
+                stream_copy(
+                    source,
+                    f"COPY {qualified(schema, table)} TO STDOUT (FORMAT binary)",
+                    target,
+                    f"COPY {staging} FROM STDIN (FORMAT binary)",
+                )
+            finally:
+                source.rollback()
+                source.close()
+                engine.dispose()
+        conn.execute(text(f"ANALYZE {staging}"))
+        rows[table] = int(conn.execute(text(f"SELECT count(*) FROM {staging}")).scalar_one())
+    appointments, payments = SHARDED_TABLES
+    for table, step in (
+        (appointments, "update"),
+        (appointments, "insert"),
+        (payments, "update"),
+        (payments, "insert"),
+        (payments, "delete"),
+        (appointments, "delete"),
+    ):
+        conn.execute(text(_merge_sql(conn, schema, table, step)))
+    for table in SHARDED_TABLES:
+        aside = f"{q}.{quote(set_aside_name(table))}"
+        conn.execute(text(f"DROP TABLE {qualified(schema, incoming_name(table))}"))
+        conn.execute(text(f"DROP TABLE {q}.{quote(table)}"))
+        conn.execute(text(f"ALTER TABLE {aside} RENAME TO {quote(table)}"))
+    return rows
+
+
+def _merge_sql(conn: Connection, schema: str, table: str, step: str) -> str:
+    """One step of making the set-aside ``table`` equal its staging copy, matched on ``id``."""
+    aside = qualified(schema, set_aside_name(table))
+    staging = qualified(schema, incoming_name(table))
+    if step == "update":
+        columns = [quote(c) for c in _columns(conn, schema, set_aside_name(table)) if c != "id"]
+        return (
+            f"UPDATE {aside} AS a SET ({', '.join(columns)}) = "
+            f"ROW({', '.join(f's.{c}' for c in columns)}) FROM {staging} AS s "
+            "WHERE s.id = a.id AND ROW(a.*) IS DISTINCT FROM ROW(s.*)"
+        )
+    if step == "insert":
+        return (
+            f"INSERT INTO {aside} OVERRIDING SYSTEM VALUE SELECT * FROM {staging} AS s "
+            f"WHERE NOT EXISTS (SELECT FROM {aside} AS a WHERE a.id = s.id)"
+        )
+    return (
+        f"DELETE FROM {aside} AS a WHERE NOT EXISTS (SELECT FROM {staging} AS s WHERE s.id = a.id)"
+    )
 
 
 def _analyze(engine: Engine, schema: str) -> None:
