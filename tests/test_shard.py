@@ -543,3 +543,23 @@ def test_each_shard_gets_back_its_foreign_keys_but_the_cross_shard_one(
             assert have == wanted and invalid == 0
     finally:
         layout.drop(tiny_copy)
+
+
+def test_the_fan_out_is_timed_at_most_fanout_rounds_and_the_figures_say_so(
+    tiny_copy: Engine, shard_urls: list[str]
+) -> None:
+    layout.apply(tiny_copy, shard_urls[:2], "barber")
+    try:
+        tenant = effects.busiest_tenant(tiny_copy)
+        routing = effects.routing(
+            tiny_copy, tenant, "barber", rounds=effects.FANOUT_ROUNDS + 2, warmup=1
+        )
+    finally:
+        layout.drop(tiny_copy)
+    capped = effects.FANOUT_ROUNDS
+    assert routing.sizes == (capped + 2, capped, capped)
+    comparisons = (routing.routed_vs_local, routing.fanout_vs_local, routing.routed_vs_fanout)
+    assert [f["n"] for f in shardstory.figures(*comparisons, n=routing.sizes)] == list(
+        routing.sizes
+    )
+    assert [f["n"] for f in shardstory.figures(*comparisons, n=7)] == [7, 7, 7]

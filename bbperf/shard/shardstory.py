@@ -85,28 +85,33 @@ def claims(
 
 
 def figures(
-    routed_vs_local: Comparison, fanout_vs_local: Comparison, routed_vs_fanout: Comparison, n: int
+    routed_vs_local: Comparison,
+    fanout_vs_local: Comparison,
+    routed_vs_fanout: Comparison,
+    n: int | Sequence[int],
 ) -> Sequence[dict[str, Any]]:
-    """The three comparisons as figures for ``Results.add`` (speedup, higher: sharded faster)."""
+    """The three comparisons as figures for ``Results.add`` (speedup, higher: sharded faster);
+    ``n``: samples per side, one for all or one per comparison (``Routing.sizes``)."""
+    sizes = (n, n, n) if isinstance(n, int) else tuple(n)
     return [
         _figure(
             "routed_vs_single_server",
             routed_vs_local,
-            n,
+            sizes[0],
             True,
             "one barber's metrics: single server ÷ sharded (routed to one shard)",
         ),
         _figure(
             "fanout_vs_single_server",
             fanout_vs_local,
-            n,
+            sizes[1],
             False,
             "every barber's aggregate: single server ÷ sharded (fan-out to all shards)",
         ),
         _figure(
             "routed_vs_fanout",
             routed_vs_fanout,
-            n,
+            sizes[2],
             True,
             "on the sharded layout: fan-out aggregate ÷ one barber's routed query",
         ),
