@@ -311,3 +311,11 @@ def test_cli_validate_apply_status_drop(
     assert main([*base, "alembic", "--validate"]) == 0
     out = capsys.readouterr().out
     assert "idx_users_primary_org: unknown column" in out and "def downgrade()" in out
+
+
+def test_only_narrows_a_set_to_the_named_indexes_and_what_they_serve() -> None:
+    narrowed = SEED.only(["idx_appointments_start_time", "not_in_the_set"])
+    assert narrowed.name == SEED.name
+    assert [i.name for i in narrowed.indexes] == ["idx_appointments_start_time"]
+    assert narrowed.serves == SEED.get("idx_appointments_start_time").serves
+    assert len(SEED.only([])) == 0 and len(SEED) > 1

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from bbperf.config import validate_identifier
@@ -136,6 +137,12 @@ class IndexSet:
             if index.name == name:
                 return index
         raise IndexSetError(f"index set {self.name} has no index named {name}")
+
+    def only(self, names: Iterable[str]) -> IndexSet:
+        """The same set narrowed to the indexes named in ``names`` (e.g. those an apply created,
+        so that undoing it leaves alone what was there before)."""
+        wanted = set(names)
+        return replace(self, indexes=tuple(i for i in self.indexes if i.name in wanted))
 
     def serving(self, query: str) -> tuple[IndexDef, ...]:
         """The indexes of this set meant to serve workload query ``query``."""
