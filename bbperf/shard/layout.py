@@ -181,38 +181,52 @@ def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str, st
     return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
-def _replicate(coordinator: Engine, url: str, schema: str) -> None:
-    """Copy every row of the small tables to a shard (COPY out, COPY in, in load order)."""
+def _replicate(coordinator: Engine, index: int, url: str, schema: str) -> None:
+    """Copy every row of the small tables to shard ``index`` (COPY out, COPY in, in load order)."""
     source = coordinator.raw_connection()
     engine = shard_engine(url, schema)
-    target = engine.raw_connection()
     try:
-        for table in REPLICATED_TABLES:
-            name = qualified(schema, table)
-            stream_copy(
-                source,
-                f"COPY {name} TO STDOUT (FORMAT binary)",
-                target,
-                f"COPY {name} FROM STDIN (FORMAT binary)",
-            )
-        target.commit()
+        _no_timeout(source)
+        target = _connect_shard(engine, index, url)
+        try:
+            for table in REPLICATED_TABLES:
+                name = qualified(schema, table)
+                stream_copy(
+                    source,
+                    f"COPY {name} TO STDOUT (FORMAT binary)",
+                    target,
+                    f"COPY {name} FROM STDIN (FORMAT binary)",
+                )
+            target.commit()
+        finally:
+            target.close()
     finally:
         source.rollback()
         source.close()
-        target.close()
         engine.dispose()
 
 
 def _connect_shard(engine: Engine, index: int, url: str) -> Any:
-    """A DBAPI connection to shard ``index``; one line naming the shard when it cannot be reached."""
+    """A DBAPI connection to shard ``index`` for bulk copying, its transaction without the pool's
+    statement timeout (a share of SF 10 may take longer than 30 s); one line naming the shard when
+    it cannot be reached."""
     try:
-        return engine.raw_connection()
+        connection = engine.raw_connection()
     except (DBAPIError, psycopg2.Error) as exc:
         raise QueryError(
             f"shard {index} ({mask_url(url)}) is unreachable: {mask_text(first_line(exc))}; "
             "`bbperf shard status` names the shards that run, `bbperf shard start` restarts "
             "bbperf's own"
         ) from None
+    _no_timeout(connection)
+    return connection
+
+
+def _no_timeout(connection: Any) -> None:
+    """No statement timeout for the DBAPI connection's transaction (SET LOCAL: a pooled connection
+    goes back to its pool unchanged)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 0")
 
 
 def _copy_share(source: Any, copy_out: str, index: int, url: str, schema: str, table: str) -> int:
@@ -360,7 +374,7 @@ def apply(engine: Engine, shard_urls: Sequence[str], by: str = "barber") -> Shar
         for index, url in enumerate(shard_urls):
             prepared[url] = _prepare_shard(index, url, schema)
             with _reported("apply"):
-                _replicate(engine, url, schema)
+                _replicate(engine, index, url, schema)
         with _reported("apply"), engine.begin() as conn:
             _lock(conn, schema)
             created_fdw = fdw.ensure_fdw(conn, schema)
