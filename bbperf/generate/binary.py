@@ -171,36 +171,45 @@ def take(columns: dict[str, Column], rows: slice) -> dict[str, Column]:
 
 def compact(pieces: list[tuple[np.ndarray, np.ndarray | None]], n: int) -> np.ndarray:
     """Concatenate, row by row, byte matrices of shape (n, w): all w bytes of a piece whose lengths
-    are None, else the first ``lengths[i]`` bytes of row i (the last ``-lengths[i]`` when negative).
-    Returns the flat uint8 result.
+    are None, else the first ``lengths[i]`` bytes of row i (the last ``-lengths[i]`` when any is
+    negative). Returns the flat uint8 result.
 
     Pieces that are one row broadcast (``strides[0] == 0``: separators, quotes) go into a template
-    row copied once, not a pass each."""
-    width = sum(m.shape[1] for m, _ in pieces)
+    row copied once, not a pass each. Which bytes are kept is one comparison: each byte's distance
+    from the kept side of its piece against its row's count for that piece (the counts repeated
+    across the piece's width), not a comparison per piece."""
+    widths = [m.shape[1] for m, _ in pieces]
+    width = sum(widths)
+    small = max(widths, default=0) < 255
     template = np.zeros(width, dtype=np.uint8)
-    placed: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    distance = np.empty(width, dtype=np.uint8 if small else np.int64)
+    counts = np.empty((n, len(pieces)), dtype=distance.dtype)
+    placed: list[tuple[int, np.ndarray]] = []
     at = 0
-    for matrix, lengths in pieces:
-        w = matrix.shape[1]
+    for k, (matrix, lengths) in enumerate(pieces):
+        w = widths[k]
         if lengths is None and matrix.strides[0] == 0 and n:
             template[at : at + w] = matrix[0]
         else:
-            placed.append((at, matrix, lengths))
+            placed.append((at, matrix))
+        if lengths is None:
+            counts[:, k] = w
+            distance[at : at + w] = np.arange(w)
+        elif lengths.min(initial=0) < 0:
+            counts[:, k] = np.clip(-lengths, 0, w)
+            distance[at : at + w] = np.arange(w - 1, -1, -1)
+        else:
+            counts[:, k] = np.clip(lengths, 0, w)
+            distance[at : at + w] = np.arange(w)
         at += w
     padded = np.empty((n, width), dtype=np.uint8)
     if len(placed) < len(pieces):
         padded[:] = template
-    keep = np.ones((n, width), dtype=bool)
-    for at, matrix, lengths in placed:
-        w = matrix.shape[1]
-        padded[:, at : at + w] = matrix
-        if lengths is not None:
-            span = keep[:, at : at + w]
-            if lengths.min(initial=0) < 0:
-                np.greater_equal(np.arange(w), (w + lengths)[:, None], out=span)
-            else:
-                np.less(np.arange(w), lengths[:, None], out=span)
-    return np.compress(keep.ravel(), padded.ravel())  # 3x faster than padded[keep] (2-D mask)
+    for at, matrix in placed:
+        padded[:, at : at + matrix.shape[1]] = matrix
+    keep = distance < np.repeat(counts, widths, axis=1)
+    # A 1-D mask: no index array (np.compress makes one, 8 bytes a kept byte), no 2-D iteration.
+    return padded.ravel()[keep.ravel()]
 
 
 def encode_body(columns: dict[str, Column], n: int) -> np.ndarray:

@@ -185,8 +185,9 @@ def row_text(columns: b.Columns, names: tuple[str, ...], n: int) -> tuple[bytes,
 
 def _digests(text: bytes, ends: np.ndarray) -> bytes:
     """md5 of every row: split at the newlines when only the row ends hold one (C loops only)."""
-    if text.count(b"\n") == len(ends):
-        return b"".join(map(_DIGEST, map(_md5, text.split(b"\n")[:-1])))
+    lines = text.split(b"\n")
+    if len(lines) == len(ends) + 1:  # no newline but the rows' own
+        return b"".join(map(_DIGEST, map(_md5, lines[:-1])))
     view = memoryview(text)
     starts = [0, *(ends[:-1] + 1).tolist()]
     return b"".join(_DIGEST(_md5(view[s:e])) for s, e in zip(starts, ends.tolist(), strict=True))
