@@ -253,3 +253,23 @@ def test_pruning_counts_partitions_read_out_of_those_the_tables_have() -> None:
         1,
     )
     assert result.pruned
+
+
+def test_undo_interrupted_converts_back_only_its_owners_partitioning(tiny_copy: Engine) -> None:
+    """A notebook killed while the tables were partitioned: its next run converts them back first;
+    a partitioning made by anyone else (the CLI, another owner) is left alone."""
+    assert partition.undo_interrupted(tiny_copy, "07_partitioning") is None  # plain: nothing to do
+    with tiny_copy.begin() as conn:
+        before = fingerprints(conn, "bbperf")
+    partition.apply(tiny_copy, "month")
+    assert partition.undo_interrupted(tiny_copy, "07_partitioning") is None
+    assert partition.status(tiny_copy).tables["appointments"]
+    partition.drop(tiny_copy)
+    partition.apply(tiny_copy, "month", keep_plain=True, owner="07_partitioning")
+    assert partition.undo_interrupted(tiny_copy, "someone else") is None
+    undone = partition.undo_interrupted(tiny_copy, "07_partitioning")
+    assert undone is not None and undone.action == "drop"
+    assert not any(partition.status(tiny_copy).tables.values())
+    with tiny_copy.begin() as conn:
+        assert fingerprints(conn, "bbperf") == before
+    assert partition.undo_interrupted(tiny_copy, "07_partitioning") is None

@@ -563,3 +563,21 @@ def test_the_fan_out_is_timed_at_most_fanout_rounds_and_the_figures_say_so(
         routing.sizes
     )
     assert [f["n"] for f in shardstory.figures(*comparisons, n=7)] == [7, 7, 7]
+
+
+def test_undo_interrupted_brings_back_only_its_owners_sharding(
+    tiny_copy: Engine, shard_urls: list[str]
+) -> None:
+    """A notebook killed while the tables were sharded: its next run brings them back first; a
+    sharding made by anyone else is left alone."""
+    assert layout.undo_interrupted(tiny_copy, "10_sharding") is None
+    layout.apply(tiny_copy, shard_urls[:2], "barber")
+    assert layout.undo_interrupted(tiny_copy, "10_sharding") is None
+    assert layout.layout_status(tiny_copy).sharded
+    layout.drop(tiny_copy)
+    layout.apply(tiny_copy, shard_urls[:2], "barber", owner="10_sharding")
+    assert layout.undo_interrupted(tiny_copy, "someone else") is None
+    undone = layout.undo_interrupted(tiny_copy, "10_sharding")
+    assert undone is not None and undone.action == "drop"
+    assert not layout.layout_status(tiny_copy).sharded
+    assert all(row["ok"] for row in verify(tiny_copy))

@@ -18,6 +18,7 @@ _EXPORTS = {
     "PartitionStatus": ".layout",
     "apply": ".layout",
     "drop": ".layout",
+    "undo_interrupted": ".layout",
     "status": ".layout",
     "bounds": ".layout",
     "equal_bounds": ".layout",

@@ -366,7 +366,12 @@ def _prepare(engine: Engine, conn: Connection, schema: str) -> None:
 
 
 def apply(
-    engine: Engine, by: str = "month", *, partitions: int | None = None, keep_plain: bool = False
+    engine: Engine,
+    by: str = "month",
+    *,
+    partitions: int | None = None,
+    keep_plain: bool = False,
+    owner: str | None = None,
 ) -> Conversion:
     """Partition appointments and payments by ``by`` (month, week or day, UTC calendar ranges).
 
@@ -376,7 +381,9 @@ def apply(
     row, as long as nothing writes to the partitioned tables meanwhile (statement triggers watch;
     after a write ``drop`` rewrites as usual); it costs the tables' disk space until ``drop``.
     One transaction: on any failure nothing changes. Raises DataError when no dataset is loaded,
-    the tables are already partitioned, or a ``<table>_kept`` table is in the way.
+    the tables are already partitioned, or a ``<table>_kept`` table is in the way. ``owner`` (a
+    notebook's name) is recorded so that ``undo_interrupted`` can tell a run of it that never got
+    to ``drop`` from a partitioning somebody wants.
     """
     check_granularity(by)
     if partitions is not None and not 1 <= partitions <= MAX_PARTITIONS:
@@ -437,6 +444,7 @@ def apply(
                 "foreign_keys_waiting": waiting,
                 "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 **({"kept": copies} if copies is not None else {}),
+                **({"owner": owner} if owner else {}),
             },
         )
     _analyze(engine, schema)
@@ -529,6 +537,19 @@ def drop(engine: Engine) -> Conversion:
         foreign_keys_restored=[f"{fk['table']}.{fk['name']}" for fk in waiting],
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def undo_interrupted(engine: Engine, owner: str) -> Conversion | None:
+    """``drop`` a partitioning that ``apply(owner=owner)`` made and nothing dropped since (a run of
+    ``owner`` was interrupted in between), so that the next run starts from plain tables again.
+    None when the tables are plain, or were partitioned by anyone else: that is left alone."""
+    with engine.connect() as conn:
+        if not meta.exists(conn, schema_of(engine)):
+            return None
+        recorded = _recorded(conn, schema_of(engine))
+    if not recorded or recorded.get("owner") != owner:
+        return None
+    return drop(engine)
 
 
 def _add_foreign_key(conn: Connection, schema: str, fk: dict[str, str]) -> None:

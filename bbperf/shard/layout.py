@@ -335,13 +335,17 @@ def _shard_table(
     )
 
 
-def apply(engine: Engine, shard_urls: Sequence[str], by: str = "barber") -> ShardChange:
+def apply(
+    engine: Engine, shard_urls: Sequence[str], by: str = "barber", *, owner: str | None = None
+) -> ShardChange:
     """Shard appointments and payments over ``shard_urls`` by ``by`` (barber or organization).
 
     The shards' schemas are made and the small tables copied first; the coordinator's change is one
     transaction (its remote inserts commit with it). On a failure the shards' schemas are dropped
     again and nothing changes. DataError when no dataset is loaded, the tables are sharded or
-    partitioned already, or a shard holds bbperf's schema already.
+    partitioned already, or a shard holds bbperf's schema already. ``owner`` (a notebook's name) is
+    recorded so that ``undo_interrupted`` can tell a run of it that never got to ``drop`` from a
+    sharding somebody wants.
     """
     check_by(by)
     if not shard_urls:
@@ -398,6 +402,7 @@ def apply(engine: Engine, shard_urls: Sequence[str], by: str = "barber") -> Shar
                     "shards": shards,
                     "created_extension": created_fdw,
                     "applied_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    **({"owner": owner} if owner else {}),
                 },
             )
     except BaseException:
@@ -446,6 +451,18 @@ def drop(engine: Engine, shard_urls: Sequence[str] | None = None) -> ShardChange
         round(time.perf_counter() - started, 3),
         removed=removed,
     )
+
+
+def undo_interrupted(engine: Engine, owner: str) -> ShardChange | None:
+    """``drop`` a sharding that ``apply(owner=owner)`` made and nothing dropped since (a run of
+    ``owner`` was interrupted in between), so that the next run starts from plain tables again; its
+    shards must run. None when the tables are not sharded, or were sharded by anyone else: that is
+    left alone."""
+    with engine.connect() as conn:
+        record = recorded(conn, schema_of(engine))
+    if record is None or record.get("owner") != owner:
+        return None
+    return drop(engine)
 
 
 def _drop_urls(record: dict[str, Any], shard_urls: Sequence[str] | None) -> list[str]:
