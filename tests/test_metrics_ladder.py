@@ -103,6 +103,44 @@ def test_fifty_sampled_sf01_barbers_every_variant_equals_before(sf01_engine: Eng
     assert payer_violations(sf01_engine) == 0
 
 
+@pytest.mark.parametrize(
+    "as_of",
+    [datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 3, 1, tzinfo=UTC)],
+    ids=["inside-the-data", "after-the-data"],
+)
+def test_denormalized_equals_before_at_other_windows(ladder_tiny: Engine, as_of: datetime) -> None:
+    """Windows that cut the history, and windows past its end: then no barber was paid in the 30
+    days, so the list of paid appointment ids is empty and their distinct clients must count 0."""
+    users = barber_ids(ladder_tiny)
+    before = {u: fetch_raw(ladder_tiny, u, as_of, "before") for u in users}
+    paid = [u for u, raw in before.items() if raw.payments_30d > 0]
+    assert (paid == []) if as_of > AS_OF else (paid != [])  # the case each window is there for
+    assert equivalence(ladder_tiny, "denormalized", users, as_of, before=before) == []
+
+
+def test_set_indexes_drops_the_former_metrics_indexes(tiny_copy: Engine) -> None:
+    """A database that applied the metrics set before issue 23 reshaped it loses those indexes."""
+    from sqlalchemy import text
+
+    from bbperf.indexes import load_set
+    from bbperf.metrics.variant_timing import FORMER_METRICS_INDEXES, set_indexes
+
+    with tiny_copy.begin() as conn:
+        conn.execute(text("CREATE INDEX idx_metrics_appointments_user_status_client "
+                          "ON appointments (user_id, status, client_id, start_time)"))  # fmt: skip
+        conn.execute(text("CREATE INDEX idx_metrics_payments_user_status_created "
+                          "ON payments (user_id, status, created_at)"))  # fmt: skip
+
+    def present() -> set[str]:
+        with tiny_copy.connect() as conn:
+            return set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
+
+    assert set(FORMER_METRICS_INDEXES) <= present()
+    set_indexes(tiny_copy, "seed+metrics")
+    assert not set(FORMER_METRICS_INDEXES) & present()
+    assert {i.name for i in load_set("metrics").indexes} <= present()
+
+
 def _cli(engine: Engine, *argv: str) -> int:
     from bbperf.cli import main
 

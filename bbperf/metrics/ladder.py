@@ -41,12 +41,14 @@ EQUIVALENT = tuple(v for v in LADDER if v not in ("before", "after"))
 # The indexes of the `metrics` set each variant's plan is built on.
 NEEDS_INDEXES: dict[str, tuple[str, ...]] = {
     "barber_driven": (
-        "idx_metrics_appointments_user_status_client",
+        "idx_metrics_appointments_completed_user_client",
+        "idx_metrics_appointments_user_id",
         "idx_metrics_payments_appointment",
     ),
     "denormalized": (
-        "idx_metrics_appointments_user_status_client",
-        "idx_metrics_payments_user_status_created",
+        "idx_metrics_appointments_completed_user_client",
+        "idx_metrics_appointments_user_id",
+        "idx_metrics_payments_completed_user_created",
     ),
 }
 Fetcher = Callable[[Engine, int, datetime], RawMetrics]
