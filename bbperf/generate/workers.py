@@ -1,6 +1,11 @@
 """Worker processes for ``--jobs N``: each generates the (week, barber block) pairs it is given,
 reports their row counts, waits for the id offsets the coordinator derives from the counts of the
-pairs before, then encodes and fingerprints them; the coordinator hands the chunks out in pair order.
+pairs before, then encodes and fingerprints them a payload at a time; the coordinator hands the
+chunks out in pair order. A worker sends each payload on its own queue as soon as it is encoded,
+and no more than CREDITS_PER_WORKER of them wait there (a semaphore each); the consumer reads pair k
+from worker k mod jobs's queue, in order. What is in flight is a few payloads whatever the scale, not
+whole pairs that grow with the barber block, and it is received by the thread that frees it (a
+receiving thread's heap would keep it resident beside the clients made afterwards).
 
 Workers die with their coordinator: started with ``spawn`` (children of the coordinator itself, no
 forkserver in between), each asks the kernel for SIGKILL when its parent dies (Linux
@@ -44,6 +49,10 @@ from bbperf.generate.stream import (
 from bbperf.generate.tally import ClientTally
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Payloads (PAYLOAD_ROWS rows, ~1.5 MB) a worker may have sent that the COPY has not taken yet: at SF 1
+# about one pair a worker, as the pairs that AHEAD_PER_WORKER bounded before; at SF 10 a pair is 3.2
+# times bigger and the bound stays in bytes.
+CREDITS_PER_WORKER = 4
 
 
 def _die_with(parent_pid: int) -> None:
@@ -72,11 +81,22 @@ def _marked(home: Path | None) -> Iterator[None]:
 
 
 def _worker(
-    plan: GenerationPlan, tally_path: Path, n: int, inbox: Any, outbox: Any, parent_pid: int
+    plan: GenerationPlan,
+    tally_path: Path,
+    n: int,
+    inbox: Any,
+    outbox: Any,
+    data: Any,
+    credits: Any,
+    parent_pid: int,
 ) -> None:
-    """A worker process: generate the pairs it is given, wait for their id offsets, encode them;
-    in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
+    """A worker process: generate the pairs it is given, wait for their id offsets, encode them and
+    send each payload on ``data`` when ``credits`` allows; in a resumable load (``plan.sink``), COPY them too,
+    on its own connection, a transaction each."""
     _die_with(parent_pid)
+    # Everything on ``data`` is read before the coordinator ends the worker, except after a failure,
+    # when what is left must not hold the worker's exit.
+    data.cancel_join_thread()
     writer = None
     try:
         gen = _Generator(plan, ClientTally(n, path=tally_path))
@@ -96,14 +116,13 @@ def _worker(
             _shift(pays, "id", shift_p)
             _shift(pays, "appointment_id", shift_a)
             last, base = k == plan.pairs() - 1, k << PART_BITS
-            encoded = list(_encoded("appointments", appts, n_a, last, spent, base, plan.done))
-            del appts  # not alive while the payments are encoded or the next pair is generated
-            payments = list(_encoded("payments", pays, n_p, last, 0.0, base, plan.done))
-            del pays
-            if writer is not None:
-                encoded, payments = writer.write_all(encoded), writer.write_all(payments)
-            outbox.put(("chunk", k, encoded, payments))
-            del encoded, payments
+            parts = _encoded("appointments", appts, n_a, last, spent, base, plan.done)
+            _send(k, parts, writer, credits, data)
+            del appts, parts  # not alive while the payments are encoded or the next pair is made
+            parts = _encoded("payments", pays, n_p, last, 0.0, base, plan.done)
+            _send(k, parts, writer, credits, data)
+            del pays, parts
+            data.put(("sent", k, None))
         gen.tally.close()
         outbox.put(("done", peak_rss_mb()))
     except psycopg2.Error as exc:  # the worker's own connection: one line, the load says what next
@@ -115,6 +134,17 @@ def _worker(
     finally:
         if writer is not None:
             writer.close()
+
+
+def _send(
+    k: int, parts: Iterator[Encoded], writer: ChunkWriter | None, credits: Any, data: Any
+) -> None:
+    """Each payload of pair ``k`` to the coordinator as it is encoded (COPYed first by ``writer``
+    in a resumable load), once one of the worker's ``credits`` is free."""
+    for part in parts:
+        sent = writer.write(part) if writer is not None else part
+        credits.acquire()
+        data.put(("part", k, sent))
 
 
 def chunks(
@@ -185,10 +215,12 @@ def parallel(
     resource_tracker.ensure_running()
     inboxes = [ctx.Queue() for _ in range(jobs)]
     outbox = ctx.Queue()
+    data = [ctx.Queue() for _ in range(jobs)]
+    credits = [ctx.Semaphore(CREDITS_PER_WORKER) for _ in range(jobs)]
     procs = [
         ctx.Process(
             target=_worker,
-            args=(plan, paths[w], n, inboxes[w], outbox, os.getpid()),
+            args=(plan, paths[w], n, inboxes[w], outbox, data[w], credits[w], os.getpid()),
             name=f"bbperf-generate-{w}",
             daemon=True,
         )
@@ -197,16 +229,14 @@ def parallel(
     with _marked(plan.home):
         for proc in procs:
             proc.start()
-    state = _Dispatch(pairs, jobs, inboxes, procs)
+    state = _Dispatch(pairs, jobs, inboxes, procs, data, credits)
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()
     try:
         parent = _Generator(plan, tally)
         yield from parent.small_tables()
         for k in range(pairs):
-            appts, pays = state.take(k)
-            yield from appts
-            yield from pays
+            yield from state.take(k)
         for inbox in inboxes:
             inbox.put(None)
         state.wait_done()
@@ -216,6 +246,9 @@ def parallel(
         yield from parent.clients()
     finally:
         state.stop()
+        for credit in credits:  # a worker waiting to send goes on to read its inbox's end
+            for _ in range(CREDITS_PER_WORKER):
+                credit.release()
         for inbox in inboxes:
             inbox.put(None)
         for proc in procs:
@@ -230,12 +263,21 @@ def parallel(
 
 class _Dispatch:
     """The coordinator's side: hands out pairs (at most AHEAD_PER_WORKER a worker beyond the one being
-    copied), turns counts into id offsets in pair order, and holds finished pairs until their turn."""
+    copied), turns counts into id offsets in pair order (in its own thread), and reads each pair's
+    payloads from its worker's ``data`` queue (in the consumer's thread), freeing a credit each."""
 
-    def __init__(self, pairs: int, jobs: int, inboxes: list[Any], procs: list[Any]) -> None:
+    def __init__(
+        self,
+        pairs: int,
+        jobs: int,
+        inboxes: list[Any],
+        procs: list[Any],
+        data: list[Any],
+        credits: list[Any],
+    ) -> None:
         self.pairs, self.jobs, self.inboxes, self.procs = pairs, jobs, inboxes, procs
+        self.data, self.credits = data, credits
         self.cond = threading.Condition()
-        self.ready: dict[int, tuple[list[Encoded], list[Encoded]]] = {}
         self.counts: dict[int, tuple[int, int]] = {}
         self.next_offset, self.offsets = 0, (1, 1)
         self.assigned, self.done, self.error = 0, 0, ""
@@ -264,8 +306,6 @@ class _Dispatch:
                         )
                         self.offsets = (a + n_a, p + n_p)
                         self.next_offset += 1
-                elif kind == "chunk":
-                    self.ready[rest[0]] = (rest[1], rest[2])
                 elif kind == "done":
                     self.done += 1
                     self.worker_rss_mb = max(self.worker_rss_mb, rest[0])
@@ -273,13 +313,25 @@ class _Dispatch:
                     self.error = rest[0]
                 self.cond.notify_all()
 
-    def take(self, k: int) -> tuple[list[Encoded], list[Encoded]]:
+    def take(self, k: int) -> Iterator[Encoded]:
+        """Pair ``k``'s payloads, appointments then payments, as they arrive: its worker's next
+        messages, since the worker's earlier pairs were taken before."""
         with self.cond:
-            while k not in self.ready:
-                self._check()
-                self.cond.wait(timeout=1.0)
             self._assign(k)
-            return self.ready.pop(k)
+        worker = k % self.jobs
+        while True:
+            try:
+                kind, pair, part = self.data[worker].get(timeout=1.0)
+            except queue.Empty:
+                with self.cond:
+                    self._check()
+                continue
+            if pair != k:
+                raise RuntimeError(f"pair {pair} came from worker {worker} when {k} was due")
+            if kind == "sent":
+                return
+            self.credits[worker].release()
+            yield part
 
     def wait_done(self) -> None:
         with self.cond:
