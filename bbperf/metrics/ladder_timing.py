@@ -72,7 +72,7 @@ def speed(
         )
         shown.update()
         for variant in variants:
-            warm = 7 if variant == "prepared" else 3
+            warm = variant_timing.PREPARED_WARMUP if variant == "prepared" else 3
             server = variant_timing.server_timing(
                 engine, variant, pick.user_id, as_of, server_rounds, warmup=warm, ci_width=ci_width
             )

@@ -49,6 +49,8 @@ FORMER_METRICS_INDEXES = (
     "idx_metrics_appointments_user_status_client",
     "idx_metrics_payments_user_status_created",
 )
+# Custom plans PostgreSQL makes for a prepared statement before it may switch to the generic one.
+PREPARED_WARMUP = 5
 # Rounds sized to a CI width time at least this many rounds (the bootstrap needs a few samples).
 MIN_ROUNDS = 5
 BENCH_VARIANTS = ("before", "after", "after_equivalent", "prepared", "view")
@@ -131,8 +133,10 @@ def server_timing(
     """Execution Time (ms) of one call's statements, summed, per round, from
     ``EXPLAIN (ANALYZE, TIMING OFF)``; median planning time in ``extra['planning_ms']``.
 
-    ``warmup`` rounds are discarded; a prepared statement needs six executions before PostgreSQL
-    may settle on a generic plan, so give it ``warmup`` ≥ 6 to time the steady state. With
+    ``warmup`` rounds are discarded; PostgreSQL plans a prepared statement's first five executions
+    custom and may run its generic plan from the sixth on, so ``warmup`` = ``PREPARED_WARMUP`` (5)
+    times the steady state from the first timed round (at SF 1 with the metrics set, the sixth
+    already takes the generic plan's ~0.3 s). With
     ``ci_width`` > 0, timing stops once at least ``min_rounds`` rounds put the median's 95 % CI
     within ±``ci_width`` (a fraction), at most ``rounds``.
     """
@@ -279,7 +283,7 @@ def benchmark(
             for v in variants:
                 server[v] = server_timing(
                     engine, v, pick.user_id, as_of, server_rounds,
-                    warmup=7 if v == "prepared" else 2, ci_width=ci_width,
+                    warmup=PREPARED_WARMUP if v == "prepared" else 2, ci_width=ci_width,
                 )  # fmt: skip
                 shown.update()
             client = client_timings(
