@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from bbperf.generate import binary as b
+from bbperf.generate.cast import n_barbers
 from bbperf.generate.dataset import dataset_info
 from bbperf.generate.profile import load_profile
 from bbperf.generate.rowhash import row_text
-from bbperf.generate.stream import GenerationPlan
+from bbperf.generate.stream import Encoded, GenerationPlan, _Generator, in_order
 from bbperf.generate.tally import LATEST_US, ClientTally
-from bbperf.generate.workers import chunks
+from bbperf.generate.workers import _Dispatch, chunks
 
 AS_OF = "2026-11-01"
 
@@ -108,6 +109,26 @@ def test_any_number_of_jobs_gives_the_same_chunks_in_the_same_order() -> None:
         "payments",
         "clients",
     }
+
+
+def test_pairs_made_by_workers_alone_or_by_the_coordinator_alone_are_the_in_order_ones() -> None:
+    """The coordinator makes a pair no worker has asked for (while they start, or fall behind):
+    every pair made by the workers, and every pair made by the coordinator, give the same chunks as
+    one thread does."""
+    plan = GenerationPlan(load_profile("tiny"), 1.0, 42, date.fromisoformat(AS_OF))
+
+    def summary(produced: list[Encoded]) -> list[tuple[str, str, int, int, bytes]]:
+        return [(c.table, c.columns, c.rows, c.checksum, c.payload) for c in produced]
+
+    n = n_barbers(plan.profile, plan.scale) * plan.profile.clients["per_barber"]
+    one_thread = summary(list(in_order(plan, ClientTally(n))))
+    pairs = [c for c in one_thread if c[0] in ("appointments", "payments")]
+    assert len({c[3] for c in pairs}) > 10  # many pairs, not one
+    assert summary(list(chunks(plan, 2, make_here=False))) == one_thread
+    # No worker ever asks: the coordinator makes every pair, ids continuing from the pair before.
+    state = _Dispatch(plan.pairs(), 1, [], [], [], [])
+    here = _Generator(plan, ClientTally(n))
+    assert summary([c for k in range(plan.pairs()) for c in state.take(k, here)]) == pairs
 
 
 def test_timings_are_printed_and_stored(

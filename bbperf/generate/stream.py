@@ -37,7 +37,7 @@ from bbperf.generate.tally import ClientTally
 # Random streams: one per purpose, and one per (week, barber block) of bookings.
 _CAST, _CLIENTS, _BOOKINGS = 1, 2, 3
 SMALL_TABLES = ("organizations", "users", "user_organizations", "services")
-AHEAD_PER_WORKER = 2  # pairs a worker may run ahead of the COPY: bounds the coordinator's memory
+AHEAD_PER_WORKER = 2  # pairs a worker may be given ahead of the one the COPY takes
 PAYLOAD_ROWS = 16_384  # rows per COPY payload
 # A chunk's number within its table: (pair or clients part) << PART_BITS | payload within it.
 PART_BITS = 8

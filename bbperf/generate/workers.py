@@ -1,7 +1,10 @@
 """Worker processes for ``--jobs N``: each generates the (week, barber block) pairs it is given,
 reports their row counts, waits for the id offsets the coordinator derives from the counts of the
 pairs before, then encodes and fingerprints them a payload at a time; the coordinator hands the
-chunks out in pair order. A worker sends each payload on its own queue as soon as it is encoded,
+chunks out in pair order. A worker asks for its next pair when it has sent the last one (and when
+it has started): a pair the COPY needs that no worker has asked for yet is made by the coordinator
+itself, so the COPY does not wait for the workers to start, nor for one that falls behind; the rows
+are the same whoever makes a pair. A worker sends each payload on its own queue as soon as it is encoded,
 and no more than CREDITS_PER_WORKER of them wait there (a semaphore each); the consumer reads pair k
 from worker k mod jobs's queue, in order. What is in flight is a few payloads whatever the scale, not
 whole pairs that grow with the barber block, and it is received by the thread that frees it (a
@@ -24,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -53,6 +57,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # about one pair a worker, as the pairs that AHEAD_PER_WORKER bounded before; at SF 10 a pair is 3.2
 # times bigger and the bound stays in bytes.
 CREDITS_PER_WORKER = 4
+HERE = -1  # the coordinator, as the maker of a pair
 
 
 def _die_with(parent_pid: int) -> None:
@@ -84,13 +89,14 @@ def _worker(
     plan: GenerationPlan,
     tally_path: Path,
     n: int,
+    me: int,
     inbox: Any,
     outbox: Any,
     data: Any,
     credits: Any,
     parent_pid: int,
 ) -> None:
-    """A worker process: generate the pairs it is given, wait for their id offsets, encode them and
+    """A worker process: ask for a pair, generate it, wait for its id offsets, encode it and
     send each payload on ``data`` when ``credits`` allows; in a resumable load (``plan.sink``), COPY them too,
     on its own connection, a transaction each."""
     _die_with(parent_pid)
@@ -103,6 +109,7 @@ def _worker(
         if plan.sink is not None:
             writer = ChunkWriter(plan.sink, f"bbperf-load-worker-{mp.current_process().name}")
         waiting: list[Any] = []
+        outbox.put(("ready", me))
         while (task := waiting.pop(0) if waiting else inbox.get()) is not None:
             k = task[1]
             started = time.perf_counter()
@@ -123,6 +130,7 @@ def _worker(
             _send(k, parts, writer, credits, data)
             del pays, parts
             data.put(("sent", k, None))
+            outbox.put(("ready", me))
         gen.tally.close()
         outbox.put(("done", peak_rss_mb()))
     except psycopg2.Error as exc:  # the worker's own connection: one line, the load says what next
@@ -148,18 +156,26 @@ def _send(
 
 
 def chunks(
-    plan: GenerationPlan, jobs: int = 1, stats: dict[str, float] | None = None
+    plan: GenerationPlan,
+    jobs: int = 1,
+    stats: dict[str, float] | None = None,
+    *,
+    make_here: bool | None = None,
 ) -> Iterator[Encoded]:
     """Every chunk of the dataset in load order, produced ahead of the consumer by ``jobs`` workers
     (a thread when 1): the same chunks, bytes and checksums whatever ``jobs`` is. ``stats`` gets
-    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers)."""
+    ``worker_peak_rss_mb``, the largest worker's peak resident memory (0 without workers).
+    ``make_here``: whether the coordinator makes the pairs no worker has asked for yet (default:
+    yes, except in a resumable load)."""
     barbers = n_barbers(plan.profile, plan.scale)
     tally = ClientTally(barbers * plan.profile.clients["per_barber"], plan.scratch)
     try:
         if jobs <= 1 or plan.pairs() < 2:
             yield from _ahead(in_order(plan, tally), depth=2)
         else:
-            yield from parallel(plan, tally, jobs, stats if stats is not None else {})
+            yield from parallel(
+                plan, tally, jobs, stats if stats is not None else {}, make_here=make_here
+            )
     finally:
         tally.close()
 
@@ -199,7 +215,12 @@ def _ahead(items: Iterator[Encoded], depth: int) -> Iterator[Encoded]:
 
 
 def parallel(
-    plan: GenerationPlan, tally: ClientTally, jobs: int, stats: dict[str, float]
+    plan: GenerationPlan,
+    tally: ClientTally,
+    jobs: int,
+    stats: dict[str, float],
+    *,
+    make_here: bool | None = None,
 ) -> Iterator[Encoded]:
     """Every chunk after the small tables' from ``jobs`` worker processes, in load order; the
     workers' client tallies are merged into ``tally`` before the clients are generated here."""
@@ -220,7 +241,7 @@ def parallel(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(plan, paths[w], n, inboxes[w], outbox, data[w], credits[w], os.getpid()),
+            args=(plan, paths[w], n, w, inboxes[w], outbox, data[w], credits[w], os.getpid()),
             name=f"bbperf-generate-{w}",
             daemon=True,
         )
@@ -235,8 +256,10 @@ def parallel(
     try:
         parent = _Generator(plan, tally)
         yield from parent.small_tables()
+        # A resumable load's pairs are all made, and committed, by the workers on their connections.
+        maker = parent if (plan.sink is None if make_here is None else make_here) else None
         for k in range(pairs):
-            yield from state.take(k)
+            yield from state.take(k, maker)
         for inbox in inboxes:
             inbox.put(None)
         state.wait_done()
@@ -262,9 +285,10 @@ def parallel(
 
 
 class _Dispatch:
-    """The coordinator's side: hands out pairs (at most AHEAD_PER_WORKER a worker beyond the one being
-    copied), turns counts into id offsets in pair order (in its own thread), and reads each pair's
-    payloads from its worker's ``data`` queue (in the consumer's thread), freeing a credit each."""
+    """The coordinator's side: gives a worker that asks the next pair (none beyond AHEAD_PER_WORKER
+    a worker past the one being copied), turns counts into id offsets in pair order (in its own
+    thread), and hands each pair's payloads out in the consumer's thread: read from the queue of the
+    worker that made it (a credit freed each), or made there when no worker had asked for it."""
 
     def __init__(
         self,
@@ -278,17 +302,31 @@ class _Dispatch:
         self.pairs, self.jobs, self.inboxes, self.procs = pairs, jobs, inboxes, procs
         self.data, self.credits = data, credits
         self.cond = threading.Condition()
+        self.owner: dict[int, int] = {}  # pair -> the worker making it, or HERE
+        self.idle: deque[int] = deque()  # workers that asked and have no pair yet
         self.counts: dict[int, tuple[int, int]] = {}
         self.next_offset, self.offsets = 0, (1, 1)
-        self.assigned, self.done, self.error = 0, 0, ""
+        self.assigned, self.taken, self.done, self.error = 0, 0, 0, ""
         self.stopped = False
         self.worker_rss_mb = 0.0
-        self._assign(0)
 
-    def _assign(self, taken: int) -> None:
-        while self.assigned < min(self.pairs, taken + 1 + AHEAD_PER_WORKER * self.jobs):
-            self.inboxes[self.assigned % self.jobs].put(("gen", self.assigned))
+    def _assign(self) -> None:
+        limit = min(self.pairs, self.taken + 1 + AHEAD_PER_WORKER * self.jobs)
+        while self.idle and self.assigned < limit:
+            worker = self.idle.popleft()
+            self.owner[self.assigned] = worker
+            self.inboxes[worker].put(("gen", self.assigned))
             self.assigned += 1
+
+    def _offsets(self) -> None:
+        while self.next_offset in self.counts:
+            n_a, n_p = self.counts.pop(self.next_offset)
+            a, p = self.offsets
+            worker = self.owner[self.next_offset]
+            if worker != HERE:
+                self.inboxes[worker].put(("offsets", self.next_offset, a - 1, p - 1))
+            self.offsets = (a + n_a, p + n_p)
+            self.next_offset += 1
 
     def run(self, outbox: Any) -> None:
         while True:
@@ -296,16 +334,12 @@ class _Dispatch:
             with self.cond:
                 if kind == "stop":
                     return
-                if kind == "counts":
+                if kind == "ready":
+                    self.idle.append(rest[0])
+                    self._assign()
+                elif kind == "counts":
                     self.counts[rest[0]] = (rest[1], rest[2])
-                    while self.next_offset in self.counts:
-                        n_a, n_p = self.counts.pop(self.next_offset)
-                        a, p = self.offsets
-                        self.inboxes[self.next_offset % self.jobs].put(
-                            ("offsets", self.next_offset, a - 1, p - 1)
-                        )
-                        self.offsets = (a + n_a, p + n_p)
-                        self.next_offset += 1
+                    self._offsets()
                 elif kind == "done":
                     self.done += 1
                     self.worker_rss_mb = max(self.worker_rss_mb, rest[0])
@@ -313,12 +347,24 @@ class _Dispatch:
                     self.error = rest[0]
                 self.cond.notify_all()
 
-    def take(self, k: int) -> Iterator[Encoded]:
-        """Pair ``k``'s payloads, appointments then payments, as they arrive: its worker's next
-        messages, since the worker's earlier pairs were taken before."""
+    def take(self, k: int, here: _Generator | None) -> Iterator[Encoded]:
+        """Pair ``k``'s payloads, appointments then payments: from its worker's queue as they arrive
+        (its next messages: the worker's earlier pairs were taken before), or made by ``here`` when
+        no worker has asked for it (None: wait for one)."""
         with self.cond:
-            self._assign(k)
-        worker = k % self.jobs
+            self.taken = k
+            mine = here is not None and k == self.assigned
+            if mine:
+                self.owner[k] = HERE
+                self.assigned += 1
+            self._assign()
+            while k not in self.owner:
+                self._check()
+                self.cond.wait(timeout=1.0)
+            worker = self.owner[k]
+        if here is not None and worker == HERE:
+            yield from self._make(k, here)
+            return
         while True:
             try:
                 kind, pair, part = self.data[worker].get(timeout=1.0)
@@ -332,6 +378,26 @@ class _Dispatch:
                 return
             self.credits[worker].release()
             yield part
+
+    def _make(self, k: int, here: _Generator) -> Iterator[Encoded]:
+        """Pair ``k`` made in this process: the pairs before it were all taken, so once their counts
+        are in (a worker's counts and payloads travel on different queues) its ids are known."""
+        with self.cond:
+            while self.next_offset < k:
+                self._check()
+                self.cond.wait(timeout=1.0)
+            first_a, first_p = self.offsets
+        started = time.perf_counter()
+        (appts, n_a), (pays, n_p) = here.pair(k, first_a, first_p)
+        spent = time.perf_counter() - started
+        with self.cond:
+            self.counts[k] = (n_a, n_p)
+            self._offsets()
+        plan = here.plan
+        last, base = k == plan.pairs() - 1, k << PART_BITS
+        yield from _encoded("appointments", appts, n_a, last, spent, base, plan.done)
+        del appts
+        yield from _encoded("payments", pays, n_p, last, 0.0, base, plan.done)
 
     def wait_done(self) -> None:
         with self.cond:
