@@ -273,3 +273,24 @@ def test_undo_interrupted_converts_back_only_its_owners_partitioning(tiny_copy: 
     with tiny_copy.begin() as conn:
         assert fingerprints(conn, "bbperf") == before
     assert partition.undo_interrupted(tiny_copy, "07_partitioning") is None
+
+
+def test_retention_removes_the_same_month_both_ways_and_leaves_nothing_behind(
+    tiny_copy: Engine,
+) -> None:
+    with tiny_copy.begin() as conn:
+        before = fingerprints(conn, "bbperf")
+    kept = partition.retention(tiny_copy).set_index("method")
+    assert set(kept.index) == {"DELETE", "DETACH + DROP"}
+    removed = kept["rows_removed"]
+    assert removed["DELETE"] == removed["DETACH + DROP"] > 0
+    assert kept.loc["DETACH + DROP", "wal_bytes"] < kept.loc["DELETE", "wal_bytes"]
+    with tiny_copy.begin() as conn:
+        assert fingerprints(conn, "bbperf") == before  # the copies, never the dataset
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM pg_class WHERE relname LIKE 'retention%'")
+            ).scalar_one()
+            == 0
+        )
+        assert conn.execute(text("SHOW statement_timeout")).scalar_one() != "0"
