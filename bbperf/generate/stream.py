@@ -150,12 +150,20 @@ def _shift(columns: b.Columns, name: str, by: int) -> None:
 class _Generator:
     """One process's generator: the cast and fake pools (rebuilt, identically, in every worker)."""
 
-    def __init__(self, plan: GenerationPlan, tally: ClientTally) -> None:
+    def __init__(
+        self, plan: GenerationPlan, tally: ClientTally, made: tuple[Pools, Cast] | None = None
+    ) -> None:
+        """``made``: the pools and cast another generator of the same plan built (a worker gets the
+        coordinator's: no Faker to import, nothing to draw again)."""
         self.plan = plan
-        self.pools: Pools = build_pools(plan.seed)
-        self.cast: Cast = build_cast(
-            plan.profile, plan.scale, _rng(plan.seed, _CAST), self.pools, plan.as_of_us
-        )
+        if made is None:
+            pools = build_pools(plan.seed)
+            cast = build_cast(
+                plan.profile, plan.scale, _rng(plan.seed, _CAST), pools, plan.as_of_us
+            )
+            made = pools, cast
+        self.pools: Pools = made[0]
+        self.cast: Cast = made[1]
         self.tally = tally
         self.weekday = plan.as_of.weekday()
 

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -96,16 +97,19 @@ def _worker(
     credits: Any,
     parent_pid: int,
 ) -> None:
-    """A worker process: ask for a pair, generate it, wait for its id offsets, encode it and
-    send each payload on ``data`` when ``credits`` allows; in a resumable load (``plan.sink``), COPY them too,
-    on its own connection, a transaction each."""
+    """A worker process: take the coordinator's pools and cast, then ask for a pair, generate it,
+    wait for its id offsets, encode it and send each payload on ``data`` when ``credits`` allows;
+    in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
     _die_with(parent_pid)
     # Everything on ``data`` is read before the coordinator ends the worker, except after a failure,
     # when what is left must not hold the worker's exit.
     data.cancel_join_thread()
     writer = None
     try:
-        gen = _Generator(plan, ClientTally(n, path=tally_path))
+        made = inbox.get()  # the coordinator's pools and cast
+        if made is None:
+            return
+        gen = _Generator(plan, ClientTally(n, path=tally_path), pickle.loads(made[1]))
         if plan.sink is not None:
             writer = ChunkWriter(plan.sink, f"bbperf-load-worker-{mp.current_process().name}")
         waiting: list[Any] = []
@@ -254,7 +258,12 @@ def parallel(
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()
     try:
-        parent = _Generator(plan, tally)
+        parent = _Generator(plan, tally)  # while the workers start
+        # Pickled here, before this thread caches anything on them (a queue pickles later, in its
+        # own thread).
+        made = pickle.dumps((parent.pools, parent.cast), protocol=pickle.HIGHEST_PROTOCOL)
+        for inbox in inboxes:
+            inbox.put(("made", made))
         yield from parent.small_tables()
         # A resumable load's pairs are all made, and committed, by the workers on their connections.
         maker = parent if (plan.sink is None if make_here is None else make_here) else None
