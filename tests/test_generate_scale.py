@@ -126,7 +126,7 @@ def test_pairs_made_by_workers_alone_or_by_the_coordinator_alone_are_the_in_orde
     assert len({c[3] for c in pairs}) > 10  # many pairs, not one
     assert summary(list(chunks(plan, 2, make_here=False))) == one_thread
     # No worker ever asks: the coordinator makes every pair, ids continuing from the pair before.
-    state = _Dispatch(plan.pairs(), 1, [], [], [], [])
+    state = _Dispatch(plan.pairs(), 1, [], [], [])
     here = _Generator(plan, ClientTally(n))
     assert summary([c for k in range(plan.pairs()) for c in state.take(k, here)]) == pairs
 

@@ -4,11 +4,13 @@ pairs before, then encodes and fingerprints them a payload at a time; the coordi
 chunks out in pair order. A worker asks for its next pair when it has sent the last one (and when
 it has started): a pair the COPY needs that no worker has asked for yet is made by the coordinator
 itself, so the COPY does not wait for the workers to start, nor for one that falls behind; the rows
-are the same whoever makes a pair. A worker sends each payload on its own queue as soon as it is encoded,
-and no more than CREDITS_PER_WORKER of them wait there (a semaphore each); the consumer reads pair k
-from worker k mod jobs's queue, in order. What is in flight is a few payloads whatever the scale, not
-whole pairs that grow with the barber block, and it is received by the thread that frees it (a
-receiving thread's heap would keep it resident beside the clients made afterwards).
+are the same whoever makes a pair. A worker sends each payload as soon as it is encoded on its own
+one-way pipe, through a queue of at most AHEAD_PAYLOADS; the consumer reads a pair from the pipe of
+the worker that made it, in order. What is in flight is a few payloads whatever the scale, not whole
+pairs that grow with the barber block, and it is received by the thread that frees it (a receiving
+thread's heap would keep it resident beside the clients made afterwards). Only the worker holds its
+pipe's write end, so a worker that dies, even in the middle of a payload, ends the read (EOFError)
+instead of leaving it waiting for bytes that will never come.
 
 Workers die with their coordinator: started with ``spawn`` (children of the coordinator itself, no
 forkserver in between), each asks the kernel for SIGKILL when its parent dies (Linux
@@ -54,10 +56,10 @@ from bbperf.generate.stream import (
 from bbperf.generate.tally import ClientTally
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# Payloads (PAYLOAD_ROWS rows, ~1.5 MB) a worker may have sent that the COPY has not taken yet: at SF 1
-# about one pair a worker, as the pairs that AHEAD_PER_WORKER bounded before; at SF 10 a pair is 3.2
-# times bigger and the bound stays in bytes.
-CREDITS_PER_WORKER = 4
+# Payloads (PAYLOAD_ROWS rows, ~1.5 MB) a worker may have encoded that the COPY has not taken yet,
+# besides the one in its pipe: at SF 1 about one pair; at SF 10 a pair is 3.2 times bigger and the
+# bound stays in bytes.
+AHEAD_PAYLOADS = 4
 HERE = -1  # the coordinator, as the maker of a pair
 
 
@@ -93,17 +95,14 @@ def _worker(
     me: int,
     inbox: Any,
     outbox: Any,
-    data: Any,
-    credits: Any,
+    pipe: Any,
     parent_pid: int,
 ) -> None:
     """A worker process: take the coordinator's pools and cast, then ask for a pair, generate it,
-    wait for its id offsets, encode it and send each payload on ``data`` when ``credits`` allows;
+    wait for its id offsets, encode it and send each payload on ``pipe`` (AHEAD_PAYLOADS queued);
     in a resumable load (``plan.sink``), COPY them too, on its own connection, a transaction each."""
     _die_with(parent_pid)
-    # Everything on ``data`` is read before the coordinator ends the worker, except after a failure,
-    # when what is left must not hold the worker's exit.
-    data.cancel_join_thread()
+    out = _Sender(pipe)
     writer = None
     try:
         made = inbox.get()  # the coordinator's pools and cast
@@ -128,14 +127,15 @@ def _worker(
             _shift(pays, "appointment_id", shift_a)
             last, base = k == plan.pairs() - 1, k << PART_BITS
             parts = _encoded("appointments", appts, n_a, last, spent, base, plan.done)
-            _send(k, parts, writer, credits, data)
+            _send(k, parts, writer, out)
             del appts, parts  # not alive while the payments are encoded or the next pair is made
             parts = _encoded("payments", pays, n_p, last, 0.0, base, plan.done)
-            _send(k, parts, writer, credits, data)
+            _send(k, parts, writer, out)
             del pays, parts
-            data.put(("sent", k, None))
+            out.put(("sent", k, None))
             outbox.put(("ready", me))
         gen.tally.close()
+        out.close()
         outbox.put(("done", peak_rss_mb()))
     except psycopg2.Error as exc:  # the worker's own connection: one line, the load says what next
         outbox.put(("error", f"a load worker's connection failed: {first_line(exc)}"))
@@ -148,15 +148,43 @@ def _worker(
             writer.close()
 
 
-def _send(
-    k: int, parts: Iterator[Encoded], writer: ChunkWriter | None, credits: Any, data: Any
-) -> None:
+class _Sender:
+    """A worker's payloads to its pipe from a thread of their own, at most AHEAD_PAYLOADS waiting: the
+    worker encodes the next ones while the coordinator is still copying another worker's pair."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=AHEAD_PAYLOADS)
+        self.failed: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bbperf-send", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (message := self.queue.get()) is not None:
+                self.pipe.send(message)
+        except BaseException as exc:  # noqa: BLE001 - the coordinator closed its end: raised in put
+            self.failed = exc
+            while self.queue.get() is not None:  # let put() and close() go on
+                pass
+
+    def put(self, message: Any) -> None:
+        if self.failed is not None:
+            raise RuntimeError(f"the coordinator stopped reading: {self.failed!r}")
+        self.queue.put(message)
+
+    def close(self) -> None:
+        """Wait until every queued message is in the pipe."""
+        self.queue.put(None)
+        self.thread.join()
+
+
+def _send(k: int, parts: Iterator[Encoded], writer: ChunkWriter | None, out: _Sender) -> None:
     """Each payload of pair ``k`` to the coordinator as it is encoded (COPYed first by ``writer``
-    in a resumable load), once one of the worker's ``credits`` is free."""
+    in a resumable load), queued for the worker's pipe."""
     for part in parts:
         sent = writer.write(part) if writer is not None else part
-        credits.acquire()
-        data.put(("part", k, sent))
+        out.put(("part", k, sent))
 
 
 def chunks(
@@ -240,12 +268,11 @@ def parallel(
     resource_tracker.ensure_running()
     inboxes = [ctx.Queue() for _ in range(jobs)]
     outbox = ctx.Queue()
-    data = [ctx.Queue() for _ in range(jobs)]
-    credits = [ctx.Semaphore(CREDITS_PER_WORKER) for _ in range(jobs)]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(jobs)]  # (read end, write end)
     procs = [
         ctx.Process(
             target=_worker,
-            args=(plan, paths[w], n, w, inboxes[w], outbox, data[w], credits[w], os.getpid()),
+            args=(plan, paths[w], n, w, inboxes[w], outbox, pipes[w][1], os.getpid()),
             name=f"bbperf-generate-{w}",
             daemon=True,
         )
@@ -254,7 +281,9 @@ def parallel(
     with _marked(plan.home):
         for proc in procs:
             proc.start()
-    state = _Dispatch(pairs, jobs, inboxes, procs, data, credits)
+    for _, write_end in pipes:  # the worker's alone: its death ends the coordinator's reads
+        write_end.close()
+    state = _Dispatch(pairs, jobs, inboxes, procs, [read_end for read_end, _ in pipes])
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()
     try:
@@ -278,9 +307,8 @@ def parallel(
         yield from parent.clients()
     finally:
         state.stop()
-        for credit in credits:  # a worker waiting to send goes on to read its inbox's end
-            for _ in range(CREDITS_PER_WORKER):
-                credit.release()
+        for read_end, _ in pipes:  # a worker waiting to send gets BrokenPipeError and ends
+            read_end.close()
         for inbox in inboxes:
             inbox.put(None)
         for proc in procs:
@@ -305,11 +333,10 @@ class _Dispatch:
         jobs: int,
         inboxes: list[Any],
         procs: list[Any],
-        data: list[Any],
-        credits: list[Any],
+        pipes: list[Any],
     ) -> None:
         self.pairs, self.jobs, self.inboxes, self.procs = pairs, jobs, inboxes, procs
-        self.data, self.credits = data, credits
+        self.pipes = pipes
         self.cond = threading.Condition()
         self.owner: dict[int, int] = {}  # pair -> the worker making it, or HERE
         self.idle: deque[int] = deque()  # workers that asked and have no pair yet
@@ -374,18 +401,23 @@ class _Dispatch:
         if here is not None and worker == HERE:
             yield from self._make(k, here)
             return
+        pipe = self.pipes[worker]
         while True:
-            try:
-                kind, pair, part = self.data[worker].get(timeout=1.0)
-            except queue.Empty:
+            if not pipe.poll(1.0):
                 with self.cond:
                     self._check()
                 continue
+            try:
+                kind, pair, part = pipe.recv()
+            except (EOFError, OSError):  # the worker is gone, maybe in the middle of a payload
+                self.procs[worker].join(timeout=5)
+                with self.cond:
+                    self._check()
+                raise QueryError("a load worker ended without a word") from None
             if pair != k:
                 raise RuntimeError(f"pair {pair} came from worker {worker} when {k} was due")
             if kind == "sent":
                 return
-            self.credits[worker].release()
             yield part
 
     def _make(self, k: int, here: _Generator) -> Iterator[Encoded]:
