@@ -4,9 +4,13 @@ would lose objects bbperf did not create, and a resumable load over TCP to Postg
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -223,3 +227,35 @@ def test_resumable_over_tcp_to_postgresql_15(
     assert loaded is not None and loaded["resumable"] and loaded["jobs"] == 2
     assert loaded["fingerprints"] == dataset_info(tiny_engine)["fingerprints"]
     assert pg15.PASSWORD not in capsys.readouterr().out
+
+
+def test_a_worker_killed_before_it_reads_the_pools_fails_the_load_and_lets_it_exit(
+    bbperf_home: Path, fresh_url: str, make_test_engine: Callable[..., Engine]
+) -> None:
+    """The coordinator sends each worker its pools and cast (more than a pipe holds) when it starts:
+    a worker killed at once never reads them, and the load must still end in one line, not wait on
+    its way out for a queue that no one reads."""
+    from bbperf.schema import create_schema
+    from bbperf.topology.running import LOAD_WORKER, processes_of
+
+    engine = make_test_engine(fresh_url)
+    create_schema(engine)
+    engine.dispose()
+    env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
+    load = subprocess.Popen(
+        [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
+         "--no-progress", "--as-of", AS_OF],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (workers := processes_of(bbperf_home, names=(LOAD_WORKER,))):
+            assert load.poll() is None and time.monotonic() < deadline, "no load worker started"
+            time.sleep(0.01)
+        workers[0].kill()  # still importing: it has not read its inbox
+        _, err = load.communicate(timeout=60)
+    finally:
+        load.kill()
+    assert load.returncode == 2, err
+    assert err.strip().splitlines() == [err.strip()], err
+    assert "a load worker was killed by SIGKILL" in err, err

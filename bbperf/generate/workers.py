@@ -27,6 +27,7 @@ import pickle
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -39,7 +40,7 @@ from typing import Any
 import psycopg2
 
 from bbperf.config import LOAD_HOME_ENV
-from bbperf.errors import BbperfError, QueryError, first_line
+from bbperf.errors import BbperfError, DataError, QueryError, first_line
 from bbperf.generate.cast import n_barbers
 from bbperf.generate.staging import ChunkWriter
 from bbperf.generate.stream import (
@@ -105,10 +106,12 @@ def _worker(
     out = _Sender(pipe)
     writer = None
     try:
-        made = inbox.get()  # the coordinator's pools and cast
+        made = inbox.get()  # where the coordinator's pools and cast are
         if made is None:
             return
-        gen = _Generator(plan, ClientTally(n, path=tally_path), pickle.loads(made[1]))
+        cast = pickle.loads(Path(made[1]).read_bytes())
+        gen = _Generator(plan, ClientTally(n, path=tally_path), cast)
+        del cast
         if plan.sink is not None:
             writer = ChunkWriter(plan.sink, f"bbperf-load-worker-{mp.current_process().name}")
         waiting: list[Any] = []
@@ -286,13 +289,15 @@ def parallel(
     state = _Dispatch(pairs, jobs, inboxes, procs, [read_end for read_end, _ in pipes])
     dispatcher = threading.Thread(target=state.run, args=(outbox,), daemon=True)
     dispatcher.start()
+    made: list[Path] = []
     try:
         parent = _Generator(plan, tally)  # while the workers start
-        # Pickled here, before this thread caches anything on them (a queue pickles later, in its
-        # own thread).
-        made = pickle.dumps((parent.pools, parent.cast), protocol=pickle.HIGHEST_PROTOCOL)
+        # In a scratch file, not on the inboxes: they are more than a pipe holds (130 KB at SF 0.3,
+        # 2.5 MB at SF 10), and a worker killed before reading them would leave the queue's writer
+        # thread blocked, holding this process's exit.
+        made.append(_made_file(parent, plan.scratch))
         for inbox in inboxes:
-            inbox.put(("made", made))
+            inbox.put(("made", str(made[0])))
         yield from parent.small_tables()
         # A resumable load's pairs are all made, and committed, by the workers on their connections.
         maker = parent if (plan.sink is None if make_here is None else make_here) else None
@@ -317,7 +322,7 @@ def parallel(
                 proc.terminate()
         outbox.put(("stop", None))
         dispatcher.join(timeout=5)
-        for path in paths:
+        for path in [*paths, *made]:
             path.unlink(missing_ok=True)
 
 
@@ -462,6 +467,21 @@ class _Dispatch:
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+
+
+def _made_file(parent: _Generator, directory: Path | None) -> Path:
+    """The coordinator's pools and cast, pickled into a scratch file for the workers."""
+    made = pickle.dumps((parent.pools, parent.cast), protocol=pickle.HIGHEST_PROTOCOL)
+    with tempfile.NamedTemporaryFile(prefix="bbperf-cast-", dir=directory, delete=False) as f:
+        try:
+            f.write(made)
+        except OSError as exc:
+            Path(f.name).unlink(missing_ok=True)
+            where = directory if directory is not None else Path(tempfile.gettempdir())
+            raise DataError(
+                f"no room for the load's cast file in {where}: {exc.strerror}"
+            ) from None
+    return Path(f.name)
 
 
 def _ended(exitcode: int) -> str:
