@@ -127,7 +127,7 @@ def test_a_killed_parallel_load_leaves_no_process_running(
     engine.dispose()  # no session of this test's on the database while the load runs
     env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
     load = subprocess.Popen(
-        [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
+        [sys.executable, "-m", "bbperf", "generate", "--scale", "1", "--resumable", "--jobs", "2",
          "--no-progress"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -135,12 +135,12 @@ def test_a_killed_parallel_load_leaves_no_process_running(
     descendants: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 60
-        while len(coordinator.children(recursive=True)) < 3:  # two workers, the resource tracker
+        while len(marked := processes_of(bbperf_home, names=(LOAD_WORKER,))) < 2:
             assert load.poll() is None and time.monotonic() < deadline, "no load workers started"
             time.sleep(0.2)
-        time.sleep(2.0)  # mid-load: the workers are generating and copying
+        time.sleep(1.0)  # mid-load: the workers are generating and copying
         descendants = coordinator.children(recursive=True)
-        marked = processes_of(bbperf_home, names=(LOAD_WORKER,))
+        assert load.poll() is None, "the load ended before it could be killed midway"
         load.kill()
         load.wait(timeout=10)
         _, alive = psutil.wait_procs(descendants, timeout=5)
@@ -165,7 +165,7 @@ def test_a_killed_load_worker_fails_the_load_in_one_line_instead_of_hanging(
     engine.dispose()
     env = {**os.environ, "BBPERF_HOME": str(bbperf_home), "BBPERF_DATABASE_URL": fresh_url}
     load = subprocess.Popen(
-        [sys.executable, "-m", "bbperf", "generate", "--scale", "0.3", "--resumable", "--jobs", "2",
+        [sys.executable, "-m", "bbperf", "generate", "--scale", "1", "--resumable", "--jobs", "2",
          "--no-progress"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -175,6 +175,7 @@ def test_a_killed_load_worker_fails_the_load_in_one_line_instead_of_hanging(
             assert load.poll() is None and time.monotonic() < deadline, "no load workers started"
             time.sleep(0.2)
         time.sleep(1.0)  # mid-load
+        assert load.poll() is None, "the load ended before a worker could be killed midway"
         workers[0].kill()
         _, err = load.communicate(timeout=60)
     finally:
