@@ -80,6 +80,9 @@ class Row:
         return {**asdict(self), "ratio": self.ratio, "met": self.met}
 
 
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
 def load_average() -> float:
     return os.getloadavg()[0]
 
@@ -92,24 +95,28 @@ def bbperf(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def timed_child(argv: Sequence[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB (the largest single process: the child or one it waited for)
-    and exit status of one command, from the kernel's own accounting of the finished child."""
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
+def timed_child(argv: Sequence[str]) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS in MB (the largest single process: the child or one it waited for),
+    exit status and last stderr line of one command, from the kernel's own accounting of the
+    finished child. stderr goes to a file, so a talkative child never blocks on a full pipe."""
+    with tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        lines = err.read().strip().splitlines()
     child.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024, child.returncode
+    return seconds, usage.ru_maxrss / 1024, child.returncode, lines[-1] if lines else ""
 
 
 def generate(args: argparse.Namespace, scale: float) -> tuple[float, float]:
     """``bbperf generate`` at ``scale`` end to end in its own process: seconds and peak RSS (MB)."""
     argv = [*BBPERF, "generate", "--profile", args.profile, "--scale", str(scale)]
     argv += ["--seed", str(args.seed), "--as-of", args.as_of, "--no-progress"]
-    seconds, rss_mb, code = timed_child(argv)
+    seconds, rss_mb, code, last = timed_child(argv)
     if code:
-        sys.exit(f"bbperf generate --scale {scale:g} failed (exit {code})")
+        sys.exit(f"bbperf generate --scale {scale:g} failed (exit {code}): {last}")
     return seconds, rss_mb
 
 
@@ -184,16 +191,19 @@ def report_row(args: argparse.Namespace, home: Path) -> Row:
     out = home / f"report-{int(time.time())}"
     argv = [*BBPERF, "report", "--profile", args.profile, "--scale", str(args.scale)]
     argv += ["--seed", str(args.seed), "--as-of", args.as_of, "--out", str(out), "--no-progress"]
+    argv += ["--notebooks-dir", str(NOTEBOOKS)]  # the repository's, from any working directory
     if args.report_notebooks:
         argv += ["--notebooks", *args.report_notebooks]
-    seconds, _, code = timed_child(argv)
+    seconds, _, code, last = timed_child(argv)
     log = (out / "report.log").read_text() if (out / "report.log").exists() else ""
     failed = [line.split("\t")[0] for line in log.splitlines() if "\tFAILED" in line]
     which = " ".join(args.report_notebooks) if args.report_notebooks else "all notebooks"
     note = f"{which}; exit {code}" + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    if code and not failed:
+        note += f": {last}"
     return Row(
         f"bbperf report --profile {args.profile} --scale {args.scale:g}, data loaded",
-        180.0, "s", seconds, note=note, load_average=load_average(),
+        180.0, "s", seconds if code == 0 else None, note=note, load_average=load_average(),
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ def test_targets_quick_run_gives_every_row_a_positive_figure(tmp_path: Path) -> 
         capture_output=True,
         text=True,
         env=env,
+        cwd=tmp_path,  # not the repository: the script finds the notebooks itself
         timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-2000:]
