@@ -1,6 +1,6 @@
 """What bbperf reads from PostgreSQL's catalog in more than one place, asked one way: whether a
-relation exists and its size, a table's own indexes, where an extension lives, and what outside a
-schema depends on it. Reads only; names are bound as values, never written into the SQL."""
+relation exists and its size, a table's columns, own indexes and foreign keys, where an extension
+lives, and what outside a schema depends on it. Reads only; names are bound as values, never written into the SQL."""
 
 from __future__ import annotations
 
@@ -42,6 +42,37 @@ def secondary_indexes(
         {"s": schema, "t": list(tables)},
     )
     return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def columns(conn: Connection, schema: str, table: str) -> list[str]:
+    """The column names of ``schema.table`` in their order (dropped columns left out; [] when the
+    table is missing)."""
+    return [
+        str(name)
+        for name in conn.execute(
+            text(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+            {"t": qualified(schema, table)},
+        ).scalars()
+    ]
+
+
+def foreign_keys(conn: Connection, schema: str, tables: Sequence[str]) -> list[dict[str, str]]:
+    """Foreign keys from or to ``tables`` in ``schema`` (a partition's inherited copies left out):
+    {table, name, definition, references}, ordered by table and name."""
+    rows = conn.execute(
+        text(
+            "SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition, "
+            "r.relname AS references FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = :s AND c.contype = 'f' AND (t.relname = ANY(:t) OR r.relname = ANY(:t)) "
+            "AND c.conparentid = 0 ORDER BY t.relname, c.conname"
+        ),
+        {"s": schema, "t": list(tables)},
+    ).mappings()
+    return [dict(r) for r in rows]
 
 
 def extension_schema(target: Engine | Connection, name: str) -> str | None:

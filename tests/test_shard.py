@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 
-from bbperf.catalog import secondary_indexes
+from bbperf.catalog import foreign_keys, secondary_indexes
 from bbperf.cli import main
 from bbperf.errors import ConfigError, DataError
 from bbperf.experiment import EXPERIMENTS
@@ -524,8 +524,8 @@ def test_each_shard_gets_back_its_foreign_keys_but_the_cross_shard_one(
     every key of the coordinator's tables but payments → appointments (it may cross shards)."""
     with tiny_copy.connect() as conn:
         wanted = {
-            (t, n) for t, n, r, _ in layout._foreign_keys(conn, "bbperf")
-            if (t, r) != ("payments", "appointments")
+            (fk["table"], fk["name"]) for fk in foreign_keys(conn, "bbperf", layout.SHARDED_TABLES)
+            if (fk["table"], fk["references"]) != ("payments", "appointments")
         }  # fmt: skip
     assert len(wanted) >= 5
     layout.apply(tiny_copy, shard_urls[:2], "barber")
@@ -534,7 +534,10 @@ def test_each_shard_gets_back_its_foreign_keys_but_the_cross_shard_one(
             shard = make_engine(url, schema="bbperf")
             try:
                 with shard.connect() as conn:
-                    have = {(t, n) for t, n, _, _ in layout._foreign_keys(conn, "bbperf")}
+                    have = {
+                        (fk["table"], fk["name"])
+                        for fk in foreign_keys(conn, "bbperf", layout.SHARDED_TABLES)
+                    }
                     invalid = conn.execute(
                         text("SELECT count(*) FROM pg_constraint WHERE NOT convalidated")
                     ).scalar_one()

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bbperf import meta
-from bbperf.catalog import secondary_indexes
+from bbperf.catalog import foreign_keys, secondary_indexes
 from bbperf.errors import ConfigError, DataError, QueryError
 from bbperf.generate import require_dataset
 from bbperf.schema import require_schema
@@ -138,21 +138,6 @@ def _relkind(conn: Connection, schema: str, table: str) -> str | None:
         ),
         {"s": schema, "t": table},
     ).scalar()
-
-
-def _foreign_keys(conn: Connection, schema: str, tables: list[str]) -> list[dict[str, str]]:
-    """Foreign keys from or to ``tables``: {table, name, definition, references}."""
-    rows = conn.execute(
-        text(
-            "SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition, "
-            "r.relname AS references FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
-            "JOIN pg_class r ON r.oid = c.confrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-            "WHERE n.nspname = :s AND c.contype = 'f' AND (t.relname = ANY(:t) OR r.relname = ANY(:t)) "
-            "AND c.conparentid = 0 ORDER BY t.relname, c.conname"
-        ),
-        {"s": schema, "t": tables},
-    ).mappings()
-    return [dict(r) for r in rows]
 
 
 def _recorded(conn: Connection, schema: str) -> dict[str, Any]:
@@ -417,7 +402,7 @@ def apply(
                     f"{table} would get {len(plans[table])} partitions by {by} "
                     f"(limit {MAX_PARTITIONS}): choose a coarser granularity"
                 )
-        fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+        fks = foreign_keys(conn, schema, list(PARTITION_KEYS))
         for fk in fks:
             conn.execute(
                 text(f"ALTER TABLE {qualified(schema, fk['table'])} DROP CONSTRAINT {fk['name']}")
@@ -481,7 +466,7 @@ def empty_layout(engine: Engine, partitions: int) -> Iterator[Connection]:
                     raise DataError(
                         f"{schema}.{table} is already partitioned: run `bbperf partition drop` first"
                     )
-            fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+            fks = foreign_keys(conn, schema, list(PARTITION_KEYS))
             for fk in fks:
                 conn.execute(
                     text(
@@ -515,7 +500,7 @@ def drop(engine: Engine) -> Conversion:
                 f"appointments and payments in {schema} are not partitioned: nothing to drop"
             )
         recorded = _recorded(conn, schema)
-        fks = _foreign_keys(conn, schema, list(PARTITION_KEYS))
+        fks = foreign_keys(conn, schema, list(PARTITION_KEYS))
         for fk in fks:
             conn.execute(
                 text(f"ALTER TABLE {qualified(schema, fk['table'])} DROP CONSTRAINT {fk['name']}")

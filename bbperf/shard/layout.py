@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from bbperf import meta
-from bbperf.catalog import secondary_indexes
+from bbperf.catalog import columns, foreign_keys, secondary_indexes
 from bbperf.errors import ConfigError, DataError, QueryError, first_line
 from bbperf.generate import require_dataset
 from bbperf.schema import TABLE_ORDER, create_schema, drop_schema, require_schema, schema_status
@@ -126,16 +126,12 @@ def _prepare_shard(index: int, url: str, schema: str) -> list[str]:
             create_schema(engine)
             restore: list[str] = []
             with engine.begin() as conn:
-                for table, name, references, definition in _foreign_keys(conn, schema):
-                    conn.execute(
-                        text(
-                            f"ALTER TABLE {qualified(schema, table)} DROP CONSTRAINT {quote(name)}"
-                        )
-                    )
-                    if (table, references) != ("payments", "appointments"):
+                for fk in foreign_keys(conn, schema, SHARDED_TABLES):
+                    table, name = qualified(schema, fk["table"]), quote(fk["name"])
+                    conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {name}"))
+                    if (fk["table"], fk["references"]) != ("payments", "appointments"):
                         restore.append(
-                            f"ALTER TABLE {qualified(schema, table)} "
-                            f"ADD CONSTRAINT {quote(name)} {definition}"
+                            f"ALTER TABLE {table} ADD CONSTRAINT {name} {fk['definition']}"
                         )
             return restore
     finally:
@@ -165,20 +161,6 @@ def _index_shard(
                 conn.execute(text(f"ANALYZE {qualified(schema, table)}"))
     finally:
         engine.dispose()
-
-
-def _foreign_keys(conn: Connection, schema: str) -> list[tuple[str, str, str, str]]:
-    """(table, constraint, referenced table, definition) of the sharded tables' foreign keys."""
-    rows = conn.execute(
-        text(
-            "SELECT c.relname, k.conname, r.relname, pg_get_constraintdef(k.oid) "
-            "FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
-            "JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE k.contype = 'f' AND n.nspname = :s AND c.relname = ANY(:t) ORDER BY 1, 2"
-        ),
-        {"s": schema, "t": list(SHARDED_TABLES)},
-    )
-    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
 def _replicate(coordinator: Engine, index: int, url: str, schema: str) -> None:
@@ -341,8 +323,9 @@ def apply(
     """Shard appointments and payments over ``shard_urls`` by ``by`` (barber or organization).
 
     The shards' schemas are made and the small tables copied first; the coordinator's change is one
-    transaction (its remote inserts commit with it). On a failure the shards' schemas are dropped
-    again and nothing changes. DataError when no dataset is loaded, the tables are sharded or
+    transaction, committed only once every shard holds its share, indexes and keys (each shard
+    commits its share before). On a failure the shards' schemas are dropped again and nothing
+    changes. DataError when no dataset is loaded, the tables are sharded or
     partitioned already, or a shard holds bbperf's schema already. ``owner`` (a notebook's name) is
     recorded so that ``undo_interrupted`` can tell a run of it that never got to ``drop`` from a
     sharding somebody wants.
@@ -487,18 +470,6 @@ def incoming_name(table: str) -> str:
     return f"{table}_from_shards"
 
 
-def _columns(conn: Connection, schema: str, table: str) -> list[str]:
-    return list(
-        conn.execute(
-            text(
-                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) "
-                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-            ),
-            {"t": qualified(schema, table)},
-        ).scalars()
-    )
-
-
 def _unshard(conn: Connection, schema: str, urls: Sequence[str]) -> dict[str, int]:
     """Make each set-aside table hold exactly the rows the shards hold now, then give it its name
     back; the rows per table.
@@ -559,10 +530,10 @@ def _merge_sql(conn: Connection, schema: str, table: str, step: str) -> str:
     aside = qualified(schema, set_aside_name(table))
     staging = qualified(schema, incoming_name(table))
     if step == "update":
-        columns = [quote(c) for c in _columns(conn, schema, set_aside_name(table)) if c != "id"]
+        names = [quote(c) for c in columns(conn, schema, set_aside_name(table)) if c != "id"]
         return (
-            f"UPDATE {aside} AS a SET ({', '.join(columns)}) = "
-            f"ROW({', '.join(f's.{c}' for c in columns)}) FROM {staging} AS s "
+            f"UPDATE {aside} AS a SET ({', '.join(names)}) = "
+            f"ROW({', '.join(f's.{c}' for c in names)}) FROM {staging} AS s "
             "WHERE s.id = a.id AND ROW(a.*) IS DISTINCT FROM ROW(s.*)"
         )
     if step == "insert":

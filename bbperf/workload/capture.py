@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bbperf.catalog import extension_schema
+from bbperf.catalog import columns, extension_schema
 from bbperf.errors import ConfigError, QueryError
 from bbperf.sql import unwrap_prepared
 from bbperf.sqlnames import qualified, quote
@@ -117,15 +117,7 @@ def table_columns(
     """(schema, table) → its column names."""
     out: dict[tuple[str, str], set[str]] = {}
     for schema, table in tables:
-        names = conn.execute(
-            text(
-                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = :s AND c.relname = :t AND a.attnum > 0 AND NOT a.attisdropped"
-            ),
-            {"s": schema, "t": table},
-        ).scalars()
-        out[(schema, table)] = {str(n) for n in names}
+        out[(schema, table)] = set(columns(conn, schema, table))
     return out
 
 
