@@ -149,6 +149,36 @@ def test_timings_are_printed_and_stored(
     assert set(info["client_seconds"]) == {"generate", "encode", "fingerprint"}
 
 
+def test_the_load_vacuums_each_table_so_autovacuum_does_not_move_its_row_counts(
+    tiny_copy_url: str,
+) -> None:
+    """The load ends with VACUUM (ANALYZE), not ANALYZE alone: autovacuum would otherwise come a
+    minute later (mid-measurement) and replace ANALYZE's row count with its own estimate."""
+    from sqlalchemy import create_engine
+
+    from bbperf.cli import main
+
+    args = ["--database-url", tiny_copy_url, "generate", "--profile", "tiny", "--as-of", AS_OF]
+    assert main([*args, "--seed", "7", "--no-progress"]) == 0
+    engine = create_engine(tiny_copy_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.relname, s.vacuum_count, c.reltuples, "
+                    "(SELECT count(*) FROM bbperf.appointments) AS appointments "
+                    "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                    "WHERE s.schemaname = 'bbperf' AND s.relname <> 'bbperf_meta'"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 7
+    assert all(r.vacuum_count >= 1 for r in rows), rows
+    appointments = next(r for r in rows if r.relname == "appointments")
+    assert appointments.reltuples == appointments.appointments > 0
+
+
 def test_verify_agrees_after_a_load_and_catches_a_changed_row(
     tiny_copy_url: str, capsys: pytest.CaptureFixture[str], make_test_engine: Callable[..., Engine]
 ) -> None:
