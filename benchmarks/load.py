@@ -36,9 +36,10 @@ from bbperf.schema import TABLE_ORDER, create_schema
 from bbperf.target import connect
 
 _CHILD = """
-import json, resource, sys
+import json, sys
 from sqlalchemy import text
 import bbperf.generate.load as load
+from bbperf.generate.stream import peak_rss_mb
 from bbperf.target import connect
 url, profile, scale, seed, as_of, jobs, resumable, freeze = sys.argv[1:]
 load.FREEZE_AFTER_RESUMABLE = freeze == "1"
@@ -49,7 +50,7 @@ with engine.connect() as conn:  # pages an index-only scan can skip the heap for
     visible = conn.execute(text("SELECT relallvisible::float / greatest(relpages, 1) FROM pg_class "
                                 "WHERE oid = 'appointments'::regclass")).scalar()
 print(json.dumps({"info": info.to_dict(), "all_visible": visible,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_mb": peak_rss_mb(),  # its own peak, not its parent's
                   "workers_rss_mb": info.peak_rss_mb.get("worker", 0.0)}))
 """
 

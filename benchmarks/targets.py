@@ -95,19 +95,34 @@ def bbperf(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
+# Linux keeps a process's peak RSS across execve, and a child started by vfork or fork execs from
+# its parent's memory: a command started straight from this script (large by the time of SF 10)
+# would report this script's peak as its own. A fresh small interpreter starts it instead and
+# reports the command's wall time, peak RSS (its own or a process it waited for) and exit status.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - started
+print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def timed_child(argv: Sequence[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS in MB (the largest single process: the child or one it waited for),
-    exit status and last stderr line of one command, from the kernel's own accounting of the
-    finished child. stderr goes to a file, so a talkative child never blocks on a full pipe."""
+    """Wall seconds, peak RSS in MB (the largest single process: the command or one it waited
+    for), exit status and last stderr line of one command, from the kernel's own accounting of the
+    finished command. stderr goes to a file, so a talkative command never blocks on a full pipe."""
     with tempfile.TemporaryFile("w+") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=err, text=True
+        )
         err.seek(0)
         lines = err.read().strip().splitlines()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024, child.returncode, lines[-1] if lines else ""
+    if done.returncode:  # the launcher itself failed (the command could not be started)
+        return 0.0, 0.0, done.returncode, lines[-1] if lines else ""
+    seconds, maxrss_kb, code = json.loads(done.stdout)
+    return seconds, maxrss_kb / 1024, code, lines[-1] if lines else ""
 
 
 def generate(args: argparse.Namespace, scale: float) -> tuple[float, float]:

@@ -4,11 +4,13 @@ number, a goal and a verdict. Not timed: only the JSON's shape and that the figu
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 TARGETS = Path(__file__).parent.parent / "benchmarks" / "targets.py"
 EXPECTED = (
@@ -51,3 +53,37 @@ def test_targets_quick_run_gives_every_row_a_positive_figure(tmp_path: Path) -> 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("bbperf-targets-")]
     printed = done.stdout.splitlines()
     assert printed[0].startswith("load average") and len(printed) == 2 + len(EXPECTED)
+
+
+def _targets_module() -> ModuleType:
+    sys.path.insert(0, str(TARGETS.parent))  # it imports its neighbours health and load
+    try:
+        return importlib.import_module("targets")
+    finally:
+        sys.path.remove(str(TARGETS.parent))
+
+
+def _ballast(mb: int) -> bytes:
+    """``mb`` MB written, so they count in this process's resident memory (and its peak)."""
+    return b"\x01" * (mb << 20)
+
+
+def test_timed_child_reports_the_commands_own_peak_not_its_parents() -> None:
+    # Linux carries a process's peak RSS across execve: a command started straight from a large
+    # process reported that process's peak (SF 10 ÷ SF 1 read 1.39 where separate runs read 1.1).
+    targets = _targets_module()
+    ballast = _ballast(400)
+    small = "import sys; sys.stderr.write('first\\nlast\\n'); sys.exit(3)"
+    seconds, rss_mb, code, last = targets.timed_child([sys.executable, "-c", small])
+    assert len(ballast) and code == 3 and last == "last" and seconds > 0
+    assert 0 < rss_mb < 100
+    large = "x = b'\\x01' * (250 << 20)"
+    _, rss_mb, code, _ = targets.timed_child([sys.executable, "-c", large])
+    assert code == 0 and 250 <= rss_mb < 400
+
+
+def test_peak_rss_of_a_spawned_process_is_its_own() -> None:
+    ballast = _ballast(400)
+    probe = "from bbperf.generate.stream import peak_rss_mb; print(peak_rss_mb())"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert len(ballast) and 0 < float(done.stdout) < 200

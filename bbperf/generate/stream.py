@@ -231,6 +231,16 @@ def in_order(plan: GenerationPlan, tally: ClientTally) -> Iterator[Encoded]:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak resident memory (MB) since it started: ``VmHWM``. ``ru_maxrss``
+    would be the fallback only, as Linux carries it across execve, so a worker spawned from the
+    coordinator would report the coordinator's peak at that moment as its own."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
