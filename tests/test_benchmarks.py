@@ -87,3 +87,16 @@ def test_peak_rss_of_a_spawned_process_is_its_own() -> None:
     probe = "from bbperf.generate.stream import peak_rss_mb; print(peak_rss_mb())"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert len(ballast) and 0 < float(done.stdout) < 200
+
+
+def test_rss_phases_bad_profile_is_one_line_exit_2(fresh_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BBPERF_HOME"}
+    env["BBPERF_DATABASE_URL"] = fresh_url
+    script = TARGETS.parent / "rss_phases.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--profile", "no-such-profile"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("rss_phases: unknown profile 'no-such-profile'")
